@@ -1,0 +1,39 @@
+// Membership with the same capacity rule as the Redis join script.
+#include "bus/memory_bus.hpp"
+
+namespace sigsrv {
+
+void MemoryBus::join(const std::string& room_id, const std::string& client_id, unsigned capacity,
+                     JoinCallback done) {
+  JoinResult r;
+  {
+    std::lock_guard lock(mu_);
+    auto& members = rooms_[room_id];
+    if (members.count(client_id) == 0 && members.size() >= capacity) {
+      r.status = JoinResult::Status::kFull;
+      r.members = members.size();
+    } else {
+      members.insert(client_id);
+      r.status = JoinResult::Status::kJoined;
+      r.members = members.size();
+    }
+    if (members.empty()) rooms_.erase(room_id);
+  }
+  done(r);
+}
+
+void MemoryBus::leave(const std::string& room_id, const std::string& client_id) {
+  std::lock_guard lock(mu_);
+  auto it = rooms_.find(room_id);
+  if (it == rooms_.end()) return;
+  it->second.erase(client_id);
+  if (it->second.empty()) rooms_.erase(it);
+}
+
+std::size_t MemoryBus::members(const std::string& room_id) {
+  std::lock_guard lock(mu_);
+  auto it = rooms_.find(room_id);
+  return it == rooms_.end() ? 0 : it->second.size();
+}
+
+}  // namespace sigsrv

@@ -1,0 +1,383 @@
+// Config loading: one table of options, each parsed and range-checked with an error naming it.
+#include "config/config.hpp"
+
+#include <algorithm>
+#include <charconv>
+#include <functional>
+#include <set>
+#include <sstream>
+
+#include "version.hpp"
+
+namespace sigsrv {
+namespace {
+
+using Apply = std::function<std::optional<std::string>(Config&, const std::string&)>;
+
+struct Option {
+  OptionInfo info;
+  Apply apply;
+};
+
+std::string trim(std::string_view s) {
+  const auto b = s.find_first_not_of(" \t\r\n");
+  if (b == std::string_view::npos) return {};
+  const auto e = s.find_last_not_of(" \t\r\n");
+  return std::string(s.substr(b, e - b + 1));
+}
+
+std::optional<uint64_t> to_uint(const std::string& v) {
+  uint64_t out = 0;
+  const char* end = v.data() + v.size();
+  auto [p, ec] = std::from_chars(v.data(), end, out);
+  if (ec != std::errc() || p != end || v.empty()) return std::nullopt;
+  return out;
+}
+
+// Numeric option within [lo, hi], stored through `set`.
+template <class T>
+Apply number(T Config::*field, uint64_t lo, uint64_t hi) {
+  return [field, lo, hi](Config& c, const std::string& v) -> std::optional<std::string> {
+    auto n = to_uint(v);
+    if (!n) return "must be a whole number";
+    if (*n < lo || *n > hi) {
+      return "must be between " + std::to_string(lo) + " and " + std::to_string(hi);
+    }
+    c.*field = static_cast<T>(*n);
+    return std::nullopt;
+  };
+}
+
+Apply port_into(std::optional<uint16_t> Config::*field) {
+  return [field](Config& c, const std::string& v) -> std::optional<std::string> {
+    auto n = to_uint(v);
+    if (!n || *n > 65535) return "must be a port number from 0 to 65535";
+    c.*field = static_cast<uint16_t>(*n);
+    return std::nullopt;
+  };
+}
+
+Apply port_main() {
+  return [](Config& c, const std::string& v) -> std::optional<std::string> {
+    auto n = to_uint(v);
+    if (!n || *n > 65535) return "must be a port number from 0 to 65535";
+    c.port = static_cast<uint16_t>(*n);
+    return std::nullopt;
+  };
+}
+
+Apply boolean(bool Config::*field) {
+  return [field](Config& c, const std::string& v) -> std::optional<std::string> {
+    std::string l = v;
+    std::transform(l.begin(), l.end(), l.begin(), [](unsigned char ch) { return std::tolower(ch); });
+    if (l == "true" || l == "1" || l == "yes" || l == "on") {
+      c.*field = true;
+    } else if (l == "false" || l == "0" || l == "no" || l == "off") {
+      c.*field = false;
+    } else {
+      return "must be true or false";
+    }
+    return std::nullopt;
+  };
+}
+
+Apply text(std::string Config::*field) {
+  return [field](Config& c, const std::string& v) -> std::optional<std::string> {
+    c.*field = v;
+    return std::nullopt;
+  };
+}
+
+std::optional<std::string> apply_log_level(Config& c, const std::string& v) {
+  static const std::pair<const char*, LogLevel> kLevels[] = {
+      {"trace", LogLevel::kTrace}, {"debug", LogLevel::kDebug}, {"info", LogLevel::kInfo},
+      {"warn", LogLevel::kWarn},   {"error", LogLevel::kError}, {"fatal", LogLevel::kFatal},
+      {"silent", LogLevel::kSilent}};
+  for (const auto& [name, level] : kLevels) {
+    if (v == name) {
+      c.log_level = level;
+      return std::nullopt;
+    }
+  }
+  return "must be one of trace, debug, info, warn, error, fatal, silent";
+}
+
+std::optional<std::string> apply_origins(Config& c, const std::string& v) {
+  c.allowed_origins.clear();
+  std::stringstream ss(v);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    item = trim(item);
+    if (!item.empty()) c.allowed_origins.push_back(item);
+  }
+  return std::nullopt;
+}
+
+std::optional<std::string> apply_close_code(Config& c, const std::string& v) {
+  auto n = to_uint(v);
+  // 1004-1006 and 1015 are reserved and may not be sent in a close frame (RFC 6455 7.4.1).
+  if (!n || *n < 1000 || *n > 4999 || (*n >= 1004 && *n <= 1006) || *n == 1015) {
+    return "must be a sendable WebSocket close code (1000-4999, not 1004-1006 or 1015)";
+  }
+  c.shutdown_close_code = static_cast<uint16_t>(*n);
+  return std::nullopt;
+}
+
+std::optional<std::string> apply_redis_url(Config& c, const std::string& v) {
+  if (!v.empty() && v.rfind("redis://", 0) != 0 && v.rfind("rediss://", 0) != 0) {
+    return "must look like redis://[user:password@]host:port[/db] or rediss://...";
+  }
+  c.redis_url = v;
+  return std::nullopt;
+}
+
+constexpr uint64_t kMaxU32 = 0xffffffffULL;
+
+// Order matters: WS_PORT before PORT so that PORT, when set, wins.
+const std::vector<Option>& options() {
+  static const std::vector<Option> kOptions = {
+      {{"NODE_ENV", "--node-env", "development", "Environment name (reported in logs)."},
+       text(&Config::node_env)},
+      {{"HOST", "--host", "0.0.0.0", "Address to listen on."}, text(&Config::host)},
+      {{"WS_PORT", "--ws-port", "3002", "WebSocket/HTTP port when PORT is not set."}, port_main()},
+      {{"PORT", "--port", "-", "WebSocket/HTTP port (set by hosting platforms); wins over WS_PORT."},
+       port_main()},
+      {{"HEALTH_PORT", "--health-port", "-",
+        "Extra port serving /healthz, /readyz and /metrics; only when set."},
+       port_into(&Config::health_port)},
+      {{"REDIS_URL", "--redis-url", "-",
+        "redis://[user:password@]host:port[/db]; unset = embedded single-instance bus."},
+       apply_redis_url},
+      {{"INSTANCE_ID", "--instance-id", "random", "This instance's id on the bus and in logs."},
+       text(&Config::instance_id)},
+      {{"THREADS", "--threads", "cores", "Event-loop threads; 0 = one per core."},
+       number(&Config::threads, 0, 1024)},
+      {{"ROOM_CAPACITY", "--room-capacity", "2", "Max clients per room (all instances)."},
+       number(&Config::room_capacity, 1, 1000000)},
+      {{"ROOM_TTL_SECONDS", "--room-ttl-seconds", "120",
+        "Room expiration after its last member leaves (Redis)."},
+       number(&Config::room_ttl_seconds, 1, kMaxU32)},
+      {{"ROOM_ID_MAX_LENGTH", "--room-id-max-length", "64", "Maximum room id length."},
+       number(&Config::room_id_max_length, 1, 4096)},
+      {{"MESSAGE_MAX_BYTES", "--message-max-bytes", "262144",
+        "Max message size; a larger one closes the socket with 1009."},
+       number(&Config::message_max_bytes, 64, 64ULL << 20)},
+      {{"BACKPRESSURE_CLOSE_THRESHOLD_BYTES", "--backpressure-close-threshold-bytes", "5242880",
+        "Unsent bytes a recipient may accumulate before it is closed with 1013."},
+       number(&Config::backpressure_close_threshold_bytes, 1, 1ULL << 32)},
+      {{"HEARTBEAT_INTERVAL_MS", "--heartbeat-interval-ms", "30000",
+        "Ping interval; a client silent for a whole interval is terminated."},
+       number(&Config::heartbeat_interval_ms, 10, 3600000)},
+      {{"HANDSHAKE_TIMEOUT_MS", "--handshake-timeout-ms", "5000",
+        "Time allowed for the HTTP request and WebSocket upgrade."},
+       number(&Config::handshake_timeout_ms, 10, 600000)},
+      {{"MAX_CONNECTIONS", "--max-connections", "0",
+        "WebSocket connections per instance; beyond it 1013. 0 = unlimited."},
+       number(&Config::max_connections, 0, 100000000)},
+      {{"RATE_LIMIT_CONN_PER_10S", "--rate-limit-conn-per-10s", "20",
+        "Max new connections per IP per 10 s."},
+       number(&Config::rate_limit_conn_per_10s, 1, kMaxU32)},
+      {{"RATE_LIMIT_MESSAGES_PER_10S", "--rate-limit-messages-per-10s", "200",
+        "Max messages per client per 10 s (token bucket)."},
+       number(&Config::rate_limit_messages_per_10s, 1, kMaxU32)},
+      {{"RATE_LIMIT_IP_MSGS_PER_10S", "--rate-limit-ip-msgs-per-10s", "400",
+        "Max messages per IP per 10 s."},
+       number(&Config::rate_limit_ip_msgs_per_10s, 1, kMaxU32)},
+      {{"RATE_LIMIT_ROOM_MSGS_PER_10S", "--rate-limit-room-msgs-per-10s", "800",
+        "Max messages per room per 10 s."},
+       number(&Config::rate_limit_room_msgs_per_10s, 1, kMaxU32)},
+      {{"TRUST_PROXY", "--trust-proxy", "false",
+        "Take the client IP from the first X-Forwarded-For entry (behind a load balancer)."},
+       boolean(&Config::trust_proxy)},
+      {{"CB_ERROR_THRESHOLD", "--cb-error-threshold", "5",
+        "Consecutive Redis failures that open the circuit breaker."},
+       number(&Config::cb_error_threshold, 1, kMaxU32)},
+      {{"CB_OPEN_MS", "--cb-open-ms", "10000", "How long the circuit breaker stays open."},
+       number(&Config::cb_open_ms, 1, kMaxU32)},
+      {{"DRAIN_TIMEOUT_MS", "--drain-timeout-ms", "5000",
+        "On SIGTERM/SIGINT, exit within this time."},
+       number(&Config::drain_timeout_ms, 0, 3600000)},
+      {{"SHUTDOWN_CLOSE_CODE", "--shutdown-close-code", "1012",
+        "Close code sent to clients when draining."},
+       apply_close_code},
+      {{"LOG_LEVEL", "--log-level", "info", "trace, debug, info, warn, error, fatal or silent."},
+       apply_log_level},
+      {{"PRETTY_LOGS", "--pretty-logs", "false", "One readable line per event instead of JSON."},
+       boolean(&Config::pretty_logs)},
+      {{"REQUIRE_WSS", "--require-wss", "false",
+        "Refuse connections not made over TLS (X-Forwarded-Proto: https or TLS)."},
+       boolean(&Config::require_wss)},
+      {{"ALLOWED_ORIGINS", "--allowed-origins", "(all)", "Comma-separated allowed origins."},
+       apply_origins},
+      {{"SUBPROTOCOL", "--subprotocol", "-", "WebSocket subprotocol clients must offer."},
+       text(&Config::subprotocol)},
+      {{"ENABLE_AUTH", "--enable-auth", "false", "Require a JWT (query token or Bearer header)."},
+       boolean(&Config::enable_auth)},
+      {{"JWT_ALG", "--jwt-alg", "HS256",
+        "HS256, HS384, HS512, RS256, RS384, RS512, ES256, ES384 or PS256."},
+       text(&Config::jwt_alg)},
+      {{"JWT_SECRET", "--jwt-secret", "-", "Shared secret for HS* tokens."},
+       text(&Config::jwt_secret)},
+      {{"JWT_PUBLIC_KEY", "--jwt-public-key", "-", "PEM public key for RS*/ES*/PS* tokens."},
+       text(&Config::jwt_public_key)},
+      {{"JWT_PUBLIC_KEY_FILE", "--jwt-public-key-file", "-", "File holding the PEM public key."},
+       text(&Config::jwt_public_key_file)},
+      {{"JWKS_URL", "--jwks-url", "-", "JWKS endpoint for RS*/ES*/PS* keys."},
+       text(&Config::jwks_url)},
+      {{"JWKS_CACHE_TTL", "--jwks-cache-ttl", "300000", "How long fetched keys are kept (ms)."},
+       number(&Config::jwks_cache_ttl_ms, 1000, kMaxU32)},
+      {{"JWT_ISSUER", "--jwt-issuer", "-", "Required iss claim."}, text(&Config::jwt_issuer)},
+      {{"JWT_AUDIENCE", "--jwt-audience", "-", "Required aud claim."},
+       text(&Config::jwt_audience)},
+      {{"JWT_CLOCK_SKEW_SECONDS", "--jwt-clock-skew-seconds", "30",
+        "Tolerance on exp and nbf."},
+       number(&Config::jwt_clock_skew_seconds, 0, 86400)},
+      {{"ROOMS_CLAIM", "--rooms-claim", "rooms", "Claim listing the rooms a token may join."},
+       text(&Config::rooms_claim)},
+  };
+  return kOptions;
+}
+
+const std::set<std::string> kSecretVariables = {"JWT_SECRET", "REDIS_URL", "JWT_PUBLIC_KEY"};
+
+std::optional<ConfigError> validate(const Config& c) {
+  static const std::set<std::string> kAlgs = {"HS256", "HS384", "HS512", "RS256", "RS384",
+                                              "RS512", "ES256", "ES384", "PS256"};
+  if (!kAlgs.count(c.jwt_alg)) {
+    return ConfigError{"JWT_ALG", "JWT_ALG: unsupported algorithm '" + c.jwt_alg +
+                                      "' (use HS256, HS384, HS512, RS256, RS384, RS512, ES256, "
+                                      "ES384 or PS256)"};
+  }
+  if (c.enable_auth) {
+    const bool hs = c.jwt_alg.rfind("HS", 0) == 0;
+    if (hs && c.jwt_secret.empty()) {
+      return ConfigError{"JWT_SECRET", "JWT_SECRET: required when ENABLE_AUTH=true and JWT_ALG=" +
+                                           c.jwt_alg};
+    }
+    if (!hs && c.jwt_public_key.empty() && c.jwt_public_key_file.empty() && c.jwks_url.empty()) {
+      return ConfigError{"JWT_PUBLIC_KEY",
+                         "JWT_PUBLIC_KEY, JWT_PUBLIC_KEY_FILE or JWKS_URL: one is required when "
+                         "ENABLE_AUTH=true and JWT_ALG=" +
+                             c.jwt_alg};
+    }
+  }
+  if (c.health_port && *c.health_port != 0 && *c.health_port == c.port) {
+    return ConfigError{"HEALTH_PORT", "HEALTH_PORT: must differ from the main port (" +
+                                          std::to_string(c.port) + ")"};
+  }
+  return std::nullopt;
+}
+
+const Option* find_flag(const std::string& flag) {
+  for (const auto& o : options()) {
+    if (flag == o.info.flag) return &o;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+const std::vector<OptionInfo>& option_table() {
+  static const std::vector<OptionInfo> kTable = [] {
+    std::vector<OptionInfo> t;
+    for (const auto& o : options()) t.push_back(o.info);
+    return t;
+  }();
+  return kTable;
+}
+
+bool is_secret_variable(const std::string& env_name) { return kSecretVariables.count(env_name) > 0; }
+
+Env parse_dotenv(const std::string& text) {
+  Env out;
+  std::stringstream ss(text);
+  std::string line;
+  while (std::getline(ss, line)) {
+    std::string l = trim(line);
+    if (l.empty() || l[0] == '#') continue;
+    if (l.rfind("export ", 0) == 0) l = trim(l.substr(7));
+    const auto eq = l.find('=');
+    if (eq == std::string::npos) continue;
+    std::string key = trim(l.substr(0, eq));
+    std::string value = trim(l.substr(eq + 1));
+    if (value.size() >= 2 && (value.front() == '"' || value.front() == '\'') &&
+        value.back() == value.front()) {
+      value = value.substr(1, value.size() - 2);
+    } else {
+      // An unquoted value ends at an inline comment (" #").
+      const auto hash = value.find(" #");
+      if (hash != std::string::npos) value = trim(value.substr(0, hash));
+    }
+    if (!key.empty()) out[key] = value;
+  }
+  return out;
+}
+
+std::variant<LoadResult, ConfigError> load_config(const Env& environment, const Env& dotenv,
+                                                  const std::vector<std::string>& args) {
+  LoadResult result;
+  // Merge sources; later ones win.
+  Env values = dotenv;
+  for (const auto& [k, v] : environment) values[k] = v;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a == "--help" || a == "-h") {
+      result.action = LoadResult::Action::kHelp;
+      return result;
+    }
+    if (a == "--version" || a == "-v") {
+      result.action = LoadResult::Action::kVersion;
+      return result;
+    }
+    std::string flag = a;
+    std::optional<std::string> value;
+    if (const auto eq = a.find('='); eq != std::string::npos) {
+      flag = a.substr(0, eq);
+      value = a.substr(eq + 1);
+    }
+    const Option* o = find_flag(flag);
+    if (o == nullptr) {
+      return ConfigError{flag, "unknown option '" + flag + "' (see --help)"};
+    }
+    if (!value) {
+      if (i + 1 >= args.size()) {
+        return ConfigError{o->info.env, std::string(o->info.flag) + " (" + o->info.env +
+                                            "): needs a value"};
+      }
+      value = args[++i];
+    }
+    values[o->info.env] = *value;
+  }
+
+  for (const auto& o : options()) {
+    auto it = values.find(o.info.env);
+    if (it == values.end()) continue;
+    const std::string v = trim(it->second);
+    // An empty numeric/boolean value means "not set" (platforms sometimes export PORT="").
+    const bool textual = o.info.default_text == std::string("-") ||
+                         std::string(o.info.env) == "ALLOWED_ORIGINS";
+    if (v.empty() && !textual) continue;
+    if (auto err = o.apply(result.config, v)) {
+      const std::string shown = is_secret_variable(o.info.env) ? "(hidden)" : "'" + v + "'";
+      return ConfigError{o.info.env, std::string(o.info.env) + "=" + shown + ": " + *err};
+    }
+  }
+  if (auto err = validate(result.config)) return *err;
+  return result;
+}
+
+std::string help_text() {
+  std::ostringstream out;
+  out << "signal-server " << version() << ": WebRTC signaling relay over WebSocket\n\n"
+      << "Usage: signal-server [--option value | --option=value ...]\n\n"
+      << "Each option can also be set by its environment variable or in a .env file in the\n"
+      << "working directory. Precedence: flags, then the environment, then .env, then defaults.\n\n";
+  for (const auto& o : options()) {
+    out << "  " << o.info.flag << " VALUE\n      " << o.info.env << " (default " << o.info.default_text
+        << "): " << o.info.help << "\n";
+  }
+  out << "  --help       show this text\n  --version    print the version\n";
+  return out.str();
+}
+
+}  // namespace sigsrv

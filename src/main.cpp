@@ -1,0 +1,104 @@
+// signal-server entry point: configuration, then the server; failures map to exit codes
+// (2 = bad configuration, 1 = cannot listen, 0 = drained after SIGTERM/SIGINT).
+#include <unistd.h>
+
+#include <csignal>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <random>
+#include <sstream>
+
+#include "bus/memory_bus.hpp"
+#include "config/config.hpp"
+#include "net/server.hpp"
+#include "obs/logger.hpp"
+#include "obs/metrics.hpp"
+#include "version.hpp"
+
+extern char** environ;
+
+namespace {
+
+sigsrv::Env read_environment() {
+  sigsrv::Env env;
+  for (char** e = environ; e && *e; ++e) {
+    std::string kv(*e);
+    const auto eq = kv.find('=');
+    if (eq != std::string::npos) env[kv.substr(0, eq)] = kv.substr(eq + 1);
+  }
+  return env;
+}
+
+sigsrv::Env read_dotenv() {
+  std::ifstream in(".env");
+  if (!in) return {};
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return sigsrv::parse_dotenv(ss.str());
+}
+
+std::string random_instance_id() {
+  std::random_device rd;
+  std::mt19937_64 rng(rd());
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "server:%016llx", static_cast<unsigned long long>(rng()));
+  return buf;
+}
+
+int config_error(const std::string& message) {
+  std::cerr << "signal-server: configuration error: " << message << "\n";
+  return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::signal(SIGPIPE, SIG_IGN);
+  const std::vector<std::string> args(argv + 1, argv + argc);
+  auto loaded = sigsrv::load_config(read_environment(), read_dotenv(), args);
+  if (auto* err = std::get_if<sigsrv::ConfigError>(&loaded)) return config_error(err->message);
+  auto& result = std::get<sigsrv::LoadResult>(loaded);
+  if (result.action == sigsrv::LoadResult::Action::kHelp) {
+    std::cout << sigsrv::help_text();
+    return 0;
+  }
+  if (result.action == sigsrv::LoadResult::Action::kVersion) {
+    std::cout << "signal-server " << sigsrv::version() << "\n";
+    return 0;
+  }
+  sigsrv::Config config = std::move(result.config);
+  if (config.instance_id.empty()) config.instance_id = random_instance_id();
+  if (!config.redis_url.empty()) {
+    return config_error(
+        "REDIS_URL is set, but this build serves the embedded single-instance bus only; unset "
+        "REDIS_URL to run one instance");
+  }
+  if (config.enable_auth) {
+    return config_error(
+        "ENABLE_AUTH=true, but this build has no JWT verifier yet; refusing to start rather "
+        "than admit unverified tokens");
+  }
+
+  sigsrv::Logger log(config.log_level, config.pretty_logs, config.instance_id);
+  sigsrv::MemoryBus bus;
+  sigsrv::Server server(config, log, bus);
+  if (auto err = server.listen()) {
+    log.fatal("Cannot start", {{"err", *err}});
+    std::cerr << "signal-server: " << *err << "\n";
+    return 1;
+  }
+  log.info("Using embedded in-process bus: single instance (set REDIS_URL to scale out)",
+           {{"bus", "memory"}});
+  const auto health = server.health_port();
+  log.info("Server listening", {{"port", static_cast<unsigned>(server.port())},
+                                {"healthPort", health ? static_cast<int>(*health) : -1},
+                                {"host", config.host},
+                                {"threads", config.threads > 0 ? config.threads
+                                                               : std::max(1u, std::thread::hardware_concurrency())},
+                                {"nodeEnv", config.node_env},
+                                {"version", sigsrv::version()}});
+  const int code = server.run();
+  log.info("Server stopped", {{"exitCode", code}});
+  return code;
+}

@@ -1,0 +1,103 @@
+// HTTP handling before an upgrade: probes, metrics, 426, and the handoff to WsSession.
+#include "net/http_session.hpp"
+
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/write.hpp>
+#include <boost/beast/websocket/rfc6455.hpp>
+
+#include "net/server.hpp"
+#include "net/ws_session.hpp"
+#include "obs/metrics.hpp"
+
+namespace sigsrv {
+
+namespace http = boost::beast::http;
+namespace {
+// Node's default maximum header size; larger requests get 431.
+constexpr std::uint32_t kHeaderLimit = 16 * 1024;
+}  // namespace
+
+HttpSession::HttpSession(Server& server, Loop& loop, PortKind kind,
+                         boost::asio::ip::tcp::socket socket)
+    : server_(server), loop_(loop), kind_(kind), socket_(std::move(socket)), deadline_(loop.ioc) {
+  server_.live_sessions.fetch_add(1, std::memory_order_relaxed);
+}
+
+HttpSession::~HttpSession() { server_.live_sessions.fetch_sub(1, std::memory_order_relaxed); }
+
+void HttpSession::start() {
+  boost::system::error_code ec;
+  socket_.set_option(boost::asio::ip::tcp::no_delay(true), ec);
+  read_request();
+}
+
+void HttpSession::read_request() {
+  deadline_.expires_after(std::chrono::milliseconds(server_.config().handshake_timeout_ms));
+  deadline_.async_wait([weak = weak_from_this()](boost::system::error_code ec) {
+    if (ec) return;
+    if (auto self = weak.lock()) {
+      metrics().handshake_timeouts.inc();
+      self->close();
+    }
+  });
+  parser_.emplace();
+  parser_->header_limit(kHeaderLimit);
+  http::async_read(socket_, buffer_, *parser_,
+                   [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
+                     self->on_read(ec);
+                   });
+}
+
+void HttpSession::on_read(boost::system::error_code ec) {
+  if (ec == http::error::header_limit) {
+    deadline_.cancel();
+    respond({431, "Request Header Fields Too Large"}, false, false);
+    return;
+  }
+  if (ec) {
+    close();
+    return;
+  }
+  deadline_.cancel();
+  auto& req = parser_->get();
+  if (kind_ == PortKind::kMain && boost::beast::websocket::is_upgrade(req)) {
+    std::make_shared<WsSession>(server_, loop_, std::move(socket_))
+        ->start(parser_->release());
+    return;
+  }
+  HttpAnswer answer = route_http(req.target(), kind_, server_.ready(),
+                                 [this] {
+                                   metrics().ready.set(server_.ready() ? 1 : 0);
+                                   return metrics().render();
+                                 });
+  respond(std::move(answer), req.keep_alive(), req.method() == http::verb::head);
+}
+
+void HttpSession::respond(HttpAnswer answer, bool keep_alive, bool head) {
+  response_ = {};
+  response_.result(answer.status);
+  response_.version(11);
+  response_.set(http::field::content_type, answer.content_type);
+  response_.keep_alive(keep_alive);
+  if (answer.status == 426) response_.set(http::field::upgrade, "websocket");
+  response_.body() = std::move(answer.body);
+  response_.prepare_payload();
+  if (head) response_.body().clear();
+  http::async_write(socket_, response_,
+                    [self = shared_from_this(), keep_alive](boost::system::error_code ec, std::size_t) {
+                      if (ec || !keep_alive || self->server_.draining()) {
+                        self->close();
+                        return;
+                      }
+                      self->read_request();
+                    });
+}
+
+void HttpSession::close() {
+  boost::system::error_code ec;
+  deadline_.cancel();
+  socket_.shutdown(boost::asio::ip::tcp::socket::shutdown_both, ec);
+  socket_.close(ec);
+}
+
+}  // namespace sigsrv

@@ -1,0 +1,44 @@
+// One TCP connection until it upgrades: reads HTTP requests, answers probes, hands off upgrades.
+#pragma once
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http/empty_body.hpp>
+#include <boost/beast/http/message.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <memory>
+#include <optional>
+
+#include "net/http_routes.hpp"
+
+namespace sigsrv {
+
+class Server;
+struct Loop;
+
+class HttpSession : public std::enable_shared_from_this<HttpSession> {
+ public:
+  HttpSession(Server& server, Loop& loop, PortKind kind, boost::asio::ip::tcp::socket socket);
+  ~HttpSession();
+  void start();
+
+ private:
+  void read_request();
+  void on_read(boost::system::error_code ec);
+  void respond(HttpAnswer answer, bool keep_alive, bool head);
+  void close();
+
+  Server& server_;
+  Loop& loop_;
+  PortKind kind_;
+  boost::asio::ip::tcp::socket socket_;
+  boost::beast::flat_buffer buffer_;
+  std::optional<boost::beast::http::request_parser<boost::beast::http::empty_body>> parser_;
+  boost::beast::http::response<boost::beast::http::string_body> response_;
+  // HANDSHAKE_TIMEOUT_MS: a request (or the upgrade) must arrive within it, else the socket closes.
+  boost::asio::steady_timer deadline_;
+};
+
+}  // namespace sigsrv

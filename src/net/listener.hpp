@@ -1,0 +1,33 @@
+// Accepts TCP connections and hands each to an event loop, round-robin.
+#pragma once
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <optional>
+#include <string>
+
+#include "net/http_routes.hpp"
+
+namespace sigsrv {
+
+class Server;
+
+class Listener {
+ public:
+  Listener(Server& server, PortKind kind);
+  // Binds and listens; returns an error naming the address on failure.
+  std::optional<std::string> open(const std::string& host, uint16_t port);
+  void start();
+  void close();
+  uint16_t port() const { return port_; }
+
+ private:
+  void accept();
+  Server& server_;
+  PortKind kind_;
+  boost::asio::ip::tcp::acceptor acceptor_;
+  boost::asio::steady_timer retry_timer_;  // backs off when accept fails (EMFILE)
+  uint16_t port_ = 0;
+};
+
+}  // namespace sigsrv

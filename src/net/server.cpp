@@ -1,0 +1,139 @@
+// Server: owns the loops and listeners; heartbeat ticks per loop; drain on SIGTERM/SIGINT.
+#include "net/server.hpp"
+
+#include <boost/asio/post.hpp>
+#include <csignal>
+
+#include "net/listener.hpp"
+#include "net/ws_session.hpp"
+#include "obs/metrics.hpp"
+
+namespace sigsrv {
+
+Server::Server(const Config& config, Logger& log, Bus& bus)
+    : config_(config), log_(log), bus_(bus), origins_(config.allowed_origins) {
+  policy_.shutdown_close_code = config.shutdown_close_code;
+  policy_.require_wss = config.require_wss;
+  policy_.origins = &origins_;
+  policy_.subprotocol_required = !config.subprotocol.empty();
+  const unsigned n = config.threads > 0 ? config.threads : std::max(1u, std::thread::hardware_concurrency());
+  for (unsigned i = 0; i < n; ++i) loops_.push_back(std::make_unique<Loop>(i));
+  main_listener_ = std::make_unique<Listener>(*this, PortKind::kMain);
+  if (config.health_port) health_listener_ = std::make_unique<Listener>(*this, PortKind::kHealth);
+}
+
+Server::~Server() = default;
+
+std::optional<std::string> Server::listen() {
+  if (auto err = main_listener_->open(config_.host, config_.port)) return err;
+  if (health_listener_) {
+    if (auto err = health_listener_->open(config_.host, *config_.health_port)) {
+      return "HEALTH_PORT: " + *err;
+    }
+  }
+  return std::nullopt;
+}
+
+uint16_t Server::port() const { return main_listener_->port(); }
+
+std::optional<uint16_t> Server::health_port() const {
+  if (!health_listener_) return std::nullopt;
+  return health_listener_->port();
+}
+
+Loop& Server::next_loop() {
+  return *loops_[next_loop_.fetch_add(1, std::memory_order_relaxed) % loops_.size()];
+}
+
+void Server::schedule_heartbeat(Loop& loop) {
+  loop.heartbeat.expires_after(std::chrono::milliseconds(config_.heartbeat_interval_ms));
+  loop.heartbeat.async_wait([this, &loop](boost::system::error_code ec) {
+    if (ec) return;
+    // Ticks never remove sessions synchronously (terminate only closes the socket), so the
+    // list is stable while we walk it.
+    for (WsSession* s : loop.sessions) s->heartbeat_tick();
+    schedule_heartbeat(loop);
+  });
+}
+
+int Server::run() {
+  Loop& first = *loops_[0];
+  signals_.emplace(first.ioc, SIGINT, SIGTERM);
+  std::function<void()> wait_signal = [this, &wait_signal] {
+    signals_->async_wait([this, &wait_signal](boost::system::error_code ec, int signo) {
+      if (ec) return;
+      if (draining()) {
+        log_.warn("Second signal during drain: exiting now", {{"signal", signo}});
+        stop_all();
+        return;
+      }
+      log_.info("Shutdown signal received, draining", {{"signal", signo}});
+      begin_drain();
+      wait_signal();
+    });
+  };
+  wait_signal();
+  main_listener_->start();
+  if (health_listener_) health_listener_->start();
+  for (auto& loop : loops_) schedule_heartbeat(*loop);
+  metrics().ready.set(ready() ? 1 : 0);
+
+  for (std::size_t i = 1; i < loops_.size(); ++i) {
+    Loop& l = *loops_[i];
+    l.thread = std::thread([&l] {
+      auto guard = boost::asio::make_work_guard(l.ioc);
+      l.ioc.run();
+    });
+  }
+  {
+    auto guard = boost::asio::make_work_guard(first.ioc);
+    first.ioc.run();
+  }
+  for (std::size_t i = 1; i < loops_.size(); ++i) {
+    if (loops_[i]->thread.joinable()) loops_[i]->thread.join();
+  }
+  return 0;
+}
+
+void Server::begin_drain() {
+  if (draining_.exchange(true)) return;
+  metrics().draining.set(1);
+  metrics().ready.set(0);
+  const Rejection r = draining_rejection(config_.shutdown_close_code);
+  for (auto& loop : loops_) {
+    boost::asio::post(loop->ioc, [&l = *loop, r] {
+      // close_with() never removes from the list (the session leaves it when its read ends).
+      for (WsSession* s : l.sessions) s->close_with(r);
+    });
+  }
+  boost::asio::post(loops_[0]->ioc, [this] {
+    watch_drain(std::chrono::steady_clock::now() + std::chrono::milliseconds(config_.drain_timeout_ms));
+  });
+}
+
+void Server::watch_drain(std::chrono::steady_clock::time_point deadline) {
+  const std::size_t left = websocket_count.load();
+  if (left == 0) {
+    log_.info("Drain complete");
+    stop_all();
+    return;
+  }
+  if (std::chrono::steady_clock::now() >= deadline) {
+    log_.warn("Drain timeout reached, exiting with connections still open", {{"connections", left}});
+    stop_all();
+    return;
+  }
+  if (!drain_timer_) drain_timer_.emplace(loops_[0]->ioc);
+  drain_timer_->expires_after(std::chrono::milliseconds(10));
+  drain_timer_->async_wait([this, deadline](boost::system::error_code ec) {
+    if (!ec) watch_drain(deadline);
+  });
+}
+
+void Server::stop_all() {
+  main_listener_->close();
+  if (health_listener_) health_listener_->close();
+  for (auto& loop : loops_) loop->ioc.stop();
+}
+
+}  // namespace sigsrv

@@ -1,0 +1,89 @@
+// The server: event loops, listeners, shared state, drain; sessions reach everything through it.
+#pragma once
+
+#include <atomic>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "auth/origin.hpp"
+#include "bus/bus.hpp"
+#include "config/config.hpp"
+#include "limits/window_limiter.hpp"
+#include "obs/logger.hpp"
+#include "signaling/admission.hpp"
+#include "signaling/rooms.hpp"
+
+namespace sigsrv {
+
+namespace asio = boost::asio;
+class WsSession;
+class Listener;
+
+// One event loop and the sessions it owns; only its own thread touches `sessions`.
+struct Loop {
+  explicit Loop(unsigned i) : index(i), ioc(1), heartbeat(ioc) {}
+  unsigned index;
+  asio::io_context ioc;  // hint 1: exactly one thread runs each loop
+  std::vector<WsSession*> sessions;
+  asio::steady_timer heartbeat;
+  std::thread thread;
+};
+
+class Server {
+ public:
+  Server(const Config& config, Logger& log, Bus& bus);
+  ~Server();
+
+  // Binds the main port (and HEALTH_PORT when set); an error says which address failed and why.
+  std::optional<std::string> listen();
+  uint16_t port() const;
+  std::optional<uint16_t> health_port() const;
+  // Runs every loop until the drain finishes; returns the process exit code.
+  int run();
+  // SIGTERM/SIGINT: readiness 503, new connections refused, every client closed.
+  void begin_drain();
+
+  const Config& config() const { return config_; }
+  Logger& log() { return log_; }
+  Bus& bus() { return bus_; }
+  RoomRegistry& rooms() { return rooms_; }
+  WindowLimiter& limiter() { return limiter_; }
+  const AdmissionPolicy& admission() const { return policy_; }
+  bool draining() const { return draining_.load(std::memory_order_relaxed); }
+  bool ready() const { return !draining() && bus_.ready(); }
+  Loop& loop(unsigned i) { return *loops_[i]; }
+  Loop& next_loop();
+
+  // WebSocket connections counted against MAX_CONNECTIONS (from upgrade to end).
+  std::atomic<std::size_t> websocket_count{0};
+  // Every session object alive (HTTP or WebSocket); the drain waits for it to reach zero.
+  std::atomic<std::size_t> live_sessions{0};
+
+ private:
+  void schedule_heartbeat(Loop& loop);
+  void watch_drain(std::chrono::steady_clock::time_point deadline);
+  void stop_all();
+
+  const Config& config_;
+  Logger& log_;
+  Bus& bus_;
+  RoomRegistry rooms_;
+  WindowLimiter limiter_;
+  OriginMatcher origins_;
+  AdmissionPolicy policy_;
+  std::vector<std::unique_ptr<Loop>> loops_;
+  std::atomic<unsigned> next_loop_{0};
+  std::unique_ptr<Listener> main_listener_;
+  std::unique_ptr<Listener> health_listener_;
+  std::optional<asio::signal_set> signals_;
+  std::optional<asio::steady_timer> drain_timer_;
+  std::atomic<bool> draining_{false};
+};
+
+}  // namespace sigsrv

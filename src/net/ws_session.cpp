@@ -1,0 +1,429 @@
+// WebSocket session: the connect checks in contract order, then relay until the peer leaves.
+#include "net/ws_session.hpp"
+
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/beast/core/buffers_to_string.hpp>
+#include <boost/beast/websocket/rfc6455.hpp>
+#include <random>
+
+#include "net/server.hpp"
+#include "obs/metrics.hpp"
+
+namespace sigsrv {
+
+namespace beast = boost::beast;
+namespace websocket = beast::websocket;
+namespace http = beast::http;
+
+namespace {
+
+std::string random_client_id() {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  const uint64_t a = rng(), b = rng();
+  char buf[64];
+  // UUID v4 layout, as the Node server's crypto.randomUUID().
+  std::snprintf(buf, sizeof(buf), "client:%08x-%04x-4%03x-%04x-%012llx",
+                static_cast<unsigned>(a >> 32), static_cast<unsigned>((a >> 16) & 0xffff),
+                static_cast<unsigned>(a & 0x0fff),
+                static_cast<unsigned>(0x8000 | ((b >> 48) & 0x3fff)),
+                static_cast<unsigned long long>(b & 0xffffffffffffULL));
+  return buf;
+}
+
+// Splits a comma-separated header value and trims each token.
+template <class F>
+void for_each_token(std::string_view v, F f) {
+  while (!v.empty()) {
+    const auto comma = v.find(',');
+    std::string_view t = v.substr(0, comma);
+    while (!t.empty() && (t.front() == ' ' || t.front() == '\t')) t.remove_prefix(1);
+    while (!t.empty() && (t.back() == ' ' || t.back() == '\t')) t.remove_suffix(1);
+    if (!t.empty()) f(t);
+    if (comma == std::string_view::npos) break;
+    v.remove_prefix(comma + 1);
+  }
+}
+
+RejectReason reason_of(const Rejection& r) {
+  if (r == kBreakerOpen) return RejectReason::kBreakerOpen;
+  if (r == kAtCapacity) return RejectReason::kAtCapacity;
+  if (r == kMalformed) return RejectReason::kMalformed;
+  if (r == kInvalidRoom) return RejectReason::kInvalidRoom;
+  if (r == kWssRequired) return RejectReason::kWssRequired;
+  if (r == kOriginNotAllowed) return RejectReason::kOriginNotAllowed;
+  if (r == kSubprotocolRequired) return RejectReason::kSubprotocolRequired;
+  return RejectReason::kDraining;
+}
+
+}  // namespace
+
+struct WsSession::Upgrade {
+  ConnectParams params;
+  bool has_host = false;
+  std::optional<std::string> origin;
+  std::string forwarded_proto;
+  bool subprotocol_offered = false;
+  std::string authorization_token;
+  Request request;  // kept alive until async_accept completes
+};
+
+WsSession::WsSession(Server& server, Loop& loop, boost::asio::ip::tcp::socket socket)
+    : server_(server),
+      loop_(loop),
+      ws_(std::move(socket)),
+      bucket_(server.config().rate_limit_messages_per_10s, Clock::now()) {
+  server_.live_sessions.fetch_add(1, std::memory_order_relaxed);
+  server_.websocket_count.fetch_add(1, std::memory_order_relaxed);
+}
+
+WsSession::~WsSession() {
+  server_.websocket_count.fetch_sub(1, std::memory_order_relaxed);
+  server_.live_sessions.fetch_sub(1, std::memory_order_relaxed);
+}
+
+void WsSession::start(Request request) {
+  const Config& cfg = server_.config();
+  upgrade_ = std::make_unique<Upgrade>();
+  Upgrade& u = *upgrade_;
+  u.params = parse_connect_target(request.target(), cfg.room_id_max_length);
+  u.has_host = request.count(http::field::host) > 0 && !request[http::field::host].empty();
+  if (auto it = request.find(http::field::origin); it != request.end()) u.origin = std::string(it->value());
+  u.forwarded_proto = std::string(request["X-Forwarded-Proto"]);
+  u.authorization_token = std::string(bearer_token(request[http::field::authorization]));
+
+  boost::system::error_code ec;
+  const auto remote = ws_.next_layer().remote_endpoint(ec);
+  ip_ = ec ? "unknown" : remote.address().to_string();
+  if (cfg.trust_proxy) {
+    for_each_token(request["X-Forwarded-For"], [&, first = true](std::string_view t) mutable {
+      if (first) ip_ = std::string(t);
+      first = false;
+    });
+  }
+
+  // Subprotocol: select SUBPROTOCOL when offered; without it, echo the first offer (as `ws` does)
+  // so browsers that offer one still connect.
+  std::string selected;
+  for_each_token(request[http::field::sec_websocket_protocol], [&](std::string_view t) {
+    if (!cfg.subprotocol.empty()) {
+      if (t == cfg.subprotocol) {
+        u.subprotocol_offered = true;
+        selected = std::string(t);
+      }
+    } else if (selected.empty()) {
+      selected = std::string(t);
+    }
+  });
+  ws_.set_option(websocket::stream_base::decorator([selected](websocket::response_type& res) {
+    res.set(http::field::server, "signal-server");
+    if (!selected.empty()) res.set(http::field::sec_websocket_protocol, selected);
+  }));
+  websocket::stream_base::timeout timeouts{};
+  timeouts.handshake_timeout = std::chrono::milliseconds(cfg.handshake_timeout_ms);
+  timeouts.idle_timeout = websocket::stream_base::none();  // the loop's heartbeat does this job
+  timeouts.keep_alive_pings = false;
+  ws_.set_option(timeouts);
+  ws_.read_message_max(cfg.message_max_bytes);
+  ws_.auto_fragment(false);
+  ws_.control_callback([this](websocket::frame_type kind, beast::string_view) {
+    if (kind == websocket::frame_type::pong) alive_ = true;
+  });
+
+  // Beast refuses an upgrade without Host (HTTP 400), but the contract answers it after the
+  // upgrade with 1008 "Malformed request" (row 3), which browsers can see: give it an empty one.
+  if (!u.has_host) request.set(http::field::host, "");
+  u.request = std::move(request);
+  ws_.async_accept(u.request, [self = shared_from_this()](boost::system::error_code e) {
+    self->on_accepted(e);
+  });
+}
+
+void WsSession::on_accepted(boost::system::error_code ec) {
+  upgrade_->request = {};
+  if (ec) {
+    state_ = State::kEnded;
+    return;  // the upgrade failed; nothing was joined
+  }
+  state_ = State::kAdmitting;
+  admit();
+}
+
+void WsSession::reject(Rejection r, RejectReason reason) {
+  metrics().rejected(reason).inc();
+  server_.log().debug("Connection refused", {{"code", static_cast<unsigned>(r.code)},
+                                             {"reason", r.reason},
+                                             {"ip", ip_}});
+  upgrade_.reset();
+  close_with(r);
+}
+
+void WsSession::admit() {
+  const Config& cfg = server_.config();
+  Upgrade& u = *upgrade_;
+  ConnectFacts facts;
+  facts.draining = server_.draining();
+  facts.breaker_open = server_.bus().breaker_open();
+  facts.over_max_connections =
+      cfg.max_connections > 0 && server_.websocket_count.load() > cfg.max_connections;
+  facts.has_host = u.has_host;
+  facts.params = &u.params;
+  facts.is_tls = false;
+  facts.forwarded_proto = u.forwarded_proto;
+  if (u.origin) facts.origin = *u.origin;
+  facts.subprotocol_offered = u.subprotocol_offered;
+  if (auto r = check_before_auth(server_.admission(), facts)) {
+    reject(*r, reason_of(*r));
+    return;
+  }
+  // Rows 8-10. Configuration refuses ENABLE_AUTH until a verifier is built in, so a token is
+  // never accepted unchecked here.
+  const bool has_token = !u.params.token.empty() || !u.authorization_token.empty();
+  if (auto r = check_auth(cfg.enable_auth, has_token, TokenOutcome::kInvalid)) {
+    reject(*r, *r == kForbidden ? RejectReason::kForbidden : RejectReason::kUnauthorized);
+    return;
+  }
+  // Row 11: counted only for connections that passed the cheap checks.
+  if (!server_.limiter().hit("conn", ip_, cfg.rate_limit_conn_per_10s, Clock::now())) {
+    metrics().drops(RateScope::kConnectIp).inc();
+    reject(kRateLimited, RejectReason::kRateLimited);
+    return;
+  }
+  client_id_ = random_client_id();
+  events_ = u.params.events;
+  server_.bus().join(*u.params.room_id, client_id_, cfg.room_capacity,
+                     [self = shared_from_this()](JoinResult r) {
+                       boost::asio::dispatch(self->loop_.ioc, [self, r] { self->on_joined(r); });
+                     });
+}
+
+void WsSession::on_joined(JoinResult result) {
+  const std::string room_id = *upgrade_->params.room_id;
+  if (result.status == JoinResult::Status::kFull) {
+    reject(kRoomFull, RejectReason::kRoomFull);
+    return;
+  }
+  if (result.status == JoinResult::Status::kError) {
+    reject(kInternalError, RejectReason::kInternalError);
+    return;
+  }
+  if (server_.draining()) {
+    // The drain started while the join was in flight: undo it and refuse like row 1.
+    server_.bus().leave(room_id, client_id_);
+    reject(draining_rejection(server_.config().shutdown_close_code), RejectReason::kDraining);
+    return;
+  }
+  joined_ = true;
+  upgrade_.reset();
+  room_ = server_.rooms().attach(
+      room_id, Member{client_id_, weak_from_this(), this, loop_.index, events_});
+  loop_slot = loop_.sessions.size();
+  loop_.sessions.push_back(this);
+  registered_ = true;
+  state_ = State::kOpen;
+  metrics().active_connections.inc();
+  server_.log().info("Client joined room", {{"clientId", client_id_},
+                                            {"roomId", room_id},
+                                            {"localCount", room_->size()}});
+
+  Targets others;
+  room_->collect_others(this, others);
+  if (events_) {
+    deliver(std::make_shared<const std::string>(welcome_message(client_id_, room_id, result.members - 1)));
+  }
+  SharedText joined_note;
+  for (const auto& t : others) {
+    if (!t.wants_events) continue;
+    if (!joined_note) joined_note = std::make_shared<const std::string>(peer_joined_message(client_id_));
+    send_to(t, joined_note);
+  }
+  // Reading starts only now: whatever the client sent since its open event waited in the socket
+  // and is relayed in order, never dropped because the join was still in flight.
+  read();
+}
+
+void WsSession::read() {
+  ws_.async_read(read_buffer_, [self = shared_from_this()](boost::system::error_code ec, std::size_t n) {
+    self->on_read(ec, n);
+  });
+}
+
+void WsSession::on_read(boost::system::error_code ec, std::size_t bytes) {
+  if (ec) {
+    if (ec == websocket::error::message_too_big) {
+      // Beast has already sent close 1009, as the Node server's maxPayload did.
+      metrics().oversize_closes.inc();
+    }
+    end();
+    return;
+  }
+  if (state_ == State::kOpen) {
+    const auto data = read_buffer_.cdata();
+    handle_message(std::string_view(static_cast<const char*>(data.data()), bytes));
+  }
+  read_buffer_.consume(bytes);
+  // A large message grew the buffer; give the memory back rather than keep it per connection.
+  if (read_buffer_.capacity() > 16384) read_buffer_.shrink_to_fit();
+  read();
+}
+
+void WsSession::handle_message(std::string_view text) {
+  const Config& cfg = server_.config();
+  Metrics& m = metrics();
+  m.messages_received.inc();
+  const auto now = Clock::now();
+  if (!bucket_.try_take(now)) {
+    m.drops(RateScope::kConnection).inc();
+    return;
+  }
+  if (!server_.limiter().hit("msg-ip", ip_, cfg.rate_limit_ip_msgs_per_10s, now)) {
+    m.drops(RateScope::kIp).inc();
+    return;
+  }
+  if (!server_.limiter().hit("msg-room", room_->id(), cfg.rate_limit_room_msgs_per_10s, now)) {
+    m.drops(RateScope::kRoom).inc();
+    return;
+  }
+  ParsedMessage parsed = parse_client_message(text);
+  switch (parsed.kind) {
+    case ParsedMessage::Kind::kNotJson:
+      m.messages_invalid_json.inc();
+      return;
+    case ParsedMessage::Kind::kSchemaError:
+      m.schema_rejects.inc();
+      deliver(schema_error_message());
+      return;
+    case ParsedMessage::Kind::kValid:
+      relay(std::make_shared<const std::string>(std::move(parsed.text)));
+      return;
+  }
+}
+
+void WsSession::relay(const SharedText& message) {
+  const auto start = Clock::now();
+  Targets targets;
+  room_->collect_others(this, targets);
+  for (const auto& t : targets) send_to(t, message);
+  server_.bus().publish(room_->id(), client_id_, message);
+  metrics().messages_forwarded.inc();
+  metrics().fanout_duration.observe(std::chrono::duration<double>(Clock::now() - start).count());
+}
+
+void WsSession::send_to(const Target& target, const SharedText& message) {
+  if (target.loop == loop_.index) {
+    target.peer->deliver(message);
+    return;
+  }
+  // One post to the owner's loop; posts from one thread run in order, so per-sender order holds.
+  boost::asio::post(server_.loop(target.loop).ioc,
+                    [peer = target.peer, message] { peer->deliver(message); });
+}
+
+void WsSession::deliver(const SharedText& message) {
+  if (state_ != State::kOpen) return;
+  unsent_bytes_ += message->size();
+  if (unsent_bytes_ > server_.config().backpressure_close_threshold_bytes) {
+    metrics().backpressure_closes.inc();
+    server_.log().warn("Closing slow client", {{"clientId", client_id_},
+                                               {"roomId", room_ ? room_->id() : std::string()},
+                                               {"unsentBytes", unsent_bytes_}});
+    close_with(kOverloaded);
+    return;
+  }
+  metrics().messages_delivered.inc();
+  queue_.push_back(message);
+  if (!writing_) write_next();
+}
+
+void WsSession::write_next() {
+  writing_ = true;
+  const SharedText& msg = queue_[queue_head_];
+  ws_.text(true);
+  ws_.async_write(boost::asio::buffer(*msg),
+                  [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
+                    auto& q = self->queue_;
+                    self->unsent_bytes_ -= q[self->queue_head_]->size();
+                    q[self->queue_head_].reset();
+                    ++self->queue_head_;
+                    if (self->queue_head_ == q.size()) {
+                      q.clear();
+                      self->queue_head_ = 0;
+                    }
+                    self->writing_ = false;
+                    // A failed write ends the session through the read side.
+                    if (!ec && self->queue_head_ < q.size() && self->state_ == State::kOpen) {
+                      self->write_next();
+                    }
+                  });
+}
+
+void WsSession::close_with(Rejection r) {
+  if (state_ == State::kClosing || state_ == State::kEnded) return;
+  state_ = State::kClosing;
+  // Drop what was not yet handed to the socket; the write in flight (queue head) finishes first.
+  if (queue_.size() > queue_head_ + (writing_ ? 1 : 0)) {
+    for (std::size_t i = queue_head_ + (writing_ ? 1 : 0); i < queue_.size(); ++i) {
+      unsent_bytes_ -= queue_[i]->size();
+    }
+    queue_.resize(queue_head_ + (writing_ ? 1 : 0));
+  }
+  ws_.async_close(websocket::close_reason(static_cast<websocket::close_code>(r.code), r.reason),
+                  [self = shared_from_this()](boost::system::error_code) {});
+  // A peer that never reads cannot take the close frame: give it the handshake timeout, then cut.
+  close_deadline_ = std::make_unique<boost::asio::steady_timer>(loop_.ioc);
+  close_deadline_->expires_after(std::chrono::milliseconds(server_.config().handshake_timeout_ms));
+  close_deadline_->async_wait([weak = weak_from_this()](boost::system::error_code ec) {
+    if (ec) return;
+    if (auto self = weak.lock()) self->terminate();
+  });
+}
+
+void WsSession::heartbeat_tick() {
+  if (state_ != State::kOpen) return;
+  if (!alive_) {
+    metrics().heartbeat_terminations.inc();
+    server_.log().info("Terminating unresponsive client", {{"clientId", client_id_}});
+    terminate();
+    return;
+  }
+  alive_ = false;
+  if (ping_in_flight_) return;
+  ping_in_flight_ = true;
+  ws_.async_ping({}, [self = shared_from_this()](boost::system::error_code) {
+    self->ping_in_flight_ = false;
+  });
+}
+
+void WsSession::terminate() {
+  boost::system::error_code ec;
+  beast::get_lowest_layer(ws_).close(ec);
+}
+
+void WsSession::end() {
+  if (state_ == State::kEnded) return;
+  state_ = State::kEnded;
+  if (close_deadline_) close_deadline_->cancel();
+  if (registered_) {
+    // Swap-remove from the loop's list; the moved session learns its new slot.
+    auto& list = loop_.sessions;
+    list[loop_slot] = list.back();
+    list[loop_slot]->loop_slot = loop_slot;
+    list.pop_back();
+    registered_ = false;
+    metrics().active_connections.dec();
+  }
+  if (!joined_) return;
+  joined_ = false;
+  const std::string room_id = room_->id();
+  // Collect before detaching, so nobody who joins after this member is gone hears of it.
+  Targets others;
+  room_->collect_others(this, others);
+  server_.rooms().detach(room_, client_id_);
+  server_.bus().leave(room_id, client_id_);
+  for (const auto& t : others) send_to(t, peer_disconnected_message());
+  server_.bus().publish_departure(room_id, client_id_);
+  server_.log().info("Client left room", {{"clientId", client_id_}, {"roomId", room_id}});
+  room_.reset();
+}
+
+}  // namespace sigsrv

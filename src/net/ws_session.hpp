@@ -1,0 +1,88 @@
+// One WebSocket peer: admission, read loop, bounded write queue, heartbeat, close.
+#pragma once
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http/empty_body.hpp>
+#include <boost/beast/http/message.hpp>
+#include <boost/beast/websocket/stream.hpp>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "bus/bus.hpp"
+#include "limits/token_bucket.hpp"
+#include "obs/metrics.hpp"
+#include "signaling/admission.hpp"
+#include "signaling/rooms.hpp"
+
+namespace sigsrv {
+
+class Server;
+struct Loop;
+
+class WsSession final : public Peer, public std::enable_shared_from_this<WsSession> {
+ public:
+  using Request = boost::beast::http::request<boost::beast::http::empty_body>;
+
+  WsSession(Server& server, Loop& loop, boost::asio::ip::tcp::socket socket);
+  ~WsSession() override;
+
+  // Completes the upgrade for `request`, then runs the connect checks.
+  void start(Request request);
+  // Queues a message for this peer; on this session's loop only.
+  void deliver(const SharedText& message) override;
+  // Called by the loop every HEARTBEAT_INTERVAL_MS.
+  void heartbeat_tick();
+  // Graceful close with a code and reason (drain, backpressure, refused connect).
+  void close_with(Rejection r);
+
+  std::size_t loop_slot = 0;  // index in Loop::sessions, maintained by the loop's owner
+
+ private:
+  enum class State { kUpgrading, kAdmitting, kOpen, kClosing, kEnded };
+  struct Upgrade;  // request facts kept from the upgrade until admission is decided
+
+  void on_accepted(boost::system::error_code ec);
+  void admit();
+  void on_joined(JoinResult result);
+  void reject(Rejection r, RejectReason reason);
+  void read();
+  void on_read(boost::system::error_code ec, std::size_t bytes);
+  void handle_message(std::string_view text);
+  void relay(const SharedText& message);
+  void send_to(const Target& target, const SharedText& message);
+  void write_next();
+  void terminate();
+  void end();
+
+  Server& server_;
+  Loop& loop_;
+  boost::beast::websocket::stream<boost::asio::ip::tcp::socket> ws_;
+  boost::beast::flat_buffer read_buffer_;
+  std::unique_ptr<Upgrade> upgrade_;
+  State state_ = State::kUpgrading;
+
+  std::string client_id_;
+  std::string ip_;
+  std::shared_ptr<Room> room_;
+  TokenBucket bucket_;
+
+  // Outbound queue, bounded by BACKPRESSURE_CLOSE_THRESHOLD_BYTES of unsent data: a recipient
+  // that lets it grow past the cap is closed with 1013 and its queue dropped, so a slow reader
+  // never holds memory without bound nor slows the sender (who is never blocked).
+  std::vector<SharedText> queue_;
+  std::size_t queue_head_ = 0;
+  std::size_t unsent_bytes_ = 0;
+  bool writing_ = false;
+
+  bool alive_ = true;           // a pong arrived since the last heartbeat tick
+  bool ping_in_flight_ = false; // Beast allows one outstanding ping
+  bool events_ = false;         // events=1: welcome and peer-joined
+  bool registered_ = false;     // in loop_.sessions
+  bool joined_ = false;         // member of the bus room and the local registry
+  std::unique_ptr<boost::asio::steady_timer> close_deadline_;  // only while closing
+};
+
+}  // namespace sigsrv

@@ -1,0 +1,143 @@
+// Prometheus text exposition of the metrics declared in metrics.hpp.
+#include "obs/metrics.hpp"
+
+#include <cstdio>
+
+#include "obs/process_stats.hpp"
+
+namespace sigsrv {
+namespace {
+
+constexpr const char* kRateScopes[] = {"connection", "ip", "room", "connect_ip"};
+constexpr const char* kRejectReasons[] = {
+    "draining", "breaker_open", "at_capacity", "malformed", "invalid_room", "wss_required",
+    "origin_not_allowed", "subprotocol_required", "unauthorized", "forbidden", "rate_limited",
+    "room_full", "internal_error"};
+constexpr const char* kRedisOps[] = {"join", "leave", "publish", "rate_limit", "ping", "subscribe"};
+
+void header(std::string& out, std::string_view name, std::string_view type, std::string_view help) {
+  out.append("# HELP ").append(name).append(" ").append(help).append("\n# TYPE ").append(name);
+  out.append(" ").append(type).append("\n");
+}
+
+void sample(std::string& out, std::string_view name, std::string_view labels, double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "%.17g", v);
+  out.append(name);
+  if (!labels.empty()) out.append("{").append(labels).append("}");
+  out.append(" ").append(buf).append("\n");
+}
+
+void gauge(std::string& out, std::string_view name, std::string_view help, double v) {
+  header(out, name, "gauge", help);
+  sample(out, name, {}, v);
+}
+
+void counter(std::string& out, std::string_view name, std::string_view help, double v) {
+  header(out, name, "counter", help);
+  sample(out, name, {}, v);
+}
+
+}  // namespace
+
+void Histogram::observe(double seconds) {
+  std::size_t i = 0;
+  while (i < kBounds.size() && seconds > kBounds[i]) ++i;
+  buckets_[i].fetch_add(1, std::memory_order_relaxed);
+  count_.fetch_add(1, std::memory_order_relaxed);
+  sum_ns_.fetch_add(static_cast<uint64_t>(seconds * 1e9), std::memory_order_relaxed);
+}
+
+void Histogram::render(std::string& out, std::string_view name, std::string_view labels) const {
+  const std::string bucket = std::string(name) + "_bucket";
+  const std::string prefix = labels.empty() ? std::string() : std::string(labels) + ",";
+  uint64_t cumulative = 0;
+  char le[48];
+  for (std::size_t i = 0; i <= kBounds.size(); ++i) {
+    cumulative += buckets_[i].load(std::memory_order_relaxed);
+    if (i < kBounds.size()) {
+      std::snprintf(le, sizeof(le), "le=\"%g\"", kBounds[i]);
+    } else {
+      std::snprintf(le, sizeof(le), "le=\"+Inf\"");
+    }
+    sample(out, bucket, prefix + le, static_cast<double>(cumulative));
+  }
+  sample(out, std::string(name) + "_sum", labels, static_cast<double>(sum_ns_.load()) / 1e9);
+  sample(out, std::string(name) + "_count", labels, static_cast<double>(count_.load()));
+}
+
+std::string Metrics::render() const {
+  std::string out;
+  out.reserve(8192);
+  gauge(out, "cloudgaming_active_connections", "Open WebSocket connections on this instance.",
+        active_connections.value());
+  gauge(out, "cloudgaming_local_rooms", "Rooms with at least one member on this instance.",
+        local_rooms.value());
+  gauge(out, "cloudgaming_redis_up", "1 when Redis answers, 0 when down or not configured.",
+        redis_up.value());
+  gauge(out, "cloudgaming_circuit_breaker_open", "1 while the Redis circuit breaker is open.",
+        circuit_breaker_open.value());
+  counter(out, "cloudgaming_messages_forwarded_total", "Valid client messages relayed to their room.",
+          messages_forwarded.value());
+  counter(out, "cloudgaming_schema_rejects_total", "Messages failing schema validation.",
+          schema_rejects.value());
+  header(out, "cloudgaming_rate_limit_drops_total", "counter",
+         "Messages (and connections, scope=connect_ip) dropped by rate limits.");
+  for (std::size_t i = 0; i < rate_limit_drops.size(); ++i) {
+    sample(out, "cloudgaming_rate_limit_drops_total",
+           std::string("scope=\"") + kRateScopes[i] + "\"", rate_limit_drops[i].value());
+  }
+  counter(out, "cloudgaming_backpressure_closes_total",
+          "Connections closed with 1013 for exceeding the unsent-bytes threshold.",
+          backpressure_closes.value());
+  header(out, "cloudgaming_redis_operation_duration_seconds", "histogram",
+         "Redis round-trip time by operation.");
+  for (std::size_t i = 0; i < redis_operation_duration.size(); ++i) {
+    redis_operation_duration[i].render(out, "cloudgaming_redis_operation_duration_seconds",
+                                       std::string("op=\"") + kRedisOps[i] + "\"");
+  }
+  header(out, "cloudgaming_fanout_duration_seconds", "histogram",
+         "Time to queue a message to every local recipient and publish it on the bus.");
+  fanout_duration.render(out, "cloudgaming_fanout_duration_seconds", {});
+
+  counter(out, "cloudgaming_connections_accepted_total", "TCP connections accepted.",
+          connections_accepted.value());
+  header(out, "cloudgaming_connections_rejected_total", "counter",
+         "WebSocket connections closed by a connect check, by reason.");
+  for (std::size_t i = 0; i < connections_rejected.size(); ++i) {
+    sample(out, "cloudgaming_connections_rejected_total",
+           std::string("reason=\"") + kRejectReasons[i] + "\"", connections_rejected[i].value());
+  }
+  counter(out, "cloudgaming_messages_received_total", "WebSocket messages read from clients.",
+          messages_received.value());
+  counter(out, "cloudgaming_messages_invalid_json_total",
+          "Messages that were not a JSON object (dropped silently).", messages_invalid_json.value());
+  counter(out, "cloudgaming_messages_delivered_total",
+          "Messages queued to a local recipient (one per recipient).", messages_delivered.value());
+  counter(out, "cloudgaming_heartbeat_terminations_total",
+          "Connections terminated for not answering a ping.", heartbeat_terminations.value());
+  counter(out, "cloudgaming_oversize_closes_total",
+          "Connections closed with 1009 for a message over MESSAGE_MAX_BYTES.",
+          oversize_closes.value());
+  counter(out, "cloudgaming_handshake_timeouts_total",
+          "Connections dropped for not completing the upgrade in time.", handshake_timeouts.value());
+  gauge(out, "cloudgaming_ready", "1 when /readyz answers 200.", ready.value());
+  gauge(out, "cloudgaming_draining", "1 once SIGTERM/SIGINT started the drain.", draining.value());
+
+  const ProcessStats ps = read_process_stats();
+  gauge(out, "process_resident_memory_bytes", "Resident memory size in bytes.", ps.resident_bytes);
+  gauge(out, "process_virtual_memory_bytes", "Virtual memory size in bytes.", ps.virtual_bytes);
+  counter(out, "process_cpu_seconds_total", "User and system CPU time in seconds.", ps.cpu_seconds);
+  gauge(out, "process_open_fds", "Open file descriptors.", ps.open_fds);
+  gauge(out, "process_max_fds", "Maximum open file descriptors.", ps.max_fds);
+  gauge(out, "process_start_time_seconds", "Start time since the Unix epoch in seconds.",
+        ps.start_time_seconds);
+  return out;
+}
+
+Metrics& metrics() {
+  static Metrics instance;
+  return instance;
+}
+
+}  // namespace sigsrv

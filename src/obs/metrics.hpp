@@ -1,0 +1,93 @@
+// Every metric of the process, declared in one place with its stable exposition name.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace sigsrv {
+
+class Counter {
+ public:
+  void inc(uint64_t n = 1) { v_.fetch_add(n, std::memory_order_relaxed); }
+  uint64_t value() const { return v_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<uint64_t> v_{0};
+};
+
+class Gauge {
+ public:
+  void inc(int64_t n = 1) { v_.fetch_add(n, std::memory_order_relaxed); }
+  void dec(int64_t n = 1) { v_.fetch_sub(n, std::memory_order_relaxed); }
+  void set(int64_t n) { v_.store(n, std::memory_order_relaxed); }
+  int64_t value() const { return v_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<int64_t> v_{0};
+};
+
+// Fixed buckets in seconds; observations are lock-free.
+class Histogram {
+ public:
+  static constexpr std::array<double, 14> kBounds = {0.00001, 0.000025, 0.00005, 0.0001, 0.00025,
+                                                     0.0005,  0.001,    0.0025,  0.005,  0.01,
+                                                     0.025,   0.05,     0.1,     1.0};
+  void observe(double seconds);
+  uint64_t count() const { return count_.load(std::memory_order_relaxed); }
+  void render(std::string& out, std::string_view name, std::string_view labels) const;
+
+ private:
+  std::array<std::atomic<uint64_t>, kBounds.size() + 1> buckets_{};
+  std::atomic<uint64_t> count_{0};
+  std::atomic<uint64_t> sum_ns_{0};
+};
+
+// Why a message or connection was dropped: the label values of the drop counters.
+enum class RateScope { kConnection, kIp, kRoom, kConnectIp };
+enum class RejectReason {
+  kDraining, kBreakerOpen, kAtCapacity, kMalformed, kInvalidRoom, kWssRequired, kOriginNotAllowed,
+  kSubprotocolRequired, kUnauthorized, kForbidden, kRateLimited, kRoomFull, kInternalError, kCount
+};
+enum class RedisOp { kJoin, kLeave, kPublish, kRateLimit, kPing, kSubscribe, kCount };
+
+struct Metrics {
+  // Spec metrics (names shared with the Node server).
+  Gauge active_connections;   // WebSocket sessions admitted and not yet ended
+  Gauge local_rooms;          // rooms with at least one member on this instance
+  Gauge redis_up;             // 1 while the Redis bus answers; 0 on the embedded bus
+  Gauge circuit_breaker_open; // 1 while the Redis breaker refuses new connections
+  Counter messages_forwarded; // valid client messages relayed to their room (once per message)
+  Counter schema_rejects;     // objects failing validation (sender got schema-error)
+  std::array<Counter, 4> rate_limit_drops;  // by RateScope
+  Counter backpressure_closes;              // recipients closed with 1013 for unsent bytes
+  std::array<Histogram, static_cast<std::size_t>(RedisOp::kCount)> redis_operation_duration;
+  Histogram fanout_duration;  // validation done -> every local recipient queued and bus published
+
+  // Ours.
+  Counter connections_accepted;  // TCP connections accepted (HTTP and WebSocket)
+  std::array<Counter, static_cast<std::size_t>(RejectReason::kCount)> connections_rejected;
+  Counter messages_received;     // WebSocket messages read from clients
+  Counter messages_invalid_json; // not JSON or not an object: dropped silently
+  Counter messages_delivered;    // messages queued to a recipient (one per recipient)
+  Counter heartbeat_terminations;
+  Counter oversize_closes;       // closed with 1009 for a message over MESSAGE_MAX_BYTES
+  Counter handshake_timeouts;
+  Gauge ready;                   // 1 when /readyz answers 200
+  Gauge draining;
+
+  Counter& drops(RateScope s) { return rate_limit_drops[static_cast<std::size_t>(s)]; }
+  Counter& rejected(RejectReason r) { return connections_rejected[static_cast<std::size_t>(r)]; }
+  Histogram& redis_op(RedisOp op) { return redis_operation_duration[static_cast<std::size_t>(op)]; }
+
+  // Prometheus text exposition, including process_* gauges.
+  std::string render() const;
+};
+
+// One per process; sessions, buses and the HTTP routes all count here.
+Metrics& metrics();
+
+}  // namespace sigsrv

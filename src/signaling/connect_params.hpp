@@ -1,0 +1,25 @@
+// Reading the connect URL's query: roomId, token and the opt-in events flag.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace sigsrv {
+
+struct ConnectParams {
+  std::optional<std::string> room_id;  // decoded; present only when it passes is_valid_room_id
+  std::string token;                   // query `token`, empty when absent
+  bool events = false;                 // `events=1`: opt-in welcome / peer-joined
+};
+
+// A room id is 1..max_length characters of [A-Za-z0-9_\-:.].
+bool is_valid_room_id(std::string_view id, std::size_t max_length);
+
+// `target` is the request target ("/path?roomId=...&token=..."); any path is accepted.
+ConnectParams parse_connect_target(std::string_view target, std::size_t room_id_max_length);
+
+// Token from an `Authorization: Bearer ...` header value; empty when not a bearer token.
+std::string_view bearer_token(std::string_view authorization);
+
+}  // namespace sigsrv

@@ -1,0 +1,114 @@
+// Message validation: the seed server's zod schemas, reproduced key by key.
+#include "signaling/protocol.hpp"
+
+#include <boost/json.hpp>
+#include <cmath>
+
+namespace sigsrv {
+namespace json = boost::json;
+namespace {
+
+bool non_empty_string(const json::value* v) { return v && v->is_string() && !v->get_string().empty(); }
+
+// sdpMLineIndex: an integer >= 0 (JS numbers: 1.0 counts) or null.
+bool valid_mline_index(const json::value& v) {
+  if (v.is_null()) return true;
+  if (v.is_int64()) return v.get_int64() >= 0;
+  if (v.is_uint64()) return v.get_uint64() <= (1ULL << 53);
+  if (v.is_double()) {
+    const double d = v.get_double();
+    return d >= 0 && d <= 9007199254740991.0 && std::floor(d) == d;
+  }
+  return false;
+}
+
+void append_key(std::string& out, std::string_view key, const json::value& v,
+                bool whole_number = false) {
+  out += ",\"";
+  out += key;
+  out += "\":";
+  if (whole_number && v.is_double()) {
+    // A whole double (validated above) is written as an integer, as JSON.stringify would.
+    out += std::to_string(static_cast<uint64_t>(v.get_double()));
+  } else {
+    out += json::serialize(v);
+  }
+}
+
+}  // namespace
+
+ParsedMessage parse_client_message(std::string_view input) {
+  ParsedMessage result;
+  // Parse into a stack-backed arena: no heap traffic for typical signaling messages.
+  unsigned char arena[4096];
+  json::monotonic_resource mr(arena, sizeof(arena));
+  json::error_code ec;
+  json::value root = json::parse(input, ec, &mr);
+  if (ec || !root.is_object()) return result;
+  result.kind = ParsedMessage::Kind::kSchemaError;
+
+  const json::object& obj = root.get_object();
+  const json::value* type = obj.if_contains("type");
+  if (!type || !type->is_string()) return result;
+  const json::string& t = type->get_string();
+
+  std::string& out = result.text;
+  if (t == "offer" || t == "answer") {
+    const json::value* sdp = obj.if_contains("sdp");
+    if (!non_empty_string(sdp)) return result;
+    result.type = t == "offer" ? MessageType::kOffer : MessageType::kAnswer;
+    out = t == "offer" ? R"({"type":"offer")" : R"({"type":"answer")";
+    append_key(out, "sdp", *sdp);
+  } else if (t == "candidate") {
+    const json::value* cand = obj.if_contains("candidate");
+    if (!non_empty_string(cand)) return result;
+    const json::value* mid = obj.if_contains("sdpMid");
+    if (mid && !(mid->is_string() || mid->is_null())) return result;
+    const json::value* idx = obj.if_contains("sdpMLineIndex");
+    if (idx && !valid_mline_index(*idx)) return result;
+    result.type = MessageType::kCandidate;
+    out = R"({"type":"candidate")";
+    append_key(out, "candidate", *cand);
+    if (mid) append_key(out, "sdpMid", *mid);
+    if (idx) append_key(out, "sdpMLineIndex", *idx, true);
+  } else if (t == "control") {
+    const json::value* action = obj.if_contains("action");
+    if (!non_empty_string(action)) return result;
+    result.type = MessageType::kControl;
+    out = R"({"type":"control")";
+    append_key(out, "action", *action);
+    if (const json::value* payload = obj.if_contains("payload")) append_key(out, "payload", *payload);
+  } else {
+    return result;
+  }
+  out += '}';
+  result.kind = ParsedMessage::Kind::kValid;
+  return result;
+}
+
+const SharedText& schema_error_message() {
+  static const SharedText kMsg =
+      std::make_shared<const std::string>(R"({"type":"control","action":"schema-error"})");
+  return kMsg;
+}
+
+const SharedText& peer_disconnected_message() {
+  static const SharedText kMsg = std::make_shared<const std::string>(R"({"type":"peer-disconnected"})");
+  return kMsg;
+}
+
+std::string welcome_message(std::string_view client_id, std::string_view room_id, std::size_t peers) {
+  json::object payload;
+  payload["clientId"] = client_id;
+  payload["roomId"] = room_id;
+  payload["peers"] = peers;
+  return R"({"type":"control","action":"welcome","payload":)" + json::serialize(payload) + "}";
+}
+
+std::string peer_joined_message(std::string_view client_id) {
+  json::object payload;
+  payload["clientId"] = client_id;
+  return R"({"type":"control","action":"peer-joined","payload":)" + json::serialize(payload) + "}";
+}
+
+}  // namespace sigsrv

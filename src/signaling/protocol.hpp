@@ -1,0 +1,34 @@
+// Client message validation and serialization (PROTOCOL.md section 2): pure, no I/O.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+namespace sigsrv {
+
+// Relayed bytes are immutable and shared by every recipient and the bus publish.
+using SharedText = std::shared_ptr<const std::string>;
+
+enum class MessageType { kOffer, kAnswer, kCandidate, kControl };
+
+struct ParsedMessage {
+  enum class Kind {
+    kNotJson,       // not JSON or not an object: dropped silently
+    kSchemaError,   // an object that fails the table: sender gets schema-error
+    kValid,         // relay `text`
+  } kind = Kind::kNotJson;
+  MessageType type = MessageType::kControl;
+  std::string text;  // canonical JSON with only the table's keys, in schema order
+};
+
+// Validates one client message and produces the stripped JSON to relay.
+ParsedMessage parse_client_message(std::string_view input);
+
+// Messages the server itself sends.
+const SharedText& schema_error_message();
+const SharedText& peer_disconnected_message();
+std::string welcome_message(std::string_view client_id, std::string_view room_id, std::size_t peers);
+std::string peer_joined_message(std::string_view client_id);
+
+}  // namespace sigsrv

@@ -1,0 +1,87 @@
+// Local room membership: which peers of a room are connected to this instance.
+#pragma once
+
+#include <array>
+#include <boost/container/small_vector.hpp>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "signaling/protocol.hpp"
+
+namespace sigsrv {
+
+// A connected member as seen by relay. deliver() must be called on the peer's own loop.
+class Peer {
+ public:
+  virtual ~Peer() = default;
+  virtual void deliver(const SharedText& message) = 0;
+};
+
+struct Member {
+  std::string client_id;
+  std::weak_ptr<Peer> peer;  // weak: the session owns itself through its pending I/O
+  const Peer* raw = nullptr; // identity only, never dereferenced
+  unsigned loop = 0;         // index of the event loop that owns the peer
+  bool wants_events = false; // opted in with events=1
+};
+
+// A recipient picked out of a room, held strongly only while a message is handed over.
+struct Target {
+  std::shared_ptr<Peer> peer;
+  unsigned loop = 0;
+  bool wants_events = false;
+};
+using Targets = boost::container::small_vector<Target, 4>;
+
+class Room {
+ public:
+  explicit Room(std::string id) : id_(std::move(id)) {}
+  const std::string& id() const { return id_; }
+
+  // Collects the live members other than `except`. The caller delivers after the lock is
+  // released: delivery can end a session, which then detaches from this room.
+  void collect_others(const Peer* except, Targets& out) const {
+    std::lock_guard lock(mu_);
+    for (const auto& m : members_) {
+      if (m.raw == except) continue;
+      if (auto p = m.peer.lock()) out.push_back(Target{std::move(p), m.loop, m.wants_events});
+    }
+  }
+  std::size_t size() const {
+    std::lock_guard lock(mu_);
+    return members_.size();
+  }
+
+ private:
+  friend class RoomRegistry;
+  std::string id_;
+  mutable std::mutex mu_;
+  std::vector<Member> members_;
+};
+
+// Sharded map room id -> Room; a lock per shard, none global. Lock order: shard, then room.
+class RoomRegistry {
+ public:
+  // Adds the member, creating the room if needed; returns the room for the session to keep.
+  std::shared_ptr<Room> attach(const std::string& room_id, Member member);
+  // Removes the member; the room leaves the registry when its last local member does.
+  void detach(const std::shared_ptr<Room>& room, std::string_view client_id);
+  std::size_t room_count() const;
+  // Every room id with local members (for re-asserting membership after a bus reconnect).
+  std::vector<std::string> room_ids() const;
+
+ private:
+  struct Shard {
+    mutable std::mutex mu;
+    std::unordered_map<std::string, std::shared_ptr<Room>> rooms;
+  };
+  static constexpr std::size_t kShards = 32;
+  Shard& shard_for(std::string_view id);
+  std::array<Shard, kShards> shards_;
+};
+
+}  // namespace sigsrv

@@ -1,0 +1,1 @@
+// Test WebSocket client.
