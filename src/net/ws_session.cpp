@@ -78,6 +78,7 @@ WsSession::WsSession(Server& server, Loop& loop, boost::asio::ip::tcp::socket so
 }
 
 WsSession::~WsSession() {
+  unregister();
   server_.websocket_count.fetch_sub(1, std::memory_order_relaxed);
   server_.live_sessions.fetch_sub(1, std::memory_order_relaxed);
 }
@@ -134,19 +135,35 @@ void WsSession::start(Request request) {
   // upgrade with 1008 "Malformed request" (row 3), which browsers can see: give it an empty one.
   if (!u.has_host) request.set(http::field::host, "");
   u.request = std::move(request);
-  ws_.async_accept(u.request, [self = shared_from_this()](boost::system::error_code e) {
+  // The checks and the join run before the 101 goes out, so that when the client's open event
+  // fires it is already a member: nothing its peers send after that moment can miss it. A
+  // refusal is still sent after the upgrade, as a close code browsers can see.
+  state_ = State::kAdmitting;
+  admit();
+}
+
+void WsSession::accept() {
+  ws_.async_accept(upgrade_->request, [self = shared_from_this()](boost::system::error_code e) {
     self->on_accepted(e);
   });
 }
 
 void WsSession::on_accepted(boost::system::error_code ec) {
-  upgrade_->request = {};
+  upgrade_.reset();
   if (ec) {
-    state_ = State::kEnded;
-    return;  // the upgrade failed; nothing was joined
+    end();  // the upgrade failed: undo the join, if any
+    return;
   }
-  state_ = State::kAdmitting;
-  admit();
+  accepted_ = true;
+  if (refusal_) {
+    const Rejection r = *refusal_;
+    refusal_.reset();
+    close_with(r);
+    return;
+  }
+  if (state_ != State::kOpen) return;
+  if (queue_head_ < queue_.size()) write_next();
+  read();
 }
 
 void WsSession::reject(Rejection r, RejectReason reason) {
@@ -154,8 +171,8 @@ void WsSession::reject(Rejection r, RejectReason reason) {
   server_.log().debug("Connection refused", {{"code", static_cast<unsigned>(r.code)},
                                              {"reason", r.reason},
                                              {"ip", ip_}});
-  upgrade_.reset();
-  close_with(r);
+  refusal_ = r;
+  accept();
 }
 
 void WsSession::admit() {
@@ -214,7 +231,6 @@ void WsSession::on_joined(JoinResult result) {
     return;
   }
   joined_ = true;
-  upgrade_.reset();
   room_ = server_.rooms().attach(
       room_id, Member{client_id_, weak_from_this(), this, loop_.index, events_});
   loop_slot = loop_.sessions.size();
@@ -237,9 +253,9 @@ void WsSession::on_joined(JoinResult result) {
     if (!joined_note) joined_note = std::make_shared<const std::string>(peer_joined_message(client_id_));
     send_to(t, joined_note);
   }
-  // Reading starts only now: whatever the client sent since its open event waited in the socket
-  // and is relayed in order, never dropped because the join was still in flight.
-  read();
+  // Reading starts only after the upgrade: whatever the client sends from its open event on is
+  // relayed in order, never dropped because its join was in flight.
+  accept();
 }
 
 void WsSession::read() {
@@ -332,7 +348,7 @@ void WsSession::deliver(const SharedText& message) {
   }
   metrics().messages_delivered.inc();
   queue_.push_back(message);
-  if (!writing_) write_next();
+  if (!writing_ && accepted_) write_next();
 }
 
 void WsSession::write_next() {
@@ -359,6 +375,10 @@ void WsSession::write_next() {
 
 void WsSession::close_with(Rejection r) {
   if (state_ == State::kClosing || state_ == State::kEnded) return;
+  if (!accepted_) {
+    refusal_ = r;  // sent as soon as the upgrade completes
+    return;
+  }
   state_ = State::kClosing;
   // Drop what was not yet handed to the socket; the write in flight (queue head) finishes first.
   if (queue_.size() > queue_head_ + (writing_ ? 1 : 0)) {
@@ -367,8 +387,10 @@ void WsSession::close_with(Rejection r) {
     }
     queue_.resize(queue_head_ + (writing_ ? 1 : 0));
   }
+  // Without a read pending, Beast's close reads up to the peer's close frame itself; either way
+  // the session ends here or in on_read, whichever comes first (end() runs once).
   ws_.async_close(websocket::close_reason(static_cast<websocket::close_code>(r.code), r.reason),
-                  [self = shared_from_this()](boost::system::error_code) {});
+                  [self = shared_from_this()](boost::system::error_code) { self->end(); });
   // A peer that never reads cannot take the close frame: give it the handshake timeout, then cut.
   close_deadline_ = std::make_unique<boost::asio::steady_timer>(loop_.ioc);
   close_deadline_->expires_after(std::chrono::milliseconds(server_.config().handshake_timeout_ms));
@@ -379,7 +401,7 @@ void WsSession::close_with(Rejection r) {
 }
 
 void WsSession::heartbeat_tick() {
-  if (state_ != State::kOpen) return;
+  if (state_ != State::kOpen || !accepted_) return;
   if (!alive_) {
     metrics().heartbeat_terminations.inc();
     server_.log().info("Terminating unresponsive client", {{"clientId", client_id_}});
@@ -399,19 +421,22 @@ void WsSession::terminate() {
   beast::get_lowest_layer(ws_).close(ec);
 }
 
+void WsSession::unregister() {
+  if (!registered_) return;
+  // Swap-remove from the loop's list; the moved session learns its new slot.
+  auto& list = loop_.sessions;
+  list[loop_slot] = list.back();
+  list[loop_slot]->loop_slot = loop_slot;
+  list.pop_back();
+  registered_ = false;
+  metrics().active_connections.dec();
+}
+
 void WsSession::end() {
   if (state_ == State::kEnded) return;
   state_ = State::kEnded;
   if (close_deadline_) close_deadline_->cancel();
-  if (registered_) {
-    // Swap-remove from the loop's list; the moved session learns its new slot.
-    auto& list = loop_.sessions;
-    list[loop_slot] = list.back();
-    list[loop_slot]->loop_slot = loop_slot;
-    list.pop_back();
-    registered_ = false;
-    metrics().active_connections.dec();
-  }
+  unregister();
   if (!joined_) return;
   joined_ = false;
   const std::string room_id = room_->id();

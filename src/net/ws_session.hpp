@@ -8,6 +8,7 @@
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/websocket/stream.hpp>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -44,6 +45,7 @@ class WsSession final : public Peer, public std::enable_shared_from_this<WsSessi
   enum class State { kUpgrading, kAdmitting, kOpen, kClosing, kEnded };
   struct Upgrade;  // request facts kept from the upgrade until admission is decided
 
+  void accept();
   void on_accepted(boost::system::error_code ec);
   void admit();
   void on_joined(JoinResult result);
@@ -55,6 +57,7 @@ class WsSession final : public Peer, public std::enable_shared_from_this<WsSessi
   void send_to(const Target& target, const SharedText& message);
   void write_next();
   void terminate();
+  void unregister();
   void end();
 
   Server& server_;
@@ -82,6 +85,8 @@ class WsSession final : public Peer, public std::enable_shared_from_this<WsSessi
   bool events_ = false;         // events=1: welcome and peer-joined
   bool registered_ = false;     // in loop_.sessions
   bool joined_ = false;         // member of the bus room and the local registry
+  bool accepted_ = false;       // the 101 went out; writes and reads may start
+  std::optional<Rejection> refusal_;  // close code to send once the upgrade completes
   std::unique_ptr<boost::asio::steady_timer> close_deadline_;  // only while closing
 };
 

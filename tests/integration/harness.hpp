@@ -1,0 +1,73 @@
+// Integration-test harness: runs the real signal-server binary and talks HTTP to it.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace testing_support {
+
+using namespace std::chrono_literals;
+using Env = std::map<std::string, std::string>;
+
+// Polls `cond` until it is true or the deadline passes; returns the last result.
+bool wait_until(const std::function<bool()>& cond, std::chrono::milliseconds timeout = 5000ms);
+
+// A signal-server process on free ports (WS_PORT=0) in its own scratch directory; killed on
+// destruction if still running.
+class ServerProcess {
+ public:
+  // Starts the binary with `env` (plus PATH, WS_PORT=0 unless given) and waits for its
+  // "Server listening" line. Fails the current test (and returns null) if it does not start.
+  static std::unique_ptr<ServerProcess> start(const Env& env = {},
+                                              const std::vector<std::string>& args = {},
+                                              const std::string& dotenv = {});
+  ~ServerProcess();
+
+  uint16_t port() const { return port_; }
+  std::optional<uint16_t> health_port() const { return health_port_; }
+  pid_t pid() const { return pid_; }
+  // Everything the process printed so far (stdout and stderr).
+  std::string output() const;
+  bool wait_for_output(const std::string& needle, std::chrono::milliseconds timeout = 5000ms) const;
+  // Sends `sig` and waits for exit; returns the exit code, or -1 on timeout (then SIGKILLs).
+  int stop(int sig, std::chrono::milliseconds timeout = 10000ms);
+  bool running();
+
+ private:
+  ServerProcess() = default;
+  pid_t pid_ = -1;
+  uint16_t port_ = 0;
+  std::optional<uint16_t> health_port_;
+  std::string dir_;
+  std::string log_path_;
+};
+
+// Runs the binary to completion (config errors, --help); returns exit code and output.
+struct RunResult {
+  int exit_code = -1;
+  std::string output;
+};
+RunResult run_server_to_exit(const Env& env, const std::vector<std::string>& args,
+                             std::chrono::milliseconds timeout = 10000ms,
+                             const std::string& dotenv = {});
+
+struct HttpResult {
+  unsigned status = 0;
+  std::string body;
+  std::map<std::string, std::string> headers;
+};
+// One HTTP/1.1 GET over a fresh connection; status 0 when it could not connect or timed out.
+HttpResult http_get(uint16_t port, const std::string& target, std::chrono::milliseconds timeout = 5000ms);
+
+// A metric's value from a /metrics text (the first sample whose name+labels match exactly).
+std::optional<double> metric_value(const std::string& metrics_text, const std::string& sample);
+std::optional<double> scrape(uint16_t port, const std::string& sample);
+
+}  // namespace testing_support
