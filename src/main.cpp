@@ -91,13 +91,14 @@ int main(int argc, char** argv) {
   log.info("Using embedded in-process bus: single instance (set REDIS_URL to scale out)",
            {{"bus", "memory"}});
   const auto health = server.health_port();
-  log.info("Server listening", {{"port", static_cast<unsigned>(server.port())},
-                                {"healthPort", health ? static_cast<int>(*health) : -1},
-                                {"host", config.host},
-                                {"threads", config.threads > 0 ? config.threads
-                                                               : std::max(1u, std::thread::hardware_concurrency())},
-                                {"nodeEnv", config.node_env},
-                                {"version", sigsrv::version()}});
+  log.info("Server listening",
+           {{"port", static_cast<unsigned>(server.port())},
+            {"healthPort", health ? static_cast<int>(*health) : -1},
+            {"host", config.host},
+            {"threads", config.threads > 0 ? config.threads
+                                           : std::max(1u, std::thread::hardware_concurrency())},
+            {"nodeEnv", config.node_env},
+            {"version", sigsrv::version()}});
   const int code = server.run();
   log.info("Server stopped", {{"exitCode", code}});
   return code;

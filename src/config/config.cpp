@@ -69,7 +69,8 @@ Apply port_main() {
 Apply boolean(bool Config::*field) {
   return [field](Config& c, const std::string& v) -> std::optional<std::string> {
     std::string l = v;
-    std::transform(l.begin(), l.end(), l.begin(), [](unsigned char ch) { return std::tolower(ch); });
+    std::transform(l.begin(), l.end(), l.begin(),
+                   [](unsigned char ch) { return std::tolower(ch); });
     if (l == "true" || l == "1" || l == "yes" || l == "on") {
       c.*field = true;
     } else if (l == "false" || l == "0" || l == "no" || l == "off") {
@@ -90,8 +91,8 @@ Apply text(std::string Config::*field) {
 
 std::optional<std::string> apply_log_level(Config& c, const std::string& v) {
   static const std::pair<const char*, LogLevel> kLevels[] = {
-      {"trace", LogLevel::kTrace}, {"debug", LogLevel::kDebug}, {"info", LogLevel::kInfo},
-      {"warn", LogLevel::kWarn},   {"error", LogLevel::kError}, {"fatal", LogLevel::kFatal},
+      {"trace", LogLevel::kTrace},  {"debug", LogLevel::kDebug}, {"info", LogLevel::kInfo},
+      {"warn", LogLevel::kWarn},    {"error", LogLevel::kError}, {"fatal", LogLevel::kFatal},
       {"silent", LogLevel::kSilent}};
   for (const auto& [name, level] : kLevels) {
     if (v == name) {
@@ -140,7 +141,8 @@ const std::vector<Option>& options() {
        text(&Config::node_env)},
       {{"HOST", "--host", "0.0.0.0", "Address to listen on."}, text(&Config::host)},
       {{"WS_PORT", "--ws-port", "3002", "WebSocket/HTTP port when PORT is not set."}, port_main()},
-      {{"PORT", "--port", "-", "WebSocket/HTTP port (set by hosting platforms); wins over WS_PORT."},
+      {{"PORT", "--port", "-",
+        "WebSocket/HTTP port (set by hosting platforms); wins over WS_PORT."},
        port_main()},
       {{"HEALTH_PORT", "--health-port", "-",
         "Extra port serving /healthz, /readyz and /metrics; only when set."},
@@ -227,10 +229,8 @@ const std::vector<Option>& options() {
       {{"JWKS_CACHE_TTL", "--jwks-cache-ttl", "300000", "How long fetched keys are kept (ms)."},
        number(&Config::jwks_cache_ttl_ms, 1000, kMaxU32)},
       {{"JWT_ISSUER", "--jwt-issuer", "-", "Required iss claim."}, text(&Config::jwt_issuer)},
-      {{"JWT_AUDIENCE", "--jwt-audience", "-", "Required aud claim."},
-       text(&Config::jwt_audience)},
-      {{"JWT_CLOCK_SKEW_SECONDS", "--jwt-clock-skew-seconds", "30",
-        "Tolerance on exp and nbf."},
+      {{"JWT_AUDIENCE", "--jwt-audience", "-", "Required aud claim."}, text(&Config::jwt_audience)},
+      {{"JWT_CLOCK_SKEW_SECONDS", "--jwt-clock-skew-seconds", "30", "Tolerance on exp and nbf."},
        number(&Config::jwt_clock_skew_seconds, 0, 86400)},
       {{"ROOMS_CLAIM", "--rooms-claim", "rooms", "Claim listing the rooms a token may join."},
        text(&Config::rooms_claim)},
@@ -251,8 +251,8 @@ std::optional<ConfigError> validate(const Config& c) {
   if (c.enable_auth) {
     const bool hs = c.jwt_alg.rfind("HS", 0) == 0;
     if (hs && c.jwt_secret.empty()) {
-      return ConfigError{"JWT_SECRET", "JWT_SECRET: required when ENABLE_AUTH=true and JWT_ALG=" +
-                                           c.jwt_alg};
+      return ConfigError{"JWT_SECRET",
+                         "JWT_SECRET: required when ENABLE_AUTH=true and JWT_ALG=" + c.jwt_alg};
     }
     if (!hs && c.jwt_public_key.empty() && c.jwt_public_key_file.empty() && c.jwks_url.empty()) {
       return ConfigError{"JWT_PUBLIC_KEY",
@@ -286,7 +286,9 @@ const std::vector<OptionInfo>& option_table() {
   return kTable;
 }
 
-bool is_secret_variable(const std::string& env_name) { return kSecretVariables.count(env_name) > 0; }
+bool is_secret_variable(const std::string& env_name) {
+  return kSecretVariables.count(env_name) > 0;
+}
 
 Env parse_dotenv(const std::string& text) {
   Env out;
@@ -341,8 +343,8 @@ std::variant<LoadResult, ConfigError> load_config(const Env& environment, const 
     }
     if (!value) {
       if (i + 1 >= args.size()) {
-        return ConfigError{o->info.env, std::string(o->info.flag) + " (" + o->info.env +
-                                            "): needs a value"};
+        return ConfigError{o->info.env,
+                           std::string(o->info.flag) + " (" + o->info.env + "): needs a value"};
       }
       value = args[++i];
     }
@@ -354,8 +356,8 @@ std::variant<LoadResult, ConfigError> load_config(const Env& environment, const 
     if (it == values.end()) continue;
     const std::string v = trim(it->second);
     // An empty numeric/boolean value means "not set" (platforms sometimes export PORT="").
-    const bool textual = o.info.default_text == std::string("-") ||
-                         std::string(o.info.env) == "ALLOWED_ORIGINS";
+    const bool textual =
+        o.info.default_text == std::string("-") || std::string(o.info.env) == "ALLOWED_ORIGINS";
     if (v.empty() && !textual) continue;
     if (auto err = o.apply(result.config, v)) {
       const std::string shown = is_secret_variable(o.info.env) ? "(hidden)" : "'" + v + "'";
@@ -371,10 +373,11 @@ std::string help_text() {
   out << "signal-server " << version() << ": WebRTC signaling relay over WebSocket\n\n"
       << "Usage: signal-server [--option value | --option=value ...]\n\n"
       << "Each option can also be set by its environment variable or in a .env file in the\n"
-      << "working directory. Precedence: flags, then the environment, then .env, then defaults.\n\n";
+      << "working directory. Precedence: flags, then the environment, then .env, then "
+         "defaults.\n\n";
   for (const auto& o : options()) {
-    out << "  " << o.info.flag << " VALUE\n      " << o.info.env << " (default " << o.info.default_text
-        << "): " << o.info.help << "\n";
+    out << "  " << o.info.flag << " VALUE\n      " << o.info.env << " (default "
+        << o.info.default_text << "): " << o.info.help << "\n";
   }
   out << "  --help       show this text\n  --version    print the version\n";
   return out.str();

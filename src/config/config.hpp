@@ -10,36 +10,48 @@
 
 namespace sigsrv {
 
-enum class LogLevel : int { kTrace = 10, kDebug = 20, kInfo = 30, kWarn = 40, kError = 50, kFatal = 60, kSilent = 100 };
+enum class LogLevel : int {
+  kTrace = 10,
+  kDebug = 20,
+  kInfo = 30,
+  kWarn = 40,
+  kError = 50,
+  kFatal = 60,
+  kSilent = 100
+};
 
 struct Config {
   // --- core ---
-  std::string node_env = "development";  // NODE_ENV: only reported; behaviour is set by the variables below.
-  std::string host = "0.0.0.0";          // HOST: address to bind (all IPv4 interfaces by default).
-  uint16_t port = 3002;                  // PORT if set, else WS_PORT; 0 picks a free port (tests).
-  std::optional<uint16_t> health_port;   // HEALTH_PORT: extra listener for healthz/readyz/metrics, only when set.
-  std::string redis_url;                 // REDIS_URL: empty = the embedded single-instance bus.
-  std::string instance_id;               // INSTANCE_ID: originServerId on the bus; random when empty.
-  unsigned threads = 0;                  // THREADS: event loops; 0 = one per core.
+  std::string node_env =
+      "development";  // NODE_ENV: only reported; behaviour is set by the variables below.
+  std::string host = "0.0.0.0";  // HOST: address to bind (all IPv4 interfaces by default).
+  uint16_t port = 3002;          // PORT if set, else WS_PORT; 0 picks a free port (tests).
+  std::optional<uint16_t>
+      health_port;        // HEALTH_PORT: extra listener for healthz/readyz/metrics, only when set.
+  std::string redis_url;  // REDIS_URL: empty = the embedded single-instance bus.
+  std::string instance_id;  // INSTANCE_ID: originServerId on the bus; random when empty.
+  unsigned threads = 0;     // THREADS: event loops; 0 = one per core.
 
   // --- rooms ---
-  unsigned room_capacity = 2;      // ROOM_CAPACITY: members per room across all instances.
-  unsigned room_ttl_seconds = 120; // ROOM_TTL_SECONDS: Redis room set lifetime once empty.
+  unsigned room_capacity = 2;       // ROOM_CAPACITY: members per room across all instances.
+  unsigned room_ttl_seconds = 120;  // ROOM_TTL_SECONDS: Redis room set lifetime once empty.
   unsigned room_id_max_length = 64;
 
   // --- websocket ---
-  std::size_t message_max_bytes = 262144;                  // larger messages close the socket (1009).
-  std::size_t backpressure_close_threshold_bytes = 5242880; // unsent bytes per recipient before 1013.
-  unsigned heartbeat_interval_ms = 30000;                   // ping period; no pong by next tick = terminate.
-  unsigned handshake_timeout_ms = 5000;                     // HTTP request + upgrade must finish within this.
-  std::size_t max_connections = 0;                          // per instance; 0 = unlimited.
+  std::size_t message_max_bytes = 262144;  // larger messages close the socket (1009).
+  std::size_t backpressure_close_threshold_bytes =
+      5242880;                             // unsent bytes per recipient before 1013.
+  unsigned heartbeat_interval_ms = 30000;  // ping period; no pong by next tick = terminate.
+  unsigned handshake_timeout_ms = 5000;    // HTTP request + upgrade must finish within this.
+  std::size_t max_connections = 0;         // per instance; 0 = unlimited.
 
   // --- rate limits (all over 10 s) ---
   unsigned rate_limit_conn_per_10s = 20;
   unsigned rate_limit_messages_per_10s = 200;
   unsigned rate_limit_ip_msgs_per_10s = 400;
   unsigned rate_limit_room_msgs_per_10s = 800;
-  bool trust_proxy = false;  // TRUST_PROXY: take the client IP from X-Forwarded-For (behind a load balancer).
+  bool trust_proxy =
+      false;  // TRUST_PROXY: take the client IP from X-Forwarded-For (behind a load balancer).
 
   // --- circuit breaker (Redis bus) ---
   unsigned cb_error_threshold = 5;

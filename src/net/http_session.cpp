@@ -23,7 +23,9 @@ HttpSession::HttpSession(Server& server, Loop& loop, PortKind kind,
   server_.live_sessions.fetch_add(1, std::memory_order_relaxed);
 }
 
-HttpSession::~HttpSession() { server_.live_sessions.fetch_sub(1, std::memory_order_relaxed); }
+HttpSession::~HttpSession() {
+  server_.live_sessions.fetch_sub(1, std::memory_order_relaxed);
+}
 
 void HttpSession::start() {
   boost::system::error_code ec;
@@ -61,15 +63,13 @@ void HttpSession::on_read(boost::system::error_code ec) {
   deadline_.cancel();
   auto& req = parser_->get();
   if (kind_ == PortKind::kMain && boost::beast::websocket::is_upgrade(req)) {
-    std::make_shared<WsSession>(server_, loop_, std::move(socket_))
-        ->start(parser_->release());
+    std::make_shared<WsSession>(server_, loop_, std::move(socket_))->start(parser_->release());
     return;
   }
-  HttpAnswer answer = route_http(req.target(), kind_, server_.ready(),
-                                 [this] {
-                                   metrics().ready.set(server_.ready() ? 1 : 0);
-                                   return metrics().render();
-                                 });
+  HttpAnswer answer = route_http(req.target(), kind_, server_.ready(), [this] {
+    metrics().ready.set(server_.ready() ? 1 : 0);
+    return metrics().render();
+  });
   respond(std::move(answer), req.keep_alive(), req.method() == http::verb::head);
 }
 
@@ -83,14 +83,15 @@ void HttpSession::respond(HttpAnswer answer, bool keep_alive, bool head) {
   response_.body() = std::move(answer.body);
   response_.prepare_payload();
   if (head) response_.body().clear();
-  http::async_write(socket_, response_,
-                    [self = shared_from_this(), keep_alive](boost::system::error_code ec, std::size_t) {
-                      if (ec || !keep_alive || self->server_.draining()) {
-                        self->close();
-                        return;
-                      }
-                      self->read_request();
-                    });
+  http::async_write(
+      socket_, response_,
+      [self = shared_from_this(), keep_alive](boost::system::error_code ec, std::size_t) {
+        if (ec || !keep_alive || self->server_.draining()) {
+          self->close();
+          return;
+        }
+        self->read_request();
+      });
 }
 
 void HttpSession::close() {

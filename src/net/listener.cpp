@@ -12,7 +12,10 @@ namespace sigsrv {
 using tcp = boost::asio::ip::tcp;
 
 Listener::Listener(Server& server, PortKind kind)
-    : server_(server), kind_(kind), acceptor_(server.loop(0).ioc), retry_timer_(server.loop(0).ioc) {}
+    : server_(server),
+      kind_(kind),
+      acceptor_(server.loop(0).ioc),
+      retry_timer_(server.loop(0).ioc) {}
 
 std::optional<std::string> Listener::open(const std::string& host, uint16_t port) {
   boost::system::error_code ec;
@@ -20,7 +23,8 @@ std::optional<std::string> Listener::open(const std::string& host, uint16_t port
   if (ec) return "HOST='" + host + "': not an IP address";
   const tcp::endpoint ep(address, port);
   const std::string where = host + ":" + std::to_string(port);
-  if (acceptor_.open(ep.protocol(), ec); ec) return "cannot open socket for " + where + ": " + ec.message();
+  if (acceptor_.open(ep.protocol(), ec); ec)
+    return "cannot open socket for " + where + ": " + ec.message();
   acceptor_.set_option(tcp::acceptor::reuse_address(true), ec);
   if (acceptor_.bind(ep, ec); ec) {
     std::string hint;
@@ -36,7 +40,9 @@ std::optional<std::string> Listener::open(const std::string& host, uint16_t port
   return std::nullopt;
 }
 
-void Listener::start() { accept(); }
+void Listener::start() {
+  accept();
+}
 
 void Listener::close() {
   boost::system::error_code ec;
@@ -46,24 +52,25 @@ void Listener::close() {
 
 void Listener::accept() {
   Loop& target = server_.next_loop();
-  acceptor_.async_accept(target.ioc, [this, &target](boost::system::error_code ec, tcp::socket socket) {
-    if (ec == boost::asio::error::operation_aborted) return;
-    if (ec) {
-      // Out of descriptors or a transient kernel error: wait a little instead of spinning.
-      server_.log().warn("Accept failed", {{"err", ec.message()}});
-      retry_timer_.expires_after(std::chrono::milliseconds(50));
-      retry_timer_.async_wait([this](boost::system::error_code e) {
-        if (!e) accept();
+  acceptor_.async_accept(
+      target.ioc, [this, &target](boost::system::error_code ec, tcp::socket socket) {
+        if (ec == boost::asio::error::operation_aborted) return;
+        if (ec) {
+          // Out of descriptors or a transient kernel error: wait a little instead of spinning.
+          server_.log().warn("Accept failed", {{"err", ec.message()}});
+          retry_timer_.expires_after(std::chrono::milliseconds(50));
+          retry_timer_.async_wait([this](boost::system::error_code e) {
+            if (!e) accept();
+          });
+          return;
+        }
+        metrics().connections_accepted.inc();
+        boost::asio::post(target.ioc, [&server = server_, &target, kind = kind_,
+                                       s = std::move(socket)]() mutable {
+          std::make_shared<HttpSession>(server, target, kind, std::move(s))->start();
+        });
+        accept();
       });
-      return;
-    }
-    metrics().connections_accepted.inc();
-    boost::asio::post(target.ioc, [&server = server_, &target, kind = kind_,
-                                   s = std::move(socket)]() mutable {
-      std::make_shared<HttpSession>(server, target, kind, std::move(s))->start();
-    });
-    accept();
-  });
 }
 
 }  // namespace sigsrv

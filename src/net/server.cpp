@@ -16,7 +16,8 @@ Server::Server(const Config& config, Logger& log, Bus& bus)
   policy_.require_wss = config.require_wss;
   policy_.origins = &origins_;
   policy_.subprotocol_required = !config.subprotocol.empty();
-  const unsigned n = config.threads > 0 ? config.threads : std::max(1u, std::thread::hardware_concurrency());
+  const unsigned n =
+      config.threads > 0 ? config.threads : std::max(1u, std::thread::hardware_concurrency());
   for (unsigned i = 0; i < n; ++i) loops_.push_back(std::make_unique<Loop>(i));
   main_listener_ = std::make_unique<Listener>(*this, PortKind::kMain);
   if (config.health_port) health_listener_ = std::make_unique<Listener>(*this, PortKind::kHealth);
@@ -34,7 +35,9 @@ std::optional<std::string> Server::listen() {
   return std::nullopt;
 }
 
-uint16_t Server::port() const { return main_listener_->port(); }
+uint16_t Server::port() const {
+  return main_listener_->port();
+}
 
 std::optional<uint16_t> Server::health_port() const {
   if (!health_listener_) return std::nullopt;
@@ -107,7 +110,8 @@ void Server::begin_drain() {
     });
   }
   boost::asio::post(loops_[0]->ioc, [this] {
-    watch_drain(std::chrono::steady_clock::now() + std::chrono::milliseconds(config_.drain_timeout_ms));
+    watch_drain(std::chrono::steady_clock::now() +
+                std::chrono::milliseconds(config_.drain_timeout_ms));
   });
 }
 
@@ -119,7 +123,8 @@ void Server::watch_drain(std::chrono::steady_clock::time_point deadline) {
     return;
   }
   if (std::chrono::steady_clock::now() >= deadline) {
-    log_.warn("Drain timeout reached, exiting with connections still open", {{"connections", left}});
+    log_.warn("Drain timeout reached, exiting with connections still open",
+              {{"connections", left}});
     stop_all();
     return;
   }

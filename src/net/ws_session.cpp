@@ -89,7 +89,8 @@ void WsSession::start(Request request) {
   Upgrade& u = *upgrade_;
   u.params = parse_connect_target(request.target(), cfg.room_id_max_length);
   u.has_host = request.count(http::field::host) > 0 && !request[http::field::host].empty();
-  if (auto it = request.find(http::field::origin); it != request.end()) u.origin = std::string(it->value());
+  if (auto it = request.find(http::field::origin); it != request.end())
+    u.origin = std::string(it->value());
   u.forwarded_proto = std::string(request["X-Forwarded-Proto"]);
   u.authorization_token = std::string(bearer_token(request[http::field::authorization]));
 
@@ -168,9 +169,8 @@ void WsSession::on_accepted(boost::system::error_code ec) {
 
 void WsSession::reject(Rejection r, RejectReason reason) {
   metrics().rejected(reason).inc();
-  server_.log().debug("Connection refused", {{"code", static_cast<unsigned>(r.code)},
-                                             {"reason", r.reason},
-                                             {"ip", ip_}});
+  server_.log().debug("Connection refused",
+                      {{"code", static_cast<unsigned>(r.code)}, {"reason", r.reason}, {"ip", ip_}});
   refusal_ = r;
   accept();
 }
@@ -231,26 +231,28 @@ void WsSession::on_joined(JoinResult result) {
     return;
   }
   joined_ = true;
-  room_ = server_.rooms().attach(
-      room_id, Member{client_id_, weak_from_this(), this, loop_.index, events_});
+  room_ = server_.rooms().attach(room_id,
+                                 Member{client_id_, weak_from_this(), this, loop_.index, events_});
   loop_slot = loop_.sessions.size();
   loop_.sessions.push_back(this);
   registered_ = true;
   state_ = State::kOpen;
   metrics().active_connections.inc();
-  server_.log().info("Client joined room", {{"clientId", client_id_},
-                                            {"roomId", room_id},
-                                            {"localCount", room_->size()}});
+  server_.log().info(
+      "Client joined room",
+      {{"clientId", client_id_}, {"roomId", room_id}, {"localCount", room_->size()}});
 
   Targets others;
   room_->collect_others(this, others);
   if (events_) {
-    deliver(std::make_shared<const std::string>(welcome_message(client_id_, room_id, result.members - 1)));
+    deliver(std::make_shared<const std::string>(
+        welcome_message(client_id_, room_id, result.members - 1)));
   }
   SharedText joined_note;
   for (const auto& t : others) {
     if (!t.wants_events) continue;
-    if (!joined_note) joined_note = std::make_shared<const std::string>(peer_joined_message(client_id_));
+    if (!joined_note)
+      joined_note = std::make_shared<const std::string>(peer_joined_message(client_id_));
     send_to(t, joined_note);
   }
   // Reading starts only after the upgrade: whatever the client sends from its open event on is
@@ -259,9 +261,10 @@ void WsSession::on_joined(JoinResult result) {
 }
 
 void WsSession::read() {
-  ws_.async_read(read_buffer_, [self = shared_from_this()](boost::system::error_code ec, std::size_t n) {
-    self->on_read(ec, n);
-  });
+  ws_.async_read(read_buffer_,
+                 [self = shared_from_this()](boost::system::error_code ec, std::size_t n) {
+                   self->on_read(ec, n);
+                 });
 }
 
 void WsSession::on_read(boost::system::error_code ec, std::size_t bytes) {

@@ -80,12 +80,12 @@ class WsSession final : public Peer, public std::enable_shared_from_this<WsSessi
   std::size_t unsent_bytes_ = 0;
   bool writing_ = false;
 
-  bool alive_ = true;           // a pong arrived since the last heartbeat tick
-  bool ping_in_flight_ = false; // Beast allows one outstanding ping
-  bool events_ = false;         // events=1: welcome and peer-joined
-  bool registered_ = false;     // in loop_.sessions
-  bool joined_ = false;         // member of the bus room and the local registry
-  bool accepted_ = false;       // the 101 went out; writes and reads may start
+  bool alive_ = true;                 // a pong arrived since the last heartbeat tick
+  bool ping_in_flight_ = false;       // Beast allows one outstanding ping
+  bool events_ = false;               // events=1: welcome and peer-joined
+  bool registered_ = false;           // in loop_.sessions
+  bool joined_ = false;               // member of the bus room and the local registry
+  bool accepted_ = false;             // the 101 went out; writes and reads may start
   std::optional<Rejection> refusal_;  // close code to send once the upgrade completes
   std::unique_ptr<boost::asio::steady_timer> close_deadline_;  // only while closing
 };

@@ -41,13 +41,20 @@ void append_value(std::string& out, const LogField& f, bool quote_strings) {
 
 const char* level_name(LogLevel l) {
   switch (l) {
-    case LogLevel::kTrace: return "TRACE";
-    case LogLevel::kDebug: return "DEBUG";
-    case LogLevel::kInfo: return "INFO";
-    case LogLevel::kWarn: return "WARN";
-    case LogLevel::kError: return "ERROR";
-    case LogLevel::kFatal: return "FATAL";
-    default: return "USERLVL";
+    case LogLevel::kTrace:
+      return "TRACE";
+    case LogLevel::kDebug:
+      return "DEBUG";
+    case LogLevel::kInfo:
+      return "INFO";
+    case LogLevel::kWarn:
+      return "WARN";
+    case LogLevel::kError:
+      return "ERROR";
+    case LogLevel::kFatal:
+      return "FATAL";
+    default:
+      return "USERLVL";
   }
 }
 
@@ -59,7 +66,10 @@ void stdout_sink(std::string_view line) {
 }  // namespace
 
 Logger::Logger(LogLevel level, bool pretty, std::string instance_id, Sink sink)
-    : level_(level), pretty_(pretty), instance_id_(std::move(instance_id)), pid_(getpid()),
+    : level_(level),
+      pretty_(pretty),
+      instance_id_(std::move(instance_id)),
+      pid_(getpid()),
       sink_(sink ? sink : stdout_sink) {
   char host[256] = {};
   if (gethostname(host, sizeof(host) - 1) == 0) hostname_ = host;

@@ -37,11 +37,21 @@ class Logger {
 
   bool enabled(LogLevel l) const { return static_cast<int>(l) >= static_cast<int>(level_); }
   void log(LogLevel l, std::string_view msg, std::initializer_list<LogField> fields = {});
-  void debug(std::string_view m, std::initializer_list<LogField> f = {}) { log(LogLevel::kDebug, m, f); }
-  void info(std::string_view m, std::initializer_list<LogField> f = {}) { log(LogLevel::kInfo, m, f); }
-  void warn(std::string_view m, std::initializer_list<LogField> f = {}) { log(LogLevel::kWarn, m, f); }
-  void error(std::string_view m, std::initializer_list<LogField> f = {}) { log(LogLevel::kError, m, f); }
-  void fatal(std::string_view m, std::initializer_list<LogField> f = {}) { log(LogLevel::kFatal, m, f); }
+  void debug(std::string_view m, std::initializer_list<LogField> f = {}) {
+    log(LogLevel::kDebug, m, f);
+  }
+  void info(std::string_view m, std::initializer_list<LogField> f = {}) {
+    log(LogLevel::kInfo, m, f);
+  }
+  void warn(std::string_view m, std::initializer_list<LogField> f = {}) {
+    log(LogLevel::kWarn, m, f);
+  }
+  void error(std::string_view m, std::initializer_list<LogField> f = {}) {
+    log(LogLevel::kError, m, f);
+  }
+  void fatal(std::string_view m, std::initializer_list<LogField> f = {}) {
+    log(LogLevel::kFatal, m, f);
+  }
 
   // Formats without writing (unit tests).
   std::string format(LogLevel l, int64_t time_ms, std::string_view msg,

@@ -10,9 +10,9 @@ namespace {
 
 constexpr const char* kRateScopes[] = {"connection", "ip", "room", "connect_ip"};
 constexpr const char* kRejectReasons[] = {
-    "draining", "breaker_open", "at_capacity", "malformed", "invalid_room", "wss_required",
-    "origin_not_allowed", "subprotocol_required", "unauthorized", "forbidden", "rate_limited",
-    "room_full", "internal_error"};
+    "draining",     "breaker_open",       "at_capacity",          "malformed",    "invalid_room",
+    "wss_required", "origin_not_allowed", "subprotocol_required", "unauthorized", "forbidden",
+    "rate_limited", "room_full",          "internal_error"};
 constexpr const char* kRedisOps[] = {"join", "leave", "publish", "rate_limit", "ping", "subscribe"};
 
 void header(std::string& out, std::string_view name, std::string_view type, std::string_view help) {
@@ -77,8 +77,8 @@ std::string Metrics::render() const {
         redis_up.value());
   gauge(out, "cloudgaming_circuit_breaker_open", "1 while the Redis circuit breaker is open.",
         circuit_breaker_open.value());
-  counter(out, "cloudgaming_messages_forwarded_total", "Valid client messages relayed to their room.",
-          messages_forwarded.value());
+  counter(out, "cloudgaming_messages_forwarded_total",
+          "Valid client messages relayed to their room.", messages_forwarded.value());
   counter(out, "cloudgaming_schema_rejects_total", "Messages failing schema validation.",
           schema_rejects.value());
   header(out, "cloudgaming_rate_limit_drops_total", "counter",
@@ -111,7 +111,8 @@ std::string Metrics::render() const {
   counter(out, "cloudgaming_messages_received_total", "WebSocket messages read from clients.",
           messages_received.value());
   counter(out, "cloudgaming_messages_invalid_json_total",
-          "Messages that were not a JSON object (dropped silently).", messages_invalid_json.value());
+          "Messages that were not a JSON object (dropped silently).",
+          messages_invalid_json.value());
   counter(out, "cloudgaming_messages_delivered_total",
           "Messages queued to a local recipient (one per recipient).", messages_delivered.value());
   counter(out, "cloudgaming_heartbeat_terminations_total",
@@ -120,7 +121,8 @@ std::string Metrics::render() const {
           "Connections closed with 1009 for a message over MESSAGE_MAX_BYTES.",
           oversize_closes.value());
   counter(out, "cloudgaming_handshake_timeouts_total",
-          "Connections dropped for not completing the upgrade in time.", handshake_timeouts.value());
+          "Connections dropped for not completing the upgrade in time.",
+          handshake_timeouts.value());
   gauge(out, "cloudgaming_ready", "1 when /readyz answers 200.", ready.value());
   gauge(out, "cloudgaming_draining", "1 once SIGTERM/SIGINT started the drain.", draining.value());
 

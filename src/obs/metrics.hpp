@@ -49,19 +49,31 @@ class Histogram {
 // Why a message or connection was dropped: the label values of the drop counters.
 enum class RateScope { kConnection, kIp, kRoom, kConnectIp };
 enum class RejectReason {
-  kDraining, kBreakerOpen, kAtCapacity, kMalformed, kInvalidRoom, kWssRequired, kOriginNotAllowed,
-  kSubprotocolRequired, kUnauthorized, kForbidden, kRateLimited, kRoomFull, kInternalError, kCount
+  kDraining,
+  kBreakerOpen,
+  kAtCapacity,
+  kMalformed,
+  kInvalidRoom,
+  kWssRequired,
+  kOriginNotAllowed,
+  kSubprotocolRequired,
+  kUnauthorized,
+  kForbidden,
+  kRateLimited,
+  kRoomFull,
+  kInternalError,
+  kCount
 };
 enum class RedisOp { kJoin, kLeave, kPublish, kRateLimit, kPing, kSubscribe, kCount };
 
 struct Metrics {
   // Spec metrics (names shared with the Node server).
-  Gauge active_connections;   // WebSocket sessions admitted and not yet ended
-  Gauge local_rooms;          // rooms with at least one member on this instance
-  Gauge redis_up;             // 1 while the Redis bus answers; 0 on the embedded bus
-  Gauge circuit_breaker_open; // 1 while the Redis breaker refuses new connections
-  Counter messages_forwarded; // valid client messages relayed to their room (once per message)
-  Counter schema_rejects;     // objects failing validation (sender got schema-error)
+  Gauge active_connections;    // WebSocket sessions admitted and not yet ended
+  Gauge local_rooms;           // rooms with at least one member on this instance
+  Gauge redis_up;              // 1 while the Redis bus answers; 0 on the embedded bus
+  Gauge circuit_breaker_open;  // 1 while the Redis breaker refuses new connections
+  Counter messages_forwarded;  // valid client messages relayed to their room (once per message)
+  Counter schema_rejects;      // objects failing validation (sender got schema-error)
   std::array<Counter, 4> rate_limit_drops;  // by RateScope
   Counter backpressure_closes;              // recipients closed with 1013 for unsent bytes
   std::array<Histogram, static_cast<std::size_t>(RedisOp::kCount)> redis_operation_duration;
@@ -70,13 +82,13 @@ struct Metrics {
   // Ours.
   Counter connections_accepted;  // TCP connections accepted (HTTP and WebSocket)
   std::array<Counter, static_cast<std::size_t>(RejectReason::kCount)> connections_rejected;
-  Counter messages_received;     // WebSocket messages read from clients
-  Counter messages_invalid_json; // not JSON or not an object: dropped silently
-  Counter messages_delivered;    // messages queued to a recipient (one per recipient)
+  Counter messages_received;      // WebSocket messages read from clients
+  Counter messages_invalid_json;  // not JSON or not an object: dropped silently
+  Counter messages_delivered;     // messages queued to a recipient (one per recipient)
   Counter heartbeat_terminations;
-  Counter oversize_closes;       // closed with 1009 for a message over MESSAGE_MAX_BYTES
+  Counter oversize_closes;  // closed with 1009 for a message over MESSAGE_MAX_BYTES
   Counter handshake_timeouts;
-  Gauge ready;                   // 1 when /readyz answers 200
+  Gauge ready;  // 1 when /readyz answers 200
   Gauge draining;
 
   Counter& drops(RateScope s) { return rate_limit_drops[static_cast<std::size_t>(s)]; }

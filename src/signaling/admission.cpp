@@ -7,7 +7,8 @@ namespace {
 bool iequals(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;
   for (std::size_t i = 0; i < a.size(); ++i) {
-    if (std::tolower(static_cast<unsigned char>(a[i])) != std::tolower(static_cast<unsigned char>(b[i]))) {
+    if (std::tolower(static_cast<unsigned char>(a[i])) !=
+        std::tolower(static_cast<unsigned char>(b[i]))) {
       return false;
     }
   }
@@ -16,7 +17,8 @@ bool iequals(std::string_view a, std::string_view b) {
 
 }  // namespace
 
-std::optional<Rejection> check_before_auth(const AdmissionPolicy& policy, const ConnectFacts& facts) {
+std::optional<Rejection> check_before_auth(const AdmissionPolicy& policy,
+                                           const ConnectFacts& facts) {
   if (facts.draining) return draining_rejection(policy.shutdown_close_code);
   if (facts.breaker_open) return kBreakerOpen;
   if (facts.over_max_connections) return kAtCapacity;

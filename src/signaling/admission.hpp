@@ -56,7 +56,8 @@ struct AdmissionPolicy {
 };
 
 // Rows 1-7 (and the MAX_CONNECTIONS cap right after the breaker): cheap checks, no I/O.
-std::optional<Rejection> check_before_auth(const AdmissionPolicy& policy, const ConnectFacts& facts);
+std::optional<Rejection> check_before_auth(const AdmissionPolicy& policy,
+                                           const ConnectFacts& facts);
 
 // Rows 8-10, given the verifier's outcome for the token.
 enum class TokenOutcome { kValid, kInvalid, kRoomNotAllowed };

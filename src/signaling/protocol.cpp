@@ -8,7 +8,9 @@ namespace sigsrv {
 namespace json = boost::json;
 namespace {
 
-bool non_empty_string(const json::value* v) { return v && v->is_string() && !v->get_string().empty(); }
+bool non_empty_string(const json::value* v) {
+  return v && v->is_string() && !v->get_string().empty();
+}
 
 // sdpMLineIndex: an integer >= 0 (JS numbers: 1.0 counts) or null.
 bool valid_mline_index(const json::value& v) {
@@ -77,7 +79,8 @@ ParsedMessage parse_client_message(std::string_view input) {
     result.type = MessageType::kControl;
     out = R"({"type":"control")";
     append_key(out, "action", *action);
-    if (const json::value* payload = obj.if_contains("payload")) append_key(out, "payload", *payload);
+    if (const json::value* payload = obj.if_contains("payload"))
+      append_key(out, "payload", *payload);
   } else {
     return result;
   }
@@ -93,11 +96,13 @@ const SharedText& schema_error_message() {
 }
 
 const SharedText& peer_disconnected_message() {
-  static const SharedText kMsg = std::make_shared<const std::string>(R"({"type":"peer-disconnected"})");
+  static const SharedText kMsg =
+      std::make_shared<const std::string>(R"({"type":"peer-disconnected"})");
   return kMsg;
 }
 
-std::string welcome_message(std::string_view client_id, std::string_view room_id, std::size_t peers) {
+std::string welcome_message(std::string_view client_id, std::string_view room_id,
+                            std::size_t peers) {
   json::object payload;
   payload["clientId"] = client_id;
   payload["roomId"] = room_id;

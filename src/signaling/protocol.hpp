@@ -14,9 +14,9 @@ enum class MessageType { kOffer, kAnswer, kCandidate, kControl };
 
 struct ParsedMessage {
   enum class Kind {
-    kNotJson,       // not JSON or not an object: dropped silently
-    kSchemaError,   // an object that fails the table: sender gets schema-error
-    kValid,         // relay `text`
+    kNotJson,      // not JSON or not an object: dropped silently
+    kSchemaError,  // an object that fails the table: sender gets schema-error
+    kValid,        // relay `text`
   } kind = Kind::kNotJson;
   MessageType type = MessageType::kControl;
   std::string text;  // canonical JSON with only the table's keys, in schema order
@@ -28,7 +28,8 @@ ParsedMessage parse_client_message(std::string_view input);
 // Messages the server itself sends.
 const SharedText& schema_error_message();
 const SharedText& peer_disconnected_message();
-std::string welcome_message(std::string_view client_id, std::string_view room_id, std::size_t peers);
+std::string welcome_message(std::string_view client_id, std::string_view room_id,
+                            std::size_t peers);
 std::string peer_joined_message(std::string_view client_id);
 
 }  // namespace sigsrv

@@ -23,10 +23,10 @@ class Peer {
 
 struct Member {
   std::string client_id;
-  std::weak_ptr<Peer> peer;  // weak: the session owns itself through its pending I/O
-  const Peer* raw = nullptr; // identity only, never dereferenced
-  unsigned loop = 0;         // index of the event loop that owns the peer
-  bool wants_events = false; // opted in with events=1
+  std::weak_ptr<Peer> peer;   // weak: the session owns itself through its pending I/O
+  const Peer* raw = nullptr;  // identity only, never dereferenced
+  unsigned loop = 0;          // index of the event loop that owns the peer
+  bool wants_events = false;  // opted in with events=1
 };
 
 // A recipient picked out of a room, held strongly only while a message is handed over.

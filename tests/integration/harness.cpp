@@ -128,9 +128,12 @@ ServerProcess::~ServerProcess() {
   if (!dir_.empty()) std::filesystem::remove_all(dir_, ec);
 }
 
-std::string ServerProcess::output() const { return read_file(log_path_); }
+std::string ServerProcess::output() const {
+  return read_file(log_path_);
+}
 
-bool ServerProcess::wait_for_output(const std::string& needle, std::chrono::milliseconds timeout) const {
+bool ServerProcess::wait_for_output(const std::string& needle,
+                                    std::chrono::milliseconds timeout) const {
   return wait_until([&] { return output().find(needle) != std::string::npos; }, timeout);
 }
 
@@ -195,9 +198,8 @@ HttpResult http_get(uint16_t port, const std::string& target, std::chrono::milli
     if (ec) return;
     http::async_write(stream, req, [&](beast::error_code ec2, std::size_t) {
       if (ec2) return;
-      http::async_read(stream, buffer, res, [&](beast::error_code ec3, std::size_t) {
-        done = !ec3;
-      });
+      http::async_read(stream, buffer, res,
+                       [&](beast::error_code ec3, std::size_t) { done = !ec3; });
     });
   });
   ioc.run();

@@ -64,7 +64,8 @@ struct HttpResult {
   std::map<std::string, std::string> headers;
 };
 // One HTTP/1.1 GET over a fresh connection; status 0 when it could not connect or timed out.
-HttpResult http_get(uint16_t port, const std::string& target, std::chrono::milliseconds timeout = 5000ms);
+HttpResult http_get(uint16_t port, const std::string& target,
+                    std::chrono::milliseconds timeout = 5000ms);
 
 // A metric's value from a /metrics text (the first sample whose name+labels match exactly).
 std::optional<double> metric_value(const std::string& metrics_text, const std::string& sample);

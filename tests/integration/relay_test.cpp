@@ -18,7 +18,8 @@ Env relaxed_limits() {
           {"RATE_LIMIT_CONN_PER_10S", "100000"}};
 }
 
-std::unique_ptr<WsClient> join(uint16_t port, const std::string& room, const std::string& extra = "") {
+std::unique_ptr<WsClient> join(uint16_t port, const std::string& room,
+                               const std::string& extra = "") {
   std::string err;
   auto c = WsClient::connect(port, "/?roomId=" + room + extra, {}, &err);
   EXPECT_TRUE(c) << err;

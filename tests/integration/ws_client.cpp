@@ -80,7 +80,8 @@ std::unique_ptr<WsClient> WsClient::connect(uint16_t port, const std::string& ta
   beast::error_code ec;
   sock.open(tcp::v4(), ec);
   if (options.receive_buffer_bytes > 0) {
-    sock.set_option(boost::asio::socket_base::receive_buffer_size(options.receive_buffer_bytes), ec);
+    sock.set_option(boost::asio::socket_base::receive_buffer_size(options.receive_buffer_bytes),
+                    ec);
   }
   bool connected = false, done = false;
   std::string failure;
@@ -101,10 +102,11 @@ std::unique_ptr<WsClient> WsClient::connect(uint16_t port, const std::string& ta
   }
   std::string offered;
   for (const auto& p : options.subprotocols) offered += (offered.empty() ? "" : ", ") + p;
-  impl->ws.set_option(websocket::stream_base::decorator([options, offered](websocket::request_type& req) {
-    for (const auto& [k, v] : options.headers) req.set(k, v);
-    if (!offered.empty()) req.set(http::field::sec_websocket_protocol, offered);
-  }));
+  impl->ws.set_option(
+      websocket::stream_base::decorator([options, offered](websocket::request_type& req) {
+        for (const auto& [k, v] : options.headers) req.set(k, v);
+        if (!offered.empty()) req.set(http::field::sec_websocket_protocol, offered);
+      }));
   websocket::response_type res;
   impl->ws.async_handshake(res, "127.0.0.1:" + std::to_string(port), target,
                            [&](beast::error_code e) {
@@ -121,7 +123,9 @@ std::unique_ptr<WsClient> WsClient::connect(uint16_t port, const std::string& ta
   return std::unique_ptr<WsClient>(new WsClient(std::move(impl)));
 }
 
-void WsClient::send(const std::string& text) { send_all({text}); }
+void WsClient::send(const std::string& text) {
+  send_all({text});
+}
 
 void WsClient::send_all(const std::vector<std::string>& texts) {
   for (const auto& t : texts) {
@@ -161,8 +165,12 @@ void WsClient::close() {
   impl_->open = false;
 }
 
-bool WsClient::is_open() const { return impl_->open; }
-const std::string& WsClient::subprotocol() const { return impl_->subprotocol; }
+bool WsClient::is_open() const {
+  return impl_->open;
+}
+const std::string& WsClient::subprotocol() const {
+  return impl_->subprotocol;
+}
 
 RawUpgradeResult raw_upgrade(uint16_t port, const std::string& request,
                              std::chrono::milliseconds timeout) {
@@ -180,7 +188,8 @@ RawUpgradeResult raw_upgrade(uint16_t port, const std::string& request,
   auto parse = [&]() -> bool {
     const auto head_end = data.find("\r\n\r\n");
     if (head_end == std::string::npos) return false;
-    if (result.http_status == 0 && data.size() >= 12) result.http_status = std::stoi(data.substr(9, 3));
+    if (result.http_status == 0 && data.size() >= 12)
+      result.http_status = std::stoi(data.substr(9, 3));
     const std::string frame = data.substr(head_end + 4);
     if (frame.size() < 2) return result.http_status != 101;
     const auto opcode = static_cast<unsigned char>(frame[0]) & 0x0f;
@@ -189,7 +198,8 @@ RawUpgradeResult raw_upgrade(uint16_t port, const std::string& request,
     if (opcode == 0x8) {
       CloseInfo info;
       if (len >= 2) {
-        info.code = (static_cast<unsigned char>(frame[2]) << 8) | static_cast<unsigned char>(frame[3]);
+        info.code =
+            (static_cast<unsigned char>(frame[2]) << 8) | static_cast<unsigned char>(frame[3]);
         info.reason = frame.substr(4, len - 2);
       }
       result.close = info;
