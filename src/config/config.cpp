@@ -301,14 +301,25 @@ Env parse_dotenv(const std::string& text) {
     const auto eq = l.find('=');
     if (eq == std::string::npos) continue;
     std::string key = trim(l.substr(0, eq));
-    std::string value = trim(l.substr(eq + 1));
-    if (value.size() >= 2 && (value.front() == '"' || value.front() == '\'') &&
-        value.back() == value.front()) {
-      value = value.substr(1, value.size() - 2);
+    const std::string rest = trim(l.substr(eq + 1));
+    std::string value;
+    const char quote = rest.empty() ? '\0' : rest.front();
+    const auto close = (quote == '"' || quote == '\'') ? rest.find(quote, 1) : std::string::npos;
+    if (close != std::string::npos) {
+      // Quoted: everything up to the closing quote; anything after it (a comment) is ignored.
+      value = rest.substr(1, close - 1);
+      if (quote == '"') {
+        // As dotenv: \n in double quotes is a newline (PEM keys on one line).
+        for (std::size_t i = 0; (i = value.find("\\n", i)) != std::string::npos; ++i) {
+          value.replace(i, 2, "\n");
+        }
+      }
     } else {
-      // An unquoted value ends at an inline comment (" #").
-      const auto hash = value.find(" #");
-      if (hash != std::string::npos) value = trim(value.substr(0, hash));
+      // Unquoted: the value ends at an inline comment (a '#' at the start or after a space).
+      value = (!rest.empty() && rest[0] == '#') ? std::string() : rest;
+      if (const auto hash = value.find(" #"); hash != std::string::npos)
+        value = value.substr(0, hash);
+      value = trim(value);
     }
     if (!key.empty()) out[key] = value;
   }
@@ -355,10 +366,9 @@ std::variant<LoadResult, ConfigError> load_config(const Env& environment, const 
     auto it = values.find(o.info.env);
     if (it == values.end()) continue;
     const std::string v = trim(it->second);
-    // An empty numeric/boolean value means "not set" (platforms sometimes export PORT="").
-    const bool textual =
-        o.info.default_text == std::string("-") || std::string(o.info.env) == "ALLOWED_ORIGINS";
-    if (v.empty() && !textual) continue;
+    // An empty value means "not set" (platforms sometimes export PORT=""); for text options the
+    // default is what empty would mean anyway.
+    if (v.empty()) continue;
     if (auto err = o.apply(result.config, v)) {
       const std::string shown = is_secret_variable(o.info.env) ? "(hidden)" : "'" + v + "'";
       return ConfigError{o.info.env, std::string(o.info.env) + "=" + shown + ": " + *err};

@@ -26,11 +26,13 @@ class WsSession;
 class Listener;
 
 // One event loop and the sessions it owns; only its own thread touches `sessions`.
+// Member order matters: `ioc` is destroyed before `sessions`, because destroying it destroys
+// the pending handlers, and with them sessions that unregister themselves from the list.
 struct Loop {
   explicit Loop(unsigned i) : index(i), ioc(1), heartbeat(ioc) {}
   unsigned index;
-  asio::io_context ioc;  // hint 1: exactly one thread runs each loop
   std::vector<WsSession*> sessions;
+  asio::io_context ioc;  // hint 1: exactly one thread runs each loop
   asio::steady_timer heartbeat;
   std::thread thread;
 };

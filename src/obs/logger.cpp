@@ -135,11 +135,14 @@ std::string redact_url(std::string_view url) {
   const auto scheme_end = url.find("://");
   if (scheme_end == std::string_view::npos) return std::string(url);
   const auto auth_start = scheme_end + 3;
-  const auto at = url.find('@', auth_start);
+  // The authority ends at the first '/', its userinfo at the last '@' in it (a password may
+  // itself contain '@'), as URL parsers read it.
   const auto slash = url.find('/', auth_start);
-  if (at == std::string_view::npos || (slash != std::string_view::npos && slash < at)) {
-    return std::string(url);
-  }
+  const auto authority_len =
+      slash == std::string_view::npos ? url.size() - auth_start : slash - auth_start;
+  const auto at_rel = url.substr(auth_start, authority_len).rfind('@');
+  if (at_rel == std::string_view::npos) return std::string(url);
+  const auto at = auth_start + at_rel;
   const std::string_view userinfo = url.substr(auth_start, at - auth_start);
   const auto colon = userinfo.find(':');
   std::string out(url.substr(0, auth_start));

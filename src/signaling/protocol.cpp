@@ -2,6 +2,7 @@
 #include "signaling/protocol.hpp"
 
 #include <boost/json.hpp>
+#include <charconv>
 #include <cmath>
 
 namespace sigsrv {
@@ -24,17 +25,74 @@ bool valid_mline_index(const json::value& v) {
   return false;
 }
 
-void append_key(std::string& out, std::string_view key, const json::value& v,
-                bool whole_number = false) {
+// Numbers as JavaScript's JSON.stringify writes them (the Node server re-serialized every
+// message): shortest round-trip digits, fixed notation for 1e-6 <= |x| < 1e21, else "1.5e-7".
+void append_number(std::string& out, double d) {
+  if (!std::isfinite(d)) {
+    out += "null";
+    return;
+  }
+  if (d == 0) {
+    out += '0';  // also -0, as JavaScript prints it
+    return;
+  }
+  char buf[400];
+  const double a = std::fabs(d);
+  const auto fmt =
+      (a >= 1e-6 && a < 1e21) ? std::chars_format::fixed : std::chars_format::scientific;
+  const auto res = std::to_chars(buf, buf + sizeof(buf), d, fmt);
+  std::string_view text(buf, static_cast<std::size_t>(res.ptr - buf));
+  const auto e = text.find('e');
+  if (e == std::string_view::npos) {
+    out += text;
+    return;
+  }
+  // "1.5e-07" -> "1.5e-7"
+  out += text.substr(0, e + 2);
+  std::string_view exp = text.substr(e + 2);
+  while (exp.size() > 1 && exp.front() == '0') exp.remove_prefix(1);
+  out += exp;
+}
+
+void append_json(std::string& out, const json::value& v) {
+  switch (v.kind()) {
+    case json::kind::double_:
+      append_number(out, v.get_double());
+      return;
+    case json::kind::array: {
+      out += '[';
+      bool first = true;
+      for (const auto& item : v.get_array()) {
+        if (!first) out += ',';
+        first = false;
+        append_json(out, item);
+      }
+      out += ']';
+      return;
+    }
+    case json::kind::object: {
+      out += '{';
+      bool first = true;
+      for (const auto& kv : v.get_object()) {
+        if (!first) out += ',';
+        first = false;
+        out += json::serialize(json::string_view(kv.key()));
+        out += ':';
+        append_json(out, kv.value());
+      }
+      out += '}';
+      return;
+    }
+    default:
+      out += json::serialize(v);  // strings, integers, booleans, null
+  }
+}
+
+void append_key(std::string& out, std::string_view key, const json::value& v) {
   out += ",\"";
   out += key;
   out += "\":";
-  if (whole_number && v.is_double()) {
-    // A whole double (validated above) is written as an integer, as JSON.stringify would.
-    out += std::to_string(static_cast<uint64_t>(v.get_double()));
-  } else {
-    out += json::serialize(v);
-  }
+  append_json(out, v);
 }
 
 }  // namespace
@@ -72,7 +130,7 @@ ParsedMessage parse_client_message(std::string_view input) {
     out = R"({"type":"candidate")";
     append_key(out, "candidate", *cand);
     if (mid) append_key(out, "sdpMid", *mid);
-    if (idx) append_key(out, "sdpMLineIndex", *idx, true);
+    if (idx) append_key(out, "sdpMLineIndex", *idx);
   } else if (t == "control") {
     const json::value* action = obj.if_contains("action");
     if (!non_empty_string(action)) return result;

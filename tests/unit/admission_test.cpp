@@ -11,7 +11,9 @@
 namespace sigsrv {
 
 // Readable failure messages for Rejection.
-void PrintTo(const Rejection& r, std::ostream* os) { *os << r.code << " \"" << r.reason << "\""; }
+void PrintTo(const Rejection& r, std::ostream* os) {
+  *os << r.code << " \"" << r.reason << "\"";
+}
 
 namespace {
 
@@ -53,7 +55,9 @@ class AdmissionTest : public ::testing::Test {
   AdmissionPolicy strict_;
 };
 
-TEST_F(AdmissionTest, AllChecksPass) { EXPECT_EQ(check_before_auth(strict_, ok_), std::nullopt); }
+TEST_F(AdmissionTest, AllChecksPass) {
+  EXPECT_EQ(check_before_auth(strict_, ok_), std::nullopt);
+}
 
 TEST_F(AdmissionTest, DefaultPolicyOnlyNeedsHostAndRoom) {
   ConnectFacts f;
@@ -114,23 +118,44 @@ TEST_F(AdmissionTest, RowsFailIndividually) {
 TEST_F(AdmissionTest, FirstFailingRowInContractOrderWins) {
   // Fix the failing rows one at a time, in contract order; the next row must then decide.
   ConnectFacts f = AllFailing();
-  const std::vector<Rejection> expected = {
-      {1012, "Server draining"}, kBreakerOpen,      kAtCapacity,      kMalformed,
-      kInvalidRoom,              kWssRequired,      kOriginNotAllowed, kSubprotocolRequired};
+  const std::vector<Rejection> expected = {{1012, "Server draining"},
+                                           kBreakerOpen,
+                                           kAtCapacity,
+                                           kMalformed,
+                                           kInvalidRoom,
+                                           kWssRequired,
+                                           kOriginNotAllowed,
+                                           kSubprotocolRequired};
   std::vector<Rejection> seen;
   for (int step = 0; step < 9; ++step) {
     const auto r = check_before_auth(strict_, f);
     if (!r) break;
     seen.push_back(*r);
     switch (step) {
-      case 0: f.draining = false; break;
-      case 1: f.breaker_open = false; break;
-      case 2: f.over_max_connections = false; break;
-      case 3: f.has_host = true; break;
-      case 4: f.params = &good_params_; break;
-      case 5: f.forwarded_proto = "https"; break;
-      case 6: f.origin = "https://game.example.com"; break;
-      case 7: f.subprotocol_offered = true; break;
+      case 0:
+        f.draining = false;
+        break;
+      case 1:
+        f.breaker_open = false;
+        break;
+      case 2:
+        f.over_max_connections = false;
+        break;
+      case 3:
+        f.has_host = true;
+        break;
+      case 4:
+        f.params = &good_params_;
+        break;
+      case 5:
+        f.forwarded_proto = "https";
+        break;
+      case 6:
+        f.origin = "https://game.example.com";
+        break;
+      case 7:
+        f.subprotocol_offered = true;
+        break;
     }
   }
   EXPECT_EQ(seen, expected);
@@ -163,8 +188,8 @@ TEST_F(AdmissionTest, FixedRowsMatchTheContract) {
 }
 
 TEST_F(AdmissionTest, ForwardedProtoSatisfiesRequireWss) {
-  const char* accepted[] = {"https", "HTTPS", "Https", "https,http", "https, http", " https ",
-                            "HTTPS , http"};
+  const char* accepted[] = {"https",       "HTTPS",   "Https",       "https,http",
+                            "https, http", " https ", "HTTPS , http"};
   for (const char* proto : accepted) {
     ConnectFacts f = ok_;
     f.is_tls = false;
@@ -231,7 +256,8 @@ TEST(CheckAuthTest, AuthDisabledAdmitsEverything) {
 }
 
 TEST(CheckAuthTest, MissingTokenIsUnauthorized) {
-  for (auto outcome : {TokenOutcome::kValid, TokenOutcome::kInvalid, TokenOutcome::kRoomNotAllowed}) {
+  for (auto outcome :
+       {TokenOutcome::kValid, TokenOutcome::kInvalid, TokenOutcome::kRoomNotAllowed}) {
     EXPECT_EQ(check_auth(true, false, outcome), (Rejection{1008, "Unauthorized"}));
   }
 }

@@ -38,13 +38,13 @@ ConfigError LoadError(const Env& env, const Env& dotenv = {}, const Args& args =
 TEST(ConfigTest, DefaultsMatchTheSpec) {
   const Config c = Load({});
   EXPECT_EQ(c.node_env, "development");
-  EXPECT_EQ(c.port, 3002);                          // WS_PORT
-  EXPECT_EQ(c.room_capacity, 2u);                   // ROOM_CAPACITY
-  EXPECT_EQ(c.room_ttl_seconds, 120u);              // ROOM_TTL_SECONDS
-  EXPECT_EQ(c.room_id_max_length, 64u);             // ROOM_ID_MAX_LENGTH
-  EXPECT_EQ(c.message_max_bytes, 262144u);          // MESSAGE_MAX_BYTES
+  EXPECT_EQ(c.port, 3002);                  // WS_PORT
+  EXPECT_EQ(c.room_capacity, 2u);           // ROOM_CAPACITY
+  EXPECT_EQ(c.room_ttl_seconds, 120u);      // ROOM_TTL_SECONDS
+  EXPECT_EQ(c.room_id_max_length, 64u);     // ROOM_ID_MAX_LENGTH
+  EXPECT_EQ(c.message_max_bytes, 262144u);  // MESSAGE_MAX_BYTES
   EXPECT_EQ(c.backpressure_close_threshold_bytes, 5242880u);
-  EXPECT_EQ(c.heartbeat_interval_ms, 30000u);       // HEARTBEAT_INTERVAL_MS
+  EXPECT_EQ(c.heartbeat_interval_ms, 30000u);  // HEARTBEAT_INTERVAL_MS
   EXPECT_EQ(c.rate_limit_conn_per_10s, 20u);
   EXPECT_EQ(c.rate_limit_messages_per_10s, 200u);
   EXPECT_EQ(c.rate_limit_ip_msgs_per_10s, 400u);
@@ -72,15 +72,37 @@ TEST(ConfigTest, OptionTableDefaultsAgreeWithConfigDefaults) {
     EXPECT_EQ(std::string(o.flag).rfind("--", 0), 0u) << o.flag;
   }
   // Every documented variable of the spec is an option.
-  for (const char* v :
-       {"NODE_ENV", "WS_PORT", "PORT", "HEALTH_PORT", "REDIS_URL", "ROOM_CAPACITY",
-        "ROOM_TTL_SECONDS", "ROOM_ID_MAX_LENGTH", "MESSAGE_MAX_BYTES",
-        "BACKPRESSURE_CLOSE_THRESHOLD_BYTES", "HEARTBEAT_INTERVAL_MS", "RATE_LIMIT_CONN_PER_10S",
-        "RATE_LIMIT_MESSAGES_PER_10S", "RATE_LIMIT_IP_MSGS_PER_10S",
-        "RATE_LIMIT_ROOM_MSGS_PER_10S", "CB_ERROR_THRESHOLD", "CB_OPEN_MS", "LOG_LEVEL",
-        "PRETTY_LOGS", "REQUIRE_WSS", "ALLOWED_ORIGINS", "SUBPROTOCOL", "ENABLE_AUTH", "JWT_ALG",
-        "JWT_SECRET", "JWKS_URL", "JWT_ISSUER", "JWT_AUDIENCE", "ROOMS_CLAIM",
-        "SHUTDOWN_CLOSE_CODE", "DRAIN_TIMEOUT_MS"}) {
+  for (const char* v : {"NODE_ENV",
+                        "WS_PORT",
+                        "PORT",
+                        "HEALTH_PORT",
+                        "REDIS_URL",
+                        "ROOM_CAPACITY",
+                        "ROOM_TTL_SECONDS",
+                        "ROOM_ID_MAX_LENGTH",
+                        "MESSAGE_MAX_BYTES",
+                        "BACKPRESSURE_CLOSE_THRESHOLD_BYTES",
+                        "HEARTBEAT_INTERVAL_MS",
+                        "RATE_LIMIT_CONN_PER_10S",
+                        "RATE_LIMIT_MESSAGES_PER_10S",
+                        "RATE_LIMIT_IP_MSGS_PER_10S",
+                        "RATE_LIMIT_ROOM_MSGS_PER_10S",
+                        "CB_ERROR_THRESHOLD",
+                        "CB_OPEN_MS",
+                        "LOG_LEVEL",
+                        "PRETTY_LOGS",
+                        "REQUIRE_WSS",
+                        "ALLOWED_ORIGINS",
+                        "SUBPROTOCOL",
+                        "ENABLE_AUTH",
+                        "JWT_ALG",
+                        "JWT_SECRET",
+                        "JWKS_URL",
+                        "JWT_ISSUER",
+                        "JWT_AUDIENCE",
+                        "ROOMS_CLAIM",
+                        "SHUTDOWN_CLOSE_CODE",
+                        "DRAIN_TIMEOUT_MS"}) {
     EXPECT_EQ(envs.count(v), 1u) << v;
   }
   // Loading every numeric default as text gives back the compiled-in default.
@@ -145,9 +167,9 @@ TEST(ConfigTest, FlagWithEqualsValue) {
 }
 
 TEST(ConfigTest, ManyFlags) {
-  const Config c = Load({}, {},
-                        {"--room-capacity", "3", "--log-level=debug", "--require-wss", "yes",
-                         "--subprotocol=sp"});
+  const Config c = Load(
+      {}, {},
+      {"--room-capacity", "3", "--log-level=debug", "--require-wss", "yes", "--subprotocol=sp"});
   EXPECT_EQ(c.room_capacity, 3u);
   EXPECT_EQ(c.log_level, LogLevel::kDebug);
   EXPECT_TRUE(c.require_wss);
@@ -158,9 +180,9 @@ TEST(ConfigTest, PrecedenceFlagsOverEnvOverDotenv) {
   const Env dotenv = {{"WS_PORT", "5000"}, {"ROOM_CAPACITY", "5"}, {"CB_OPEN_MS", "5555"}};
   const Env env = {{"WS_PORT", "4000"}, {"ROOM_CAPACITY", "4"}};
   const Config c = Load(env, dotenv, {"--ws-port", "3000"});
-  EXPECT_EQ(c.port, 3000);               // flag
-  EXPECT_EQ(c.room_capacity, 4u);        // env over .env
-  EXPECT_EQ(c.cb_open_ms, 5555u);        // .env over default
+  EXPECT_EQ(c.port, 3000);         // flag
+  EXPECT_EQ(c.room_capacity, 4u);  // env over .env
+  EXPECT_EQ(c.cb_open_ms, 5555u);  // .env over default
   EXPECT_EQ(Load(env, dotenv).port, 4000);
   EXPECT_EQ(Load({}, dotenv).port, 5000);
 }
@@ -175,10 +197,7 @@ TEST(ConfigTest, PortWinsOverWsPort) {
   EXPECT_EQ(Load({{"WS_PORT", "3003"}}, {}, {"--port", "8001"}).port, 8001);
 }
 
-// BUG (src/config/config.cpp, load_config: the `textual` test treats every option whose
-// default_text is "-" as text): an empty PORT (or HEALTH_PORT) is not ignored but rejected with
-// "PORT='': must be a port number", although the code's own comment says platforms sometimes
-// export PORT="" and an empty value means "not set".
+// Platforms sometimes export PORT=""; an empty value means "not set".
 TEST(ConfigTest, EmptyPortIsIgnored) {
   EXPECT_EQ(Load({{"PORT", ""}, {"WS_PORT", "3003"}}).port, 3003);
   EXPECT_EQ(Load({{"PORT", ""}}).port, 3002);
@@ -196,23 +215,25 @@ TEST(ConfigTest, ValuesAreTrimmed) {
   EXPECT_EQ(Load({{"LOG_LEVEL", " error\t"}}).log_level, LogLevel::kError);
 }
 
-TEST(ConfigTest, PortZeroIsAllowed) { EXPECT_EQ(Load({{"WS_PORT", "0"}}).port, 0); }
+TEST(ConfigTest, PortZeroIsAllowed) {
+  EXPECT_EQ(Load({{"WS_PORT", "0"}}).port, 0);
+}
 
 TEST(ConfigTest, BooleanSpellings) {
   for (const char* t : {"true", "TRUE", "True", "1", "yes", "on", "ON"}) {
     EXPECT_TRUE(Load({{"REQUIRE_WSS", t}}).require_wss) << t;
   }
   for (const char* f : {"false", "FALSE", "0", "no", "off"}) {
-    EXPECT_FALSE(Load({{"REQUIRE_WSS", "true"}}, {}, {std::string("--require-wss=") + f})
-                     .require_wss)
+    EXPECT_FALSE(
+        Load({{"REQUIRE_WSS", "true"}}, {}, {std::string("--require-wss=") + f}).require_wss)
         << f;
   }
 }
 
 TEST(ConfigTest, EveryLogLevel) {
   const std::pair<const char*, LogLevel> levels[] = {
-      {"trace", LogLevel::kTrace}, {"debug", LogLevel::kDebug}, {"info", LogLevel::kInfo},
-      {"warn", LogLevel::kWarn},   {"error", LogLevel::kError}, {"fatal", LogLevel::kFatal},
+      {"trace", LogLevel::kTrace},  {"debug", LogLevel::kDebug}, {"info", LogLevel::kInfo},
+      {"warn", LogLevel::kWarn},    {"error", LogLevel::kError}, {"fatal", LogLevel::kFatal},
       {"silent", LogLevel::kSilent}};
   for (const auto& [name, level] : levels) {
     EXPECT_EQ(Load({{"LOG_LEVEL", name}}).log_level, level) << name;
@@ -292,7 +313,8 @@ TEST(ConfigTest, ErrorShowsNonSecretValue) {
 }
 
 TEST(ConfigTest, ValidCloseCodes) {
-  for (const char* code : {"1000", "1001", "1003", "1007", "1011", "1012", "1014", "3000", "4999"}) {
+  for (const char* code :
+       {"1000", "1001", "1003", "1007", "1011", "1012", "1014", "3000", "4999"}) {
     EXPECT_EQ(std::to_string(Load({{"SHUTDOWN_CLOSE_CODE", code}}).shutdown_close_code), code);
   }
 }
@@ -405,7 +427,8 @@ TEST(DotenvTest, CommentsAndBlankLines) {
 
 TEST(DotenvTest, Quotes) {
   const Env e = parse_dotenv(
-      "D=\"double quoted\"\nS='single quoted'\nE=\"\"\nH=\"has # hash\"\nM=\"mixed'\nI='a \"b\" c'\n");
+      "D=\"double quoted\"\nS='single quoted'\nE=\"\"\nH=\"has # hash\"\nM=\"mixed'\nI='a \"b\" "
+      "c'\n");
   EXPECT_EQ(e.at("D"), "double quoted");
   EXPECT_EQ(e.at("S"), "single quoted");
   EXPECT_EQ(e.at("E"), "");
@@ -425,9 +448,7 @@ TEST(DotenvTest, InlineComments) {
   EXPECT_EQ(e.at("C"), "a b");
 }
 
-// BUG (src/config/config.cpp, parse_dotenv): an empty value followed by an inline comment keeps
-// the comment as the value (`A=   # note` gives "# note"; dotenv gives ""), because the value
-// is trimmed before " #" is looked for. `HEALTH_PORT= # optional` then fails to load.
+// `A=   # note` is an empty value with a comment, as in dotenv (`HEALTH_PORT= # optional`).
 TEST(DotenvTest, EmptyValueWithInlineComment) {
   const Env e = parse_dotenv("A=   # only a comment\nB= # x\n");
   EXPECT_EQ(e.at("A"), "");
@@ -452,18 +473,15 @@ TEST(DotenvTest, FeedsLoadConfig) {
   EXPECT_TRUE(c.require_wss);
 }
 
-// BUG (src/config/config.cpp, parse_dotenv): a quoted value followed by an inline comment keeps
-// its quotes and the comment is cut only at " #": `A="v" # c` gives `"v"`; the Node server's
-// dotenv gives `v`. With ALLOWED_ORIGINS="https://a.com" # prod, no origin would ever match.
+// `A="v" # c` gives `v`, as the Node server's dotenv does (ALLOWED_ORIGINS="https://a.com" # prod).
 TEST(DotenvTest, QuotedValueWithInlineComment) {
   const Env e = parse_dotenv("A=\"quoted # not a comment\" # comment\nB='v' # c\n");
   EXPECT_EQ(e.at("A"), "quoted # not a comment");
   EXPECT_EQ(e.at("B"), "v");
 }
 
-// BUG (src/config/config.cpp, parse_dotenv): dotenv expands \n inside double quotes (the
-// documented way to put a PEM key such as JWT_PUBLIC_KEY on one line); here it stays a
-// backslash and an 'n'. Single-quoted and unquoted values keep it literally in dotenv too.
+// dotenv expands \n inside double quotes (a PEM key such as JWT_PUBLIC_KEY on one line);
+// single-quoted and unquoted values keep it literally.
 TEST(DotenvTest, DoubleQuotedNewlineEscapes) {
   const Env e = parse_dotenv("D=\"a\\nb\"\nS='a\\nb'\nU=a\\nb\n");
   EXPECT_EQ(e.at("D"), "a\nb");

@@ -14,7 +14,9 @@ std::optional<std::string> RoomOf(std::string_view target, std::size_t max = kMa
   return parse_connect_target(target, max).room_id;
 }
 
-TEST(ConnectParamsTest, PlainRoomId) { EXPECT_EQ(RoomOf("/?roomId=test-room"), "test-room"); }
+TEST(ConnectParamsTest, PlainRoomId) {
+  EXPECT_EQ(RoomOf("/?roomId=test-room"), "test-room");
+}
 
 TEST(ConnectParamsTest, EveryAllowedCharacter) {
   const std::string id = "AZaz09_-:.";
@@ -75,8 +77,8 @@ TEST(ConnectParamsTest, MissingOrEmptyRoomId) {
 TEST(ConnectParamsTest, FirstValueWins) {
   EXPECT_EQ(RoomOf("/?roomId=a&roomId=b"), "a");
   EXPECT_EQ(RoomOf("/?roomId=bad!&roomId=good"), std::nullopt);
-  const ConnectParams p = parse_connect_target("/?roomId=r&token=one&token=two&events=1&events=0",
-                                               kMax);
+  const ConnectParams p =
+      parse_connect_target("/?roomId=r&token=one&token=two&events=1&events=0", kMax);
   EXPECT_EQ(p.token, "one");
   EXPECT_TRUE(p.events);
   EXPECT_FALSE(parse_connect_target("/?roomId=r&events=0&events=1", kMax).events);
@@ -109,9 +111,8 @@ TEST(ConnectParamsTest, EventsFlag) {
 }
 
 TEST(ConnectParamsTest, AbsoluteFormTarget) {
-  const ConnectParams p =
-      parse_connect_target("ws://signal.example.com:3002/path?roomId=abs-room&token=t&events=1",
-                           kMax);
+  const ConnectParams p = parse_connect_target(
+      "ws://signal.example.com:3002/path?roomId=abs-room&token=t&events=1", kMax);
   EXPECT_EQ(p.room_id, "abs-room");
   EXPECT_EQ(p.token, "t");
   EXPECT_TRUE(p.events);

@@ -59,10 +59,15 @@ TEST(LoggerTest, LevelNumbers) {
 TEST(LoggerTest, FieldValueTypes) {
   const Logger log(LogLevel::kInfo, false, "i");
   const std::string owned = "owned";
-  const json::object o = ParseLine(log.format(
-      LogLevel::kInfo, kTime, "m",
-      {{"s", owned}, {"i", -5}, {"u", 7u}, {"big", 18446744073709551615ull}, {"d", 0.25},
-       {"t", true}, {"f", false}, {"l", -9000000000ll}}));
+  const json::object o = ParseLine(log.format(LogLevel::kInfo, kTime, "m",
+                                              {{"s", owned},
+                                               {"i", -5},
+                                               {"u", 7u},
+                                               {"big", 18446744073709551615ull},
+                                               {"d", 0.25},
+                                               {"t", true},
+                                               {"f", false},
+                                               {"l", -9000000000ll}}));
   EXPECT_EQ(o.at("s"), "owned");
   EXPECT_EQ(o.at("i"), -5);
   EXPECT_EQ(o.at("u"), 7);
@@ -89,7 +94,8 @@ TEST(LoggerTest, PrettyLineHasLevelNameMessageAndFields) {
   // 01:02:03.004 UTC on 1970-01-01.
   const std::string line = log.format(LogLevel::kWarn, 3723004, "Closing slow client",
                                       {{"clientId", "c1"}, {"bufferedBytes", 42}, {"ok", true}});
-  EXPECT_EQ(line, "[01:02:03.004] WARN: Closing slow client clientId=c1 bufferedBytes=42 ok=true\n");
+  EXPECT_EQ(line,
+            "[01:02:03.004] WARN: Closing slow client clientId=c1 bufferedBytes=42 ok=true\n");
 }
 
 TEST(LoggerTest, PrettyLevelNames) {
@@ -107,7 +113,9 @@ std::vector<std::string>& Captured() {
   static std::vector<std::string> lines;
   return lines;
 }
-void CaptureSink(std::string_view line) { Captured().emplace_back(line); }
+void CaptureSink(std::string_view line) {
+  Captured().emplace_back(line);
+}
 
 TEST(LoggerTest, LevelFiltering) {
   Captured().clear();
@@ -162,10 +170,7 @@ TEST(RedactUrlTest, LeavesUrlsWithoutUserinfoUnchanged) {
   EXPECT_EQ(redact_url(""), "");
 }
 
-// BUG (src/obs/logger.cpp, redact_url): the userinfo is cut at the FIRST '@', so a password
-// containing a raw '@' is partly logged: "redis://user:p@ss@h:1" becomes
-// "redis://user:***@ss@h:1", leaking "ss". URL parsers (WHATWG URL in the Node server) take the
-// LAST '@' of the authority, so the whole "p@ss" is the password.
+// URL parsers take the LAST '@' of the authority: all of "p@ss" is the password and is hidden.
 TEST(RedactUrlTest, PasswordContainingAt) {
   const std::string out = redact_url("redis://user:p@ss@h:1");
   EXPECT_EQ(out, "redis://user:***@h:1");

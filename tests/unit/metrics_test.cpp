@@ -171,8 +171,8 @@ TEST(MetricsTest, EveryRedisOpHasItsSeries) {
   Metrics m;
   const auto s = Samples(m.render());
   for (const char* op : {"join", "leave", "publish", "rate_limit", "ping", "subscribe"}) {
-    EXPECT_EQ(s.count(std::string("cloudgaming_redis_operation_duration_seconds_count{op=\"") +
-                      op + "\"}"),
+    EXPECT_EQ(s.count(std::string("cloudgaming_redis_operation_duration_seconds_count{op=\"") + op +
+                      "\"}"),
               1u)
         << op;
   }
@@ -189,7 +189,9 @@ TEST(MetricsTest, ProcessGaugesHaveRealValues) {
   EXPECT_GT(s.at("process_start_time_seconds"), 1.6e9);  // seconds since epoch, after 2020
 }
 
-TEST(MetricsTest, GlobalInstanceIsShared) { EXPECT_EQ(&metrics(), &metrics()); }
+TEST(MetricsTest, GlobalInstanceIsShared) {
+  EXPECT_EQ(&metrics(), &metrics());
+}
 
 }  // namespace
 }  // namespace sigsrv

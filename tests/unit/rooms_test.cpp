@@ -118,7 +118,8 @@ TEST_F(RoomsTest, CollectOthersExcludesSelf) {
   Targets out;
   room->collect_others(a.get(), out);
   ASSERT_EQ(out.size(), 2u);
-  std::sort(out.begin(), out.end(), [](const Target& x, const Target& y) { return x.loop < y.loop; });
+  std::sort(out.begin(), out.end(),
+            [](const Target& x, const Target& y) { return x.loop < y.loop; });
   EXPECT_EQ(out[0].peer.get(), b.get());
   EXPECT_EQ(out[0].loop, 1u);
   EXPECT_TRUE(out[0].wants_events);
