@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "bus/memory_bus.hpp"
+#include "bus/redis_bus.hpp"
 #include "config/config.hpp"
 #include "net/server.hpp"
 #include "obs/logger.hpp"
@@ -69,11 +70,6 @@ int main(int argc, char** argv) {
   }
   sigsrv::Config config = std::move(result.config);
   if (config.instance_id.empty()) config.instance_id = random_instance_id();
-  if (!config.redis_url.empty()) {
-    return config_error(
-        "REDIS_URL is set, but this build serves the embedded single-instance bus only; unset "
-        "REDIS_URL to run one instance");
-  }
   if (config.enable_auth) {
     return config_error(
         "ENABLE_AUTH=true, but this build has no JWT verifier yet; refusing to start rather "
@@ -81,15 +77,27 @@ int main(int argc, char** argv) {
   }
 
   sigsrv::Logger log(config.log_level, config.pretty_logs, config.instance_id);
-  sigsrv::MemoryBus bus;
-  sigsrv::Server server(config, log, bus);
+  std::unique_ptr<sigsrv::Bus> bus;
+  if (config.redis_url.empty()) {
+    bus = std::make_unique<sigsrv::MemoryBus>();
+  } else {
+    bus = std::make_unique<sigsrv::RedisBus>(
+        config, std::get<sigsrv::RedisEndpoint>(sigsrv::parse_redis_url(config.redis_url)), log);
+  }
+  sigsrv::Server server(config, log, *bus);
   if (auto err = server.listen()) {
     log.fatal("Cannot start", {{"err", *err}});
     std::cerr << "signal-server: " << *err << "\n";
     return 1;
   }
-  log.info("Using embedded in-process bus: single instance (set REDIS_URL to scale out)",
-           {{"bus", "memory"}});
+  if (config.redis_url.empty()) {
+    log.info("Using embedded in-process bus: single instance (set REDIS_URL to scale out)",
+             {{"bus", "memory"}});
+  } else {
+    log.info("Using Redis bus; not ready until Redis answers",
+             {{"bus", "redis"}, {"redisUrl", sigsrv::redact_url(config.redis_url)}});
+  }
+  bus->start(server);
   const auto health = server.health_port();
   log.info("Server listening",
            {{"port", static_cast<unsigned>(server.port())},
@@ -100,6 +108,7 @@ int main(int argc, char** argv) {
             {"nodeEnv", config.node_env},
             {"version", sigsrv::version()}});
   const int code = server.run();
+  bus->stop();
   log.info("Server stopped", {{"exitCode", code}});
   return code;
 }

@@ -2,8 +2,11 @@
 #pragma once
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "signaling/protocol.hpp"
 
@@ -14,15 +17,39 @@ struct JoinResult {
   std::size_t members = 0;  // room size after the join, this member included
 };
 
-// Implementations: MemoryBus (one instance, in-process) and the Redis bus (many instances).
+// Verdict of the shared 10 s windows on one message (PROTOCOL.md section 2).
+enum class MessageVerdict { kAllowed, kIpLimited, kRoomLimited };
+
+struct MessageLimits {
+  uint32_t per_ip;
+  uint32_t per_room;
+};
+
+// What the bus needs from the server: local delivery of what other instances publish, and the
+// local membership to re-assert after Redis lost it.
+class BusListener {
+ public:
+  virtual ~BusListener() = default;
+  // `data` goes to the local members of `room_id` except `sender_id`. Any thread.
+  virtual void deliver_remote(const std::string& room_id, std::string_view sender_id,
+                              const SharedText& data) = 0;
+  // Every (room id, client id) with a member connected here. Any thread.
+  virtual std::vector<std::pair<std::string, std::string>> local_members() = 0;
+};
+
+// Implementations: MemoryBus (one instance, in-process) and RedisBus (many instances).
 // Callbacks may run on any thread; the caller posts back to its own loop when it needs to.
 class Bus {
  public:
   using JoinCallback = std::function<void(JoinResult)>;
+  using VerdictCallback = std::function<void(MessageVerdict)>;
+  using AllowCallback = std::function<void(bool allowed)>;
   virtual ~Bus() = default;
 
   virtual std::string_view name() const = 0;
-  // Readiness: the bus can take joins and relay (Redis answered PING).
+  virtual void start(BusListener& listener) = 0;
+  virtual void stop() = 0;
+  // Readiness: the bus can take joins and relay (Redis answered PING, state re-asserted).
   virtual bool ready() const = 0;
   virtual bool breaker_open() const = 0;
 
@@ -35,6 +62,14 @@ class Bus {
                        const SharedText& data) = 0;
   // Tell other instances' members that `client_id` left.
   virtual void publish_departure(const std::string& room_id, const std::string& client_id) = 0;
+
+  // Shared windows. A verdict known at once is returned (and `done` not called); otherwise
+  // nullopt, and `done` gets it later. Verdicts for one caller arrive in the order asked.
+  virtual std::optional<MessageVerdict> check_message(std::string_view ip, std::string_view room_id,
+                                                      MessageLimits limits,
+                                                      VerdictCallback done) = 0;
+  virtual std::optional<bool> check_connection(std::string_view ip, uint32_t limit,
+                                               AllowCallback done) = 0;
 };
 
 }  // namespace sigsrv

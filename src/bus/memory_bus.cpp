@@ -37,3 +37,21 @@ std::size_t MemoryBus::members(const std::string& room_id) {
 }
 
 }  // namespace sigsrv
+
+namespace sigsrv {
+
+std::optional<MessageVerdict> MemoryBus::check_message(std::string_view ip,
+                                                       std::string_view room_id,
+                                                       MessageLimits limits, VerdictCallback) {
+  const auto now = Clock::now();
+  if (!windows_.hit("msg-ip", ip, limits.per_ip, now)) return MessageVerdict::kIpLimited;
+  if (!windows_.hit("msg-room", room_id, limits.per_room, now)) return MessageVerdict::kRoomLimited;
+  return MessageVerdict::kAllowed;
+}
+
+std::optional<bool> MemoryBus::check_connection(std::string_view ip, uint32_t limit,
+                                                AllowCallback) {
+  return windows_.hit("conn", ip, limit, Clock::now());
+}
+
+}  // namespace sigsrv

@@ -1,4 +1,4 @@
-// In-process bus: one instance, membership counted in memory, nothing to publish to.
+// In-process bus: one instance, membership and windows counted in memory.
 #pragma once
 
 #include <mutex>
@@ -6,12 +6,15 @@
 #include <unordered_set>
 
 #include "bus/bus.hpp"
+#include "limits/window_limiter.hpp"
 
 namespace sigsrv {
 
 class MemoryBus final : public Bus {
  public:
   std::string_view name() const override { return "memory"; }
+  void start(BusListener&) override {}
+  void stop() override {}
   bool ready() const override { return true; }
   bool breaker_open() const override { return false; }
   void join(const std::string& room_id, const std::string& client_id, unsigned capacity,
@@ -20,12 +23,16 @@ class MemoryBus final : public Bus {
   // Every member is local and already served by relay: nothing crosses an instance.
   void publish(const std::string&, const std::string&, const SharedText&) override {}
   void publish_departure(const std::string&, const std::string&) override {}
+  std::optional<MessageVerdict> check_message(std::string_view ip, std::string_view room_id,
+                                              MessageLimits limits, VerdictCallback) override;
+  std::optional<bool> check_connection(std::string_view ip, uint32_t limit, AllowCallback) override;
 
   std::size_t members(const std::string& room_id);
 
  private:
   std::mutex mu_;  // joins and leaves only, never per message
   std::unordered_map<std::string, std::unordered_set<std::string>> rooms_;
+  WindowLimiter windows_;
 };
 
 }  // namespace sigsrv

@@ -7,6 +7,7 @@
 #include <set>
 #include <sstream>
 
+#include "bus/redis_url.hpp"
 #include "version.hpp"
 
 namespace sigsrv {
@@ -152,6 +153,9 @@ const std::vector<Option>& options() {
        apply_redis_url},
       {{"INSTANCE_ID", "--instance-id", "random", "This instance's id on the bus and in logs."},
        text(&Config::instance_id)},
+      {{"INSTANCE_LEASE_TTL_MS", "--instance-lease-ttl-ms", "15000",
+        "Redis bus: how long after an instance dies its members stop holding room slots."},
+       number(&Config::instance_lease_ttl_ms, 1000, 3600000)},
       {{"THREADS", "--threads", "cores", "Event-loop threads; 0 = one per core."},
        number(&Config::threads, 0, 1024)},
       {{"ROOM_CAPACITY", "--room-capacity", "2", "Max clients per room (all instances)."},
@@ -241,6 +245,17 @@ const std::vector<Option>& options() {
 const std::set<std::string> kSecretVariables = {"JWT_SECRET", "REDIS_URL", "JWT_PUBLIC_KEY"};
 
 std::optional<ConfigError> validate(const Config& c) {
+  if (!c.redis_url.empty()) {
+    auto parsed = parse_redis_url(c.redis_url);
+    if (auto* err = std::get_if<std::string>(&parsed)) {
+      return ConfigError{"REDIS_URL", "REDIS_URL: " + *err};
+    }
+    if (std::get<RedisEndpoint>(parsed).tls) {
+      return ConfigError{
+          "REDIS_URL",
+          "REDIS_URL: rediss:// (TLS to Redis) is not supported by this build; use redis://"};
+    }
+  }
   static const std::set<std::string> kAlgs = {"HS256", "HS384", "HS512", "RS256", "RS384",
                                               "RS512", "ES256", "ES384", "PS256"};
   if (!kAlgs.count(c.jwt_alg)) {

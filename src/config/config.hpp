@@ -31,6 +31,8 @@ struct Config {
   std::string redis_url;  // REDIS_URL: empty = the embedded single-instance bus.
   std::string instance_id;  // INSTANCE_ID: originServerId on the bus; random when empty.
   unsigned threads = 0;     // THREADS: event loops; 0 = one per core.
+  // INSTANCE_LEASE_TTL_MS: a crashed instance's members stop holding room slots this long after.
+  unsigned instance_lease_ttl_ms = 15000;
 
   // --- rooms ---
   unsigned room_capacity = 2;       // ROOM_CAPACITY: members per room across all instances.

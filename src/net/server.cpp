@@ -135,6 +135,21 @@ void Server::watch_drain(std::chrono::steady_clock::time_point deadline) {
   });
 }
 
+void Server::deliver_remote(const std::string& room_id, std::string_view sender_id,
+                            const SharedText& data) {
+  auto room = rooms_.find(room_id);
+  if (!room) return;
+  Targets targets;
+  room->collect_except_id(sender_id, targets);
+  for (const auto& t : targets) {
+    boost::asio::post(loops_[t.loop]->ioc, [peer = t.peer, data] { peer->deliver(data); });
+  }
+}
+
+std::vector<std::pair<std::string, std::string>> Server::local_members() {
+  return rooms_.memberships();
+}
+
 void Server::stop_all() {
   main_listener_->close();
   if (health_listener_) health_listener_->close();

@@ -14,7 +14,6 @@
 #include "auth/origin.hpp"
 #include "bus/bus.hpp"
 #include "config/config.hpp"
-#include "limits/window_limiter.hpp"
 #include "obs/logger.hpp"
 #include "signaling/admission.hpp"
 #include "signaling/rooms.hpp"
@@ -37,10 +36,10 @@ struct Loop {
   std::thread thread;
 };
 
-class Server {
+class Server final : public BusListener {
  public:
   Server(const Config& config, Logger& log, Bus& bus);
-  ~Server();
+  ~Server() override;
 
   // Binds the main port (and HEALTH_PORT when set); an error says which address failed and why.
   std::optional<std::string> listen();
@@ -55,12 +54,16 @@ class Server {
   Logger& log() { return log_; }
   Bus& bus() { return bus_; }
   RoomRegistry& rooms() { return rooms_; }
-  WindowLimiter& limiter() { return limiter_; }
   const AdmissionPolicy& admission() const { return policy_; }
   bool draining() const { return draining_.load(std::memory_order_relaxed); }
   bool ready() const { return !draining() && bus_.ready(); }
   Loop& loop(unsigned i) { return *loops_[i]; }
   Loop& next_loop();
+
+  // BusListener: what other instances publish, and our membership to re-assert.
+  void deliver_remote(const std::string& room_id, std::string_view sender_id,
+                      const SharedText& data) override;
+  std::vector<std::pair<std::string, std::string>> local_members() override;
 
   // WebSocket connections counted against MAX_CONNECTIONS (from upgrade to end).
   std::atomic<std::size_t> websocket_count{0};
@@ -76,7 +79,6 @@ class Server {
   Logger& log_;
   Bus& bus_;
   RoomRegistry rooms_;
-  WindowLimiter limiter_;
   OriginMatcher origins_;
   AdmissionPolicy policy_;
   std::vector<std::unique_ptr<Loop>> loops_;

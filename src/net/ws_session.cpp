@@ -126,7 +126,7 @@ void WsSession::start(Request request) {
   timeouts.idle_timeout = websocket::stream_base::none();  // the loop's heartbeat does this job
   timeouts.keep_alive_pings = false;
   ws_.set_option(timeouts);
-  ws_.read_message_max(cfg.message_max_bytes);
+  ws_.read_message_max(0);  // no Beast limit: read() enforces MESSAGE_MAX_BYTES itself
   ws_.auto_fragment(false);
   ws_.control_callback([this](websocket::frame_type kind, beast::string_view) {
     if (kind == websocket::frame_type::pong) alive_ = true;
@@ -201,14 +201,23 @@ void WsSession::admit() {
     return;
   }
   // Row 11: counted only for connections that passed the cheap checks.
-  if (!server_.limiter().hit("conn", ip_, cfg.rate_limit_conn_per_10s, Clock::now())) {
+  auto self = shared_from_this();
+  const auto allowed =
+      server_.bus().check_connection(ip_, cfg.rate_limit_conn_per_10s, [self](bool ok) {
+        boost::asio::post(self->loop_.ioc, [self, ok] { self->after_rate_check(ok); });
+      });
+  if (allowed) after_rate_check(*allowed);
+}
+
+void WsSession::after_rate_check(bool allowed) {
+  if (!allowed) {
     metrics().drops(RateScope::kConnectIp).inc();
     reject(kRateLimited, RejectReason::kRateLimited);
     return;
   }
   client_id_ = random_client_id();
-  events_ = u.params.events;
-  server_.bus().join(*u.params.room_id, client_id_, cfg.room_capacity,
+  events_ = upgrade_->params.events;
+  server_.bus().join(*upgrade_->params.room_id, client_id_, server_.config().room_capacity,
                      [self = shared_from_this()](JoinResult r) {
                        boost::asio::dispatch(self->loop_.ioc, [self, r] { self->on_joined(r); });
                      });
@@ -261,26 +270,36 @@ void WsSession::on_joined(JoinResult result) {
 }
 
 void WsSession::read() {
-  ws_.async_read(read_buffer_,
-                 [self = shared_from_this()](boost::system::error_code ec, std::size_t n) {
-                   self->on_read(ec, n);
-                 });
+  // Read in pieces up to MESSAGE_MAX_BYTES + 1, so an oversize message is caught with at most
+  // that much buffered, and refused with a proper closing handshake (Beast's own size limit
+  // would cut the TCP connection right after its close frame).
+  const std::size_t limit = server_.config().message_max_bytes + 1 - read_buffer_.size();
+  ws_.async_read_some(read_buffer_, limit,
+                      [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
+                        self->on_read(ec);
+                      });
 }
 
-void WsSession::on_read(boost::system::error_code ec, std::size_t bytes) {
+void WsSession::on_read(boost::system::error_code ec) {
   if (ec) {
-    if (ec == websocket::error::message_too_big) {
-      // Beast has already sent close 1009, as the Node server's maxPayload did.
-      metrics().oversize_closes.inc();
-    }
     end();
+    return;
+  }
+  if (read_buffer_.size() > server_.config().message_max_bytes) {
+    metrics().oversize_closes.inc();
+    read_buffer_.clear();
+    close_with(kMessageTooBig);
+    return;
+  }
+  if (!ws_.is_message_done()) {
+    read();
     return;
   }
   if (state_ == State::kOpen) {
     const auto data = read_buffer_.cdata();
-    handle_message(std::string_view(static_cast<const char*>(data.data()), bytes));
+    handle_message(std::string_view(static_cast<const char*>(data.data()), data.size()));
   }
-  read_buffer_.consume(bytes);
+  read_buffer_.clear();
   // A large message grew the buffer; give the memory back rather than keep it per connection.
   if (read_buffer_.capacity() > 16384) read_buffer_.shrink_to_fit();
   read();
@@ -290,16 +309,44 @@ void WsSession::handle_message(std::string_view text) {
   const Config& cfg = server_.config();
   Metrics& m = metrics();
   m.messages_received.inc();
-  const auto now = Clock::now();
-  if (!bucket_.try_take(now)) {
+  if (!bucket_.try_take(Clock::now())) {
     m.drops(RateScope::kConnection).inc();
     return;
   }
-  if (!server_.limiter().hit("msg-ip", ip_, cfg.rate_limit_ip_msgs_per_10s, now)) {
+  const MessageLimits limits{cfg.rate_limit_ip_msgs_per_10s, cfg.rate_limit_room_msgs_per_10s};
+  auto verdict = server_.bus().check_message(
+      ip_, room_->id(), limits, [self = shared_from_this()](MessageVerdict v) {
+        boost::asio::post(self->loop_.ioc, [self, v] { self->on_verdict(v); });
+      });
+  if (verdict) {
+    process(text, *verdict);
+    return;
+  }
+  // Verdicts come back in the order asked, so messages keep their order while they wait. The
+  // wait is bounded by the bucket above (RATE_LIMIT_MESSAGES_PER_10S) and by the bus' reply
+  // timeout; a message beyond kMaxAwaiting is dropped and counted as a connection drop.
+  if (awaiting_.size() >= kMaxAwaiting) {
+    m.drops(RateScope::kConnection).inc();
+    awaiting_.emplace_back();  // keeps the verdict queue aligned; an empty text is skipped
+    return;
+  }
+  awaiting_.emplace_back(text);
+}
+
+void WsSession::on_verdict(MessageVerdict verdict) {
+  if (awaiting_.empty()) return;
+  const std::string text = std::move(awaiting_.front());
+  awaiting_.pop_front();
+  if (state_ == State::kOpen && !text.empty()) process(text, verdict);
+}
+
+void WsSession::process(std::string_view text, MessageVerdict verdict) {
+  Metrics& m = metrics();
+  if (verdict == MessageVerdict::kIpLimited) {
     m.drops(RateScope::kIp).inc();
     return;
   }
-  if (!server_.limiter().hit("msg-room", room_->id(), cfg.rate_limit_room_msgs_per_10s, now)) {
+  if (verdict == MessageVerdict::kRoomLimited) {
     m.drops(RateScope::kRoom).inc();
     return;
   }
@@ -392,6 +439,9 @@ void WsSession::close_with(Rejection r) {
   }
   // Without a read pending, Beast's close reads up to the peer's close frame itself; either way
   // the session ends here or in on_read, whichever comes first (end() runs once).
+  // The member is out as soon as the server decides to close it: its peers hear at once, and
+  // its seat is free, without waiting for a client that may never answer the close.
+  leave_room();
   ws_.async_close(websocket::close_reason(static_cast<websocket::close_code>(r.code), r.reason),
                   [self = shared_from_this()](boost::system::error_code) { self->end(); });
   // A peer that never reads cannot take the close frame: give it the handshake timeout, then cut.
@@ -440,6 +490,10 @@ void WsSession::end() {
   state_ = State::kEnded;
   if (close_deadline_) close_deadline_->cancel();
   unregister();
+  leave_room();
+}
+
+void WsSession::leave_room() {
   if (!joined_) return;
   joined_ = false;
   const std::string room_id = room_->id();

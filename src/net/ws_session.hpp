@@ -7,6 +7,7 @@
 #include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/websocket/stream.hpp>
+#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
@@ -48,17 +49,21 @@ class WsSession final : public Peer, public std::enable_shared_from_this<WsSessi
   void accept();
   void on_accepted(boost::system::error_code ec);
   void admit();
+  void after_rate_check(bool allowed);
   void on_joined(JoinResult result);
   void reject(Rejection r, RejectReason reason);
   void read();
-  void on_read(boost::system::error_code ec, std::size_t bytes);
+  void on_read(boost::system::error_code ec);
   void handle_message(std::string_view text);
+  void on_verdict(MessageVerdict verdict);
+  void process(std::string_view text, MessageVerdict verdict);
   void relay(const SharedText& message);
   void send_to(const Target& target, const SharedText& message);
   void write_next();
   void terminate();
   void unregister();
   void end();
+  void leave_room();
 
   Server& server_;
   Loop& loop_;
@@ -71,6 +76,9 @@ class WsSession final : public Peer, public std::enable_shared_from_this<WsSessi
   std::string ip_;
   std::shared_ptr<Room> room_;
   TokenBucket bucket_;
+  // Messages waiting for the bus' window verdict (Redis bus), in arrival order.
+  static constexpr std::size_t kMaxAwaiting = 1024;
+  std::deque<std::string> awaiting_;
 
   // Outbound queue, bounded by BACKPRESSURE_CLOSE_THRESHOLD_BYTES of unsent data: a recipient
   // that lets it grow past the cap is closed with 1013 and its queue dropped, so a slow reader

@@ -13,7 +13,8 @@ constexpr const char* kRejectReasons[] = {
     "draining",     "breaker_open",       "at_capacity",          "malformed",    "invalid_room",
     "wss_required", "origin_not_allowed", "subprotocol_required", "unauthorized", "forbidden",
     "rate_limited", "room_full",          "internal_error"};
-constexpr const char* kRedisOps[] = {"join", "leave", "publish", "rate_limit", "ping", "subscribe"};
+constexpr const char* kRedisOps[] = {"join",      "leave", "publish", "rate_limit", "ping",
+                                     "subscribe", "lease", "rejoin",  "script_load"};
 
 void header(std::string& out, std::string_view name, std::string_view type, std::string_view help) {
   out.append("# HELP ").append(name).append(" ").append(help).append("\n# TYPE ").append(name);
@@ -123,6 +124,21 @@ std::string Metrics::render() const {
   counter(out, "cloudgaming_handshake_timeouts_total",
           "Connections dropped for not completing the upgrade in time.",
           handshake_timeouts.value());
+  header(out, "cloudgaming_redis_errors_total", "counter",
+         "Redis operations that failed (error reply, timeout or connection down), by operation.");
+  for (std::size_t i = 0; i < redis_errors.size(); ++i) {
+    sample(out, "cloudgaming_redis_errors_total", std::string("op=\"") + kRedisOps[i] + "\"",
+           redis_errors[i].value());
+  }
+  counter(out, "cloudgaming_rate_limit_fail_open_total",
+          "Shared rate-limit checks let through because Redis failed.",
+          rate_limit_fail_open.value());
+  counter(out, "cloudgaming_bus_messages_received_total",
+          "Messages from other instances delivered to members here.",
+          bus_messages_received.value());
+  header(out, "cloudgaming_cross_instance_relay_seconds", "histogram",
+         "Publish on the sending instance to receipt on this one.");
+  cross_instance_relay.render(out, "cloudgaming_cross_instance_relay_seconds", {});
   gauge(out, "cloudgaming_ready", "1 when /readyz answers 200.", ready.value());
   gauge(out, "cloudgaming_draining", "1 once SIGTERM/SIGINT started the drain.", draining.value());
 

@@ -64,7 +64,18 @@ enum class RejectReason {
   kInternalError,
   kCount
 };
-enum class RedisOp { kJoin, kLeave, kPublish, kRateLimit, kPing, kSubscribe, kCount };
+enum class RedisOp {
+  kJoin,
+  kLeave,
+  kPublish,
+  kRateLimit,
+  kPing,
+  kSubscribe,
+  kLease,
+  kRejoin,
+  kScriptLoad,
+  kCount
+};
 
 struct Metrics {
   // Spec metrics (names shared with the Node server).
@@ -88,12 +99,17 @@ struct Metrics {
   Counter heartbeat_terminations;
   Counter oversize_closes;  // closed with 1009 for a message over MESSAGE_MAX_BYTES
   Counter handshake_timeouts;
-  Gauge ready;  // 1 when /readyz answers 200
+  std::array<Counter, static_cast<std::size_t>(RedisOp::kCount)> redis_errors;  // by operation
+  Counter rate_limit_fail_open;    // shared-window checks let through because Redis failed
+  Counter bus_messages_received;   // messages from other instances delivered here
+  Histogram cross_instance_relay;  // publish on one instance -> received on this one
+  Gauge ready;                     // 1 when /readyz answers 200
   Gauge draining;
 
   Counter& drops(RateScope s) { return rate_limit_drops[static_cast<std::size_t>(s)]; }
   Counter& rejected(RejectReason r) { return connections_rejected[static_cast<std::size_t>(r)]; }
   Histogram& redis_op(RedisOp op) { return redis_operation_duration[static_cast<std::size_t>(op)]; }
+  Counter& redis_error(RedisOp op) { return redis_errors[static_cast<std::size_t>(op)]; }
 
   // Prometheus text exposition, including process_* gauges.
   std::string render() const;

@@ -30,6 +30,8 @@ inline constexpr Rejection kRateLimited{1013, "Rate limited"};
 inline constexpr Rejection kRoomFull{1000, "Room is full"};
 inline constexpr Rejection kInternalError{1011, "Internal error"};
 inline constexpr Rejection kOverloaded{1013, "Server overloaded"};
+// The reason the Node server's `ws` library gives for a message over maxPayload.
+inline constexpr Rejection kMessageTooBig{1009, "Max payload size exceeded"};
 
 inline Rejection draining_rejection(uint16_t shutdown_close_code) {
   return {shutdown_close_code, "Server draining"};

@@ -168,6 +168,58 @@ std::string welcome_message(std::string_view client_id, std::string_view room_id
   return R"({"type":"control","action":"welcome","payload":)" + json::serialize(payload) + "}";
 }
 
+namespace {
+std::string quoted(std::string_view s) {
+  return json::serialize(json::string_view(s));
+}
+}  // namespace
+
+std::optional<BusEnvelope> parse_bus_envelope(std::string_view payload) {
+  json::error_code ec;
+  json::value root = json::parse(payload, ec);
+  if (ec || !root.is_object()) return std::nullopt;
+  const json::object& o = root.get_object();
+  const json::value* sender = o.if_contains("senderId");
+  const json::value* data = o.if_contains("data");
+  if (!sender || !sender->is_string() || !data || !data->is_object()) return std::nullopt;
+  BusEnvelope e;
+  e.sender_id = std::string(sender->get_string());
+  append_json(e.data, *data);
+  if (const json::value* v = o.if_contains("originServerId"); v && v->is_string()) {
+    e.origin_server_id = std::string(v->get_string());
+  }
+  if (const json::value* v = o.if_contains("sourceInstance"); v && v->is_string()) {
+    e.source_instance = std::string(v->get_string());
+  }
+  if (const json::value* v = o.if_contains("sentAtUs"); v && v->is_int64()) {
+    e.sent_at_us = v->get_int64();
+  }
+  return e;
+}
+
+std::string relay_envelope(std::string_view sender_id, std::string_view data_json,
+                           std::string_view origin_server_id, int64_t sent_at_us) {
+  std::string out;
+  out.reserve(data_json.size() + sender_id.size() + origin_server_id.size() + 80);
+  out += R"({"senderId":)";
+  out += quoted(sender_id);
+  out += R"(,"data":)";
+  out += data_json;
+  out += R"(,"originServerId":)";
+  out += quoted(origin_server_id);
+  out += R"(,"sentAtUs":)";
+  out += std::to_string(sent_at_us);
+  out += '}';
+  return out;
+}
+
+std::string departure_envelope(std::string_view sender_id, std::string_view source_instance,
+                               int64_t sent_at_us) {
+  return R"({"senderId":)" + quoted(sender_id) + R"(,"data":{"type":"peer-disconnected"})" +
+         R"(,"sourceInstance":)" + quoted(source_instance) + R"(,"sentAtUs":)" +
+         std::to_string(sent_at_us) + "}";
+}
+
 std::string peer_joined_message(std::string_view client_id) {
   json::object payload;
   payload["clientId"] = client_id;

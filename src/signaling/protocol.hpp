@@ -1,7 +1,9 @@
 // Client message validation and serialization (PROTOCOL.md section 2): pure, no I/O.
 #pragma once
 
+#include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -31,5 +33,22 @@ const SharedText& peer_disconnected_message();
 std::string welcome_message(std::string_view client_id, std::string_view room_id,
                             std::size_t peers);
 std::string peer_joined_message(std::string_view client_id);
+
+// What instances publish on `room:{roomId}` (PROTOCOL.md section 4). The seed fields are
+// senderId, data and originServerId (absent on departures); ours add sentAtUs (publish time, for
+// the cross-instance latency histogram) and, on departures, sourceInstance (so the publishing
+// instance skips its own notice). Instances that do not know these fields ignore them.
+struct BusEnvelope {
+  std::string sender_id;
+  std::string data;  // `data` re-serialized, ready to send to clients
+  std::string origin_server_id;
+  std::string source_instance;
+  std::optional<int64_t> sent_at_us;
+};
+std::optional<BusEnvelope> parse_bus_envelope(std::string_view payload);
+std::string relay_envelope(std::string_view sender_id, std::string_view data_json,
+                           std::string_view origin_server_id, int64_t sent_at_us);
+std::string departure_envelope(std::string_view sender_id, std::string_view source_instance,
+                               int64_t sent_at_us);
 
 }  // namespace sigsrv

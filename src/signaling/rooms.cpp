@@ -55,13 +55,23 @@ std::size_t RoomRegistry::room_count() const {
   return n;
 }
 
-std::vector<std::string> RoomRegistry::room_ids() const {
-  std::vector<std::string> ids;
+std::shared_ptr<Room> RoomRegistry::find(std::string_view room_id) {
+  Shard& shard = shard_for(room_id);
+  std::lock_guard lock(shard.mu);
+  auto it = shard.rooms.find(std::string(room_id));
+  return it == shard.rooms.end() ? nullptr : it->second;
+}
+
+std::vector<std::pair<std::string, std::string>> RoomRegistry::memberships() const {
+  std::vector<std::pair<std::string, std::string>> out;
   for (const auto& s : shards_) {
     std::lock_guard lock(s.mu);
-    for (const auto& [id, room] : s.rooms) ids.push_back(id);
+    for (const auto& [id, room] : s.rooms) {
+      std::lock_guard room_lock(room->mu_);
+      for (const auto& m : room->members_) out.emplace_back(id, m.client_id);
+    }
   }
-  return ids;
+  return out;
 }
 
 }  // namespace sigsrv

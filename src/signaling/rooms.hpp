@@ -8,6 +8,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "signaling/protocol.hpp"
@@ -51,6 +52,14 @@ class Room {
       if (auto p = m.peer.lock()) out.push_back(Target{std::move(p), m.loop, m.wants_events});
     }
   }
+  // Same, by client id: for messages another instance relays on behalf of `except_id`.
+  void collect_except_id(std::string_view except_id, Targets& out) const {
+    std::lock_guard lock(mu_);
+    for (const auto& m : members_) {
+      if (m.client_id == except_id) continue;
+      if (auto p = m.peer.lock()) out.push_back(Target{std::move(p), m.loop, m.wants_events});
+    }
+  }
   std::size_t size() const {
     std::lock_guard lock(mu_);
     return members_.size();
@@ -70,9 +79,10 @@ class RoomRegistry {
   std::shared_ptr<Room> attach(const std::string& room_id, Member member);
   // Removes the member; the room leaves the registry when its last local member does.
   void detach(const std::shared_ptr<Room>& room, std::string_view client_id);
+  std::shared_ptr<Room> find(std::string_view room_id);
   std::size_t room_count() const;
-  // Every room id with local members (for re-asserting membership after a bus reconnect).
-  std::vector<std::string> room_ids() const;
+  // Every (room id, client id) held here (to re-assert membership after a bus reconnect).
+  std::vector<std::pair<std::string, std::string>> memberships() const;
 
  private:
   struct Shard {

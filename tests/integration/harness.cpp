@@ -162,6 +162,77 @@ int ServerProcess::stop(int sig, std::chrono::milliseconds timeout) {
   return *code;
 }
 
+void ServerProcess::kill_now() {
+  if (pid_ <= 0) return;
+  kill(pid_, SIGKILL);
+  wait_exit(pid_, 5000ms);
+  pid_ = -1;
+}
+
+uint16_t free_port() {
+  boost::asio::io_context ioc;
+  boost::asio::ip::tcp::acceptor a(ioc, {boost::asio::ip::make_address("127.0.0.1"), 0});
+  return a.local_endpoint().port();
+}
+
+std::unique_ptr<RedisProcess> RedisProcess::start(uint16_t port) {
+  std::unique_ptr<RedisProcess> r(new RedisProcess());
+  r->port_ = port != 0 ? port : free_port();
+  r->dir_ = make_scratch_dir();
+  const pid_t pid = fork();
+  if (pid == 0) {
+    if (chdir(r->dir_.c_str()) != 0) _exit(127);
+    const int fd = open((r->dir_ + "/redis.log").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    dup2(fd, 1);
+    dup2(fd, 2);
+    close(fd);
+    const std::string p = std::to_string(r->port_);
+    execlp("redis-server", "redis-server", "--port", p.c_str(), "--bind", "127.0.0.1", "--save", "",
+           "--appendonly", "no", static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  r->pid_ = pid;
+  const bool up = wait_until([&] { return r->cli({"PING"}) == "PONG"; }, 10000ms);
+  if (!up) {
+    ADD_FAILURE() << "redis-server did not start on port " << r->port_ << ": "
+                  << read_file(r->dir_ + "/redis.log");
+    return nullptr;
+  }
+  return r;
+}
+
+RedisProcess::~RedisProcess() {
+  kill_now();
+  std::error_code ec;
+  if (!dir_.empty()) std::filesystem::remove_all(dir_, ec);
+}
+
+void RedisProcess::kill_now() {
+  if (pid_ <= 0) return;
+  kill(pid_, SIGKILL);
+  wait_exit(pid_, 5000ms);
+  pid_ = -1;
+}
+
+std::string RedisProcess::cli(const std::vector<std::string>& args) const {
+  std::string cmd = "redis-cli -p " + std::to_string(port_);
+  for (const auto& a : args) {
+    std::string quoted = "'";
+    for (char c : a) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    cmd += " " + quoted + "'";
+  }
+  cmd += " 2>/dev/null";
+  std::string out;
+  if (FILE* f = popen(cmd.c_str(), "r")) {
+    char buf[4096];
+    std::size_t n;
+    while ((n = fread(buf, 1, sizeof(buf), f)) > 0) out.append(buf, n);
+    pclose(f);
+  }
+  while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
+  return out;
+}
+
 RunResult run_server_to_exit(const Env& env, const std::vector<std::string>& args,
                              std::chrono::milliseconds timeout, const std::string& dotenv) {
   RunResult r;

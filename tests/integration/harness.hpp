@@ -33,6 +33,8 @@ class ServerProcess {
   uint16_t port() const { return port_; }
   std::optional<uint16_t> health_port() const { return health_port_; }
   pid_t pid() const { return pid_; }
+  // SIGKILL without waiting for a drain (an instance crash).
+  void kill_now();
   // Everything the process printed so far (stdout and stderr).
   std::string output() const;
   bool wait_for_output(const std::string& needle, std::chrono::milliseconds timeout = 5000ms) const;
@@ -47,6 +49,29 @@ class ServerProcess {
   std::optional<uint16_t> health_port_;
   std::string dir_;
   std::string log_path_;
+};
+
+// A free TCP port on 127.0.0.1 (bound to port 0, then released).
+uint16_t free_port();
+
+// A real redis-server on a free port, without persistence; killed on destruction.
+class RedisProcess {
+ public:
+  // Null (and a test failure) when redis-server cannot be started.
+  static std::unique_ptr<RedisProcess> start(uint16_t port = 0);
+  ~RedisProcess();
+  uint16_t port() const { return port_; }
+  std::string url() const { return "redis://127.0.0.1:" + std::to_string(port_); }
+  // Runs redis-cli against this server and returns its stdout (trailing newline trimmed).
+  std::string cli(const std::vector<std::string>& args) const;
+  // SIGKILL (a crash); start() again on the same port to bring it back empty.
+  void kill_now();
+
+ private:
+  RedisProcess() = default;
+  pid_t pid_ = -1;
+  uint16_t port_ = 0;
+  std::string dir_;
 };
 
 // Runs the binary to completion (config errors, --help); returns exit code and output.

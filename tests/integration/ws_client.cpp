@@ -36,7 +36,8 @@ struct WsClient::Impl {
       if (ec) {
         open = false;
         CloseInfo info;
-        if (ec == websocket::error::closed) {
+        // A close frame may have arrived even when the TCP side then failed: report its code.
+        if (ec == websocket::error::closed || ws.reason().code != websocket::close_code::none) {
           info.code = ws.reason().code;
           info.reason = std::string(ws.reason().reason.c_str());
         } else {

@@ -40,11 +40,14 @@ TEST_F(RoomsTest, AttachCreatesRoomAndDetachRemovesIt) {
   EXPECT_EQ(room->id(), "room-1");
   EXPECT_EQ(room->size(), 1u);
   EXPECT_EQ(registry_.room_count(), 1u);
-  EXPECT_EQ(registry_.room_ids(), std::vector<std::string>{"room-1"});
+  EXPECT_EQ(registry_.memberships(),
+            (std::vector<std::pair<std::string, std::string>>{{"room-1", "a"}}));
+  EXPECT_EQ(registry_.find("room-1"), room);
   registry_.detach(room, "a");
   EXPECT_EQ(room->size(), 0u);
   EXPECT_EQ(registry_.room_count(), 0u);
-  EXPECT_TRUE(registry_.room_ids().empty());
+  EXPECT_TRUE(registry_.memberships().empty());
+  EXPECT_EQ(registry_.find("room-1"), nullptr);
 }
 
 TEST_F(RoomsTest, MembersShareOneRoom) {
@@ -174,7 +177,7 @@ TEST_F(RoomsTest, ManyRoomsAcrossShards) {
     rooms.push_back(registry_.attach("room-" + std::to_string(i), MemberFor("c", peers.back())));
   }
   EXPECT_EQ(registry_.room_count(), 100u);
-  EXPECT_EQ(registry_.room_ids().size(), 100u);
+  EXPECT_EQ(registry_.memberships().size(), 100u);
   EXPECT_EQ(LocalRoomsDelta(), 100);
   for (auto& r : rooms) registry_.detach(r, "c");
   EXPECT_EQ(registry_.room_count(), 0u);

@@ -1,0 +1,471 @@
+// Redis bus: Lua-scripted membership, per-room SUBSCRIBE, PUBLISH relay, shared windows,
+// circuit breaker, instance lease, and re-assertion of local state whenever Redis comes back.
+#include "bus/redis_bus.hpp"
+
+#include <boost/asio/post.hpp>
+
+#include "bus/redis_scripts.hpp"
+
+namespace sigsrv {
+
+namespace asio = boost::asio;
+using SteadyClock = std::chrono::steady_clock;
+
+namespace {
+
+constexpr const char* kLeasePrefix = "signal:instance:";
+constexpr std::array<const char*, 4> kScriptBodies = {
+    redis_scripts::kJoin, redis_scripts::kLeave, redis_scripts::kRejoin, redis_scripts::kLimit};
+
+std::string room_key(std::string_view room_id) {
+  return "room:" + std::string(room_id);
+}
+std::string owners_key(std::string_view room_id) {
+  return "room-owners:" + std::string(room_id);
+}
+std::string window_key(std::string_view ns, std::string_view id) {
+  return "rl:" + std::string(ns) + ":" + std::string(id) + ":10";
+}
+
+int64_t now_us() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+int64_t steady_ns() {
+  return SteadyClock::now().time_since_epoch().count();
+}
+
+}  // namespace
+
+RedisBus::RedisBus(const Config& config, RedisEndpoint endpoint, Logger& log)
+    : config_(config),
+      log_(log),
+      instance_id_(config.instance_id),
+      lease_key_(kLeasePrefix + config.instance_id),
+      ioc_(1),
+      command_(
+          ioc_, endpoint, RedisConnection::Mode::kCommand, "command", log,
+          {[this] { on_command_up(); }, [this](const std::string&) { on_down(true); }, {}, {}, {}}),
+      subscriber_(ioc_, endpoint, RedisConnection::Mode::kSubscriber, "subscriber", log,
+                  {[this] { on_subscriber_up(); }, [this](const std::string&) { on_down(false); },
+                   [this](std::string_view c, std::string_view p) { on_message(c, p); },
+                   [this](std::string_view c) { on_subscribed(c); },
+                   [this](std::string_view c) {
+                     // A later SUBSCRIBE of the same channel is in flight: wait for its answer.
+                     if (auto it = channels_.find(std::string(c)); it != channels_.end()) {
+                       it->second.confirmed = false;
+                     }
+                   }}),
+      lease_timer_(ioc_) {}
+
+RedisBus::~RedisBus() {
+  stop();
+}
+
+void RedisBus::start(BusListener& listener) {
+  listener_ = &listener;
+  metrics().redis_up.set(0);
+  asio::post(ioc_, [this] {
+    command_.start();
+    subscriber_.start();
+    refresh_lease();
+  });
+  thread_ = std::thread([this] {
+    auto guard = asio::make_work_guard(ioc_);
+    ioc_.run();
+  });
+}
+
+void RedisBus::stop() {
+  if (!thread_.joinable()) return;
+  asio::post(ioc_, [this] {
+    ready_ = false;
+    lease_timer_.cancel();
+    // Our members are gone (the drain closed them); let the lease go with them.
+    command_.command({"DEL", lease_key_}, [](const redisReply*) {});
+    auto deadline = SteadyClock::now() + std::chrono::seconds(2);
+    auto timer = std::make_shared<asio::steady_timer>(ioc_);
+    auto wait = std::make_shared<std::function<void()>>();
+    *wait = [this, deadline, timer, wait] {
+      if (command_.pending() == 0 || !command_.up() || SteadyClock::now() >= deadline) {
+        command_.stop();
+        subscriber_.stop();
+        ioc_.stop();
+        *wait = nullptr;  // break the self-reference
+        return;
+      }
+      timer->expires_after(std::chrono::milliseconds(5));
+      timer->async_wait([wait](boost::system::error_code) {
+        if (*wait) (*wait)();
+      });
+    };
+    (*wait)();
+  });
+  thread_.join();
+}
+
+bool RedisBus::breaker_open() const {
+  return steady_ns() < breaker_open_until_ns_.load(std::memory_order_relaxed);
+}
+
+// ---- connection state (bus loop) ----
+
+void RedisBus::on_command_up() {
+  scripts_loaded_ = false;
+  members_resynced_ = false;
+  auto loaded = std::make_shared<std::size_t>(0);
+  for (std::size_t i = 0; i < kScriptBodies.size(); ++i) {
+    const auto started = SteadyClock::now();
+    command_.command(
+        {"SCRIPT", "LOAD", kScriptBodies[i]}, [this, i, loaded, started](const redisReply* r) {
+          const bool ok = !is_error(r) && r->type == REDIS_REPLY_STRING;
+          record(RedisOp::kScriptLoad, ok, started);
+          if (!ok) return;  // the connection is failing; on_command_up runs again when it is back
+          shas_[i] = std::string(reply_text(r));
+          if (++*loaded == kScriptBodies.size()) {
+            scripts_loaded_ = true;
+            refresh_lease();
+            resync_members();
+          }
+        });
+  }
+}
+
+void RedisBus::resync_members() {
+  // Re-add every member connected here (Redis may have restarted empty), and retry the
+  // leaves Redis missed while it was away. Ready only once all of it is answered.
+  auto members = listener_->local_members();
+  auto leaves = std::vector<std::pair<std::string, std::string>>(failed_leaves_.begin(),
+                                                                 failed_leaves_.end());
+  auto outstanding = std::make_shared<std::size_t>(members.size() + leaves.size());
+  auto finish_one = [this, outstanding] {
+    if (--*outstanding == 0) {
+      members_resynced_ = true;
+      update_readiness();
+    }
+  };
+  if (*outstanding == 0) {
+    members_resynced_ = true;
+    update_readiness();
+    return;
+  }
+  for (auto& [room, client] : leaves) {
+    eval(kLeaveScript,
+         {room_key(room), owners_key(room), client, std::to_string(config_.room_ttl_seconds)}, 2,
+         RedisOp::kLeave, [this, room = room, client = client, finish_one](const redisReply* r) {
+           if (!is_error(r)) failed_leaves_.erase({room, client});
+           finish_one();
+         });
+  }
+  for (auto& [room, client] : members) {
+    eval(kRejoinScript, {room_key(room), owners_key(room), client, instance_id_}, 2,
+         RedisOp::kRejoin, [finish_one](const redisReply*) { finish_one(); });
+  }
+  if (!members.empty()) {
+    log_.info("Re-asserted local room membership in Redis", {{"members", members.size()}});
+  }
+}
+
+void RedisBus::on_subscriber_up() {
+  subscriptions_resynced_ = false;
+  resubscribes_outstanding_ = 0;
+  for (auto& [name, ch] : channels_) {
+    if (ch.refs == 0) continue;
+    ch.confirmed = false;
+    subscriber_.send({"SUBSCRIBE", name});
+    ++resubscribes_outstanding_;
+  }
+  if (resubscribes_outstanding_ == 0) subscriptions_resynced_ = true;
+  update_readiness();
+}
+
+void RedisBus::on_down(bool command_side) {
+  if (command_side) {
+    scripts_loaded_ = false;
+    members_resynced_ = false;
+  } else {
+    subscriptions_resynced_ = false;
+    resubscribes_outstanding_ = 0;
+    // Joins waiting for a SUBSCRIBE answer fail (1011); their references go with them.
+    for (auto it = channels_.begin(); it != channels_.end();) {
+      Channel& ch = it->second;
+      ch.confirmed = false;
+      auto waiters = std::move(ch.waiters);
+      ch.waiters.clear();
+      ch.refs -= static_cast<unsigned>(std::min<std::size_t>(ch.refs, waiters.size()));
+      for (auto& w : waiters) w(false);
+      it = ch.refs == 0 ? channels_.erase(it) : std::next(it);
+    }
+  }
+  update_readiness();
+}
+
+void RedisBus::update_readiness() {
+  const bool connected = command_.up() && subscriber_.up();
+  metrics().redis_up.set(connected ? 1 : 0);
+  const bool ready = connected && scripts_loaded_ && members_resynced_ && subscriptions_resynced_;
+  if (ready_.exchange(ready) != ready) {
+    if (ready) {
+      log_.info("Redis bus ready", {{"channels", channels_.size()}});
+    } else {
+      log_.warn("Redis bus not ready");
+    }
+  }
+}
+
+// ---- commands (bus loop) ----
+
+void RedisBus::record(RedisOp op, bool ok, SteadyClock::time_point started) {
+  Metrics& m = metrics();
+  if (ok) {
+    m.redis_op(op).observe(std::chrono::duration<double>(SteadyClock::now() - started).count());
+    consecutive_failures_ = 0;
+    if (breaker_open_until_ns_.exchange(0) != 0) {
+      m.circuit_breaker_open.set(0);
+      log_.info("Circuit breaker closed");
+    }
+    return;
+  }
+  m.redis_error(op).inc();
+  if (++consecutive_failures_ >= config_.cb_error_threshold && !breaker_open()) {
+    breaker_open_until_ns_ = steady_ns() + int64_t{config_.cb_open_ms} * 1000000;
+    m.circuit_breaker_open.set(1);
+    log_.warn("Circuit breaker opened: refusing new connections",
+              {{"failures", consecutive_failures_}, {"openMs", config_.cb_open_ms}});
+  }
+}
+
+void RedisBus::eval(Script script, std::vector<std::string> keys_and_args, std::size_t nkeys,
+                    RedisOp op, RedisConnection::Callback done) {
+  const auto started = SteadyClock::now();
+  if (!scripts_loaded_) {
+    record(op, false, started);
+    done(nullptr);
+    return;
+  }
+  auto args = std::make_shared<std::vector<std::string>>(std::move(keys_and_args));
+  // EVALSHA normally; EVAL with the body when the server lost its scripts (restart, SCRIPT FLUSH).
+  auto send = [this, script, args, nkeys](bool by_body, RedisConnection::Callback cb) {
+    const std::string n = std::to_string(nkeys);
+    std::vector<std::string_view> argv;
+    argv.reserve(args->size() + 3);
+    argv.push_back(by_body ? "EVAL" : "EVALSHA");
+    argv.push_back(by_body ? std::string_view(kScriptBodies[script])
+                           : std::string_view(shas_[script]));
+    argv.push_back(n);
+    for (const auto& a : *args) argv.push_back(a);
+    command_.command(argv, std::move(cb));
+  };
+  send(false, [this, send, op, started, done = std::move(done)](const redisReply* r) mutable {
+    if (r && r->type == REDIS_REPLY_ERROR && reply_text(r).rfind("NOSCRIPT", 0) == 0) {
+      send(true, [this, op, started, done = std::move(done)](const redisReply* r2) {
+        record(op, !is_error(r2), started);
+        done(r2);
+      });
+      return;
+    }
+    record(op, !is_error(r), started);
+    done(r);
+  });
+}
+
+void RedisBus::subscribe(const std::string& channel, std::function<void(bool)> done) {
+  Channel& ch = channels_[channel];
+  ++ch.refs;
+  if (ch.confirmed) {
+    done(true);
+    return;
+  }
+  if (!subscriber_.up()) {
+    if (--ch.refs == 0) channels_.erase(channel);
+    done(false);
+    return;
+  }
+  const bool first = ch.waiters.empty();
+  ch.waiters.push_back(std::move(done));
+  if (first) subscriber_.send({"SUBSCRIBE", channel});
+}
+
+void RedisBus::release(const std::string& channel) {
+  auto it = channels_.find(channel);
+  if (it == channels_.end()) return;
+  if (--it->second.refs > 0) return;
+  channels_.erase(it);
+  subscriber_.send({"UNSUBSCRIBE", channel});
+}
+
+void RedisBus::on_subscribed(std::string_view channel) {
+  auto it = channels_.find(std::string(channel));
+  if (it == channels_.end()) return;  // released meanwhile; its UNSUBSCRIBE follows
+  Channel& ch = it->second;
+  const bool was_confirmed = ch.confirmed;
+  ch.confirmed = true;
+  auto waiters = std::move(ch.waiters);
+  ch.waiters.clear();
+  for (auto& w : waiters) w(true);
+  if (!was_confirmed && !subscriptions_resynced_ && resubscribes_outstanding_ > 0 &&
+      --resubscribes_outstanding_ == 0) {
+    subscriptions_resynced_ = true;
+    update_readiness();
+  }
+}
+
+void RedisBus::on_message(std::string_view channel, std::string_view payload) {
+  if (channel.rfind("room:", 0) != 0) return;
+  auto env = parse_bus_envelope(payload);
+  if (!env) {
+    log_.warn("Ignoring malformed bus message", {{"channel", channel}});
+    return;
+  }
+  // Our own relays were delivered locally already; so were our departure notices.
+  if (env->origin_server_id == instance_id_ || env->source_instance == instance_id_) return;
+  Metrics& m = metrics();
+  if (env->sent_at_us) {
+    const int64_t lag = now_us() - *env->sent_at_us;
+    if (lag >= 0) m.cross_instance_relay.observe(static_cast<double>(lag) / 1e6);
+  }
+  m.bus_messages_received.inc();
+  listener_->deliver_remote(std::string(channel.substr(5)), env->sender_id,
+                            std::make_shared<const std::string>(std::move(env->data)));
+}
+
+void RedisBus::refresh_lease() {
+  // A tick a second: keeps the breaker gauge true once its open period lapses, and refreshes
+  // the lease every third of its TTL, well inside it.
+  static thread_local SteadyClock::time_point last_refresh{};
+  const auto now = SteadyClock::now();
+  metrics().circuit_breaker_open.set(breaker_open() ? 1 : 0);
+  if (command_.up() &&
+      now - last_refresh >= std::chrono::milliseconds(config_.instance_lease_ttl_ms / 3)) {
+    last_refresh = now;
+    const std::string ttl = std::to_string(config_.instance_lease_ttl_ms);
+    command_.command({"SET", lease_key_, "1", "PX", ttl}, [this, now](const redisReply* r) {
+      record(RedisOp::kLease, !is_error(r), now);
+    });
+  }
+  lease_timer_.expires_after(std::chrono::seconds(1));
+  lease_timer_.async_wait([this](boost::system::error_code ec) {
+    if (!ec) refresh_lease();
+  });
+}
+
+void RedisBus::check_limits(std::vector<std::string> keys, std::vector<uint32_t> limits,
+                            std::function<void(std::size_t)> done) {
+  std::vector<std::string> args = std::move(keys);
+  const std::size_t nkeys = args.size();
+  args.emplace_back("10");
+  for (uint32_t l : limits) args.push_back(std::to_string(l));
+  eval(kLimitScript, std::move(args), nkeys, RedisOp::kRateLimit,
+       [this, done = std::move(done)](const redisReply* r) {
+         if (is_error(r) || r->type != REDIS_REPLY_INTEGER) {
+           // Fail open, as the contract says: a Redis outage must not silence every room.
+           metrics().rate_limit_fail_open.inc();
+           if (!fail_open_logged_) {
+             log_.warn(
+                 "Rate limit check failed; letting traffic through while Redis is unavailable");
+             fail_open_logged_ = true;
+           }
+           done(0);
+           return;
+         }
+         fail_open_logged_ = false;
+         done(static_cast<std::size_t>(r->integer));
+       });
+}
+
+// ---- Bus interface (any thread) ----
+
+void RedisBus::join(const std::string& room_id, const std::string& client_id, unsigned capacity,
+                    JoinCallback done) {
+  asio::post(ioc_, [this, room_id, client_id, capacity, done = std::move(done)]() mutable {
+    const std::string channel = room_key(room_id);
+    // Listen on the room before joining it, so nothing published after the join is missed.
+    subscribe(channel, [this, room_id, client_id, capacity, channel,
+                        done = std::move(done)](bool ok) mutable {
+      if (!ok) {
+        record(RedisOp::kSubscribe, false, SteadyClock::now());
+        done(JoinResult{JoinResult::Status::kError, 0});
+        return;
+      }
+      eval(kJoinScript,
+           {room_key(room_id), owners_key(room_id), client_id, std::to_string(capacity),
+            instance_id_, kLeasePrefix},
+           2, RedisOp::kJoin, [this, channel, done = std::move(done)](const redisReply* r) {
+             if (is_error(r) || r->type != REDIS_REPLY_INTEGER) {
+               release(channel);
+               done(JoinResult{JoinResult::Status::kError, 0});
+               return;
+             }
+             if (r->integer < 0) {
+               release(channel);
+               done(JoinResult{JoinResult::Status::kFull, 0});
+               return;
+             }
+             done(JoinResult{JoinResult::Status::kJoined, static_cast<std::size_t>(r->integer)});
+           });
+    });
+  });
+}
+
+void RedisBus::leave(const std::string& room_id, const std::string& client_id) {
+  asio::post(ioc_, [this, room_id, client_id] {
+    eval(kLeaveScript,
+         {room_key(room_id), owners_key(room_id), client_id,
+          std::to_string(config_.room_ttl_seconds)},
+         2, RedisOp::kLeave, [this, room_id, client_id](const redisReply* r) {
+           if (is_error(r)) failed_leaves_.insert({room_id, client_id});
+         });
+    release(room_key(room_id));
+  });
+}
+
+void RedisBus::publish(const std::string& room_id, const std::string& sender_id,
+                       const SharedText& data) {
+  // Serialized on the sender's loop; the bus loop only queues the bytes.
+  std::string envelope = relay_envelope(sender_id, *data, instance_id_, now_us());
+  asio::post(ioc_, [this, channel = room_key(room_id), envelope = std::move(envelope)] {
+    const auto started = SteadyClock::now();
+    command_.command({"PUBLISH", channel, envelope}, [this, started](const redisReply* r) {
+      record(RedisOp::kPublish, !is_error(r), started);
+    });
+  });
+}
+
+void RedisBus::publish_departure(const std::string& room_id, const std::string& client_id) {
+  std::string envelope = departure_envelope(client_id, instance_id_, now_us());
+  asio::post(ioc_, [this, channel = room_key(room_id), envelope = std::move(envelope)] {
+    const auto started = SteadyClock::now();
+    command_.command({"PUBLISH", channel, envelope}, [this, started](const redisReply* r) {
+      record(RedisOp::kPublish, !is_error(r), started);
+    });
+  });
+}
+
+std::optional<MessageVerdict> RedisBus::check_message(std::string_view ip, std::string_view room_id,
+                                                      MessageLimits limits, VerdictCallback done) {
+  asio::post(ioc_, [this,
+                    keys = std::vector<std::string>{window_key("msg-ip", ip),
+                                                    window_key("msg-room", room_id)},
+                    limits, done = std::move(done)]() mutable {
+    check_limits(std::move(keys), {limits.per_ip, limits.per_room},
+                 [done = std::move(done)](std::size_t over) {
+                   done(over == 0   ? MessageVerdict::kAllowed
+                        : over == 1 ? MessageVerdict::kIpLimited
+                                    : MessageVerdict::kRoomLimited);
+                 });
+  });
+  return std::nullopt;
+}
+
+std::optional<bool> RedisBus::check_connection(std::string_view ip, uint32_t limit,
+                                               AllowCallback done) {
+  asio::post(ioc_, [this, key = window_key("conn", ip), limit, done = std::move(done)]() mutable {
+    check_limits({std::move(key)}, {limit},
+                 [done = std::move(done)](std::size_t over) { done(over == 0); });
+  });
+  return std::nullopt;
+}
+
+}  // namespace sigsrv

@@ -1,0 +1,100 @@
+// Redis bus: rooms, relay and windows shared by every instance on one Redis (PROTOCOL.md s. 4).
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <set>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "bus/bus.hpp"
+#include "bus/redis_connection.hpp"
+#include "config/config.hpp"
+#include "obs/metrics.hpp"
+
+namespace sigsrv {
+
+// Owns one loop (its own thread) with the command and the subscriber connection. Every Bus
+// call may come from any session loop: it is posted here, and results are handed back through
+// the callbacks (the sessions post them to their own loops).
+class RedisBus final : public Bus {
+ public:
+  RedisBus(const Config& config, RedisEndpoint endpoint, Logger& log);
+  ~RedisBus() override;
+
+  std::string_view name() const override { return "redis"; }
+  void start(BusListener& listener) override;
+  // Lets queued commands (leaves of a drain) finish, up to a short deadline, then disconnects.
+  void stop() override;
+  bool ready() const override { return ready_.load(std::memory_order_relaxed); }
+  bool breaker_open() const override;
+
+  void join(const std::string& room_id, const std::string& client_id, unsigned capacity,
+            JoinCallback done) override;
+  void leave(const std::string& room_id, const std::string& client_id) override;
+  void publish(const std::string& room_id, const std::string& sender_id,
+               const SharedText& data) override;
+  void publish_departure(const std::string& room_id, const std::string& client_id) override;
+  std::optional<MessageVerdict> check_message(std::string_view ip, std::string_view room_id,
+                                              MessageLimits limits, VerdictCallback done) override;
+  std::optional<bool> check_connection(std::string_view ip, uint32_t limit,
+                                       AllowCallback done) override;
+
+ private:
+  enum Script { kJoinScript, kLeaveScript, kRejoinScript, kLimitScript, kScriptCount };
+  // A room channel this instance listens on while it has local members there.
+  struct Channel {
+    unsigned refs = 0;
+    bool confirmed = false;  // SUBSCRIBE acknowledged
+    std::vector<std::function<void(bool)>> waiters;
+  };
+
+  // Everything below runs on the bus loop only.
+  void on_command_up();
+  void on_subscriber_up();
+  void on_down(bool command_side);
+  void resync_members();
+  void update_readiness();
+  void eval(Script script, std::vector<std::string> keys_and_args, std::size_t nkeys, RedisOp op,
+            RedisConnection::Callback done);
+  void subscribe(const std::string& channel, std::function<void(bool)> done);
+  void release(const std::string& channel);
+  void on_message(std::string_view channel, std::string_view payload);
+  void on_subscribed(std::string_view channel);
+  void record(RedisOp op, bool ok, std::chrono::steady_clock::time_point started);
+  void refresh_lease();
+  void check_limits(std::vector<std::string> keys, std::vector<uint32_t> limits,
+                    std::function<void(std::size_t)> done);
+
+  const Config& config_;
+  Logger& log_;
+  BusListener* listener_ = nullptr;
+  const std::string instance_id_;
+  const std::string lease_key_;
+  boost::asio::io_context ioc_;
+  RedisConnection command_;
+  RedisConnection subscriber_;
+  boost::asio::steady_timer lease_timer_;
+  std::thread thread_;
+  std::atomic<bool> ready_{false};
+  std::atomic<int64_t> breaker_open_until_ns_{0};
+
+  unsigned consecutive_failures_ = 0;
+  std::array<std::string, kScriptCount> shas_;
+  bool scripts_loaded_ = false;
+  bool members_resynced_ = false;
+  std::size_t resubscribes_outstanding_ = 0;
+  bool subscriptions_resynced_ = false;
+  std::unordered_map<std::string, Channel> channels_;
+  // Leaves that Redis did not take (it was down): retried when it is back, so a member that
+  // left during an outage does not hold its room's slot.
+  std::set<std::pair<std::string, std::string>> failed_leaves_;
+  bool fail_open_logged_ = false;
+};
+
+}  // namespace sigsrv

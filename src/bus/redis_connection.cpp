@@ -1,0 +1,286 @@
+// Redis connection: connect, AUTH/SELECT handshake, pipelined writes, ordered replies, pings.
+#include "bus/redis_connection.hpp"
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/write.hpp>
+#include <random>
+
+namespace sigsrv {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+using SteadyClock = std::chrono::steady_clock;
+
+RedisConnection::RedisConnection(asio::io_context& ioc, RedisEndpoint endpoint, Mode mode,
+                                 std::string name, Logger& log, Hooks hooks, Timing timing)
+    : ioc_(ioc),
+      endpoint_(std::move(endpoint)),
+      mode_(mode),
+      name_(std::move(name)),
+      log_(log),
+      hooks_(std::move(hooks)),
+      timing_(timing),
+      resolver_(ioc),
+      socket_(ioc),
+      timer_(ioc),
+      tick_(ioc) {}
+
+void RedisConnection::start() {
+  state_ = State::kWaiting;
+  connect();
+  tick();
+}
+
+void RedisConnection::stop() {
+  state_ = State::kStopped;
+  ++generation_;
+  boost::system::error_code ec;
+  socket_.close(ec);
+  timer_.cancel();
+  tick_.cancel();
+  resolver_.cancel();
+  auto pending = std::move(pending_);
+  pending_.clear();
+  for (auto& p : pending) p.done(nullptr);
+}
+
+void RedisConnection::connect() {
+  const unsigned gen = ++generation_;
+  state_ = State::kConnecting;
+  out_.clear();
+  reader_.reset();
+  timer_.expires_after(timing_.connect_timeout);
+  timer_.async_wait([this, gen](boost::system::error_code ec) {
+    if (ec || gen != generation_ || state_ == State::kUp) return;
+    fail("connect timeout");
+  });
+  resolver_.async_resolve(
+      endpoint_.host, std::to_string(endpoint_.port),
+      [this, gen](boost::system::error_code ec, const tcp::resolver::results_type& results) {
+        if (gen != generation_) return;
+        if (ec) {
+          fail("resolve " + endpoint_.host + ": " + ec.message());
+          return;
+        }
+        asio::async_connect(socket_, results,
+                            [this, gen](boost::system::error_code e, const tcp::endpoint&) {
+                              if (gen != generation_) return;
+                              if (e) {
+                                fail("connect: " + e.message());
+                                return;
+                              }
+                              boost::system::error_code ignored;
+                              socket_.set_option(tcp::no_delay(true), ignored);
+                              handshake();
+                            });
+      });
+}
+
+void RedisConnection::handshake() {
+  state_ = State::kHandshake;
+  read();
+  const unsigned gen = generation_;
+  auto step_failed = [this, gen](const redisReply* r, const char* what) {
+    if (gen != generation_) return true;
+    if (!is_error(r)) return false;
+    // The server's error text (e.g. WRONGPASS) carries no secret; the password is never logged.
+    fail(std::string(what) + " failed: " + std::string(r ? reply_text(r) : "no reply"));
+    return true;
+  };
+  if (!endpoint_.password.empty()) {
+    auto done = [step_failed](const redisReply* r) { step_failed(r, "AUTH"); };
+    if (endpoint_.user.empty()) {
+      enqueue({"AUTH", endpoint_.password}, done);
+    } else {
+      enqueue({"AUTH", endpoint_.user, endpoint_.password}, done);
+    }
+  }
+  if (endpoint_.db != 0) {
+    const std::string db = std::to_string(endpoint_.db);
+    enqueue({"SELECT", db}, [step_failed](const redisReply* r) { step_failed(r, "SELECT"); });
+  }
+  // PING last: its reply proves the handshake went through and the server answers.
+  enqueue({"PING"}, [this, gen, step_failed](const redisReply* r) {
+    if (step_failed(r, "PING")) return;
+    state_ = State::kUp;
+    attempt_ = 0;
+    timer_.cancel();
+    last_pong_ = SteadyClock::now();
+    if (!last_failure_.empty()) {
+      log_.info("Redis connection restored", {{"connection", name_}});
+      last_failure_.clear();
+    }
+    if (hooks_.on_up && gen == generation_) hooks_.on_up();
+  });
+}
+
+void RedisConnection::enqueue(std::span<const std::string_view> args, Callback done) {
+  append_command(out_, args);
+  pending_.push_back(Pending{std::move(done), SteadyClock::now()});
+  flush();
+}
+
+void RedisConnection::command(std::span<const std::string_view> args, Callback done) {
+  if (state_ != State::kUp) {
+    // Not connected: fail now, but never re-enter the caller.
+    asio::post(ioc_, [done = std::move(done)] { done(nullptr); });
+    return;
+  }
+  enqueue(args, std::move(done));
+}
+
+void RedisConnection::send(std::initializer_list<std::string_view> args) {
+  if (state_ != State::kUp) return;
+  append_command(out_, args);
+  flush();
+}
+
+void RedisConnection::flush() {
+  if (write_in_flight_ || out_.empty()) return;
+  if (state_ != State::kHandshake && state_ != State::kUp) return;
+  write_in_flight_ = true;
+  writing_.swap(out_);
+  out_.clear();
+  const unsigned gen = generation_;
+  asio::async_write(socket_, asio::buffer(writing_),
+                    [this, gen](boost::system::error_code ec, std::size_t) {
+                      if (gen != generation_) {
+                        write_in_flight_ = false;
+                        return;
+                      }
+                      write_in_flight_ = false;
+                      writing_.clear();
+                      if (ec) {
+                        fail("write: " + ec.message());
+                        return;
+                      }
+                      flush();  // whatever was queued meanwhile goes out in one write
+                    });
+}
+
+void RedisConnection::read() {
+  const unsigned gen = generation_;
+  socket_.async_read_some(
+      asio::buffer(read_buffer_), [this, gen](boost::system::error_code ec, std::size_t n) {
+        if (gen != generation_) return;
+        if (ec) {
+          fail(ec == asio::error::eof ? std::string("connection closed by server")
+                                      : "read: " + ec.message());
+          return;
+        }
+        if (!reader_.feed(read_buffer_.data(), n)) {
+          fail("protocol error");
+          return;
+        }
+        while (gen == generation_) {
+          bool error = false;
+          ReplyPtr reply = reader_.next(&error);
+          if (error) {
+            fail("protocol error");
+            return;
+          }
+          if (!reply) break;
+          dispatch(std::move(reply));
+        }
+        if (gen == generation_) read();
+      });
+}
+
+void RedisConnection::dispatch(ReplyPtr reply) {
+  if (mode_ == Mode::kSubscriber && state_ == State::kUp && reply->type == REDIS_REPLY_ARRAY &&
+      reply->elements >= 2) {
+    const std::string_view kind = reply_text(reply->element[0]);
+    if (kind == "message" && reply->elements == 3) {
+      if (hooks_.on_message)
+        hooks_.on_message(reply_text(reply->element[1]), reply_text(reply->element[2]));
+      return;
+    }
+    if (kind == "subscribe") {
+      if (hooks_.on_subscribed) hooks_.on_subscribed(reply_text(reply->element[1]));
+      return;
+    }
+    if (kind == "unsubscribe") {
+      if (hooks_.on_unsubscribed) hooks_.on_unsubscribed(reply_text(reply->element[1]));
+      return;
+    }
+    if (kind == "pong") {
+      last_pong_ = SteadyClock::now();
+      return;
+    }
+  }
+  if (pending_.empty()) {
+    if (reply->type == REDIS_REPLY_ERROR) {
+      log_.warn("Redis error", {{"connection", name_}, {"err", reply_text(reply.get())}});
+    }
+    return;
+  }
+  Pending p = std::move(pending_.front());
+  pending_.pop_front();
+  p.done(reply.get());
+}
+
+void RedisConnection::fail(const std::string& why) {
+  if (state_ == State::kStopped) return;
+  const bool was_up = state_ == State::kUp;
+  ++generation_;
+  state_ = State::kWaiting;
+  boost::system::error_code ec;
+  socket_.close(ec);
+  write_in_flight_ = false;
+  writing_.clear();
+  out_.clear();
+  if (why != last_failure_) {
+    log_.warn("Redis connection failed", {{"connection", name_}, {"err", why}});
+    last_failure_ = why;
+  }
+  // Fail every reply still owed, in order; callbacks may enqueue nothing (we are down).
+  auto pending = std::move(pending_);
+  pending_.clear();
+  for (auto& p : pending) p.done(nullptr);
+  if (was_up && hooks_.on_down) hooks_.on_down(why);
+  schedule_reconnect();
+}
+
+void RedisConnection::schedule_reconnect() {
+  thread_local std::mt19937 rng{std::random_device{}()};
+  const auto cap = std::min<long long>(timing_.backoff_max.count(), timing_.backoff_min.count()
+                                                                        << std::min(attempt_, 16u));
+  ++attempt_;
+  // Full jitter between half the step and the step, so instances do not reconnect in lockstep.
+  std::uniform_int_distribution<long long> jitter(cap / 2, cap);
+  const unsigned gen = generation_;
+  timer_.expires_after(std::chrono::milliseconds(jitter(rng)));
+  timer_.async_wait([this, gen](boost::system::error_code ec) {
+    if (ec || gen != generation_ || state_ == State::kStopped) return;
+    connect();
+  });
+}
+
+void RedisConnection::tick() {
+  tick_.expires_after(std::min(timing_.ping_interval / 2, std::chrono::milliseconds(250)));
+  tick_.async_wait([this](boost::system::error_code ec) {
+    if (ec || state_ == State::kStopped) return;
+    const auto now = SteadyClock::now();
+    if (state_ == State::kUp) {
+      if (!pending_.empty() && now - pending_.front().sent > timing_.command_timeout) {
+        fail("reply timeout");
+      } else if (mode_ == Mode::kSubscriber && last_ping_ > last_pong_ &&
+                 now - last_ping_ > timing_.command_timeout) {
+        fail("ping timeout");
+      } else if (now - last_ping_ >= timing_.ping_interval) {
+        last_ping_ = now;
+        if (mode_ == Mode::kSubscriber) {
+          send({"PING"});
+        } else {
+          command({"PING"}, [this](const redisReply* r) {
+            if (!is_error(r)) last_pong_ = SteadyClock::now();
+          });
+        }
+      }
+    }
+    tick();
+  });
+}
+
+}  // namespace sigsrv

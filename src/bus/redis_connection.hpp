@@ -1,0 +1,111 @@
+// One Redis connection on an Asio loop: pipelined commands, health pings, reconnect with backoff.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
+#include <deque>
+#include <functional>
+#include <initializer_list>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "bus/redis_url.hpp"
+#include "bus/resp.hpp"
+#include "obs/logger.hpp"
+
+namespace sigsrv {
+
+struct RedisTiming {
+  std::chrono::milliseconds connect_timeout{2000};
+  std::chrono::milliseconds command_timeout{3000};  // oldest reply overdue: drop the connection
+  std::chrono::milliseconds ping_interval{1000};
+  std::chrono::milliseconds backoff_min{100};
+  std::chrono::milliseconds backoff_max{5000};
+};
+
+class RedisConnection {
+ public:
+  enum class Mode { kCommand, kSubscriber };
+  // Called with the reply, or with null when the command could not complete (connection down,
+  // dropped or timed out). Always called exactly once, on the connection's loop.
+  using Callback = std::function<void(const redisReply*)>;
+  struct Hooks {
+    std::function<void()> on_up;                          // connected, AUTH and SELECT done
+    std::function<void(const std::string& why)> on_down;  // lost; reconnecting
+    // Subscriber mode only.
+    std::function<void(std::string_view channel, std::string_view payload)> on_message;
+    std::function<void(std::string_view channel)> on_subscribed;
+    std::function<void(std::string_view channel)> on_unsubscribed;
+  };
+  using Timing = RedisTiming;
+
+  RedisConnection(boost::asio::io_context& ioc, RedisEndpoint endpoint, Mode mode, std::string name,
+                  Logger& log, Hooks hooks, Timing timing = {});
+  RedisConnection(const RedisConnection&) = delete;
+  RedisConnection& operator=(const RedisConnection&) = delete;
+
+  void start();
+  void stop();
+  bool up() const { return state_ == State::kUp; }
+
+  // Pipelined: written at once, replies matched in order. On the connection's loop only.
+  void command(std::span<const std::string_view> args, Callback done);
+  void command(std::initializer_list<std::string_view> args, Callback done) {
+    command(std::span<const std::string_view>(args.begin(), args.size()), std::move(done));
+  }
+  std::size_t pending() const { return pending_.size() + (out_.empty() ? 0 : 1); }
+  // Subscriber mode: SUBSCRIBE/UNSUBSCRIBE, answered through the hooks. Dropped while down
+  // (the owner resubscribes from on_up).
+  void send(std::initializer_list<std::string_view> args);
+
+ private:
+  enum class State { kStopped, kWaiting, kConnecting, kHandshake, kUp };
+  struct Pending {
+    Callback done;
+    std::chrono::steady_clock::time_point sent;
+  };
+
+  void connect();
+  void handshake();
+  void read();
+  void flush();
+  void dispatch(ReplyPtr reply);
+  void fail(const std::string& why);
+  void schedule_reconnect();
+  void tick();
+  void enqueue(std::span<const std::string_view> args, Callback done);
+  void enqueue(std::initializer_list<std::string_view> args, Callback done) {
+    enqueue(std::span<const std::string_view>(args.begin(), args.size()), std::move(done));
+  }
+
+  boost::asio::io_context& ioc_;
+  RedisEndpoint endpoint_;
+  Mode mode_;
+  std::string name_;
+  Logger& log_;
+  Hooks hooks_;
+  Timing timing_;
+
+  boost::asio::ip::tcp::resolver resolver_;
+  boost::asio::ip::tcp::socket socket_;
+  boost::asio::steady_timer timer_;  // connect timeout, then reconnect delay
+  boost::asio::steady_timer tick_;   // pings and reply deadlines
+  State state_ = State::kStopped;
+  unsigned generation_ = 0;  // bumps on every (re)connect; stale handlers check it
+  unsigned attempt_ = 0;
+
+  std::string out_;      // encoded commands not yet handed to the socket
+  std::string writing_;  // the bytes of the write in flight
+  bool write_in_flight_ = false;
+  std::deque<Pending> pending_;  // replies owed, in order
+  RespReader reader_;
+  std::array<char, 16384> read_buffer_{};
+  std::chrono::steady_clock::time_point last_ping_{};
+  std::chrono::steady_clock::time_point last_pong_{};
+  std::string last_failure_;  // logged once per distinct failure while reconnecting
+};
+
+}  // namespace sigsrv

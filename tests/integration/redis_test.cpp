@@ -1,0 +1,343 @@
+// Redis bus with real redis-server and several real server processes (PROTOCOL.md section 4).
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <boost/json.hpp>
+#include <cstdio>
+#include <thread>
+
+#include "harness.hpp"
+#include "ws_client.hpp"
+
+using namespace testing_support;
+namespace json = boost::json;
+
+namespace {
+
+Env redis_env(const RedisProcess& redis, Env extra = {}) {
+  Env env = {{"REDIS_URL", redis.url()},
+             {"RATE_LIMIT_MESSAGES_PER_10S", "100000"},
+             {"RATE_LIMIT_IP_MSGS_PER_10S", "1000000"},
+             {"RATE_LIMIT_ROOM_MSGS_PER_10S", "1000000"},
+             {"RATE_LIMIT_CONN_PER_10S", "100000"}};
+  for (auto& [k, v] : extra) env[k] = v;
+  return env;
+}
+
+bool ready(const ServerProcess& s) {
+  return http_get(s.port(), "/readyz").status == 200;
+}
+
+std::unique_ptr<ServerProcess> start_ready(const Env& env) {
+  auto s = ServerProcess::start(env);
+  if (s) {
+    EXPECT_TRUE(wait_until([&] { return ready(*s); }, 10000ms)) << s->output();
+  }
+  return s;
+}
+
+std::unique_ptr<WsClient> join(uint16_t port, const std::string& room) {
+  std::string err;
+  auto c = WsClient::connect(port, "/?roomId=" + room, {}, &err);
+  EXPECT_TRUE(c) << err;
+  return c;
+}
+
+std::string candidate(int i) {
+  return R"({"type":"candidate","candidate":"c)" + std::to_string(i) + R"("})";
+}
+
+// Reads a PSUBSCRIBE room:* stream with redis-cli, as a Node instance would see it.
+class PatternListener {
+ public:
+  explicit PatternListener(const RedisProcess& redis) {
+    const std::string cmd = "timeout 20 redis-cli -p " + std::to_string(redis.port()) +
+                            " --raw PSUBSCRIBE 'room:*' 2>/dev/null";
+    pipe_ = popen(cmd.c_str(), "r");
+    reader_ = std::thread([this] {
+      char buf[4096];
+      while (fgets(buf, sizeof(buf), pipe_) != nullptr) {
+        std::lock_guard lock(mu_);
+        lines_ += buf;
+      }
+    });
+    wait_until([&] { return redis.cli({"PUBSUB", "NUMPAT"}) != "0"; }, 5000ms);
+  }
+  ~PatternListener() {
+    std::system("pkill -f \"PSUBSCRIBE room:\\*\" >/dev/null 2>&1");
+    if (reader_.joinable()) reader_.join();
+    pclose(pipe_);
+  }
+  std::string text() {
+    std::lock_guard lock(mu_);
+    return lines_;
+  }
+
+ private:
+  FILE* pipe_ = nullptr;
+  std::thread reader_;
+  std::mutex mu_;
+  std::string lines_;
+};
+
+}  // namespace
+
+TEST(RedisBus, RelaysBothWaysBetweenInstancesInOrder) {
+  auto redis = RedisProcess::start();
+  ASSERT_TRUE(redis);
+  auto s1 = start_ready(redis_env(*redis));
+  auto s2 = start_ready(redis_env(*redis));
+  ASSERT_TRUE(s1 && s2);
+  auto a = join(s1->port(), "x1");
+  auto b = join(s2->port(), "x1");
+  ASSERT_TRUE(a && b);
+  a->send(R"({"type":"offer","sdp":"from-a","junk":1})");
+  EXPECT_EQ(b->recv(), R"({"type":"offer","sdp":"from-a"})");
+  b->send(R"({"type":"answer","sdp":"from-b"})");
+  EXPECT_EQ(a->recv(), R"({"type":"answer","sdp":"from-b"})");
+  std::vector<std::string> burst;
+  for (int i = 0; i < 500; ++i) burst.push_back(candidate(i));
+  a->send_all(burst);
+  for (int i = 0; i < 500; ++i) {
+    auto got = b->recv();
+    ASSERT_TRUE(got) << "lost " << i;
+    ASSERT_EQ(*got, burst[i]);
+  }
+  EXPECT_TRUE(a->silent_for(150ms)) << "no echo of a's own messages";
+  a->close();
+  EXPECT_EQ(b->recv(), R"({"type":"peer-disconnected"})");
+  EXPECT_TRUE(b->silent_for(200ms)) << "exactly one peer-disconnected";
+}
+
+TEST(RedisBus, ConcurrentJoinsAcrossThreeInstancesNeverExceedCapacity) {
+  auto redis = RedisProcess::start();
+  ASSERT_TRUE(redis);
+  std::vector<std::unique_ptr<ServerProcess>> servers;
+  for (int i = 0; i < 3; ++i) {
+    servers.push_back(start_ready(redis_env(*redis, {{"ROOM_CAPACITY", "2"}})));
+    ASSERT_TRUE(servers.back());
+  }
+  std::vector<std::unique_ptr<WsClient>> clients(20);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 20; ++i) {
+    threads.emplace_back(
+        [&, i] { clients[i] = WsClient::connect(servers[i % 3]->port(), "/?roomId=contended"); });
+  }
+  for (auto& t : threads) t.join();
+  int admitted = 0, full = 0;
+  for (auto& c : clients) {
+    ASSERT_TRUE(c);
+    auto closed = c->wait_close(300ms);
+    if (!closed) {
+      ++admitted;
+    } else if (closed->code == 1000 && closed->reason == "Room is full") {
+      ++full;
+    }
+  }
+  EXPECT_EQ(admitted, 2);
+  EXPECT_EQ(full, 18);
+  EXPECT_EQ(redis->cli({"SCARD", "room:contended"}), "2");
+}
+
+TEST(RedisBus, SpeaksTheSeedWireFormat) {
+  auto redis = RedisProcess::start();
+  ASSERT_TRUE(redis);
+  auto s1 = start_ready(redis_env(*redis));
+  ASSERT_TRUE(s1);
+  PatternListener listener(*redis);
+  auto a = join(s1->port(), "wire");
+  ASSERT_TRUE(a);
+  const std::string members = redis->cli({"SMEMBERS", "room:wire"});
+  ASSERT_EQ(members.rfind("client:", 0), 0u) << members;
+  // A foreign (Node) instance publishes for its member "client:node-1": ours delivers `data`.
+  redis->cli(
+      {"PUBLISH", "room:wire",
+       R"({"senderId":"client:node-1","data":{"type":"offer","sdp":"node"},"originServerId":"node-a"})"});
+  EXPECT_EQ(a->recv(), R"({"type":"offer","sdp":"node"})");
+  redis->cli({"PUBLISH", "room:wire",
+              R"({"senderId":"client:node-1","data":{"type":"peer-disconnected"}})"});
+  EXPECT_EQ(a->recv(), R"({"type":"peer-disconnected"})");
+  // Ours, as a PSUBSCRIBE listener (a Node instance) reads it.
+  a->send(R"({"type":"candidate","candidate":"ours","sdpMid":"0"})");
+  ASSERT_TRUE(
+      wait_until([&] { return listener.text().find("ours") != std::string::npos; }, 5000ms));
+  const std::string text = listener.text();
+  // --raw prints each reply element on its own line: the payload is the line after the channel.
+  const auto start = text.rfind("{\"senderId\"", text.find("\"ours\""));
+  ASSERT_NE(start, std::string::npos) << text;
+  const std::string payload = text.substr(start, text.find('\n', start) - start);
+  json::error_code ec;
+  auto v = json::parse(payload, ec);
+  ASSERT_FALSE(ec) << payload;
+  EXPECT_EQ(v.at("senderId"), json::value(members));
+  EXPECT_EQ(json::serialize(v.at("data")),
+            R"({"type":"candidate","candidate":"ours","sdpMid":"0"})");
+  EXPECT_TRUE(v.at("originServerId").is_string());
+}
+
+TEST(RedisBus, MembershipLeavesRedisOnCloseAndDrain) {
+  auto redis = RedisProcess::start();
+  ASSERT_TRUE(redis);
+  auto s1 =
+      start_ready(redis_env(*redis, {{"ROOM_TTL_SECONDS", "60"}, {"DRAIN_TIMEOUT_MS", "1000"}}));
+  ASSERT_TRUE(s1);
+  auto a = join(s1->port(), "m1");
+  auto b = join(s1->port(), "m1");
+  ASSERT_TRUE(a && b);
+  EXPECT_EQ(redis->cli({"SCARD", "room:m1"}), "2");
+  a->close();
+  EXPECT_TRUE(wait_until([&] { return redis->cli({"SCARD", "room:m1"}) == "1"; }));
+  // b does not answer the close while the process drains: its seat is freed all the same.
+  EXPECT_EQ(s1->stop(SIGTERM), 0);
+  EXPECT_EQ(b->wait_close()->code, 1012);
+  // The emptied room holds nobody; no TTL-less leftovers either.
+  EXPECT_EQ(redis->cli({"SCARD", "room:m1"}), "0");
+  const std::string ttl = redis->cli({"TTL", "room:m1"});
+  EXPECT_TRUE(ttl == "-2" || (std::stoi(ttl) > 0 && std::stoi(ttl) <= 60)) << ttl;
+}
+
+TEST(RedisBus, SurvivesRedisRestartAndRestoresState) {
+  auto redis = RedisProcess::start();
+  ASSERT_TRUE(redis);
+  const uint16_t redis_port = redis->port();
+  auto s1 = start_ready(redis_env(*redis));
+  auto s2 = start_ready(redis_env(*redis));
+  ASSERT_TRUE(s1 && s2);
+  auto a = join(s1->port(), "outage");
+  auto a2 = join(s1->port(), "local");
+  auto b2 = join(s1->port(), "local");
+  auto b = join(s2->port(), "outage");
+  ASSERT_TRUE(a && b && a2 && b2);
+
+  redis->kill_now();
+  EXPECT_TRUE(wait_until([&] { return !ready(*s1); }, 8000ms)) << "readiness must drop";
+  // Same-instance members keep talking while Redis is away.
+  a2->send(R"({"type":"offer","sdp":"during-outage"})");
+  EXPECT_EQ(b2->recv(), R"({"type":"offer","sdp":"during-outage"})");
+
+  redis = RedisProcess::start(redis_port);
+  ASSERT_TRUE(redis);
+  const auto back = std::chrono::steady_clock::now();
+  EXPECT_TRUE(wait_until([&] { return ready(*s1) && ready(*s2); }, 10000ms));
+  // Membership re-asserted in the empty Redis.
+  EXPECT_TRUE(wait_until([&] { return redis->cli({"SCARD", "room:outage"}) == "2"; }, 5000ms));
+  EXPECT_EQ(redis->cli({"SCARD", "room:local"}), "2");
+  // Cross-instance relay works again.
+  bool delivered = false;
+  while (!delivered && std::chrono::steady_clock::now() - back < 10s) {
+    a->send(R"({"type":"offer","sdp":"after"})");
+    auto got = b->recv(300ms);
+    delivered = got && *got == R"({"type":"offer","sdp":"after"})";
+  }
+  EXPECT_TRUE(delivered);
+  EXPECT_LT(std::chrono::steady_clock::now() - back, 12s);
+  EXPECT_TRUE(s1->running() && s2->running());
+}
+
+TEST(RedisBus, CrashedInstanceReleasesItsSeatsWithinTheLease) {
+  auto redis = RedisProcess::start();
+  ASSERT_TRUE(redis);
+  const Env env = redis_env(*redis, {{"INSTANCE_LEASE_TTL_MS", "2000"}, {"ROOM_CAPACITY", "2"}});
+  auto s1 = start_ready(env);
+  auto s2 = start_ready(env);
+  ASSERT_TRUE(s1 && s2);
+  auto a = join(s1->port(), "crash");
+  auto b = join(s1->port(), "crash");
+  ASSERT_TRUE(a && b);
+  s1->kill_now();
+  const auto killed = std::chrono::steady_clock::now();
+  bool admitted = false;
+  while (!admitted && std::chrono::steady_clock::now() - killed < 10s) {
+    auto c = join(s2->port(), "crash");
+    admitted = c && !c->wait_close(100ms);
+  }
+  EXPECT_TRUE(admitted);
+  EXPECT_LT(std::chrono::steady_clock::now() - killed, 5s) << "within the 2 s lease, plus slack";
+}
+
+TEST(RedisBus, NotReadyUntilRedisAppears) {
+  const uint16_t port = free_port();
+  auto s1 = ServerProcess::start({{"REDIS_URL", "redis://127.0.0.1:" + std::to_string(port)}});
+  ASSERT_TRUE(s1);
+  const HttpResult r = http_get(s1->port(), "/readyz");
+  EXPECT_EQ(r.status, 503u);
+  EXPECT_EQ(r.body, "not-ready");
+  EXPECT_EQ(http_get(s1->port(), "/healthz").status, 200u);
+  // Joins fail cleanly meanwhile.
+  auto c = join(s1->port(), "early");
+  ASSERT_TRUE(c);
+  auto closed = c->wait_close();
+  ASSERT_TRUE(closed);
+  EXPECT_TRUE(closed->code == 1011 || closed->code == 1013) << closed->code;
+  auto redis = RedisProcess::start(port);
+  ASSERT_TRUE(redis);
+  EXPECT_TRUE(wait_until([&] { return ready(*s1); }, 10000ms));
+  EXPECT_TRUE(s1->running());
+}
+
+TEST(RedisBus, ConnectionRateLimitIsSharedAcrossInstances) {
+  auto redis = RedisProcess::start();
+  ASSERT_TRUE(redis);
+  const Env env = redis_env(*redis, {{"RATE_LIMIT_CONN_PER_10S", "4"}, {"ROOM_CAPACITY", "100"}});
+  auto s1 = start_ready(env);
+  auto s2 = start_ready(env);
+  ASSERT_TRUE(s1 && s2);
+  std::vector<std::unique_ptr<WsClient>> ok;
+  for (int i = 0; i < 4; ++i) {
+    ok.push_back(join((i % 2 ? s2 : s1)->port(), "shared-limit"));
+    ASSERT_TRUE(ok.back());
+    EXPECT_FALSE(ok.back()->wait_close(100ms)) << "connection " << i << " must be admitted";
+  }
+  auto fifth = join(s2->port(), "shared-limit");
+  ASSERT_TRUE(fifth);
+  auto closed = fifth->wait_close();
+  ASSERT_TRUE(closed);
+  EXPECT_EQ(closed->code, 1013);
+  EXPECT_EQ(closed->reason, "Rate limited");
+}
+
+TEST(RedisBus, MetricsReportRedisAndCrossInstanceLatency) {
+  auto redis = RedisProcess::start();
+  ASSERT_TRUE(redis);
+  auto s1 = start_ready(redis_env(*redis));
+  auto s2 = start_ready(redis_env(*redis));
+  ASSERT_TRUE(s1 && s2);
+  auto a = join(s1->port(), "lat");
+  auto b = join(s2->port(), "lat");
+  ASSERT_TRUE(a && b);
+  a->send(candidate(1));
+  ASSERT_TRUE(b->recv());
+  EXPECT_EQ(scrape(s1->port(), "cloudgaming_redis_up"), 1.0);
+  EXPECT_EQ(scrape(s1->port(), "cloudgaming_circuit_breaker_open"), 0.0);
+  EXPECT_GE(scrape(s2->port(), "cloudgaming_cross_instance_relay_seconds_count").value_or(0), 1.0);
+  EXPECT_GE(scrape(s1->port(), R"(cloudgaming_redis_operation_duration_seconds_count{op="join"})")
+                .value_or(0),
+            1.0);
+  EXPECT_GE(
+      scrape(s1->port(), R"(cloudgaming_redis_operation_duration_seconds_count{op="publish"})")
+          .value_or(0),
+      1.0);
+}
+
+TEST(RedisBus, BreakerOpensWhenRedisKeepsFailing) {
+  auto redis = RedisProcess::start();
+  ASSERT_TRUE(redis);
+  auto s1 = start_ready(redis_env(*redis, {{"CB_ERROR_THRESHOLD", "3"}, {"CB_OPEN_MS", "60000"}}));
+  ASSERT_TRUE(s1);
+  redis->kill_now();
+  // Joins fail with 1011 until the breaker opens; then new connections get 1013.
+  bool saw_breaker = false;
+  for (int i = 0; i < 20 && !saw_breaker; ++i) {
+    auto c = join(s1->port(), "cb");
+    ASSERT_TRUE(c);
+    auto closed = c->wait_close();
+    ASSERT_TRUE(closed);
+    if (closed->code == 1013 && closed->reason == "Service unavailable") {
+      saw_breaker = true;
+    } else {
+      EXPECT_EQ(closed->code, 1011);
+    }
+  }
+  EXPECT_TRUE(saw_breaker);
+  EXPECT_EQ(scrape(s1->port(), "cloudgaming_circuit_breaker_open"), 1.0);
+}
