@@ -24,8 +24,8 @@ namespace sigsrv {
 // the callbacks (the sessions post them to their own loops).
 class RedisBus final : public Bus {
  public:
-  RedisBus(const Config& config, RedisEndpoint endpoint, Logger& log);
-  ~RedisBus() override;
+  RedisBus(const Config& config, const RedisEndpoint& endpoint, Logger& log);
+  ~RedisBus() override;  // NOLINT(bugprone-exception-escape)
 
   std::string_view name() const override { return "redis"; }
   void start(BusListener& listener) override;
@@ -68,7 +68,7 @@ class RedisBus final : public Bus {
   void on_subscribed(std::string_view channel);
   void record(RedisOp op, bool ok, std::chrono::steady_clock::time_point started);
   void refresh_lease();
-  void check_limits(std::vector<std::string> keys, std::vector<uint32_t> limits,
+  void check_limits(std::vector<std::string> keys, const std::vector<uint32_t>& limits,
                     std::function<void(std::size_t)> done);
 
   const Config& config_;

@@ -23,7 +23,8 @@ struct RedisTiming {
   std::chrono::milliseconds command_timeout{3000};  // oldest reply overdue: drop the connection
   std::chrono::milliseconds ping_interval{1000};
   std::chrono::milliseconds backoff_min{100};
-  std::chrono::milliseconds backoff_max{5000};
+  // Capped low: relay must resume within ~2 s of Redis answering again.
+  std::chrono::milliseconds backoff_max{1000};
 };
 
 class RedisConnection {

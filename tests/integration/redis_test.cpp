@@ -218,19 +218,19 @@ TEST(RedisBus, SurvivesRedisRestartAndRestoresState) {
   redis = RedisProcess::start(redis_port);
   ASSERT_TRUE(redis);
   const auto back = std::chrono::steady_clock::now();
-  EXPECT_TRUE(wait_until([&] { return ready(*s1) && ready(*s2); }, 10000ms));
-  // Membership re-asserted in the empty Redis.
-  EXPECT_TRUE(wait_until([&] { return redis->cli({"SCARD", "room:outage"}) == "2"; }, 5000ms));
-  EXPECT_EQ(redis->cli({"SCARD", "room:local"}), "2");
-  // Cross-instance relay works again.
+  // Cross-instance relay resumes within 2 s of Redis answering (plus the test's own slack).
   bool delivered = false;
   while (!delivered && std::chrono::steady_clock::now() - back < 10s) {
     a->send(R"({"type":"offer","sdp":"after"})");
-    auto got = b->recv(300ms);
+    auto got = b->recv(100ms);
     delivered = got && *got == R"({"type":"offer","sdp":"after"})";
   }
   EXPECT_TRUE(delivered);
-  EXPECT_LT(std::chrono::steady_clock::now() - back, 12s);
+  EXPECT_LT(std::chrono::steady_clock::now() - back, 2500ms);
+  EXPECT_TRUE(wait_until([&] { return ready(*s1) && ready(*s2); }, 5000ms));
+  // Membership re-asserted in the empty Redis.
+  EXPECT_EQ(redis->cli({"SCARD", "room:outage"}), "2");
+  EXPECT_EQ(redis->cli({"SCARD", "room:local"}), "2");
   EXPECT_TRUE(s1->running() && s2->running());
 }
 
