@@ -1,0 +1,68 @@
+// A minimal WebSocket client for load generation: just enough RFC 6455 (masked text frames out,
+// unmasked frames in, pings answered) to drive thousands of connections per core.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace bench {
+
+struct Url {
+  std::string host;
+  uint16_t port = 0;
+  std::string target;  // path + query
+};
+// ws://host:port/path?query; nullopt when it is not one.
+std::optional<Url> parse_ws_url(const std::string& url);
+
+// Appends one masked text frame carrying `payload`.
+void append_text_frame(std::string& out, std::string_view payload, uint32_t mask_key);
+
+class WsLite {
+ public:
+  struct Handler {
+    virtual ~Handler() = default;
+    virtual void on_open(WsLite& c) = 0;
+    virtual void on_message(WsLite& c, std::string_view text) = 0;
+    // code is the close frame's code, or 1006 when the connection dropped without one.
+    virtual void on_closed(WsLite& c, int code, std::string_view reason) = 0;
+  };
+
+  WsLite(boost::asio::io_context& ioc, Handler& handler);
+  // Connects (optionally from `source_ip`) and upgrades `target` on host:port.
+  void start(const boost::asio::ip::tcp::endpoint& server, const std::string& host_header,
+             const std::string& target, const std::string& source_ip = {});
+  // Queues a text message; consecutive sends go out in one write.
+  void send(std::string_view text);
+  void close();
+  bool open() const { return state_ == State::kOpen; }
+  std::size_t unsent_bytes() const { return out_.size() + writing_.size(); }
+  uint64_t user = 0;  // owner's tag (room index, role)
+
+ private:
+  enum class State { kConnecting, kUpgrading, kOpen, kClosed };
+  void read();
+  void flush();
+  void on_bytes();
+  void fail(int code, std::string_view reason);
+
+  boost::asio::ip::tcp::socket socket_;
+  Handler& handler_;
+  State state_ = State::kConnecting;
+  std::string out_;
+  std::string writing_;
+  bool write_in_flight_ = false;
+  std::vector<char> in_;
+  std::size_t in_len_ = 0;
+  std::string fragments_;
+  uint32_t mask_key_;
+};
+
+}  // namespace bench
