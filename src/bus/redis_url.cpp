@@ -35,6 +35,10 @@ std::variant<RedisEndpoint, std::string> parse_redis_url(const std::string& url)
     // redis://:password@host is a password alone; "default" is Redis 6's implicit user.
   }
   std::string path = parsed->path();
+  if (!path.empty() && path[0] != '/') {
+    // "redis://host:63x79" parses as port "63" and path "x79": the port was not a number.
+    return std::string("port must be 1-65535");
+  }
   if (!path.empty() && path != "/") {
     const std::string digits = path.substr(1);
     unsigned db = 0;

@@ -157,7 +157,9 @@ TEST(EnvelopeTest, DepartureParsesBack) {
 
 TEST(EnvelopeTest, AcceptsNodeRelay) {
   const auto e = parse_bus_envelope(
-      R"({"senderId":"c1","data":{"type":"candidate","candidate":"candidate:1 1 udp 1 1.2.3.4 5 typ host","sdpMid":"0","sdpMLineIndex":0},"originServerId":"node-1"})");
+      R"({"senderId":"c1","data":{"type":"candidate",)"
+      R"("candidate":"candidate:1 1 udp 1 1.2.3.4 5 typ host","sdpMid":"0","sdpMLineIndex":0},)"
+      R"("originServerId":"node-1"})");
   ASSERT_TRUE(e.has_value());
   EXPECT_EQ(e->sender_id, "c1");
   EXPECT_EQ(e->data, R"({"type":"candidate","candidate":"candidate:1 1 udp 1 1.2.3.4 5 typ host",)"

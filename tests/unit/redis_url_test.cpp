@@ -25,7 +25,8 @@ std::optional<RedisEndpoint> Endpoint(const std::string& url) {
 std::optional<std::string> Error(const std::string& url) {
   auto result = parse_redis_url(url);
   if (const auto* ep = std::get_if<RedisEndpoint>(&result)) {
-    ADD_FAILURE() << url << " was accepted (host " << ep->host << ", port " << ep->port << ")";
+    ADD_FAILURE() << url << " was accepted (host " << ep->host << ", port " << ep->port << ", db "
+                  << ep->db << ")";
     return std::nullopt;
   }
   return std::get<std::string>(result);
@@ -221,7 +222,15 @@ TEST(RedisUrlTest, PortAbove65535IsRejected) {
 }
 
 TEST(RedisUrlTest, NonNumericPortIsRejected) {
-  for (const std::string port : {"abc", "63x79", "-1", "+6379", "6379.0"}) {
+  for (const std::string port : {"abc", "x6379", "-1", "+6379", "6379x"}) {
+    const auto url = "redis://redis:" + port;
+    EXPECT_TRUE(Error(url).has_value()) << url;
+  }
+}
+
+// Boost.URL reads "redis://redis:63x79" as port "63" plus a path "x79": still a bad port.
+TEST(RedisUrlTest, PortWithTrailingCharactersIsRejected) {
+  for (const std::string port : {"63x79", "6379.0", "6379a1"}) {
     const auto url = "redis://redis:" + port;
     EXPECT_TRUE(Error(url).has_value()) << url;
   }
