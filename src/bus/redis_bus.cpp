@@ -20,6 +20,14 @@ constexpr std::array<const char*, 4> kScriptBodies = {
 std::string room_key(std::string_view room_id) {
   return "room:" + std::string(room_id);
 }
+std::string presence_key(std::string_view room_id) {
+  return "presence:" + std::string(room_id);
+}
+// "room:abc" and "presence:abc" -> "abc".
+std::string room_of_channel(std::string_view channel) {
+  const auto colon = channel.find(':');
+  return colon == std::string_view::npos ? std::string() : std::string(channel.substr(colon + 1));
+}
 std::string owners_key(std::string_view room_id) {
   return "room-owners:" + std::string(room_id);
 }
@@ -53,8 +61,8 @@ RedisBus::RedisBus(const Config& config, const RedisEndpoint& endpoint, Logger& 
                    [this](std::string_view c, std::string_view p) { on_message(c, p); },
                    [this](std::string_view c) { on_subscribed(c); },
                    [this](std::string_view c) {
-                     // A later SUBSCRIBE of the same channel is in flight: wait for its answer.
-                     if (auto it = channels_.find(std::string(c)); it != channels_.end()) {
+                     // A later SUBSCRIBE of the same room is in flight: wait for its answer.
+                     if (auto it = channels_.find(room_of_channel(c)); it != channels_.end()) {
                        it->second.confirmed = false;
                      }
                    }}),
@@ -72,7 +80,7 @@ void RedisBus::start(BusListener& listener) {
   asio::post(ioc_, [this] {
     command_.start();
     subscriber_.start();
-    refresh_lease();
+    tick();
   });
   thread_ = std::thread([this] {
     auto guard = asio::make_work_guard(ioc_);
@@ -173,10 +181,11 @@ void RedisBus::resync_members() {
 void RedisBus::on_subscriber_up() {
   subscriptions_resynced_ = false;
   resubscribes_outstanding_ = 0;
-  for (auto& [name, ch] : channels_) {
+  for (auto& [room, ch] : channels_) {
     if (ch.refs == 0) continue;
     ch.confirmed = false;
-    subscriber_.send({"SUBSCRIBE", name});
+    ch.awaiting = 0;
+    send_subscribe(room, ch);
     ++resubscribes_outstanding_;
   }
   if (resubscribes_outstanding_ == 0) subscriptions_resynced_ = true;
@@ -273,35 +282,40 @@ void RedisBus::eval(Script script, std::vector<std::string> keys_and_args, std::
   });
 }
 
-void RedisBus::subscribe(const std::string& channel, std::function<void(bool)> done) {
-  Channel& ch = channels_[channel];
+void RedisBus::subscribe(const std::string& room_id, std::function<void(bool)> done) {
+  Channel& ch = channels_[room_id];
   ++ch.refs;
   if (ch.confirmed) {
     done(true);
     return;
   }
   if (!subscriber_.up()) {
-    if (--ch.refs == 0) channels_.erase(channel);
+    if (--ch.refs == 0) channels_.erase(room_id);
     done(false);
     return;
   }
-  const bool first = ch.waiters.empty();
   ch.waiters.push_back(std::move(done));
-  if (first) subscriber_.send({"SUBSCRIBE", channel});
+  if (ch.awaiting == 0) send_subscribe(room_id, ch);
 }
 
-void RedisBus::release(const std::string& channel) {
-  auto it = channels_.find(channel);
+void RedisBus::send_subscribe(const std::string& room_id, Channel& ch) {
+  subscriber_.send({"SUBSCRIBE", room_key(room_id), presence_key(room_id)});
+  ch.awaiting += 2;
+}
+
+void RedisBus::release(const std::string& room_id) {
+  auto it = channels_.find(room_id);
   if (it == channels_.end()) return;
   if (--it->second.refs > 0) return;
   channels_.erase(it);
-  subscriber_.send({"UNSUBSCRIBE", channel});
+  subscriber_.send({"UNSUBSCRIBE", room_key(room_id), presence_key(room_id)});
 }
 
 void RedisBus::on_subscribed(std::string_view channel) {
-  auto it = channels_.find(std::string(channel));
+  auto it = channels_.find(room_of_channel(channel));
   if (it == channels_.end()) return;  // released meanwhile; its UNSUBSCRIBE follows
   Channel& ch = it->second;
+  if (ch.awaiting == 0 || --ch.awaiting > 0) return;  // the room's other channel is still to come
   const bool was_confirmed = ch.confirmed;
   ch.confirmed = true;
   auto waiters = std::move(ch.waiters);
@@ -315,6 +329,13 @@ void RedisBus::on_subscribed(std::string_view channel) {
 }
 
 void RedisBus::on_message(std::string_view channel, std::string_view payload) {
+  if (channel.rfind("presence:", 0) == 0) {
+    auto p = parse_presence(payload);
+    if (p && p->origin_server_id != instance_id_) {
+      listener_->peer_joined_remote(room_of_channel(channel), p->client_id);
+    }
+    return;
+  }
   if (channel.rfind("room:", 0) != 0) return;
   auto env = parse_bus_envelope(payload);
   if (!env) {
@@ -333,23 +354,27 @@ void RedisBus::on_message(std::string_view channel, std::string_view payload) {
                             std::make_shared<const std::string>(std::move(env->data)));
 }
 
-void RedisBus::refresh_lease() {
-  // A tick a second: keeps the breaker gauge true once its open period lapses, and refreshes
-  // the lease every third of its TTL, well inside it.
-  static thread_local SteadyClock::time_point last_refresh{};
-  const auto now = SteadyClock::now();
+void RedisBus::tick() {
+  // Once a second: keeps the breaker gauge true once its open period lapses, and refreshes the
+  // lease every third of its TTL, well inside it.
   metrics().circuit_breaker_open.set(breaker_open() ? 1 : 0);
-  if (command_.up() &&
-      now - last_refresh >= std::chrono::milliseconds(config_.instance_lease_ttl_ms / 3)) {
-    last_refresh = now;
-    const std::string ttl = std::to_string(config_.instance_lease_ttl_ms);
-    command_.command({"SET", lease_key_, "1", "PX", ttl}, [this, now](const redisReply* r) {
-      record(RedisOp::kLease, !is_error(r), now);
-    });
+  if (SteadyClock::now() - last_lease_refresh_ >=
+      std::chrono::milliseconds(config_.instance_lease_ttl_ms / 3)) {
+    refresh_lease();
   }
   lease_timer_.expires_after(std::chrono::seconds(1));
   lease_timer_.async_wait([this](boost::system::error_code ec) {
-    if (!ec) refresh_lease();
+    if (!ec) tick();
+  });
+}
+
+void RedisBus::refresh_lease() {
+  if (!command_.up()) return;
+  const auto now = SteadyClock::now();
+  last_lease_refresh_ = now;
+  const std::string ttl = std::to_string(config_.instance_lease_ttl_ms);
+  command_.command({"SET", lease_key_, "1", "PX", ttl}, [this, now](const redisReply* r) {
+    record(RedisOp::kLease, !is_error(r), now);
   });
 }
 
@@ -382,9 +407,8 @@ void RedisBus::check_limits(std::vector<std::string> keys, const std::vector<uin
 void RedisBus::join(const std::string& room_id, const std::string& client_id, unsigned capacity,
                     JoinCallback done) {
   asio::post(ioc_, [this, room_id, client_id, capacity, done = std::move(done)]() mutable {
-    const std::string channel = room_key(room_id);
     // Listen on the room before joining it, so nothing published after the join is missed.
-    subscribe(channel, [this, room_id, client_id, capacity, channel,
+    subscribe(room_id, [this, room_id, client_id, capacity,
                         done = std::move(done)](bool ok) mutable {
       if (!ok) {
         record(RedisOp::kSubscribe, false, SteadyClock::now());
@@ -394,14 +418,14 @@ void RedisBus::join(const std::string& room_id, const std::string& client_id, un
       eval(kJoinScript,
            {room_key(room_id), owners_key(room_id), client_id, std::to_string(capacity),
             instance_id_, kLeasePrefix},
-           2, RedisOp::kJoin, [this, channel, done = std::move(done)](const redisReply* r) {
+           2, RedisOp::kJoin, [this, room_id, done = std::move(done)](const redisReply* r) {
              if (is_error(r) || r->type != REDIS_REPLY_INTEGER) {
-               release(channel);
+               release(room_id);
                done(JoinResult{JoinResult::Status::kError, 0});
                return;
              }
              if (r->integer < 0) {
-               release(channel);
+               release(room_id);
                done(JoinResult{JoinResult::Status::kFull, 0});
                return;
              }
@@ -419,30 +443,31 @@ void RedisBus::leave(const std::string& room_id, const std::string& client_id) {
          2, RedisOp::kLeave, [this, room_id, client_id](const redisReply* r) {
            if (is_error(r)) failed_leaves_.insert({room_id, client_id});
          });
-    release(room_key(room_id));
+    release(room_id);
+  });
+}
+
+void RedisBus::publish_on(std::string channel, std::string body) {
+  asio::post(ioc_, [this, channel = std::move(channel), body = std::move(body)] {
+    const auto started = SteadyClock::now();
+    command_.command({"PUBLISH", channel, body}, [this, started](const redisReply* r) {
+      record(RedisOp::kPublish, !is_error(r), started);
+    });
   });
 }
 
 void RedisBus::publish(const std::string& room_id, const std::string& sender_id,
                        const SharedText& data) {
   // Serialized on the sender's loop; the bus loop only queues the bytes.
-  std::string envelope = relay_envelope(sender_id, *data, instance_id_, now_us());
-  asio::post(ioc_, [this, channel = room_key(room_id), envelope = std::move(envelope)] {
-    const auto started = SteadyClock::now();
-    command_.command({"PUBLISH", channel, envelope}, [this, started](const redisReply* r) {
-      record(RedisOp::kPublish, !is_error(r), started);
-    });
-  });
+  publish_on(room_key(room_id), relay_envelope(sender_id, *data, instance_id_, now_us()));
+}
+
+void RedisBus::publish_joined(const std::string& room_id, const std::string& client_id) {
+  publish_on(presence_key(room_id), presence_message(client_id, instance_id_));
 }
 
 void RedisBus::publish_departure(const std::string& room_id, const std::string& client_id) {
-  std::string envelope = departure_envelope(client_id, instance_id_, now_us());
-  asio::post(ioc_, [this, channel = room_key(room_id), envelope = std::move(envelope)] {
-    const auto started = SteadyClock::now();
-    command_.command({"PUBLISH", channel, envelope}, [this, started](const redisReply* r) {
-      record(RedisOp::kPublish, !is_error(r), started);
-    });
-  });
+  publish_on(room_key(room_id), departure_envelope(client_id, instance_id_, now_us()));
 }
 
 std::optional<MessageVerdict> RedisBus::check_message(std::string_view ip, std::string_view room_id,

@@ -39,6 +39,7 @@ class RedisBus final : public Bus {
   void leave(const std::string& room_id, const std::string& client_id) override;
   void publish(const std::string& room_id, const std::string& sender_id,
                const SharedText& data) override;
+  void publish_joined(const std::string& room_id, const std::string& client_id) override;
   void publish_departure(const std::string& room_id, const std::string& client_id) override;
   std::optional<MessageVerdict> check_message(std::string_view ip, std::string_view room_id,
                                               MessageLimits limits, VerdictCallback done) override;
@@ -47,10 +48,13 @@ class RedisBus final : public Bus {
 
  private:
   enum Script { kJoinScript, kLeaveScript, kRejoinScript, kLimitScript, kScriptCount };
-  // A room channel this instance listens on while it has local members there.
+  // A room this instance listens to while it has local members there: its relay channel
+  // room:{id} (shared with the Node instances) and its presence channel presence:{id} (ours
+  // only, so that clients that did not opt in never see presence events).
   struct Channel {
     unsigned refs = 0;
-    bool confirmed = false;  // SUBSCRIBE acknowledged
+    unsigned awaiting = 0;   // SUBSCRIBE acknowledgements still to come (two per request)
+    bool confirmed = false;  // both channels acknowledged
     std::vector<std::function<void(bool)>> waiters;
   };
 
@@ -62,11 +66,15 @@ class RedisBus final : public Bus {
   void update_readiness();
   void eval(Script script, std::vector<std::string> keys_and_args, std::size_t nkeys, RedisOp op,
             RedisConnection::Callback done);
-  void subscribe(const std::string& channel, std::function<void(bool)> done);
-  void release(const std::string& channel);
+  void subscribe(const std::string& room_id, std::function<void(bool)> done);
+  void send_subscribe(const std::string& room_id, Channel& ch);
+  void release(const std::string& room_id);
+  void publish_on(std::string channel, std::string body);
   void on_message(std::string_view channel, std::string_view payload);
   void on_subscribed(std::string_view channel);
   void record(RedisOp op, bool ok, std::chrono::steady_clock::time_point started);
+  void tick();
+  // Sets the lease now: on every (re)connect, since Redis may have come back empty.
   void refresh_lease();
   void check_limits(std::vector<std::string> keys, const std::vector<uint32_t>& limits,
                     std::function<void(std::size_t)> done);
@@ -90,11 +98,12 @@ class RedisBus final : public Bus {
   bool members_resynced_ = false;
   std::size_t resubscribes_outstanding_ = 0;
   bool subscriptions_resynced_ = false;
-  std::unordered_map<std::string, Channel> channels_;
+  std::unordered_map<std::string, Channel> channels_;  // by room id
   // Leaves that Redis did not take (it was down): retried when it is back, so a member that
   // left during an outage does not hold its room's slot.
   std::set<std::pair<std::string, std::string>> failed_leaves_;
   bool fail_open_logged_ = false;
+  std::chrono::steady_clock::time_point last_lease_refresh_{};
 };
 
 }  // namespace sigsrv

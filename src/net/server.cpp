@@ -146,6 +146,19 @@ void Server::deliver_remote(const std::string& room_id, std::string_view sender_
   }
 }
 
+void Server::peer_joined_remote(const std::string& room_id, std::string_view client_id) {
+  auto room = rooms_.find(room_id);
+  if (!room) return;
+  Targets targets;
+  room->collect_except_id(client_id, targets);
+  SharedText note;
+  for (const auto& t : targets) {
+    if (!t.wants_events) continue;
+    if (!note) note = std::make_shared<const std::string>(peer_joined_message(client_id));
+    boost::asio::post(loops_[t.loop]->ioc, [peer = t.peer, note] { peer->deliver(note); });
+  }
+}
+
 std::vector<std::pair<std::string, std::string>> Server::local_members() {
   return rooms_.memberships();
 }

@@ -63,6 +63,7 @@ class Server final : public BusListener {
   // BusListener: what other instances publish, and our membership to re-assert.
   void deliver_remote(const std::string& room_id, std::string_view sender_id,
                       const SharedText& data) override;
+  void peer_joined_remote(const std::string& room_id, std::string_view client_id) override;
   std::vector<std::pair<std::string, std::string>> local_members() override;
 
   // WebSocket connections counted against MAX_CONNECTIONS (from upgrade to end).

@@ -257,6 +257,7 @@ void WsSession::on_joined(JoinResult result) {
     deliver(std::make_shared<const std::string>(
         welcome_message(client_id_, room_id, result.members - 1)));
   }
+  server_.bus().publish_joined(room_id, client_id_);
   SharedText joined_note;
   for (const auto& t : others) {
     if (!t.wants_events) continue;

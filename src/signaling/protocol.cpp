@@ -220,6 +220,24 @@ std::string departure_envelope(std::string_view sender_id, std::string_view sour
          std::to_string(sent_at_us) + "}";
 }
 
+std::string presence_message(std::string_view client_id, std::string_view origin_server_id) {
+  return R"({"clientId":)" + quoted(client_id) + R"(,"originServerId":)" +
+         quoted(origin_server_id) + "}";
+}
+
+std::optional<PresenceNotice> parse_presence(std::string_view payload) {
+  json::error_code ec;
+  json::value root = json::parse(payload, ec);
+  if (ec || !root.is_object()) return std::nullopt;
+  const json::value* client = root.get_object().if_contains("clientId");
+  const json::value* origin = root.get_object().if_contains("originServerId");
+  if (!client || !client->is_string()) return std::nullopt;
+  PresenceNotice p;
+  p.client_id = std::string(client->get_string());
+  if (origin && origin->is_string()) p.origin_server_id = std::string(origin->get_string());
+  return p;
+}
+
 std::string peer_joined_message(std::string_view client_id) {
   json::object payload;
   payload["clientId"] = client_id;

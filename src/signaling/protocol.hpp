@@ -51,4 +51,13 @@ std::string relay_envelope(std::string_view sender_id, std::string_view data_jso
 std::string departure_envelope(std::string_view sender_id, std::string_view source_instance,
                                int64_t sent_at_us);
 
+// Presence between instances, on our own channel presence:{roomId} (never read by the Node
+// instances): {"clientId":..,"originServerId":..}.
+struct PresenceNotice {
+  std::string client_id;
+  std::string origin_server_id;
+};
+std::string presence_message(std::string_view client_id, std::string_view origin_server_id);
+std::optional<PresenceNotice> parse_presence(std::string_view payload);
+
 }  // namespace sigsrv

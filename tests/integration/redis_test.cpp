@@ -341,3 +341,38 @@ TEST(RedisBus, BreakerOpensWhenRedisKeepsFailing) {
   EXPECT_TRUE(saw_breaker);
   EXPECT_EQ(scrape(s1->port(), "cloudgaming_circuit_breaker_open"), 1.0);
 }
+
+TEST(RedisBus, PresenceCrossesInstancesOnlyForClientsThatOptedIn) {
+  auto redis = RedisProcess::start();
+  ASSERT_TRUE(redis);
+  auto s1 = start_ready(redis_env(*redis, {{"ROOM_CAPACITY", "3"}}));
+  auto s2 = start_ready(redis_env(*redis, {{"ROOM_CAPACITY", "3"}}));
+  ASSERT_TRUE(s1 && s2);
+  PatternListener node_view(*redis);
+  std::string err;
+  auto opted = WsClient::connect(s1->port(), "/?roomId=pres&events=1", {}, &err);
+  ASSERT_TRUE(opted) << err;
+  auto welcome = opted->recv();
+  ASSERT_TRUE(welcome);
+  EXPECT_EQ(json::parse(*welcome).at("payload").at("peers"), 0);
+  auto plain = join(s1->port(), "pres");
+  ASSERT_TRUE(plain);
+  ASSERT_TRUE(opted->recv()) << "local peer-joined";
+  auto remote = join(s2->port(), "pres");
+  ASSERT_TRUE(remote);
+  auto joined = opted->recv();
+  ASSERT_TRUE(joined) << "peer-joined from the other instance";
+  const json::value j = json::parse(*joined);
+  EXPECT_EQ(j.at("action"), "peer-joined");
+  const std::string remote_id(j.at("payload").at("clientId").as_string());
+  EXPECT_EQ(redis->cli({"SISMEMBER", "room:pres", remote_id}), "1") << remote_id;
+  EXPECT_TRUE(plain->silent_for(200ms)) << "no presence for a client that did not opt in";
+  // Presence never goes out on room:{id}, which Node instances relay to every client.
+  EXPECT_EQ(node_view.text().find("peer-joined"), std::string::npos) << node_view.text();
+  // A welcome on the second instance counts members on both.
+  auto late = WsClient::connect(s2->port(), "/?roomId=pres&events=1", {}, &err);
+  ASSERT_TRUE(late) << err;
+  auto closed = late->wait_close(300ms);
+  ASSERT_TRUE(closed) << "room of 3 is full";
+  EXPECT_EQ(closed->reason, "Room is full");
+}
