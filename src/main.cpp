@@ -108,7 +108,11 @@ int main(int argc, char** argv) {
             {"nodeEnv", config.node_env},
             {"version", sigsrv::version()}});
   const int code = server.run();
-  bus->stop();
+  // The drain's leaves and departures reach Redis within what is left of DRAIN_TIMEOUT_MS; the
+  // bus then goes first, so that whatever it still holds of a session is released while the
+  // server that owns the session is alive.
+  bus->stop(server.remaining_drain_budget());
+  bus.reset();
   log.info("Server stopped", {{"exitCode", code}});
   return code;
 }

@@ -1,6 +1,7 @@
 // The seam between relay and the transport that reaches other instances.
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <optional>
 #include <string>
@@ -50,7 +51,8 @@ class Bus {
 
   virtual std::string_view name() const = 0;
   virtual void start(BusListener& listener) = 0;
-  virtual void stop() = 0;
+  // Lets queued work (the drain's leaves) reach the other instances for up to `flush_budget`.
+  virtual void stop(std::chrono::milliseconds flush_budget) = 0;
   // Readiness: the bus can take joins and relay (Redis answered PING, state re-asserted).
   virtual bool ready() const = 0;
   virtual bool breaker_open() const = 0;

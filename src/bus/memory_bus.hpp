@@ -14,7 +14,7 @@ class MemoryBus final : public Bus {
  public:
   std::string_view name() const override { return "memory"; }
   void start(BusListener&) override {}
-  void stop() override {}
+  void stop(std::chrono::milliseconds) override {}
   bool ready() const override { return true; }
   bool breaker_open() const override { return false; }
   void join(const std::string& room_id, const std::string& client_id, unsigned capacity,

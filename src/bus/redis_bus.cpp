@@ -71,7 +71,7 @@ RedisBus::RedisBus(const Config& config, const RedisEndpoint& endpoint, Logger& 
 // Member destructors (io_context, sockets) are what the check cannot prove silent.
 // NOLINTNEXTLINE(bugprone-exception-escape)
 RedisBus::~RedisBus() {
-  stop();
+  stop(std::chrono::milliseconds(0));
 }
 
 void RedisBus::start(BusListener& listener) {
@@ -88,20 +88,27 @@ void RedisBus::start(BusListener& listener) {
   });
 }
 
-void RedisBus::stop() {
+void RedisBus::stop(std::chrono::milliseconds flush_budget) {
   if (!thread_.joinable()) return;
-  asio::post(ioc_, [this] {
+  asio::post(ioc_, [this, flush_budget] {
     ready_ = false;
     lease_timer_.cancel();
     // Our members are gone (the drain closed them); let the lease go with them.
     command_.command({"DEL", lease_key_}, [](const redisReply*) {});
-    auto deadline = SteadyClock::now() + std::chrono::seconds(2);
+    auto deadline = SteadyClock::now() + flush_budget;
     auto timer = std::make_shared<asio::steady_timer>(ioc_);
     auto wait = std::make_shared<std::function<void()>>();
     *wait = [this, deadline, timer, wait] {
       if (command_.pending() == 0 || !command_.up() || SteadyClock::now() >= deadline) {
         command_.stop();
         subscriber_.stop();
+        // Joins still waiting for a SUBSCRIBE answer hold their sessions: answer them now, so
+        // that nothing of a session outlives the server that owns it.
+        for (auto& [room, ch] : channels_) {
+          auto waiters = std::move(ch.waiters);
+          for (auto& w : waiters) w(false);
+        }
+        channels_.clear();
         ioc_.stop();
         *wait = nullptr;  // break the self-reference
         return;
@@ -128,18 +135,27 @@ void RedisBus::on_command_up() {
   auto loaded = std::make_shared<std::size_t>(0);
   for (std::size_t i = 0; i < kScriptBodies.size(); ++i) {
     const auto started = SteadyClock::now();
-    command_.command(
-        {"SCRIPT", "LOAD", kScriptBodies[i]}, [this, i, loaded, started](const redisReply* r) {
-          const bool ok = !is_error(r) && r->type == REDIS_REPLY_STRING;
-          record(RedisOp::kScriptLoad, ok, started);
-          if (!ok) return;  // the connection is failing; on_command_up runs again when it is back
-          shas_[i] = std::string(reply_text(r));
-          if (++*loaded == kScriptBodies.size()) {
-            scripts_loaded_ = true;
-            refresh_lease();
-            resync_members();
-          }
-        });
+    command_.command({"SCRIPT", "LOAD", kScriptBodies[i]},
+                     [this, i, loaded, started](const redisReply* r) {
+                       const bool ok = !is_error(r) && r->type == REDIS_REPLY_STRING;
+                       record(RedisOp::kScriptLoad, ok, started);
+                       if (!ok) {
+                         // An error reply (an ACL without EVAL, say) leaves the connection up but
+                         // useless: drop it, so the reconnect tries again and readiness says why it
+                         // is 503.
+                         if (r != nullptr) {
+                           log_.error("Redis refused SCRIPT LOAD", {{"err", reply_text(r)}});
+                           command_.drop("SCRIPT LOAD refused");
+                         }
+                         return;  // on_command_up runs again when the connection is back
+                       }
+                       shas_[i] = std::string(reply_text(r));
+                       if (++*loaded == kScriptBodies.size()) {
+                         scripts_loaded_ = true;
+                         refresh_lease();
+                         resync_members();
+                       }
+                     });
   }
 }
 
@@ -185,6 +201,7 @@ void RedisBus::on_subscriber_up() {
     if (ch.refs == 0) continue;
     ch.confirmed = false;
     ch.awaiting = 0;
+    ch.resync = true;
     send_subscribe(room, ch);
     ++resubscribes_outstanding_;
   }
@@ -203,6 +220,8 @@ void RedisBus::on_down(bool command_side) {
     for (auto it = channels_.begin(); it != channels_.end();) {
       Channel& ch = it->second;
       ch.confirmed = false;
+      ch.resync = false;
+      ch.awaiting = 0;
       auto waiters = std::move(ch.waiters);
       ch.waiters.clear();
       ch.refs -= static_cast<unsigned>(std::min<std::size_t>(ch.refs, waiters.size()));
@@ -307,7 +326,9 @@ void RedisBus::release(const std::string& room_id) {
   auto it = channels_.find(room_id);
   if (it == channels_.end()) return;
   if (--it->second.refs > 0) return;
+  const bool was_resyncing = it->second.resync;
   channels_.erase(it);
+  if (was_resyncing) resync_done_one();
   subscriber_.send({"UNSUBSCRIBE", room_key(room_id), presence_key(room_id)});
 }
 
@@ -316,13 +337,17 @@ void RedisBus::on_subscribed(std::string_view channel) {
   if (it == channels_.end()) return;  // released meanwhile; its UNSUBSCRIBE follows
   Channel& ch = it->second;
   if (ch.awaiting == 0 || --ch.awaiting > 0) return;  // the room's other channel is still to come
-  const bool was_confirmed = ch.confirmed;
   ch.confirmed = true;
+  const bool was_resyncing = ch.resync;
+  ch.resync = false;
   auto waiters = std::move(ch.waiters);
   ch.waiters.clear();
   for (auto& w : waiters) w(true);
-  if (!was_confirmed && !subscriptions_resynced_ && resubscribes_outstanding_ > 0 &&
-      --resubscribes_outstanding_ == 0) {
+  if (was_resyncing) resync_done_one();
+}
+
+void RedisBus::resync_done_one() {
+  if (resubscribes_outstanding_ > 0 && --resubscribes_outstanding_ == 0) {
     subscriptions_resynced_ = true;
     update_readiness();
   }
@@ -418,8 +443,12 @@ void RedisBus::join(const std::string& room_id, const std::string& client_id, un
       eval(kJoinScript,
            {room_key(room_id), owners_key(room_id), client_id, std::to_string(capacity),
             instance_id_, kLeasePrefix},
-           2, RedisOp::kJoin, [this, room_id, done = std::move(done)](const redisReply* r) {
+           2, RedisOp::kJoin,
+           [this, room_id, client_id, done = std::move(done)](const redisReply* r) {
              if (is_error(r) || r->type != REDIS_REPLY_INTEGER) {
+               // No reply at all: the script may have run before the connection dropped. The
+               // leave is idempotent, so queue one to be sure the refused client holds no seat.
+               if (r == nullptr) failed_leaves_.insert({room_id, client_id});
                release(room_id);
                done(JoinResult{JoinResult::Status::kError, 0});
                return;

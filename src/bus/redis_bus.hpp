@@ -30,7 +30,7 @@ class RedisBus final : public Bus {
   std::string_view name() const override { return "redis"; }
   void start(BusListener& listener) override;
   // Lets queued commands (leaves of a drain) finish, up to a short deadline, then disconnects.
-  void stop() override;
+  void stop(std::chrono::milliseconds flush_budget) override;
   bool ready() const override { return ready_.load(std::memory_order_relaxed); }
   bool breaker_open() const override;
 
@@ -55,6 +55,7 @@ class RedisBus final : public Bus {
     unsigned refs = 0;
     unsigned awaiting = 0;   // SUBSCRIBE acknowledgements still to come (two per request)
     bool confirmed = false;  // both channels acknowledged
+    bool resync = false;     // resubscribed after a reconnect; readiness waits for it
     std::vector<std::function<void(bool)>> waiters;
   };
 
@@ -69,6 +70,7 @@ class RedisBus final : public Bus {
   void subscribe(const std::string& room_id, std::function<void(bool)> done);
   void send_subscribe(const std::string& room_id, Channel& ch);
   void release(const std::string& room_id);
+  void resync_done_one();
   void publish_on(std::string channel, std::string body);
   void on_message(std::string_view channel, std::string_view payload);
   void on_subscribed(std::string_view channel);

@@ -122,8 +122,8 @@ void RedisConnection::enqueue(std::span<const std::string_view> args, Callback d
 }
 
 void RedisConnection::command(std::span<const std::string_view> args, Callback done) {
-  if (state_ != State::kUp) {
-    // Not connected: fail now, but never re-enter the caller.
+  if (state_ != State::kUp || pending_.size() >= kMaxPending) {
+    // Not connected, or too far behind: fail now, but never re-enter the caller.
     asio::post(ioc_, [done = std::move(done)] { done(nullptr); });
     return;
   }
@@ -145,10 +145,7 @@ void RedisConnection::flush() {
   const unsigned gen = generation_;
   asio::async_write(socket_, asio::buffer(writing_),
                     [this, gen](boost::system::error_code ec, std::size_t) {
-                      if (gen != generation_) {
-                        write_in_flight_ = false;
-                        return;
-                      }
+                      if (gen != generation_) return;  // fail() reset the write state already
                       write_in_flight_ = false;
                       writing_.clear();
                       if (ec) {
@@ -210,6 +207,12 @@ void RedisConnection::dispatch(ReplyPtr reply) {
     }
   }
   if (pending_.empty()) {
+    // A subscriber with no channels gets a plain +PONG.
+    if (mode_ == Mode::kSubscriber && reply->type == REDIS_REPLY_STATUS &&
+        reply_text(reply.get()) == "PONG") {
+      last_pong_ = SteadyClock::now();
+      return;
+    }
     if (reply->type == REDIS_REPLY_ERROR) {
       log_.warn("Redis error", {{"connection", name_}, {"err", reply_text(reply.get())}});
     }
@@ -268,7 +271,9 @@ void RedisConnection::tick() {
       } else if (mode_ == Mode::kSubscriber && last_ping_ > last_pong_ &&
                  now - last_ping_ > timing_.command_timeout) {
         fail("ping timeout");
-      } else if (now - last_ping_ >= timing_.ping_interval) {
+      } else if (now - last_ping_ >= timing_.ping_interval &&
+                 (mode_ == Mode::kCommand || last_pong_ >= last_ping_)) {
+        // Subscriber: one PING at a time, so an unanswered one ages into the timeout above.
         last_ping_ = now;
         if (mode_ == Mode::kSubscriber) {
           send({"PING"});

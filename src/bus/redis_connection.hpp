@@ -50,6 +50,8 @@ class RedisConnection {
 
   void start();
   void stop();
+  // Drops the connection and reconnects (the server answered in a way that makes it useless).
+  void drop(const std::string& why) { fail(why); }
   bool up() const { return state_ == State::kUp; }
 
   // Pipelined: written at once, replies matched in order. On the connection's loop only.
@@ -57,6 +59,9 @@ class RedisConnection {
   void command(std::initializer_list<std::string_view> args, Callback done) {
     command(std::span<const std::string_view>(args.begin(), args.size()), std::move(done));
   }
+  // Replies owed beyond this fail at once (counted by the caller): a Redis that stopped
+  // answering must not grow memory without bound until the reply timeout trips.
+  static constexpr std::size_t kMaxPending = 100000;
   std::size_t pending() const { return pending_.size() + (out_.empty() ? 0 : 1); }
   // Subscriber mode: SUBSCRIBE/UNSUBSCRIBE, answered through the hooks. Dropped while down
   // (the owner resubscribes from on_up).

@@ -109,10 +109,16 @@ void Server::begin_drain() {
       for (WsSession* s : l.sessions) s->close_with(r);
     });
   }
-  boost::asio::post(loops_[0]->ioc, [this] {
-    watch_drain(std::chrono::steady_clock::now() +
-                std::chrono::milliseconds(config_.drain_timeout_ms));
-  });
+  drain_deadline_ =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(config_.drain_timeout_ms);
+  boost::asio::post(loops_[0]->ioc, [this] { watch_drain(drain_deadline_); });
+}
+
+std::chrono::milliseconds Server::remaining_drain_budget() const {
+  if (!draining()) return std::chrono::milliseconds(0);
+  const auto left = drain_deadline_ - std::chrono::steady_clock::now();
+  return std::max(std::chrono::milliseconds(0),
+                  std::chrono::duration_cast<std::chrono::milliseconds>(left));
 }
 
 void Server::watch_drain(std::chrono::steady_clock::time_point deadline) {
@@ -141,8 +147,9 @@ void Server::deliver_remote(const std::string& room_id, std::string_view sender_
   if (!room) return;
   Targets targets;
   room->collect_except_id(sender_id, targets);
-  for (const auto& t : targets) {
-    boost::asio::post(loops_[t.loop]->ioc, [peer = t.peer, data] { peer->deliver(data); });
+  for (auto& t : targets) {
+    boost::asio::post(loops_[t.loop]->ioc,
+                      [peer = std::move(t.peer), data] { peer->deliver(data); });
   }
 }
 
@@ -152,10 +159,11 @@ void Server::peer_joined_remote(const std::string& room_id, std::string_view cli
   Targets targets;
   room->collect_except_id(client_id, targets);
   SharedText note;
-  for (const auto& t : targets) {
+  for (auto& t : targets) {
     if (!t.wants_events) continue;
     if (!note) note = std::make_shared<const std::string>(peer_joined_message(client_id));
-    boost::asio::post(loops_[t.loop]->ioc, [peer = t.peer, note] { peer->deliver(note); });
+    boost::asio::post(loops_[t.loop]->ioc,
+                      [peer = std::move(t.peer), note] { peer->deliver(note); });
   }
 }
 

@@ -49,6 +49,8 @@ class Server final : public BusListener {
   int run();
   // SIGTERM/SIGINT: readiness 503, new connections refused, every client closed.
   void begin_drain();
+  // What is left of DRAIN_TIMEOUT_MS once run() returned (for the bus to flush leaves).
+  std::chrono::milliseconds remaining_drain_budget() const;
 
   const Config& config() const { return config_; }
   Logger& log() { return log_; }
@@ -89,6 +91,7 @@ class Server final : public BusListener {
   std::optional<asio::signal_set> signals_;
   std::optional<asio::steady_timer> drain_timer_;
   std::atomic<bool> draining_{false};
+  std::chrono::steady_clock::time_point drain_deadline_{};  // set by begin_drain (loop 0)
 };
 
 }  // namespace sigsrv

@@ -140,7 +140,22 @@ void WsSession::start(Request request) {
   // fires it is already a member: nothing its peers send after that moment can miss it. A
   // refusal is still sent after the upgrade, as a close code browsers can see.
   state_ = State::kAdmitting;
+  // The HTTP deadline ended with the request; this one covers admission and the upgrade (a join
+  // that Redis never answers must not hold the socket).
+  arm_deadline();
   admit();
+}
+
+void WsSession::arm_deadline() {
+  deadline_ = std::make_unique<boost::asio::steady_timer>(loop_.ioc);
+  deadline_->expires_after(std::chrono::milliseconds(server_.config().handshake_timeout_ms));
+  deadline_->async_wait([weak = weak_from_this()](boost::system::error_code ec) {
+    if (ec) return;
+    if (auto self = weak.lock()) {
+      if (!self->accepted_) metrics().handshake_timeouts.inc();
+      self->terminate();
+    }
+  });
 }
 
 void WsSession::accept() {
@@ -151,6 +166,7 @@ void WsSession::accept() {
 
 void WsSession::on_accepted(boost::system::error_code ec) {
   upgrade_.reset();
+  if (deadline_) deadline_->cancel();
   if (ec) {
     end();  // the upgrade failed: undo the join, if any
     return;
@@ -171,7 +187,7 @@ void WsSession::reject(Rejection r, RejectReason reason) {
   metrics().rejected(reason).inc();
   server_.log().debug("Connection refused",
                       {{"code", static_cast<unsigned>(r.code)}, {"reason", r.reason}, {"ip", ip_}});
-  refusal_ = r;
+  if (!refusal_) refusal_ = r;
   accept();
 }
 
@@ -259,11 +275,11 @@ void WsSession::on_joined(JoinResult result) {
   }
   server_.bus().publish_joined(room_id, client_id_);
   SharedText joined_note;
-  for (const auto& t : others) {
+  for (auto& t : others) {
     if (!t.wants_events) continue;
     if (!joined_note)
       joined_note = std::make_shared<const std::string>(peer_joined_message(client_id_));
-    send_to(t, joined_note);
+    send_to(std::move(t), joined_note);
   }
   // Reading starts only after the upgrade: whatever the client sends from its open event on is
   // relayed in order, never dropped because its join was in flight.
@@ -325,12 +341,14 @@ void WsSession::handle_message(std::string_view text) {
   }
   // Verdicts come back in the order asked, so messages keep their order while they wait. The
   // wait is bounded by the bucket above (RATE_LIMIT_MESSAGES_PER_10S) and by the bus' reply
-  // timeout; a message beyond kMaxAwaiting is dropped and counted as a connection drop.
-  if (awaiting_.size() >= kMaxAwaiting) {
+  // timeout; beyond kMaxAwaiting messages or kMaxAwaitingBytes a message is dropped and counted
+  // as a connection drop.
+  if (awaiting_.size() >= kMaxAwaiting || awaiting_bytes_ + text.size() > kMaxAwaitingBytes) {
     m.drops(RateScope::kConnection).inc();
     awaiting_.emplace_back();  // keeps the verdict queue aligned; an empty text is skipped
     return;
   }
+  awaiting_bytes_ += text.size();
   awaiting_.emplace_back(text);
 }
 
@@ -338,7 +356,10 @@ void WsSession::on_verdict(MessageVerdict verdict) {
   if (awaiting_.empty()) return;
   const std::string text = std::move(awaiting_.front());
   awaiting_.pop_front();
-  if (state_ == State::kOpen && !text.empty()) process(text, verdict);
+  awaiting_bytes_ -= text.size();
+  // Still relayed after the socket ended: the client sent it before it left.
+  if (joined_ && !text.empty()) process(text, verdict);
+  if (awaiting_.empty() && leave_pending_) leave_room();
 }
 
 void WsSession::process(std::string_view text, MessageVerdict verdict) {
@@ -370,31 +391,35 @@ void WsSession::relay(const SharedText& message) {
   const auto start = Clock::now();
   Targets targets;
   room_->collect_others(this, targets);
-  for (const auto& t : targets) send_to(t, message);
+  for (auto& t : targets) send_to(std::move(t), message);
   server_.bus().publish(room_->id(), client_id_, message);
   metrics().messages_forwarded.inc();
   metrics().fanout_duration.observe(std::chrono::duration<double>(Clock::now() - start).count());
 }
 
-void WsSession::send_to(const Target& target, const SharedText& message) {
+void WsSession::send_to(Target&& target, const SharedText& message) {
   if (target.loop == loop_.index) {
     target.peer->deliver(message);
     return;
   }
   // One post to the owner's loop; posts from one thread run in order, so per-sender order holds.
+  // The reference moves into the handler, so the peer is released on its own loop.
   boost::asio::post(server_.loop(target.loop).ioc,
-                    [peer = target.peer, message] { peer->deliver(message); });
+                    [peer = std::move(target.peer), message] { peer->deliver(message); });
 }
 
 void WsSession::deliver(const SharedText& message) {
-  if (state_ != State::kOpen) return;
+  if (state_ != State::kOpen || overloaded_) return;
   unsent_bytes_ += message->size();
   if (unsent_bytes_ > server_.config().backpressure_close_threshold_bytes) {
+    overloaded_ = true;
     metrics().backpressure_closes.inc();
     server_.log().warn("Closing slow client", {{"clientId", client_id_},
                                                {"roomId", room_ ? room_->id() : std::string()},
                                                {"unsentBytes", unsent_bytes_}});
-    close_with(kOverloaded);
+    // Not closed right here: deliver() runs inside someone else's relay, departure or drain
+    // walk, and a close would re-enter it. The close is a handler of its own.
+    boost::asio::post(loop_.ioc, [self = shared_from_this()] { self->close_with(kOverloaded); });
     return;
   }
   metrics().messages_delivered.inc();
@@ -427,7 +452,7 @@ void WsSession::write_next() {
 void WsSession::close_with(Rejection r) {
   if (state_ == State::kClosing || state_ == State::kEnded) return;
   if (!accepted_) {
-    refusal_ = r;  // sent as soon as the upgrade completes
+    if (!refusal_) refusal_ = r;  // sent as soon as the upgrade completes; the first one wins
     return;
   }
   state_ = State::kClosing;
@@ -438,20 +463,15 @@ void WsSession::close_with(Rejection r) {
     }
     queue_.resize(queue_head_ + (writing_ ? 1 : 0));
   }
-  // Without a read pending, Beast's close reads up to the peer's close frame itself; either way
-  // the session ends here or in on_read, whichever comes first (end() runs once).
   // The member is out as soon as the server decides to close it: its peers hear at once, and
   // its seat is free, without waiting for a client that may never answer the close.
-  leave_room();
+  depart();
+  // Without a read pending, Beast's close reads up to the peer's close frame itself; either way
+  // the session ends here or in on_read, whichever comes first (end() runs once).
   ws_.async_close(websocket::close_reason(static_cast<websocket::close_code>(r.code), r.reason),
                   [self = shared_from_this()](boost::system::error_code) { self->end(); });
   // A peer that never reads cannot take the close frame: give it the handshake timeout, then cut.
-  close_deadline_ = std::make_unique<boost::asio::steady_timer>(loop_.ioc);
-  close_deadline_->expires_after(std::chrono::milliseconds(server_.config().handshake_timeout_ms));
-  close_deadline_->async_wait([weak = weak_from_this()](boost::system::error_code ec) {
-    if (ec) return;
-    if (auto self = weak.lock()) self->terminate();
-  });
+  arm_deadline();
 }
 
 void WsSession::heartbeat_tick() {
@@ -489,9 +509,18 @@ void WsSession::unregister() {
 void WsSession::end() {
   if (state_ == State::kEnded) return;
   state_ = State::kEnded;
-  if (close_deadline_) close_deadline_->cancel();
+  if (deadline_) deadline_->cancel();
   unregister();
-  leave_room();
+  depart();
+}
+
+void WsSession::depart() {
+  // Messages still waiting for their verdict go first; the departure follows them.
+  if (awaiting_.empty()) {
+    leave_room();
+  } else {
+    leave_pending_ = true;
+  }
 }
 
 void WsSession::leave_room() {
@@ -503,7 +532,7 @@ void WsSession::leave_room() {
   room_->collect_others(this, others);
   server_.rooms().detach(room_, client_id_);
   server_.bus().leave(room_id, client_id_);
-  for (const auto& t : others) send_to(t, peer_disconnected_message());
+  for (auto& t : others) send_to(std::move(t), peer_disconnected_message());
   server_.bus().publish_departure(room_id, client_id_);
   server_.log().info("Client left room", {{"clientId", client_id_}, {"roomId", room_id}});
   room_.reset();

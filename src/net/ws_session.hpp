@@ -58,7 +58,9 @@ class WsSession final : public Peer, public std::enable_shared_from_this<WsSessi
   void on_verdict(MessageVerdict verdict);
   void process(std::string_view text, MessageVerdict verdict);
   void relay(const SharedText& message);
-  void send_to(const Target& target, const SharedText& message);
+  void send_to(Target&& target, const SharedText& message);
+  void arm_deadline();
+  void depart();
   void write_next();
   void terminate();
   void unregister();
@@ -78,7 +80,10 @@ class WsSession final : public Peer, public std::enable_shared_from_this<WsSessi
   TokenBucket bucket_;
   // Messages waiting for the bus' window verdict (Redis bus), in arrival order.
   static constexpr std::size_t kMaxAwaiting = 1024;
+  static constexpr std::size_t kMaxAwaitingBytes = 1 << 20;
   std::deque<std::string> awaiting_;
+  std::size_t awaiting_bytes_ = 0;
+  bool leave_pending_ = false;  // ended while verdicts were pending: leave after the last one
 
   // Outbound queue, bounded by BACKPRESSURE_CLOSE_THRESHOLD_BYTES of unsent data: a recipient
   // that lets it grow past the cap is closed with 1013 and its queue dropped, so a slow reader
@@ -95,7 +100,10 @@ class WsSession final : public Peer, public std::enable_shared_from_this<WsSessi
   bool joined_ = false;               // member of the bus room and the local registry
   bool accepted_ = false;             // the 101 went out; writes and reads may start
   std::optional<Rejection> refusal_;  // close code to send once the upgrade completes
-  std::unique_ptr<boost::asio::steady_timer> close_deadline_;  // only while closing
+  bool overloaded_ = false;           // over the backpressure cap; the close is posted
+  // HANDSHAKE_TIMEOUT_MS for admission + upgrade, then again for a closing handshake; absent
+  // while the session is open, so an idle connection carries no timer.
+  std::unique_ptr<boost::asio::steady_timer> deadline_;
 };
 
 }  // namespace sigsrv
