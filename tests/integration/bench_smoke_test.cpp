@@ -38,17 +38,10 @@ BenchRun run_bench(const std::string& args) {
   return r;
 }
 
-Env bench_limits() {
-  return {{"RATE_LIMIT_MESSAGES_PER_10S", "10000000"},
-          {"RATE_LIMIT_IP_MSGS_PER_10S", "100000000"},
-          {"RATE_LIMIT_ROOM_MSGS_PER_10S", "10000000"},
-          {"RATE_LIMIT_CONN_PER_10S", "1000000"}};
-}
-
 }  // namespace
 
 TEST(BenchSmoke, RelayLosesNothingAndReportsLatency) {
-  auto server = ServerProcess::start(bench_limits());
+  auto server = ServerProcess::start(relaxed_limits());
   ASSERT_TRUE(server);
   const std::string url = "ws://127.0.0.1:" + std::to_string(server->port());
   const BenchRun r = run_bench(
@@ -64,7 +57,7 @@ TEST(BenchSmoke, RelayLosesNothingAndReportsLatency) {
 }
 
 TEST(BenchSmoke, ConnectCompletesEveryPair) {
-  auto server = ServerProcess::start(bench_limits());
+  auto server = ServerProcess::start(relaxed_limits());
   ASSERT_TRUE(server);
   const std::string url = "ws://127.0.0.1:" + std::to_string(server->port());
   const BenchRun r = run_bench("connect --url " + url + " --conns 200 --concurrency 20");
@@ -75,7 +68,7 @@ TEST(BenchSmoke, ConnectCompletesEveryPair) {
 
 TEST(BenchSmoke, DetectsLossWhenTheServerDropsMessages) {
   // A per-room limit far below the offered rate makes the server drop: the bench must say so.
-  Env env = bench_limits();
+  Env env = relaxed_limits();
   env["RATE_LIMIT_ROOM_MSGS_PER_10S"] = "50";
   auto server = ServerProcess::start(env);
   ASSERT_TRUE(server);

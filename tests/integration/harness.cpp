@@ -82,6 +82,15 @@ std::optional<int> wait_exit(pid_t pid, std::chrono::milliseconds timeout) {
 
 }  // namespace
 
+Env relaxed_limits(const Env& extra) {
+  Env env = {{"RATE_LIMIT_MESSAGES_PER_10S", "10000000"},
+             {"RATE_LIMIT_IP_MSGS_PER_10S", "100000000"},
+             {"RATE_LIMIT_ROOM_MSGS_PER_10S", "10000000"},
+             {"RATE_LIMIT_CONN_PER_10S", "1000000"}};
+  for (const auto& [k, v] : extra) env[k] = v;
+  return env;
+}
+
 bool wait_until(const std::function<bool()>& cond, std::chrono::milliseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   while (true) {

@@ -16,6 +16,9 @@ namespace testing_support {
 using namespace std::chrono_literals;
 using Env = std::map<std::string, std::string>;
 
+// Rate limits far above what a test sends (unless the limit is the subject), plus `extra`.
+Env relaxed_limits(const Env& extra = {});
+
 // Polls `cond` until it is true or the deadline passes; returns the last result.
 bool wait_until(const std::function<bool()>& cond, std::chrono::milliseconds timeout = 5000ms);
 

@@ -26,14 +26,6 @@ using Clock = std::chrono::steady_clock;
 
 constexpr const char* kPeerDisconnected = R"({"type":"peer-disconnected"})";
 
-Env relaxed_limits(const Env& extra = {}) {
-  Env env = {{"RATE_LIMIT_MESSAGES_PER_10S", "100000"},
-             {"RATE_LIMIT_IP_MSGS_PER_10S", "1000000"},
-             {"RATE_LIMIT_ROOM_MSGS_PER_10S", "1000000"},
-             {"RATE_LIMIT_CONN_PER_10S", "100000"}};
-  for (const auto& [k, v] : extra) env[k] = v;
-  return env;
-}
 
 std::unique_ptr<WsClient> join(uint16_t port, const std::string& room,
                                const ConnectOptions& options = {}) {

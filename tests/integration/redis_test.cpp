@@ -15,13 +15,8 @@ namespace json = boost::json;
 namespace {
 
 Env redis_env(const RedisProcess& redis, Env extra = {}) {
-  Env env = {{"REDIS_URL", redis.url()},
-             {"RATE_LIMIT_MESSAGES_PER_10S", "100000"},
-             {"RATE_LIMIT_IP_MSGS_PER_10S", "1000000"},
-             {"RATE_LIMIT_ROOM_MSGS_PER_10S", "1000000"},
-             {"RATE_LIMIT_CONN_PER_10S", "100000"}};
-  for (auto& [k, v] : extra) env[k] = v;
-  return env;
+  extra["REDIS_URL"] = redis.url();
+  return relaxed_limits(extra);
 }
 
 bool ready(const ServerProcess& s) {

@@ -8,15 +8,6 @@ using namespace testing_support;
 
 namespace {
 
-Env relaxed(Env extra = {}) {
-  Env env = {{"RATE_LIMIT_MESSAGES_PER_10S", "100000"},
-             {"RATE_LIMIT_IP_MSGS_PER_10S", "1000000"},
-             {"RATE_LIMIT_ROOM_MSGS_PER_10S", "1000000"},
-             {"RATE_LIMIT_CONN_PER_10S", "100000"}};
-  for (auto& [k, v] : extra) env[k] = v;
-  return env;
-}
-
 std::string control(const std::string& action, std::size_t payload) {
   return R"({"type":"control","action":")" + action + R"(","payload":")" +
          std::string(payload, 'x') + R"("})";
@@ -33,11 +24,11 @@ TEST(Regression, BackpressureCloseInsideARelayDoesNotReenterTheSender) {
   const std::string m = R"({"type":"control","action":"from-s"})";
   constexpr int kSmalls = 5;
   const std::size_t cap = big.size() + kSmalls * small.size() + 10;
-  auto server =
-      ServerProcess::start(relaxed({{"THREADS", "1"},
-                                    {"ROOM_CAPACITY", "4"},
-                                    {"MESSAGE_MAX_BYTES", "8000000"},
-                                    {"BACKPRESSURE_CLOSE_THRESHOLD_BYTES", std::to_string(cap)}}));
+  auto server = ServerProcess::start(
+      relaxed_limits({{"THREADS", "1"},
+                      {"ROOM_CAPACITY", "4"},
+                      {"MESSAGE_MAX_BYTES", "8000000"},
+                      {"BACKPRESSURE_CLOSE_THRESHOLD_BYTES", std::to_string(cap)}}));
   ASSERT_TRUE(server);
   ConnectOptions stalled;
   stalled.receive_buffer_bytes = 4096;
@@ -69,7 +60,7 @@ TEST(Regression, BackpressureCloseInsideARelayDoesNotReenterTheSender) {
 TEST(Regression, LastMessageBeforeCloseIsRelayedOnTheRedisBus) {
   auto redis = RedisProcess::start();
   ASSERT_TRUE(redis);
-  auto server = ServerProcess::start(relaxed({{"REDIS_URL", redis->url()}}));
+  auto server = ServerProcess::start(relaxed_limits({{"REDIS_URL", redis->url()}}));
   ASSERT_TRUE(server);
   ASSERT_TRUE(wait_until([&] { return http_get(server->port(), "/readyz").status == 200; }));
   for (int i = 0; i < 10; ++i) {

@@ -11,13 +11,6 @@ namespace json = boost::json;
 
 namespace {
 
-Env relaxed_limits() {
-  return {{"RATE_LIMIT_MESSAGES_PER_10S", "100000"},
-          {"RATE_LIMIT_IP_MSGS_PER_10S", "1000000"},
-          {"RATE_LIMIT_ROOM_MSGS_PER_10S", "1000000"},
-          {"RATE_LIMIT_CONN_PER_10S", "100000"}};
-}
-
 std::unique_ptr<WsClient> join(uint16_t port, const std::string& room,
                                const std::string& extra = "") {
   std::string err;
