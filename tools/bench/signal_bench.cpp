@@ -572,7 +572,11 @@ class ConnectWorker : public WsLite::Handler {
     done_pairs_.fetch_add(1);
     start_pair();
   }
-  void on_open(WsLite&) override {}
+  void on_open(WsLite& c) override {
+    // Probe at once; the tick repeats it until the other side hears one (a server may drop
+    // what arrives while the join is still in flight).
+    c.send(R"({"type":"control","action":"probe"})");
+  }
   void on_message(WsLite& c, std::string_view text) override {
     Pair* p = pair_of(c);
     if (!p || text.find("probe") == std::string_view::npos) return;
@@ -621,11 +625,15 @@ int run_connect(const Options& opt) {
   std::vector<std::thread> threads;
   for (auto& w : workers) threads.emplace_back([&w] { w->run(); });
   int last = 0;
+  auto next_print = t0 + 1s;
   while (done.load() < pairs && SteadyClock::now() - t0 < 110s) {
-    std::this_thread::sleep_for(1s);
-    const int d = done.load();
-    std::fprintf(stderr, "[connect] pairs done=%d (+%d/s)\n", d, d - last);
-    last = d;
+    std::this_thread::sleep_for(5ms);  // the rate is computed from when the last pair finished
+    if (SteadyClock::now() >= next_print) {
+      const int d = done.load();
+      std::fprintf(stderr, "[connect] pairs done=%d (+%d/s)\n", d, d - last);
+      last = d;
+      next_print += 1s;
+    }
   }
   const double secs = std::chrono::duration<double>(SteadyClock::now() - t0).count();
   for (auto& w : workers) w->stop();
