@@ -209,8 +209,8 @@ void WsSession::admit() {
     reject(*r, reason_of(*r));
     return;
   }
-  // Rows 8-10. Configuration refuses ENABLE_AUTH until a verifier is built in, so a token is
-  // never accepted unchecked here.
+  // Rows 8-10. Start-up refuses ENABLE_AUTH=true until a verifier is built in (main.cpp), so a
+  // token is never accepted unchecked here.
   const bool has_token = !u.params.token.empty() || !u.authorization_token.empty();
   if (auto r = check_auth(cfg.enable_auth, has_token, TokenOutcome::kInvalid)) {
     reject(*r, *r == kForbidden ? RejectReason::kForbidden : RejectReason::kUnauthorized);
