@@ -9,6 +9,7 @@
 #include <random>
 #include <sstream>
 
+#include "auth/jwt.hpp"
 #include "bus/memory_bus.hpp"
 #include "bus/redis_bus.hpp"
 #include "config/config.hpp"
@@ -47,6 +48,42 @@ std::string random_instance_id() {
   return buf;
 }
 
+// The verification key for ENABLE_AUTH, or an error naming the variable at fault.
+std::variant<std::shared_ptr<const sigsrv::JwtKey>, std::string> load_jwt_key(
+    const sigsrv::Config& c) {
+  std::shared_ptr<const sigsrv::JwtKey> key;
+  std::string source;
+  if (c.jwt_alg.rfind("HS", 0) == 0) {
+    key = sigsrv::JwtKey::from_secret(c.jwt_secret);
+    source = "JWT_SECRET";
+  } else {
+    std::string pem = c.jwt_public_key;
+    source = "JWT_PUBLIC_KEY";
+    if (pem.empty() && !c.jwt_public_key_file.empty()) {
+      source = "JWT_PUBLIC_KEY_FILE";
+      std::ifstream in(c.jwt_public_key_file);
+      if (!in) return "JWT_PUBLIC_KEY_FILE: cannot read '" + c.jwt_public_key_file + "'";
+      std::stringstream ss;
+      ss << in.rdbuf();
+      pem = ss.str();
+    }
+    if (pem.empty()) {
+      return std::string(
+          "JWKS_URL: fetching keys from a JWKS endpoint is not supported by this build; set "
+          "JWT_PUBLIC_KEY or JWT_PUBLIC_KEY_FILE");
+    }
+    // A PEM in an environment variable often arrives with literal "\n" for its newlines.
+    for (std::size_t i = 0; (i = pem.find("\\n", i)) != std::string::npos;) pem.replace(i, 2, "\n");
+    auto parsed = sigsrv::JwtKey::from_pem(pem);
+    if (auto* err = std::get_if<std::string>(&parsed)) return source + ": " + *err;
+    key = std::get<std::shared_ptr<const sigsrv::JwtKey>>(parsed);
+  }
+  if (!sigsrv::jwt_key_fits(c.jwt_alg, *key)) {
+    return source + ": the key does not fit JWT_ALG=" + c.jwt_alg;
+  }
+  return key;
+}
+
 int config_error(const std::string& message) {
   std::cerr << "signal-server: configuration error: " << message << "\n";
   return 2;
@@ -70,10 +107,11 @@ int main(int argc, char** argv) {
   }
   sigsrv::Config config = std::move(result.config);
   if (config.instance_id.empty()) config.instance_id = random_instance_id();
+  std::shared_ptr<const sigsrv::JwtKey> jwt_key;
   if (config.enable_auth) {
-    return config_error(
-        "ENABLE_AUTH=true, but this build has no JWT verifier yet; refusing to start rather "
-        "than admit unverified tokens");
+    auto key = load_jwt_key(config);
+    if (auto* err = std::get_if<std::string>(&key)) return config_error(*err);
+    jwt_key = std::get<std::shared_ptr<const sigsrv::JwtKey>>(key);
   }
 
   sigsrv::Logger log(config.log_level, config.pretty_logs, config.instance_id);
@@ -85,6 +123,12 @@ int main(int argc, char** argv) {
         config, std::get<sigsrv::RedisEndpoint>(sigsrv::parse_redis_url(config.redis_url)), log);
   }
   sigsrv::Server server(config, log, *bus);
+  if (jwt_key) {
+    server.set_auth(
+        jwt_key,
+        sigsrv::JwtPolicy{config.jwt_alg, config.jwt_issuer, config.jwt_audience,
+                          config.rooms_claim, std::chrono::seconds(config.jwt_clock_skew_seconds)});
+  }
   if (auto err = server.listen()) {
     log.fatal("Cannot start", {{"err", *err}});
     std::cerr << "signal-server: " << *err << "\n";

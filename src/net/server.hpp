@@ -11,6 +11,7 @@
 #include <thread>
 #include <vector>
 
+#include "auth/jwt.hpp"
 #include "auth/origin.hpp"
 #include "bus/bus.hpp"
 #include "config/config.hpp"
@@ -57,6 +58,13 @@ class Server final : public BusListener {
   Bus& bus() { return bus_; }
   RoomRegistry& rooms() { return rooms_; }
   const AdmissionPolicy& admission() const { return policy_; }
+  // ENABLE_AUTH: the key and rules tokens are verified with (set before run()).
+  void set_auth(std::shared_ptr<const JwtKey> key, JwtPolicy policy) {
+    jwt_key_ = std::move(key);
+    jwt_policy_ = std::move(policy);
+  }
+  const JwtKey* jwt_key() const { return jwt_key_.get(); }
+  const JwtPolicy& jwt_policy() const { return jwt_policy_; }
   bool draining() const { return draining_.load(std::memory_order_relaxed); }
   bool ready() const { return !draining() && bus_.ready(); }
   Loop& loop(unsigned i) { return *loops_[i]; }
@@ -84,6 +92,8 @@ class Server final : public BusListener {
   RoomRegistry rooms_;
   OriginMatcher origins_;
   AdmissionPolicy policy_;
+  std::shared_ptr<const JwtKey> jwt_key_;
+  JwtPolicy jwt_policy_;
   std::vector<std::unique_ptr<Loop>> loops_;
   std::atomic<unsigned> next_loop_{0};
   std::unique_ptr<Listener> main_listener_;

@@ -202,11 +202,11 @@ TEST(ConfigCliErrors, ZeroRoomCapacity) {
 TEST(ConfigCliSecrets, JwtSecretIsNeverPrintedOnError) {
   const std::string secret = "jwt-s3cret-DO-NOT-PRINT";
   const std::vector<std::pair<Env, std::vector<std::string>>> cases = {
-      {{{"ENABLE_AUTH", "true"}, {"JWT_SECRET", secret}}, {}},
+      {{{"ENABLE_AUTH", "true"}, {"JWT_SECRET", secret}, {"JWT_ALG", "RS256"}}, {}},
       {{{"JWT_ALG", "XX256"}, {"JWT_SECRET", secret}}, {}},
       {{{"JWT_SECRET", secret}, {"LOG_LEVEL", "loud"}}, {}},
       {{}, {"--jwt-secret", secret, "--nope"}},
-      {{}, {"--jwt-secret=" + secret, "--enable-auth", "true"}},
+      {{}, {"--jwt-secret=" + secret, "--enable-auth", "true", "--jwt-alg", "ES256"}},
   };
   for (const auto& [env, args] : cases) {
     Env full = env;

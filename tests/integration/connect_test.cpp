@@ -336,18 +336,6 @@ TEST(ConnectRow7, SubprotocolMustBeOfferedAndIsSelected) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Row 8: not testable until a JWT verifier exists; the server must refuse to start instead.
-
-TEST(ConnectRow8, EnableAuthRefusesToStart) {
-  const RunResult r = run_server_to_exit(
-      {{"WS_PORT", "0"}, {"ENABLE_AUTH", "true"}, {"JWT_SECRET", "row8-secret-value"}}, {}, 5000ms);
-  EXPECT_EQ(r.exit_code, 2) << r.output;
-  EXPECT_NE(r.output.find("ENABLE_AUTH"), std::string::npos) << r.output;
-  EXPECT_EQ(r.output.find("row8-secret-value"), std::string::npos) << r.output;
-  EXPECT_EQ(r.output.find("Server listening"), std::string::npos) << r.output;
-}
-
-// ---------------------------------------------------------------------------------------------
 // Row 11: connections per IP.
 
 TEST(ConnectRow11, FourthConnectionWithinTenSecondsIsRateLimited) {

@@ -26,7 +26,6 @@ using Clock = std::chrono::steady_clock;
 
 constexpr const char* kPeerDisconnected = R"({"type":"peer-disconnected"})";
 
-
 std::unique_ptr<WsClient> join(uint16_t port, const std::string& room,
                                const ConnectOptions& options = {}) {
   std::string err;
