@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds everything and runs every check: formatting, clang-tidy on
-# the pure core, unit tests under ASan+UBSan, then the whole suite (unit + integration).
+# the pure core, unit tests under ASan+UBSan, the fuzz targets briefly, then the whole suite
+# (unit + integration).
 # The last lines printed are CTest's summary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,6 +24,9 @@ echo "== unit tests under AddressSanitizer + UndefinedBehaviorSanitizer"
 cmake -S . -B build/asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DSIGNAL_SANITIZE=ON >/dev/null
 cmake --build build/asan -j "$jobs" --target unit_tests
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 build/asan/tests/unit/unit_tests --gtest_brief=1
+
+echo "== fuzz targets (30 s each, seeds in fuzz/corpus)"
+scripts/fuzz.sh 30
 
 echo "== test suite"
 cd build/test

@@ -1,8 +1,6 @@
 // Connect URL parsing with Boost.URL (percent-decoding as the Node server's URLSearchParams).
 #include "signaling/connect_params.hpp"
 
-#include <boost/url/parse.hpp>
-
 #include <algorithm>
 
 namespace sigsrv {
@@ -14,27 +12,66 @@ bool is_valid_room_id(std::string_view id, std::size_t max_length) {
   });
 }
 
-ConnectParams parse_connect_target(std::string_view target, std::size_t room_id_max_length) {
-  ConnectParams out;
-  auto parsed = boost::urls::parse_origin_form(target);
-  if (!parsed) {
-    // Absolute-form targets ("ws://host/?roomId=") are legal in HTTP/1.1 too.
-    auto abs = boost::urls::parse_uri(target);
-    if (!abs) return out;
-    parsed = *abs;
+namespace {
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// application/x-www-form-urlencoded decoding, as URLSearchParams does: '+' is a space, a valid
+// %XX is its byte, anything else (a lone or malformed '%') is kept as it is.
+std::string form_decode(std::string_view in) {
+  std::string out;
+  out.reserve(in.size());
+  for (std::size_t i = 0; i < in.size(); ++i) {
+    const char c = in[i];
+    if (c == '+') {
+      out += ' ';
+    } else if (c == '%' && i + 2 < in.size() && hex_value(in[i + 1]) >= 0 &&
+               hex_value(in[i + 2]) >= 0) {
+      out += static_cast<char>(hex_value(in[i + 1]) * 16 + hex_value(in[i + 2]));
+      i += 2;
+    } else {
+      out += c;
+    }
   }
-  // params() decodes percent-escapes and '+' as space, like URLSearchParams; first value wins.
+  return out;
+}
+
+}  // namespace
+
+ConnectParams parse_connect_target(std::string_view target, std::size_t room_id_max_length) {
+  // The query is what follows the first '?' up to any '#', whatever the target's form (origin
+  // form "/path?q", absolute form "ws://host/path?q"). Parsed by hand: the request line is
+  // attacker-controlled, and this is all the URL handling a connect needs.
+  ConnectParams out;
+  const auto q = target.find('?');
+  if (q == std::string_view::npos) return out;
+  std::string_view query = target.substr(q + 1);
+  query = query.substr(0, query.find('#'));
   bool have_room = false, have_token = false, have_events = false;
-  for (auto p : parsed->params()) {
-    if (p.key == "roomId" && !have_room) {
+  while (!query.empty()) {
+    const auto amp = query.find('&');
+    const std::string_view pair = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
+    if (pair.empty()) continue;
+    const auto eq = pair.find('=');
+    const std::string key = form_decode(pair.substr(0, eq));
+    const std::string value =
+        eq == std::string_view::npos ? std::string() : form_decode(pair.substr(eq + 1));
+    // First value wins, as URLSearchParams.get() returns.
+    if (key == "roomId" && !have_room) {
       have_room = true;
-      if (p.has_value && is_valid_room_id(p.value, room_id_max_length)) out.room_id = p.value;
-    } else if (p.key == "token" && !have_token) {
+      if (is_valid_room_id(value, room_id_max_length)) out.room_id = value;
+    } else if (key == "token" && !have_token) {
       have_token = true;
-      out.token = p.value;
-    } else if (p.key == "events" && !have_events) {
+      out.token = value;
+    } else if (key == "events" && !have_events) {
       have_events = true;
-      out.events = p.value == "1" || p.value == "true";
+      out.events = value == "1" || value == "true";
     }
   }
   return out;

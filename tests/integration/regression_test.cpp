@@ -74,3 +74,24 @@ TEST(Regression, LastMessageBeforeCloseIsRelayedOnTheRedisBus) {
     EXPECT_EQ(b->recv(), R"({"type":"peer-disconnected"})") << room;
   }
 }
+
+// Found by fuzzing: an absolute-form target with an empty query and fragment crashed Boost.URL's
+// parameter iteration. The request line is the client's to choose.
+TEST(Regression, OddRequestTargetsAreRefusedNotFatal) {
+  auto server = ServerProcess::start();
+  ASSERT_TRUE(server);
+  for (const std::string target : {"o:?#", "/?#", "ws://h/?roomId=%", "*"}) {
+    const RawUpgradeResult r = raw_upgrade(
+        server->port(), "GET " + target +
+                            " HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                            "Sec-WebSocket-Version: 13\r\n\r\n");
+    if (r.http_status == 101) {
+      ASSERT_TRUE(r.close) << target;
+      EXPECT_EQ(r.close->code, 1008) << target;
+      EXPECT_EQ(r.close->reason, "Invalid roomId") << target;
+    }
+    EXPECT_EQ(http_get(server->port(), "/healthz").status, 200u) << "after " << target;
+  }
+  EXPECT_TRUE(server->running());
+}

@@ -119,11 +119,16 @@ TEST(ConnectParamsTest, AbsoluteFormTarget) {
   EXPECT_EQ(RoomOf("http://h/?roomId=x"), "x");
 }
 
-TEST(ConnectParamsTest, UnparsableTargetGivesNothing) {
-  const ConnectParams p = parse_connect_target("not a target ?roomId=r", kMax);
-  EXPECT_EQ(p.room_id, std::nullopt);
-  EXPECT_EQ(p.token, "");
-  EXPECT_FALSE(p.events);
+TEST(ConnectParamsTest, QueryIsReadWhateverThePathLooksLike) {
+  // As new URL(req.url, base) in the Node server: the query is what follows '?', up to '#'.
+  EXPECT_EQ(parse_connect_target("not a target ?roomId=r", kMax).room_id, "r");
+  EXPECT_EQ(parse_connect_target("o:?#", kMax).room_id, std::nullopt);
+  EXPECT_EQ(parse_connect_target("/?roomId=a#roomId=b", kMax).room_id, "a");
+  EXPECT_EQ(parse_connect_target("/?#roomId=b", kMax).room_id, std::nullopt);
+  EXPECT_EQ(parse_connect_target("/no-query", kMax).room_id, std::nullopt);
+  // Malformed escapes stay as they are (and then fail the room id check).
+  EXPECT_EQ(parse_connect_target("/?roomId=a%2", kMax).room_id, std::nullopt);
+  EXPECT_EQ(parse_connect_target("/?token=%zz&roomId=x", kMax).token, "%zz");
 }
 
 TEST(ConnectParamsTest, IsValidRoomId) {
