@@ -184,8 +184,9 @@ uint16_t free_port() {
   return a.local_endpoint().port();
 }
 
-std::unique_ptr<RedisProcess> RedisProcess::start(uint16_t port) {
+std::unique_ptr<RedisProcess> RedisProcess::start(uint16_t port, const std::string& password) {
   std::unique_ptr<RedisProcess> r(new RedisProcess());
+  r->password_ = password;
   r->port_ = port != 0 ? port : free_port();
   r->dir_ = make_scratch_dir();
   const pid_t pid = fork();
@@ -196,8 +197,14 @@ std::unique_ptr<RedisProcess> RedisProcess::start(uint16_t port) {
     dup2(fd, 2);
     close(fd);
     const std::string p = std::to_string(r->port_);
-    execlp("redis-server", "redis-server", "--port", p.c_str(), "--bind", "127.0.0.1", "--save", "",
-           "--appendonly", "no", static_cast<char*>(nullptr));
+    if (password.empty()) {
+      execlp("redis-server", "redis-server", "--port", p.c_str(), "--bind", "127.0.0.1", "--save",
+             "", "--appendonly", "no", static_cast<char*>(nullptr));
+    } else {
+      execlp("redis-server", "redis-server", "--port", p.c_str(), "--bind", "127.0.0.1", "--save",
+             "", "--appendonly", "no", "--requirepass", password.c_str(),
+             static_cast<char*>(nullptr));
+    }
     _exit(127);
   }
   r->pid_ = pid;
@@ -224,7 +231,8 @@ void RedisProcess::kill_now() {
 }
 
 std::string RedisProcess::cli(const std::vector<std::string>& args) const {
-  std::string cmd = "redis-cli -p " + std::to_string(port_);
+  std::string cmd = "redis-cli -p " + std::to_string(port_) + " --no-auth-warning";
+  if (!password_.empty()) cmd += " -a '" + password_ + "'";
   for (const auto& a : args) {
     std::string quoted = "'";
     for (char c : a) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);

@@ -61,7 +61,8 @@ uint16_t free_port();
 class RedisProcess {
  public:
   // Null (and a test failure) when redis-server cannot be started.
-  static std::unique_ptr<RedisProcess> start(uint16_t port = 0);
+  // `password` set: requirepass (cli() then authenticates).
+  static std::unique_ptr<RedisProcess> start(uint16_t port = 0, const std::string& password = {});
   ~RedisProcess();
   uint16_t port() const { return port_; }
   std::string url() const { return "redis://127.0.0.1:" + std::to_string(port_); }
@@ -75,6 +76,7 @@ class RedisProcess {
   pid_t pid_ = -1;
   uint16_t port_ = 0;
   std::string dir_;
+  std::string password_;
 };
 
 // Runs the binary to completion (config errors, --help); returns exit code and output.

@@ -371,3 +371,40 @@ TEST(RedisBus, PresenceCrossesInstancesOnlyForClientsThatOptedIn) {
   ASSERT_TRUE(closed) << "room of 3 is full";
   EXPECT_EQ(closed->reason, "Room is full");
 }
+
+TEST(RedisBus, AuthenticatesSelectsItsDatabaseAndKeepsThePasswordOutOfLogs) {
+  const std::string password = "redis-pw-7f3a";
+  auto redis = RedisProcess::start(0, password);
+  ASSERT_TRUE(redis);
+  const std::string base = "redis://:" + password + "@127.0.0.1:" + std::to_string(redis->port());
+  auto s1 = start_ready(relaxed_limits({{"REDIS_URL", base + "/3"}}));
+  ASSERT_TRUE(s1);
+  auto a = join(s1->port(), "authed");
+  ASSERT_TRUE(a);
+  // The room lives in database 3, not 0.
+  EXPECT_EQ(redis->cli({"-n", "3", "SCARD", "room:authed"}), "1");
+  EXPECT_EQ(redis->cli({"SCARD", "room:authed"}), "0");
+  // A wrong password: the server runs, is not ready, and says why without echoing either secret.
+  auto s2 = ServerProcess::start(relaxed_limits(
+      {{"REDIS_URL", "redis://:wrong-pw-1@127.0.0.1:" + std::to_string(redis->port())}}));
+  ASSERT_TRUE(s2);
+  EXPECT_TRUE(s2->wait_for_output("Redis connection failed"));
+  EXPECT_EQ(http_get(s2->port(), "/readyz").status, 503u);
+  for (const auto* s : {s1.get(), s2.get()}) {
+    EXPECT_EQ(s->output().find(password), std::string::npos);
+    EXPECT_EQ(s->output().find("wrong-pw-1"), std::string::npos);
+  }
+}
+
+TEST(RedisBus, ScriptsReloadAfterScriptFlush) {
+  auto redis = RedisProcess::start();
+  ASSERT_TRUE(redis);
+  auto s1 = start_ready(redis_env(*redis));
+  ASSERT_TRUE(s1);
+  EXPECT_EQ(redis->cli({"SCRIPT", "FLUSH"}), "OK");
+  // EVALSHA now answers NOSCRIPT: the join falls back to EVAL and succeeds.
+  auto a = join(s1->port(), "flushed");
+  ASSERT_TRUE(a);
+  EXPECT_FALSE(a->wait_close(300ms));
+  EXPECT_EQ(redis->cli({"SCARD", "room:flushed"}), "1");
+}
