@@ -19,13 +19,9 @@ constexpr std::uint32_t kHeaderLimit = 16 * 1024;
 
 HttpSession::HttpSession(Server& server, Loop& loop, PortKind kind,
                          boost::asio::ip::tcp::socket socket)
-    : server_(server), loop_(loop), kind_(kind), socket_(std::move(socket)), deadline_(loop.ioc) {
-  server_.live_sessions.fetch_add(1, std::memory_order_relaxed);
-}
+    : server_(server), loop_(loop), kind_(kind), socket_(std::move(socket)), deadline_(loop.ioc) {}
 
-HttpSession::~HttpSession() {
-  server_.live_sessions.fetch_sub(1, std::memory_order_relaxed);
-}
+HttpSession::~HttpSession() = default;
 
 void HttpSession::start() {
   boost::system::error_code ec;

@@ -76,10 +76,9 @@ class Server final : public BusListener {
   void peer_joined_remote(const std::string& room_id, std::string_view client_id) override;
   std::vector<std::pair<std::string, std::string>> local_members() override;
 
-  // WebSocket connections counted against MAX_CONNECTIONS (from upgrade to end).
+  // WebSocket sessions alive (from the upgrade request to the end): counted against
+  // MAX_CONNECTIONS, and the drain waits for zero.
   std::atomic<std::size_t> websocket_count{0};
-  // Every session object alive (HTTP or WebSocket); the drain waits for it to reach zero.
-  std::atomic<std::size_t> live_sessions{0};
 
  private:
   void schedule_heartbeat(Loop& loop);

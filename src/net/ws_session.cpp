@@ -73,14 +73,12 @@ WsSession::WsSession(Server& server, Loop& loop, boost::asio::ip::tcp::socket so
       loop_(loop),
       ws_(std::move(socket)),
       bucket_(server.config().rate_limit_messages_per_10s, Clock::now()) {
-  server_.live_sessions.fetch_add(1, std::memory_order_relaxed);
   server_.websocket_count.fetch_add(1, std::memory_order_relaxed);
 }
 
 WsSession::~WsSession() {
   unregister();
   server_.websocket_count.fetch_sub(1, std::memory_order_relaxed);
-  server_.live_sessions.fetch_sub(1, std::memory_order_relaxed);
 }
 
 void WsSession::start(Request request) {
