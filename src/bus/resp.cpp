@@ -1,6 +1,8 @@
 // RESP encoding and the hiredis reader wrapper.
 #include "bus/resp.hpp"
 
+#include <cstdlib>
+#include <cstring>
 #include <stdexcept>
 
 namespace sigsrv {
@@ -18,9 +20,79 @@ void append_command(std::string& out, std::span<const std::string_view> args) {
   }
 }
 
-RespReader::RespReader() : reader_(redisReaderCreate()) {
-  if (reader_ == nullptr) throw std::bad_alloc();
+namespace {
+
+// hiredis' own reply builders, plus one limit: a multi-bulk header announcing more than
+// kMaxArrayElements elements is refused before anything is allocated. Without it, a reply
+// such as "*888888888\r\n" makes hiredis 0.14 allocate gigabytes up front (found by fuzzing).
+// Replies are built with malloc/calloc, as hiredis does, so freeReplyObject frees them.
+constexpr int kMaxArrayElements = 1 << 20;
+
+redisReply* new_reply(const redisReadTask* task, int type) {
+  auto* r = static_cast<redisReply*>(std::calloc(1, sizeof(redisReply)));
+  if (r == nullptr) return nullptr;
+  r->type = type;
+  if (task->parent != nullptr) {
+    static_cast<redisReply*>(task->parent->obj)->element[task->idx] = r;
+  }
+  return r;
 }
+
+void* create_string(const redisReadTask* task, char* str, std::size_t len) {
+  char* buf = static_cast<char*>(std::malloc(len + 1));
+  if (buf == nullptr) return nullptr;
+  redisReply* r = new_reply(task, task->type);
+  if (r == nullptr) {
+    std::free(buf);
+    return nullptr;
+  }
+  std::memcpy(buf, str, len);
+  buf[len] = '\0';
+  r->str = buf;
+  r->len = len;
+  return r;
+}
+
+void* create_array(const redisReadTask* task, int elements) {
+  if (elements > kMaxArrayElements) return nullptr;  // the reader reports an error
+  redisReply** slots = nullptr;
+  if (elements > 0) {
+    slots = static_cast<redisReply**>(
+        std::calloc(static_cast<std::size_t>(elements), sizeof(redisReply*)));
+    if (slots == nullptr) return nullptr;
+  }
+  redisReply* r = new_reply(task, REDIS_REPLY_ARRAY);
+  if (r == nullptr) {
+    std::free(slots);
+    return nullptr;
+  }
+  r->element = slots;
+  r->elements = elements > 0 ? static_cast<std::size_t>(elements) : 0;
+  return r;
+}
+
+void* create_integer(const redisReadTask* task, long long value) {
+  redisReply* r = new_reply(task, REDIS_REPLY_INTEGER);
+  if (r != nullptr) r->integer = value;
+  return r;
+}
+
+void* create_nil(const redisReadTask* task) {
+  return new_reply(task, REDIS_REPLY_NIL);
+}
+
+redisReplyObjectFunctions kReplyFunctions = {create_string, create_array, create_integer,
+                                             create_nil, freeReplyObject};
+
+redisReader* new_reader() {
+  redisReader* r = redisReaderCreateWithFunctions(&kReplyFunctions);
+  if (r == nullptr) throw std::bad_alloc();
+  return r;
+}
+
+}  // namespace
+
+RespReader::RespReader() : reader_(new_reader()) {}
 
 RespReader::~RespReader() {
   redisReaderFree(reader_);
@@ -41,8 +113,7 @@ ReplyPtr RespReader::next(bool* error) {
 
 void RespReader::reset() {
   redisReaderFree(reader_);
-  reader_ = redisReaderCreate();
-  if (reader_ == nullptr) throw std::bad_alloc();
+  reader_ = new_reader();
 }
 
 }  // namespace sigsrv

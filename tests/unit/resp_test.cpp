@@ -405,5 +405,22 @@ TEST(RespReaderTest, ReplyTextAndIsErrorOnNull) {
   EXPECT_TRUE(is_error(nullptr));
 }
 
+// Found by fuzzing: hiredis 0.14 would allocate an array for every announced element up front.
+TEST(RespReaderTest, HugeArrayHeaderIsAnErrorNotAnAllocation) {
+  RespReader reader;
+  ASSERT_TRUE(reader.feed("*888888888\r\n", 12));
+  bool error = false;
+  EXPECT_EQ(reader.next(&error), nullptr);
+  EXPECT_TRUE(error);
+  // Arrays of ordinary size still parse after a reset.
+  reader.reset();
+  ASSERT_TRUE(reader.feed("*2\r\n:1\r\n:2\r\n", 14));
+  error = false;
+  ReplyPtr r = reader.next(&error);
+  ASSERT_TRUE(r);
+  EXPECT_FALSE(error);
+  EXPECT_EQ(r->elements, 2u);
+}
+
 }  // namespace
 }  // namespace sigsrv
