@@ -81,11 +81,12 @@ void* create_nil(const redisReadTask* task) {
   return new_reply(task, REDIS_REPLY_NIL);
 }
 
-redisReplyObjectFunctions kReplyFunctions = {create_string, create_array, create_integer,
+// Not const: redisReaderCreateWithFunctions takes a mutable pointer.
+redisReplyObjectFunctions reply_functions = {create_string, create_array, create_integer,
                                              create_nil, freeReplyObject};
 
 redisReader* new_reader() {
-  redisReader* r = redisReaderCreateWithFunctions(&kReplyFunctions);
+  redisReader* r = redisReaderCreateWithFunctions(&reply_functions);
   if (r == nullptr) throw std::bad_alloc();
   return r;
 }
