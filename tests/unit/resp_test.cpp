@@ -408,13 +408,15 @@ TEST(RespReaderTest, ReplyTextAndIsErrorOnNull) {
 // Found by fuzzing: hiredis 0.14 would allocate an array for every announced element up front.
 TEST(RespReaderTest, HugeArrayHeaderIsAnErrorNotAnAllocation) {
   RespReader reader;
-  ASSERT_TRUE(reader.feed("*888888888\r\n", 12));
+  const std::string_view huge = "*888888888\r\n";
+  ASSERT_TRUE(reader.feed(huge.data(), huge.size()));
   bool error = false;
   EXPECT_EQ(reader.next(&error), nullptr);
   EXPECT_TRUE(error);
   // Arrays of ordinary size still parse after a reset.
   reader.reset();
-  ASSERT_TRUE(reader.feed("*2\r\n:1\r\n:2\r\n", 14));
+  const std::string_view two = "*2\r\n:1\r\n:2\r\n";
+  ASSERT_TRUE(reader.feed(two.data(), two.size()));
   error = false;
   ReplyPtr r = reader.next(&error);
   ASSERT_TRUE(r);
