@@ -69,13 +69,17 @@ class Bus {
   // Tell other instances' members that `client_id` left.
   virtual void publish_departure(const std::string& room_id, const std::string& client_id) = 0;
 
-  // Shared windows. A verdict known at once is returned (and `done` not called); otherwise
-  // nullopt, and `done` gets it later. Verdicts for one caller arrive in the order asked.
-  virtual std::optional<MessageVerdict> check_message(std::string_view ip, std::string_view room_id,
-                                                      MessageLimits limits,
-                                                      VerdictCallback done) = 0;
-  virtual std::optional<bool> check_connection(std::string_view ip, uint32_t limit,
-                                               AllowCallback done) = 0;
+  // Shared windows. A bus that can decide at once (the in-process one) answers the *_now call;
+  // one that cannot (Redis) returns nullopt there and is asked again through the callback form,
+  // whose verdicts for one caller arrive in the order asked. The split keeps the per-message path
+  // of the in-process bus free of a callback object.
+  virtual std::optional<MessageVerdict> message_verdict_now(std::string_view ip,
+                                                            std::string_view room_id,
+                                                            MessageLimits limits) = 0;
+  virtual void check_message(std::string_view ip, std::string_view room_id, MessageLimits limits,
+                             VerdictCallback done) = 0;
+  virtual std::optional<bool> connection_allowed_now(std::string_view ip, uint32_t limit) = 0;
+  virtual void check_connection(std::string_view ip, uint32_t limit, AllowCallback done) = 0;
 };
 
 }  // namespace sigsrv

@@ -40,17 +40,16 @@ std::size_t MemoryBus::members(const std::string& room_id) {
 
 namespace sigsrv {
 
-std::optional<MessageVerdict> MemoryBus::check_message(std::string_view ip,
-                                                       std::string_view room_id,
-                                                       MessageLimits limits, VerdictCallback) {
+std::optional<MessageVerdict> MemoryBus::message_verdict_now(std::string_view ip,
+                                                             std::string_view room_id,
+                                                             MessageLimits limits) {
   const auto now = Clock::now();
   if (!windows_.hit("msg-ip", ip, limits.per_ip, now)) return MessageVerdict::kIpLimited;
   if (!windows_.hit("msg-room", room_id, limits.per_room, now)) return MessageVerdict::kRoomLimited;
   return MessageVerdict::kAllowed;
 }
 
-std::optional<bool> MemoryBus::check_connection(std::string_view ip, uint32_t limit,
-                                                AllowCallback) {
+std::optional<bool> MemoryBus::connection_allowed_now(std::string_view ip, uint32_t limit) {
   return windows_.hit("conn", ip, limit, Clock::now());
 }
 

@@ -24,9 +24,16 @@ class MemoryBus final : public Bus {
   void publish(const std::string&, const std::string&, const SharedText&) override {}
   void publish_joined(const std::string&, const std::string&) override {}
   void publish_departure(const std::string&, const std::string&) override {}
-  std::optional<MessageVerdict> check_message(std::string_view ip, std::string_view room_id,
-                                              MessageLimits limits, VerdictCallback) override;
-  std::optional<bool> check_connection(std::string_view ip, uint32_t limit, AllowCallback) override;
+  std::optional<MessageVerdict> message_verdict_now(std::string_view ip, std::string_view room_id,
+                                                    MessageLimits limits) override;
+  void check_message(std::string_view ip, std::string_view room_id, MessageLimits limits,
+                     VerdictCallback done) override {
+    done(*message_verdict_now(ip, room_id, limits));
+  }
+  std::optional<bool> connection_allowed_now(std::string_view ip, uint32_t limit) override;
+  void check_connection(std::string_view ip, uint32_t limit, AllowCallback done) override {
+    done(*connection_allowed_now(ip, limit));
+  }
 
   std::size_t members(const std::string& room_id);
 

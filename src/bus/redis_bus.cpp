@@ -499,8 +499,8 @@ void RedisBus::publish_departure(const std::string& room_id, const std::string& 
   publish_on(room_key(room_id), departure_envelope(client_id, instance_id_, now_us()));
 }
 
-std::optional<MessageVerdict> RedisBus::check_message(std::string_view ip, std::string_view room_id,
-                                                      MessageLimits limits, VerdictCallback done) {
+void RedisBus::check_message(std::string_view ip, std::string_view room_id, MessageLimits limits,
+                             VerdictCallback done) {
   asio::post(ioc_, [this,
                     keys = std::vector<std::string>{window_key("msg-ip", ip),
                                                     window_key("msg-room", room_id)},
@@ -512,16 +512,13 @@ std::optional<MessageVerdict> RedisBus::check_message(std::string_view ip, std::
                                     : MessageVerdict::kRoomLimited);
                  });
   });
-  return std::nullopt;
 }
 
-std::optional<bool> RedisBus::check_connection(std::string_view ip, uint32_t limit,
-                                               AllowCallback done) {
+void RedisBus::check_connection(std::string_view ip, uint32_t limit, AllowCallback done) {
   asio::post(ioc_, [this, key = window_key("conn", ip), limit, done = std::move(done)]() mutable {
     check_limits({std::move(key)}, {limit},
                  [done = std::move(done)](std::size_t over) { done(over == 0); });
   });
-  return std::nullopt;
 }
 
 }  // namespace sigsrv

@@ -41,10 +41,17 @@ class RedisBus final : public Bus {
                const SharedText& data) override;
   void publish_joined(const std::string& room_id, const std::string& client_id) override;
   void publish_departure(const std::string& room_id, const std::string& client_id) override;
-  std::optional<MessageVerdict> check_message(std::string_view ip, std::string_view room_id,
-                                              MessageLimits limits, VerdictCallback done) override;
-  std::optional<bool> check_connection(std::string_view ip, uint32_t limit,
-                                       AllowCallback done) override;
+  // Never at once: every verdict is a round trip to Redis.
+  std::optional<MessageVerdict> message_verdict_now(std::string_view, std::string_view,
+                                                    MessageLimits) override {
+    return std::nullopt;
+  }
+  std::optional<bool> connection_allowed_now(std::string_view, uint32_t) override {
+    return std::nullopt;
+  }
+  void check_message(std::string_view ip, std::string_view room_id, MessageLimits limits,
+                     VerdictCallback done) override;
+  void check_connection(std::string_view ip, uint32_t limit, AllowCallback done) override;
 
  private:
   enum Script { kJoinScript, kLeaveScript, kRejoinScript, kLimitScript, kScriptCount };

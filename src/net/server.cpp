@@ -141,16 +141,20 @@ void Server::watch_drain(std::chrono::steady_clock::time_point deadline) {
   });
 }
 
+void Server::post_to(Target&& target, const SharedText& message) {
+  // Posts from one thread run in order, so a sender's order holds across loops. The reference
+  // moves into the handler, so the peer is released on its own loop.
+  boost::asio::post(loops_[target.loop]->ioc,
+                    [peer = std::move(target.peer), message] { peer->deliver(message); });
+}
+
 void Server::deliver_remote(const std::string& room_id, std::string_view sender_id,
                             const SharedText& data) {
   auto room = rooms_.find(room_id);
   if (!room) return;
   Targets targets;
   room->collect_except_id(sender_id, targets);
-  for (auto& t : targets) {
-    boost::asio::post(loops_[t.loop]->ioc,
-                      [peer = std::move(t.peer), data] { peer->deliver(data); });
-  }
+  for (auto& t : targets) post_to(std::move(t), data);
 }
 
 void Server::peer_joined_remote(const std::string& room_id, std::string_view client_id) {
@@ -162,8 +166,7 @@ void Server::peer_joined_remote(const std::string& room_id, std::string_view cli
   for (auto& t : targets) {
     if (!t.wants_events) continue;
     if (!note) note = std::make_shared<const std::string>(peer_joined_message(client_id));
-    boost::asio::post(loops_[t.loop]->ioc,
-                      [peer = std::move(t.peer), note] { peer->deliver(note); });
+    post_to(std::move(t), note);
   }
 }
 

@@ -69,6 +69,8 @@ class Server final : public BusListener {
   bool ready() const { return !draining() && bus_.ready(); }
   Loop& loop(unsigned i) { return *loops_[i]; }
   Loop& next_loop();
+  // Hands `message` to `target` on the target's own loop (one post), from any thread.
+  void post_to(Target&& target, const SharedText& message);
 
   // BusListener: what other instances publish, and our membership to re-assert.
   void deliver_remote(const std::string& room_id, std::string_view sender_id,

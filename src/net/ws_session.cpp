@@ -226,12 +226,14 @@ void WsSession::admit() {
     return;
   }
   // Row 11: counted only for connections that passed the cheap checks.
-  auto self = shared_from_this();
-  const auto allowed =
-      server_.bus().check_connection(ip_, cfg.rate_limit_conn_per_10s, [self](bool ok) {
+  if (auto allowed = server_.bus().connection_allowed_now(ip_, cfg.rate_limit_conn_per_10s)) {
+    after_rate_check(*allowed);
+    return;
+  }
+  server_.bus().check_connection(
+      ip_, cfg.rate_limit_conn_per_10s, [self = shared_from_this()](bool ok) {
         boost::asio::post(self->loop_.ioc, [self, ok] { self->after_rate_check(ok); });
       });
-  if (allowed) after_rate_check(*allowed);
 }
 
 void WsSession::after_rate_check(bool allowed) {
@@ -340,14 +342,16 @@ void WsSession::handle_message(std::string_view text) {
     return;
   }
   const MessageLimits limits{cfg.rate_limit_ip_msgs_per_10s, cfg.rate_limit_room_msgs_per_10s};
-  auto verdict = server_.bus().check_message(
-      ip_, room_->id(), limits, [self = shared_from_this()](MessageVerdict v) {
-        boost::asio::post(self->loop_.ioc, [self, v] { self->on_verdict(v); });
-      });
-  if (verdict) {
+  // A bus either always decides at once or never does, so messages cannot overtake those still
+  // waiting in awaiting_.
+  if (auto verdict = server_.bus().message_verdict_now(ip_, room_->id(), limits)) {
     process(text, *verdict);
     return;
   }
+  server_.bus().check_message(
+      ip_, room_->id(), limits, [self = shared_from_this()](MessageVerdict v) {
+        boost::asio::post(self->loop_.ioc, [self, v] { self->on_verdict(v); });
+      });
   // Verdicts come back in the order asked, so messages keep their order while they wait. The
   // wait is bounded by the bucket above (RATE_LIMIT_MESSAGES_PER_10S) and by the bus' reply
   // timeout; beyond kMaxAwaiting messages or kMaxAwaitingBytes a message is dropped and counted
@@ -411,10 +415,7 @@ void WsSession::send_to(Target&& target, const SharedText& message) {
     target.peer->deliver(message);
     return;
   }
-  // One post to the owner's loop; posts from one thread run in order, so per-sender order holds.
-  // The reference moves into the handler, so the peer is released on its own loop.
-  boost::asio::post(server_.loop(target.loop).ioc,
-                    [peer = std::move(target.peer), message] { peer->deliver(message); });
+  server_.post_to(std::move(target), message);
 }
 
 void WsSession::deliver(const SharedText& message) {

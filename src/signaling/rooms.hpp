@@ -46,19 +46,11 @@ class Room {
   // Collects the live members other than `except`. The caller delivers after the lock is
   // released: delivery can end a session, which then detaches from this room.
   void collect_others(const Peer* except, Targets& out) const {
-    std::lock_guard lock(mu_);
-    for (const auto& m : members_) {
-      if (m.raw == except) continue;
-      if (auto p = m.peer.lock()) out.push_back(Target{std::move(p), m.loop, m.wants_events});
-    }
+    collect_if([except](const Member& m) { return m.raw != except; }, out);
   }
   // Same, by client id: for messages another instance relays on behalf of `except_id`.
   void collect_except_id(std::string_view except_id, Targets& out) const {
-    std::lock_guard lock(mu_);
-    for (const auto& m : members_) {
-      if (m.client_id == except_id) continue;
-      if (auto p = m.peer.lock()) out.push_back(Target{std::move(p), m.loop, m.wants_events});
-    }
+    collect_if([except_id](const Member& m) { return m.client_id != except_id; }, out);
   }
   std::size_t size() const {
     std::lock_guard lock(mu_);
@@ -67,6 +59,14 @@ class Room {
 
  private:
   friend class RoomRegistry;
+  template <class Keep>
+  void collect_if(Keep keep, Targets& out) const {
+    std::lock_guard lock(mu_);
+    for (const auto& m : members_) {
+      if (!keep(m)) continue;
+      if (auto p = m.peer.lock()) out.push_back(Target{std::move(p), m.loop, m.wants_events});
+    }
+  }
   std::string id_;
   mutable std::mutex mu_;
   std::vector<Member> members_;
