@@ -14,6 +14,7 @@
 #include "bus/redis_bus.hpp"
 #include "config/config.hpp"
 #include "net/server.hpp"
+#include "net/tls_context.hpp"
 #include "obs/logger.hpp"
 #include "obs/metrics.hpp"
 #include "version.hpp"
@@ -114,13 +115,31 @@ int main(int argc, char** argv) {
     jwt_key = std::get<std::shared_ptr<const sigsrv::JwtKey>>(key);
   }
 
+  // TLS files are read now, so that a bad certificate stops start-up (exit 2) naming the variable
+  // instead of failing every client later.
+  std::shared_ptr<boost::asio::ssl::context> server_tls;
+  if (!config.tls_cert_file.empty()) {
+    auto ctx = sigsrv::make_server_tls_context(config);
+    if (auto* err = std::get_if<std::string>(&ctx)) return config_error(*err);
+    server_tls = std::get<0>(ctx);
+  }
+  std::shared_ptr<boost::asio::ssl::context> redis_tls;
+  std::optional<sigsrv::RedisEndpoint> redis_endpoint;
+  if (!config.redis_url.empty()) {
+    redis_endpoint = std::get<sigsrv::RedisEndpoint>(sigsrv::parse_redis_url(config.redis_url));
+    if (redis_endpoint->tls) {
+      auto ctx = sigsrv::make_redis_tls_context(config);
+      if (auto* err = std::get_if<std::string>(&ctx)) return config_error(*err);
+      redis_tls = std::get<0>(ctx);
+    }
+  }
+
   sigsrv::Logger log(config.log_level, config.pretty_logs, config.instance_id);
   std::unique_ptr<sigsrv::Bus> bus;
-  if (config.redis_url.empty()) {
+  if (!redis_endpoint) {
     bus = std::make_unique<sigsrv::MemoryBus>();
   } else {
-    bus = std::make_unique<sigsrv::RedisBus>(
-        config, std::get<sigsrv::RedisEndpoint>(sigsrv::parse_redis_url(config.redis_url)), log);
+    bus = std::make_unique<sigsrv::RedisBus>(config, *redis_endpoint, redis_tls, log);
   }
   sigsrv::Server server(config, log, *bus);
   if (jwt_key) {
@@ -129,6 +148,7 @@ int main(int argc, char** argv) {
         sigsrv::JwtPolicy{config.jwt_alg, config.jwt_issuer, config.jwt_audience,
                           config.rooms_claim, std::chrono::seconds(config.jwt_clock_skew_seconds)});
   }
+  server.set_tls(server_tls);
   if (auto err = server.listen()) {
     log.fatal("Cannot start", {{"err", *err}});
     std::cerr << "signal-server: " << *err << "\n";
@@ -147,6 +167,7 @@ int main(int argc, char** argv) {
            {{"port", static_cast<unsigned>(server.port())},
             {"healthPort", health ? static_cast<int>(*health) : -1},
             {"host", config.host},
+            {"tls", server_tls != nullptr},
             {"threads", config.threads > 0 ? config.threads
                                            : std::max(1u, std::thread::hardware_concurrency())},
             {"nodeEnv", config.node_env},

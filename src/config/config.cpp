@@ -151,6 +151,15 @@ const std::vector<Option>& options() {
       {{"REDIS_URL", "--redis-url", "-",
         "redis://[user:password@]host:port[/db]; unset = embedded single-instance bus."},
        apply_redis_url},
+      {{"REDIS_TLS_CA_FILE", "--redis-tls-ca-file", "system CAs",
+        "rediss://: PEM CA bundle that signs the Redis server's certificate."},
+       text(&Config::redis_tls_ca_file)},
+      {{"REDIS_TLS_CERT_FILE", "--redis-tls-cert-file", "-",
+        "rediss://: client certificate (PEM), for servers that require one."},
+       text(&Config::redis_tls_cert_file)},
+      {{"REDIS_TLS_KEY_FILE", "--redis-tls-key-file", "-",
+        "rediss://: the client certificate's private key (PEM)."},
+       text(&Config::redis_tls_key_file)},
       {{"INSTANCE_ID", "--instance-id", "random", "This instance's id on the bus and in logs."},
        text(&Config::instance_id)},
       {{"INSTANCE_LEASE_TTL_MS", "--instance-lease-ttl-ms", "15000",
@@ -213,6 +222,11 @@ const std::vector<Option>& options() {
       {{"REQUIRE_WSS", "--require-wss", "false",
         "Refuse connections not made over TLS (X-Forwarded-Proto: https or TLS)."},
        boolean(&Config::require_wss)},
+      {{"TLS_CERT_FILE", "--tls-cert-file", "-",
+        "PEM certificate chain; with TLS_KEY_FILE the port serves wss:// and https:// only."},
+       text(&Config::tls_cert_file)},
+      {{"TLS_KEY_FILE", "--tls-key-file", "-", "PEM private key of TLS_CERT_FILE."},
+       text(&Config::tls_key_file)},
       {{"ALLOWED_ORIGINS", "--allowed-origins", "(all)", "Comma-separated allowed origins."},
        apply_origins},
       {{"SUBPROTOCOL", "--subprotocol", "-", "WebSocket subprotocol clients must offer."},
@@ -250,11 +264,29 @@ std::optional<ConfigError> validate(const Config& c) {
     if (auto* err = std::get_if<std::string>(&parsed)) {
       return ConfigError{"REDIS_URL", "REDIS_URL: " + *err};
     }
-    if (std::get<RedisEndpoint>(parsed).tls) {
-      return ConfigError{
-          "REDIS_URL",
-          "REDIS_URL: rediss:// (TLS to Redis) is not supported by this build; use redis://"};
+  }
+  const bool rediss =
+      !c.redis_url.empty() && std::get<RedisEndpoint>(parse_redis_url(c.redis_url)).tls;
+  if (!rediss) {
+    // Without rediss:// these files would be ignored and Redis traffic would go out in clear.
+    for (const auto& [var, value] : {std::pair{"REDIS_TLS_CA_FILE", &c.redis_tls_ca_file},
+                                     std::pair{"REDIS_TLS_CERT_FILE", &c.redis_tls_cert_file},
+                                     std::pair{"REDIS_TLS_KEY_FILE", &c.redis_tls_key_file}}) {
+      if (!value->empty()) {
+        return ConfigError{var, std::string(var) + ": set, but REDIS_URL is not rediss://"};
+      }
     }
+  }
+  if (c.redis_tls_cert_file.empty() != c.redis_tls_key_file.empty()) {
+    const char* missing =
+        c.redis_tls_cert_file.empty() ? "REDIS_TLS_CERT_FILE" : "REDIS_TLS_KEY_FILE";
+    return ConfigError{
+        missing, std::string(missing) + ": REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE go together"};
+  }
+  if (c.tls_cert_file.empty() != c.tls_key_file.empty()) {
+    const char* missing = c.tls_cert_file.empty() ? "TLS_CERT_FILE" : "TLS_KEY_FILE";
+    return ConfigError{missing,
+                       std::string(missing) + ": TLS_CERT_FILE and TLS_KEY_FILE go together"};
   }
   static const std::set<std::string> kAlgs = {"HS256", "HS384", "HS512", "RS256", "RS384",
                                               "RS512", "ES256", "ES384", "PS256"};

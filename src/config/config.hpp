@@ -29,6 +29,11 @@ struct Config {
   std::optional<uint16_t>
       health_port;        // HEALTH_PORT: extra listener for healthz/readyz/metrics, only when set.
   std::string redis_url;  // REDIS_URL: empty = the embedded single-instance bus.
+  // rediss:// only: CA bundle that signs the Redis server's certificate (empty = system CAs),
+  // and an optional client certificate + key for servers that ask for one.
+  std::string redis_tls_ca_file;
+  std::string redis_tls_cert_file;
+  std::string redis_tls_key_file;
   std::string instance_id;  // INSTANCE_ID: originServerId on the bus; random when empty.
   unsigned threads = 0;     // THREADS: event loops; 0 = one per core.
   // INSTANCE_LEASE_TTL_MS: a crashed instance's members stop holding room slots this long after.
@@ -69,6 +74,9 @@ struct Config {
 
   // --- security ---
   bool require_wss = false;
+  // TLS_CERT_FILE + TLS_KEY_FILE (PEM): the server port speaks wss:// and https:// only.
+  std::string tls_cert_file;
+  std::string tls_key_file;
   std::vector<std::string> allowed_origins;  // empty = all origins.
   std::string subprotocol;                   // empty = none required.
   bool enable_auth = false;

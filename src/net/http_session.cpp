@@ -1,6 +1,7 @@
 // HTTP handling before an upgrade: probes, metrics, 426, and the handoff to WsSession.
 #include "net/http_session.hpp"
 
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
 #include <boost/beast/websocket/rfc6455.hpp>
@@ -19,17 +20,35 @@ constexpr std::uint32_t kHeaderLimit = 16 * 1024;
 
 HttpSession::HttpSession(Server& server, Loop& loop, PortKind kind,
                          boost::asio::ip::tcp::socket socket)
-    : server_(server), loop_(loop), kind_(kind), socket_(std::move(socket)), deadline_(loop.ioc) {}
+    : server_(server), loop_(loop), kind_(kind), stream_(std::move(socket)), deadline_(loop.ioc) {}
 
 HttpSession::~HttpSession() = default;
 
 void HttpSession::start() {
   boost::system::error_code ec;
-  socket_.set_option(boost::asio::ip::tcp::no_delay(true), ec);
-  read_request();
+  stream_.socket().set_option(boost::asio::ip::tcp::no_delay(true), ec);
+  // The health port stays plain HTTP (probes inside the cluster); the main port speaks TLS only
+  // when TLS_CERT_FILE is set.
+  boost::asio::ssl::context* tls = kind_ == PortKind::kMain ? server_.tls_context() : nullptr;
+  if (tls == nullptr) {
+    read_request();
+    return;
+  }
+  stream_.start_tls(*tls);
+  arm_deadline();
+  stream_.tls().async_handshake(boost::asio::ssl::stream_base::server,
+                                [self = shared_from_this()](boost::system::error_code e) {
+                                  if (e) {
+                                    // Scanners and plain-HTTP clients end here; not worth a log.
+                                    metrics().tls_handshake_failures.inc();
+                                    self->close();
+                                    return;
+                                  }
+                                  self->read_request();
+                                });
 }
 
-void HttpSession::read_request() {
+void HttpSession::arm_deadline() {
   deadline_.expires_after(std::chrono::milliseconds(server_.config().handshake_timeout_ms));
   deadline_.async_wait([weak = weak_from_this()](boost::system::error_code ec) {
     if (ec) return;
@@ -38,9 +57,13 @@ void HttpSession::read_request() {
       self->close();
     }
   });
+}
+
+void HttpSession::read_request() {
+  arm_deadline();
   parser_.emplace();
   parser_->header_limit(kHeaderLimit);
-  http::async_read(socket_, buffer_, *parser_,
+  http::async_read(stream_, buffer_, *parser_,
                    [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
                      self->on_read(ec);
                    });
@@ -59,7 +82,7 @@ void HttpSession::on_read(boost::system::error_code ec) {
   deadline_.cancel();
   auto& req = parser_->get();
   if (kind_ == PortKind::kMain && boost::beast::websocket::is_upgrade(req)) {
-    std::make_shared<WsSession>(server_, loop_, std::move(socket_))->start(parser_->release());
+    std::make_shared<WsSession>(server_, loop_, std::move(stream_))->start(parser_->release());
     return;
   }
   HttpAnswer answer = route_http(req.target(), kind_, server_.ready(), [this] {
@@ -80,7 +103,7 @@ void HttpSession::respond(HttpAnswer answer, bool keep_alive, bool head) {
   response_.prepare_payload();
   if (head) response_.body().clear();
   http::async_write(
-      socket_, response_,
+      stream_, response_,
       [self = shared_from_this(), keep_alive](boost::system::error_code ec, std::size_t) {
         if (ec || !keep_alive || self->server_.draining()) {
           self->close();
@@ -93,8 +116,8 @@ void HttpSession::respond(HttpAnswer answer, bool keep_alive, bool head) {
 void HttpSession::close() {
   boost::system::error_code ec;
   deadline_.cancel();
-  socket_.shutdown(boost::asio::ip::tcp::socket::shutdown_both, ec);
-  socket_.close(ec);
+  stream_.socket().shutdown(boost::asio::ip::tcp::socket::shutdown_both, ec);
+  stream_.socket().close(ec);
 }
 
 }  // namespace sigsrv

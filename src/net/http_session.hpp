@@ -12,6 +12,7 @@
 #include <optional>
 
 #include "net/http_routes.hpp"
+#include "net/tls_stream.hpp"
 
 namespace sigsrv {
 
@@ -25,6 +26,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   void start();
 
  private:
+  void arm_deadline();
   void read_request();
   void on_read(boost::system::error_code ec);
   void respond(HttpAnswer answer, bool keep_alive, bool head);
@@ -33,11 +35,12 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   Server& server_;
   Loop& loop_;
   PortKind kind_;
-  boost::asio::ip::tcp::socket socket_;
+  MaybeTlsStream stream_;
   boost::beast::flat_buffer buffer_;
   std::optional<boost::beast::http::request_parser<boost::beast::http::empty_body>> parser_;
   boost::beast::http::response<boost::beast::http::string_body> response_;
-  // HANDSHAKE_TIMEOUT_MS: a request (or the upgrade) must arrive within it, else the socket closes.
+  // HANDSHAKE_TIMEOUT_MS: the TLS handshake, then each request, must finish within it, else the
+  // socket closes.
   boost::asio::steady_timer deadline_;
 };
 

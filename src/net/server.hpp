@@ -4,6 +4,7 @@
 #include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/ssl/context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <memory>
 #include <optional>
@@ -64,6 +65,9 @@ class Server final : public BusListener {
     jwt_policy_ = std::move(policy);
   }
   const JwtKey* jwt_key() const { return jwt_key_.get(); }
+  // TLS_CERT_FILE/TLS_KEY_FILE: the main port speaks TLS with this context (set before run()).
+  void set_tls(std::shared_ptr<asio::ssl::context> ctx) { tls_ = std::move(ctx); }
+  asio::ssl::context* tls_context() const { return tls_.get(); }
   const JwtPolicy& jwt_policy() const { return jwt_policy_; }
   bool draining() const { return draining_.load(std::memory_order_relaxed); }
   bool ready() const { return !draining() && bus_.ready(); }
@@ -95,6 +99,7 @@ class Server final : public BusListener {
   AdmissionPolicy policy_;
   std::shared_ptr<const JwtKey> jwt_key_;
   JwtPolicy jwt_policy_;
+  std::shared_ptr<asio::ssl::context> tls_;
   std::vector<std::unique_ptr<Loop>> loops_;
   std::atomic<unsigned> next_loop_{0};
   std::unique_ptr<Listener> main_listener_;

@@ -68,10 +68,10 @@ struct WsSession::Upgrade {
   Request request;  // kept alive until async_accept completes
 };
 
-WsSession::WsSession(Server& server, Loop& loop, boost::asio::ip::tcp::socket socket)
+WsSession::WsSession(Server& server, Loop& loop, MaybeTlsStream stream)
     : server_(server),
       loop_(loop),
-      ws_(std::move(socket)),
+      ws_(std::move(stream)),
       bucket_(server.config().rate_limit_messages_per_10s, Clock::now()) {
   server_.websocket_count.fetch_add(1, std::memory_order_relaxed);
 }
@@ -93,7 +93,7 @@ void WsSession::start(Request request) {
   u.authorization_token = std::string(bearer_token(request[http::field::authorization]));
 
   boost::system::error_code ec;
-  const auto remote = ws_.next_layer().remote_endpoint(ec);
+  const auto remote = ws_.next_layer().socket().remote_endpoint(ec);
   ip_ = ec ? "unknown" : remote.address().to_string();
   if (cfg.trust_proxy) {
     for_each_token(request["X-Forwarded-For"], [&, first = true](std::string_view t) mutable {
@@ -199,7 +199,7 @@ void WsSession::admit() {
       cfg.max_connections > 0 && server_.websocket_count.load() > cfg.max_connections;
   facts.has_host = u.has_host;
   facts.params = &u.params;
-  facts.is_tls = false;
+  facts.is_tls = ws_.next_layer().is_tls();
   facts.forwarded_proto = u.forwarded_proto;
   if (u.origin) facts.origin = *u.origin;
   facts.subprotocol_offered = u.subprotocol_offered;
@@ -502,7 +502,7 @@ void WsSession::heartbeat_tick() {
 
 void WsSession::terminate() {
   boost::system::error_code ec;
-  beast::get_lowest_layer(ws_).close(ec);
+  ws_.next_layer().socket().close(ec);
 }
 
 void WsSession::unregister() {

@@ -15,6 +15,7 @@
 
 #include "bus/bus.hpp"
 #include "limits/token_bucket.hpp"
+#include "net/tls_stream.hpp"
 #include "obs/metrics.hpp"
 #include "signaling/admission.hpp"
 #include "signaling/rooms.hpp"
@@ -28,7 +29,7 @@ class WsSession final : public Peer, public std::enable_shared_from_this<WsSessi
  public:
   using Request = boost::beast::http::request<boost::beast::http::empty_body>;
 
-  WsSession(Server& server, Loop& loop, boost::asio::ip::tcp::socket socket);
+  WsSession(Server& server, Loop& loop, MaybeTlsStream stream);
   ~WsSession() override;
 
   // Completes the upgrade for `request`, then runs the connect checks.
@@ -69,7 +70,7 @@ class WsSession final : public Peer, public std::enable_shared_from_this<WsSessi
 
   Server& server_;
   Loop& loop_;
-  boost::beast::websocket::stream<boost::asio::ip::tcp::socket> ws_;
+  boost::beast::websocket::stream<MaybeTlsStream> ws_;
   boost::beast::flat_buffer read_buffer_;
   std::unique_ptr<Upgrade> upgrade_;
   State state_ = State::kUpgrading;

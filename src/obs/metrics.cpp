@@ -124,6 +124,9 @@ std::string Metrics::render() const {
   counter(out, "cloudgaming_handshake_timeouts_total",
           "Connections dropped for not completing the upgrade in time.",
           handshake_timeouts.value());
+  counter(out, "cloudgaming_tls_handshake_failures_total",
+          "TLS handshakes on the server port that failed (bad client, wrong protocol, timeout).",
+          tls_handshake_failures.value());
   header(out, "cloudgaming_redis_errors_total", "counter",
          "Redis operations that failed (error reply, timeout or connection down), by operation.");
   for (std::size_t i = 0; i < redis_errors.size(); ++i) {

@@ -99,6 +99,7 @@ struct Metrics {
   Counter heartbeat_terminations;
   Counter oversize_closes;  // closed with 1009 for a message over MESSAGE_MAX_BYTES
   Counter handshake_timeouts;
+  Counter tls_handshake_failures;  // TLS handshakes on the server port that failed (any cause)
   std::array<Counter, static_cast<std::size_t>(RedisOp::kCount)> redis_errors;  // by operation
   Counter rate_limit_fail_open;    // shared-window checks let through because Redis failed
   Counter bus_messages_received;   // messages from other instances delivered here
