@@ -47,16 +47,18 @@ int64_t steady_ns() {
 
 }  // namespace
 
-RedisBus::RedisBus(const Config& config, const RedisEndpoint& endpoint, Logger& log)
+RedisBus::RedisBus(const Config& config, const RedisEndpoint& endpoint,
+                   std::shared_ptr<boost::asio::ssl::context> tls, Logger& log)
     : config_(config),
       log_(log),
       instance_id_(config.instance_id),
       lease_key_(kLeasePrefix + config.instance_id),
       ioc_(1),
       command_(
-          ioc_, endpoint, RedisConnection::Mode::kCommand, "command", log,
+          ioc_, endpoint, tls, RedisConnection::Mode::kCommand, "command", log,
           {[this] { on_command_up(); }, [this](const std::string&) { on_down(true); }, {}, {}, {}}),
-      subscriber_(ioc_, endpoint, RedisConnection::Mode::kSubscriber, "subscriber", log,
+      subscriber_(ioc_, endpoint, std::move(tls), RedisConnection::Mode::kSubscriber, "subscriber",
+                  log,
                   {[this] { on_subscriber_up(); }, [this](const std::string&) { on_down(false); },
                    [this](std::string_view c, std::string_view p) { on_message(c, p); },
                    [this](std::string_view c) { on_subscribed(c); },

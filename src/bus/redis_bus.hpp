@@ -24,7 +24,9 @@ namespace sigsrv {
 // the callbacks (the sessions post them to their own loops).
 class RedisBus final : public Bus {
  public:
-  RedisBus(const Config& config, const RedisEndpoint& endpoint, Logger& log);
+  // `tls` is the rediss:// client context (null for redis://).
+  RedisBus(const Config& config, const RedisEndpoint& endpoint,
+           std::shared_ptr<boost::asio::ssl::context> tls, Logger& log);
   ~RedisBus() override;  // NOLINT(bugprone-exception-escape)
 
   std::string_view name() const override { return "redis"; }

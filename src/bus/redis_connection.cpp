@@ -3,6 +3,8 @@
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/ssl/host_name_verification.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/write.hpp>
 #include <random>
 
@@ -12,17 +14,19 @@ namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 using SteadyClock = std::chrono::steady_clock;
 
-RedisConnection::RedisConnection(asio::io_context& ioc, RedisEndpoint endpoint, Mode mode,
+RedisConnection::RedisConnection(asio::io_context& ioc, RedisEndpoint endpoint,
+                                 std::shared_ptr<asio::ssl::context> tls, Mode mode,
                                  std::string name, Logger& log, Hooks hooks, Timing timing)
     : ioc_(ioc),
       endpoint_(std::move(endpoint)),
+      tls_(std::move(tls)),
       mode_(mode),
       name_(std::move(name)),
       log_(log),
       hooks_(std::move(hooks)),
       timing_(timing),
       resolver_(ioc),
-      socket_(ioc),
+      stream_(std::make_shared<MaybeTlsStream>(tcp::socket(ioc))),
       timer_(ioc),
       tick_(ioc) {}
 
@@ -36,7 +40,7 @@ void RedisConnection::stop() {
   state_ = State::kStopped;
   ++generation_;
   boost::system::error_code ec;
-  socket_.close(ec);
+  stream_->socket().close(ec);
   timer_.cancel();
   tick_.cancel();
   resolver_.cancel();
@@ -50,6 +54,7 @@ void RedisConnection::connect() {
   state_ = State::kConnecting;
   out_.clear();
   reader_.reset();
+  stream_ = std::make_shared<MaybeTlsStream>(tcp::socket(ioc_));
   timer_.expires_after(timing_.connect_timeout);
   timer_.async_wait([this, gen](boost::system::error_code ec) {
     if (ec || gen != generation_ || state_ == State::kUp) return;
@@ -63,18 +68,43 @@ void RedisConnection::connect() {
           fail("resolve " + endpoint_.host + ": " + ec.message());
           return;
         }
-        asio::async_connect(socket_, results,
-                            [this, gen](boost::system::error_code e, const tcp::endpoint&) {
-                              if (gen != generation_) return;
-                              if (e) {
-                                fail("connect: " + e.message());
-                                return;
-                              }
-                              boost::system::error_code ignored;
-                              socket_.set_option(tcp::no_delay(true), ignored);
-                              handshake();
-                            });
+        asio::async_connect(
+            stream_->socket(), results,
+            [this, gen, s = stream_](boost::system::error_code e, const tcp::endpoint&) {
+              if (gen != generation_) return;
+              if (e) {
+                fail("connect: " + e.message());
+                return;
+              }
+              boost::system::error_code ignored;
+              stream_->socket().set_option(tcp::no_delay(true), ignored);
+              if (tls_) {
+                tls_handshake();
+              } else {
+                handshake();
+              }
+            });
       });
+}
+
+void RedisConnection::tls_handshake() {
+  stream_->start_tls(*tls_);
+  auto& tls = stream_->tls();
+  // SNI for servers behind a TLS proxy, and the certificate must name the host we dialled.
+  SSL_set_tlsext_host_name(tls.native_handle(), endpoint_.host.c_str());
+  tls.set_verify_callback(asio::ssl::host_name_verification(endpoint_.host));
+  const unsigned gen = generation_;
+  tls.async_handshake(asio::ssl::stream_base::client,
+                      [this, gen, s = stream_](boost::system::error_code ec) {
+                        if (gen != generation_) return;
+                        if (ec) {
+                          // e.g. "certificate verify failed": wrong REDIS_TLS_CA_FILE or host.
+                          fail("TLS handshake with " + endpoint_.host + ": " + ec.message() +
+                               " (check REDIS_TLS_CA_FILE and the host name in REDIS_URL)");
+                          return;
+                        }
+                        handshake();
+                      });
 }
 
 void RedisConnection::handshake() {
@@ -143,8 +173,8 @@ void RedisConnection::flush() {
   writing_.swap(out_);
   out_.clear();
   const unsigned gen = generation_;
-  asio::async_write(socket_, asio::buffer(writing_),
-                    [this, gen](boost::system::error_code ec, std::size_t) {
+  asio::async_write(*stream_, asio::buffer(writing_),
+                    [this, gen, s = stream_](boost::system::error_code ec, std::size_t) {
                       if (gen != generation_) return;  // fail() reset the write state already
                       write_in_flight_ = false;
                       writing_.clear();
@@ -158,30 +188,31 @@ void RedisConnection::flush() {
 
 void RedisConnection::read() {
   const unsigned gen = generation_;
-  socket_.async_read_some(
-      asio::buffer(read_buffer_), [this, gen](boost::system::error_code ec, std::size_t n) {
-        if (gen != generation_) return;
-        if (ec) {
-          fail(ec == asio::error::eof ? std::string("connection closed by server")
-                                      : "read: " + ec.message());
-          return;
-        }
-        if (!reader_.feed(read_buffer_.data(), n)) {
-          fail("protocol error");
-          return;
-        }
-        while (gen == generation_) {
-          bool error = false;
-          ReplyPtr reply = reader_.next(&error);
-          if (error) {
-            fail("protocol error");
-            return;
-          }
-          if (!reply) break;
-          dispatch(std::move(reply));
-        }
-        if (gen == generation_) read();
-      });
+  stream_->async_read_some(asio::buffer(read_buffer_),
+                           [this, gen, s = stream_](boost::system::error_code ec, std::size_t n) {
+                             if (gen != generation_) return;
+                             if (ec) {
+                               fail(ec == asio::error::eof
+                                        ? std::string("connection closed by server")
+                                        : "read: " + ec.message());
+                               return;
+                             }
+                             if (!reader_.feed(read_buffer_.data(), n)) {
+                               fail("protocol error");
+                               return;
+                             }
+                             while (gen == generation_) {
+                               bool error = false;
+                               ReplyPtr reply = reader_.next(&error);
+                               if (error) {
+                                 fail("protocol error");
+                                 return;
+                               }
+                               if (!reply) break;
+                               dispatch(std::move(reply));
+                             }
+                             if (gen == generation_) read();
+                           });
 }
 
 void RedisConnection::dispatch(ReplyPtr reply) {
@@ -229,7 +260,7 @@ void RedisConnection::fail(const std::string& why) {
   ++generation_;
   state_ = State::kWaiting;
   boost::system::error_code ec;
-  socket_.close(ec);
+  stream_->socket().close(ec);
   write_in_flight_ = false;
   writing_.clear();
   out_.clear();

@@ -3,6 +3,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <deque>
@@ -14,6 +15,7 @@
 
 #include "bus/redis_url.hpp"
 #include "bus/resp.hpp"
+#include "net/tls_stream.hpp"
 #include "obs/logger.hpp"
 
 namespace sigsrv {
@@ -43,7 +45,9 @@ class RedisConnection {
   };
   using Timing = RedisTiming;
 
-  RedisConnection(boost::asio::io_context& ioc, RedisEndpoint endpoint, Mode mode, std::string name,
+  // `tls` is set for rediss:// (the endpoint's host is the name its certificate must carry).
+  RedisConnection(boost::asio::io_context& ioc, RedisEndpoint endpoint,
+                  std::shared_ptr<boost::asio::ssl::context> tls, Mode mode, std::string name,
                   Logger& log, Hooks hooks, Timing timing = {});
   RedisConnection(const RedisConnection&) = delete;
   RedisConnection& operator=(const RedisConnection&) = delete;
@@ -75,6 +79,7 @@ class RedisConnection {
   };
 
   void connect();
+  void tls_handshake();
   void handshake();
   void read();
   void flush();
@@ -89,6 +94,7 @@ class RedisConnection {
 
   boost::asio::io_context& ioc_;
   RedisEndpoint endpoint_;
+  std::shared_ptr<boost::asio::ssl::context> tls_;
   Mode mode_;
   std::string name_;
   Logger& log_;
@@ -96,7 +102,10 @@ class RedisConnection {
   Timing timing_;
 
   boost::asio::ip::tcp::resolver resolver_;
-  boost::asio::ip::tcp::socket socket_;
+  // A fresh stream per connection attempt (TLS state cannot be reused). Shared with the
+  // handlers of its operations: a TLS operation still in flight touches its stream after the
+  // socket closed, so the stream outlives a reconnect until its last handler ran.
+  std::shared_ptr<MaybeTlsStream> stream_;
   boost::asio::steady_timer timer_;  // connect timeout, then reconnect delay
   boost::asio::steady_timer tick_;   // pings and reply deadlines
   State state_ = State::kStopped;
