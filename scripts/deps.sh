@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(g++ cmake ninja-build ccache pkg-config
           libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev libssl-dev libhiredis-dev)
 if [ "${1:-build}" = "test" ]; then
-  packages+=(libgtest-dev libgmock-dev googletest libbenchmark-dev redis-server clang-format-14 clang-tidy-14 clang-14 libclang-rt-14-dev curl dpkg-dev systemd python3-yaml)
+  packages+=(libgtest-dev libgmock-dev googletest libbenchmark-dev redis-server clang-format-14 clang-tidy-14 clang-14 libclang-rt-14-dev curl dpkg-dev systemd python3-yaml openssl)
 fi
 
 missing=()

@@ -184,7 +184,8 @@ uint16_t free_port() {
   return a.local_endpoint().port();
 }
 
-std::unique_ptr<RedisProcess> RedisProcess::start(uint16_t port, const std::string& password) {
+std::unique_ptr<RedisProcess> RedisProcess::start(uint16_t port, const std::string& password,
+                                                  const std::vector<std::string>& extra_args) {
   std::unique_ptr<RedisProcess> r(new RedisProcess());
   r->password_ = password;
   r->port_ = port != 0 ? port : free_port();
@@ -196,15 +197,15 @@ std::unique_ptr<RedisProcess> RedisProcess::start(uint16_t port, const std::stri
     dup2(fd, 1);
     dup2(fd, 2);
     close(fd);
-    const std::string p = std::to_string(r->port_);
-    if (password.empty()) {
-      execlp("redis-server", "redis-server", "--port", p.c_str(), "--bind", "127.0.0.1", "--save",
-             "", "--appendonly", "no", static_cast<char*>(nullptr));
-    } else {
-      execlp("redis-server", "redis-server", "--port", p.c_str(), "--bind", "127.0.0.1", "--save",
-             "", "--appendonly", "no", "--requirepass", password.c_str(),
-             static_cast<char*>(nullptr));
-    }
+    std::vector<std::string> args = {
+        "redis-server", "--port", std::to_string(r->port_), "--bind", "127.0.0.1",
+        "--save",       "",       "--appendonly",           "no"};
+    if (!password.empty()) args.insert(args.end(), {"--requirepass", password});
+    args.insert(args.end(), extra_args.begin(), extra_args.end());
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    execvp("redis-server", argv.data());
     _exit(127);
   }
   r->pid_ = pid;

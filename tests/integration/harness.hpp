@@ -61,8 +61,10 @@ uint16_t free_port();
 class RedisProcess {
  public:
   // Null (and a test failure) when redis-server cannot be started.
-  // `password` set: requirepass (cli() then authenticates).
-  static std::unique_ptr<RedisProcess> start(uint16_t port = 0, const std::string& password = {});
+  // `password` set: requirepass (cli() then authenticates). `extra_args` go to redis-server as
+  // given (e.g. --tls-port ...); cli() keeps using the plain port.
+  static std::unique_ptr<RedisProcess> start(uint16_t port = 0, const std::string& password = {},
+                                             const std::vector<std::string>& extra_args = {});
   ~RedisProcess();
   uint16_t port() const { return port_; }
   std::string url() const { return "redis://127.0.0.1:" + std::to_string(port_); }

@@ -1,0 +1,409 @@
+// TLS end to end: wss:// and https:// on the server port (TLS_CERT_FILE/TLS_KEY_FILE), and
+// rediss:// to a real redis-server started with --tls-port, with certificates made by a test CA.
+#include <gtest/gtest.h>
+#include <openssl/ssl.h>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/beast/core/buffers_to_string.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/websocket.hpp>
+#include <boost/beast/websocket/ssl.hpp>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+
+#include "harness.hpp"
+#include "ws_client.hpp"
+
+namespace {
+
+using namespace testing_support;
+namespace asio = boost::asio;
+namespace ssl = asio::ssl;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace websocket = beast::websocket;
+using tcp = asio::ip::tcp;
+using error_code = boost::system::error_code;
+
+// A CA, a server certificate it signs (for 127.0.0.1 and localhost), a client certificate it
+// signs, and an unrelated CA: made once per test binary with the openssl command.
+struct Pki {
+  std::string dir;
+  std::string ca_cert, server_cert, server_key, client_cert, client_key, other_ca_cert;
+};
+
+const Pki& pki() {
+  static const Pki kPki = [] {
+    Pki p;
+    p.dir = (std::filesystem::temp_directory_path() / ("signal-tls-" + std::to_string(getpid())))
+                .string();
+    std::filesystem::create_directories(p.dir);
+    const std::string d = p.dir + "/";
+    p.ca_cert = d + "ca.pem";
+    p.server_cert = d + "server.pem";
+    p.server_key = d + "server.key";
+    p.client_cert = d + "client.pem";
+    p.client_key = d + "client.key";
+    p.other_ca_cert = d + "other-ca.pem";
+    const std::string q = " 2>>" + d + "openssl.log";
+    const std::string ec = " -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes";
+    std::ofstream(d + "server.ext") << "subjectAltName=IP:127.0.0.1,DNS:localhost\n";
+    std::ofstream(d + "client.ext") << "extendedKeyUsage=clientAuth\n";
+    const std::vector<std::string> steps = {
+        "openssl req -x509" + ec + " -keyout " + d + "ca.key -out " + p.ca_cert +
+            " -days 2 -subj /CN=signal-test-ca",
+        "openssl req -x509" + ec + " -keyout " + d + "other-ca.key -out " + p.other_ca_cert +
+            " -days 2 -subj /CN=other-ca",
+        "openssl req" + ec + " -keyout " + p.server_key + " -out " + d + "server.csr" +
+            " -subj /CN=localhost",
+        "openssl x509 -req -in " + d + "server.csr -CA " + p.ca_cert + " -CAkey " + d +
+            "ca.key -CAcreateserial -days 2 -extfile " + d + "server.ext -out " + p.server_cert,
+        "openssl req" + ec + " -keyout " + p.client_key + " -out " + d + "client.csr" +
+            " -subj /CN=signal-server",
+        "openssl x509 -req -in " + d + "client.csr -CA " + p.ca_cert + " -CAkey " + d +
+            "ca.key -CAcreateserial -days 2 -extfile " + d + "client.ext -out " + p.client_cert,
+    };
+    for (const auto& cmd : steps) {
+      if (std::system((cmd + q).c_str()) != 0) {
+        ADD_FAILURE() << "failed: " << cmd;
+        break;
+      }
+    }
+    // Redis runs as this user and must read the keys.
+    std::filesystem::permissions(p.dir, std::filesystem::perms::all);
+    return p;
+  }();
+  return kPki;
+}
+
+Env tls_env(const Env& extra = {}) {
+  Env env = relaxed_limits(extra);
+  env["TLS_CERT_FILE"] = pki().server_cert;
+  env["TLS_KEY_FILE"] = pki().server_key;
+  return env;
+}
+
+// Runs `ioc` until `done` is set or the deadline passes (then cancels by closing `socket`).
+bool run_until(asio::io_context& ioc, const bool& done, tcp::socket& socket,
+               std::chrono::milliseconds timeout = 5000ms) {
+  ioc.restart();
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!done && std::chrono::steady_clock::now() < deadline) ioc.run_one_until(deadline);
+  if (done) return true;
+  error_code ignored;
+  socket.close(ignored);
+  ioc.restart();
+  ioc.run_for(1000ms);  // let the aborted handlers run
+  return false;
+}
+
+ssl::context client_context(const std::string& ca_file, int max_version = 0) {
+  ssl::context ctx(ssl::context::tls_client);
+  ctx.load_verify_file(ca_file);
+  ctx.set_verify_mode(ssl::verify_peer);
+  if (max_version != 0) {
+    SSL_CTX_set_min_proto_version(ctx.native_handle(), 0);
+    SSL_CTX_set_max_proto_version(ctx.native_handle(), max_version);
+    // Debian's OpenSSL refuses TLS < 1.2 at security level 1 before the server is asked.
+    SSL_CTX_set_security_level(ctx.native_handle(), 0);
+  }
+  return ctx;
+}
+
+// A wss:// client with deadlines on every step.
+class WssClient {
+ public:
+  WssClient(uint16_t port, ssl::context& ctx) : ws_(ioc_, ctx), port_(port) {}
+
+  // TCP connect + TLS handshake (certificate verified for 127.0.0.1); the error on failure.
+  error_code tls_connect() {
+    error_code result = asio::error::timed_out;
+    bool done = false;
+    auto& tls = ws_.next_layer();
+    tls.set_verify_callback(ssl::host_name_verification("127.0.0.1"));
+    tls.next_layer().async_connect(
+        tcp::endpoint(asio::ip::make_address("127.0.0.1"), port_), [&](error_code ec) {
+          if (ec) {
+            result = ec;
+            done = true;
+            return;
+          }
+          tls.async_handshake(ssl::stream_base::client, [&](error_code e) {
+            result = e;
+            done = true;
+          });
+        });
+    run_until(ioc_, done, tls.next_layer());
+    return result;
+  }
+
+  error_code upgrade(const std::string& target) {
+    error_code result = asio::error::timed_out;
+    bool done = false;
+    ws_.async_handshake("127.0.0.1:" + std::to_string(port_), target, [&](error_code ec) {
+      result = ec;
+      done = true;
+    });
+    run_until(ioc_, done, socket());
+    return result;
+  }
+
+  bool send(const std::string& text) {
+    bool done = false;
+    error_code result = asio::error::timed_out;
+    ws_.text(true);
+    ws_.async_write(asio::buffer(text), [&](error_code ec, std::size_t) {
+      result = ec;
+      done = true;
+    });
+    run_until(ioc_, done, socket());
+    return !result;
+  }
+
+  std::optional<std::string> recv() {
+    bool done = false;
+    error_code result = asio::error::timed_out;
+    buffer_.clear();
+    ws_.async_read(buffer_, [&](error_code ec, std::size_t) {
+      result = ec;
+      done = true;
+    });
+    run_until(ioc_, done, socket());
+    if (result) {
+      last_error_ = result;
+      return std::nullopt;
+    }
+    return beast::buffers_to_string(buffer_.data());
+  }
+
+  // An HTTP GET over the TLS connection (instead of an upgrade).
+  std::optional<http::response<http::string_body>> get(const std::string& target) {
+    http::request<http::empty_body> req{http::verb::get, target, 11};
+    req.set(http::field::host, "127.0.0.1");
+    bool done = false;
+    error_code result = asio::error::timed_out;
+    http::response<http::string_body> res;
+    http::async_write(ws_.next_layer(), req, [&](error_code ec, std::size_t) {
+      if (ec) {
+        result = ec;
+        done = true;
+        return;
+      }
+      http::async_read(ws_.next_layer(), buffer_, res, [&](error_code e, std::size_t) {
+        result = e;
+        done = true;
+      });
+    });
+    run_until(ioc_, done, socket());
+    if (result) return std::nullopt;
+    return res;
+  }
+
+  websocket::close_reason close_reason() const { return ws_.reason(); }
+  error_code last_error() const { return last_error_; }
+
+ private:
+  tcp::socket& socket() { return ws_.next_layer().next_layer(); }
+
+  asio::io_context ioc_;
+  websocket::stream<ssl::stream<tcp::socket>> ws_;
+  beast::flat_buffer buffer_;
+  uint16_t port_;
+  error_code last_error_;
+};
+
+std::unique_ptr<WssClient> wss_join(uint16_t port, ssl::context& ctx, const std::string& target) {
+  auto c = std::make_unique<WssClient>(port, ctx);
+  if (auto ec = c->tls_connect()) {
+    ADD_FAILURE() << "TLS connect: " << ec.message();
+    return nullptr;
+  }
+  if (auto ec = c->upgrade(target)) {
+    ADD_FAILURE() << "upgrade: " << ec.message();
+    return nullptr;
+  }
+  return c;
+}
+
+TEST(Tls, WssRelaysBothWaysAndSatisfiesRequireWss) {
+  auto server = ServerProcess::start(tls_env({{"REQUIRE_WSS", "true"}}));
+  ASSERT_TRUE(server);
+  auto ctx = client_context(pki().ca_cert);
+  auto a = wss_join(server->port(), ctx, "/?roomId=tls-room");
+  auto b = wss_join(server->port(), ctx, "/?roomId=tls-room");
+  ASSERT_TRUE(a && b);
+  ASSERT_TRUE(a->send(R"({"type":"offer","sdp":"v=0 a","extra":1})"));
+  EXPECT_EQ(b->recv(), R"({"type":"offer","sdp":"v=0 a"})");
+  ASSERT_TRUE(b->send(R"({"type":"answer","sdp":"v=0 b"})"));
+  EXPECT_EQ(a->recv(), R"({"type":"answer","sdp":"v=0 b"})");
+}
+
+TEST(Tls, HealthAndMetricsAnswerOverHttpsOnTheSamePort) {
+  auto server = ServerProcess::start(tls_env());
+  ASSERT_TRUE(server);
+  auto ctx = client_context(pki().ca_cert);
+  WssClient c(server->port(), ctx);
+  ASSERT_FALSE(c.tls_connect());
+  auto health = c.get("/healthz");
+  ASSERT_TRUE(health);
+  EXPECT_EQ(health->result_int(), 200);
+  EXPECT_EQ(health->body(), "ok");
+  auto metrics = c.get("/metrics");  // keep-alive: a second request on the same TLS connection
+  ASSERT_TRUE(metrics);
+  EXPECT_NE(metrics->body().find("cloudgaming_active_connections"), std::string::npos);
+}
+
+TEST(Tls, PlainHttpAndOldTlsAreRefusedAndCounted) {
+  auto server = ServerProcess::start(tls_env());
+  ASSERT_TRUE(server);
+  // Plain HTTP to the TLS port gets no HTTP answer: the TLS handshake fails on its bytes.
+  EXPECT_EQ(http_get(server->port(), "/healthz").status, 0u);
+
+  auto tls11 = client_context(pki().ca_cert, TLS1_1_VERSION);
+  WssClient old(server->port(), tls11);
+  EXPECT_TRUE(old.tls_connect()) << "a TLS 1.1 handshake must fail";
+
+  auto tls12 = client_context(pki().ca_cert, TLS1_2_VERSION);
+  WssClient ok(server->port(), tls12);
+  ASSERT_FALSE(ok.tls_connect()) << "TLS 1.2 is the floor and must be accepted";
+  auto res = ok.get("/metrics");
+  ASSERT_TRUE(res);
+  const auto failures = metric_value(res->body(), "cloudgaming_tls_handshake_failures_total");
+  ASSERT_TRUE(failures);
+  EXPECT_GE(*failures, 2);
+}
+
+TEST(Tls, SilentClientIsDroppedAfterTheHandshakeTimeout) {
+  auto server = ServerProcess::start(tls_env({{"HANDSHAKE_TIMEOUT_MS", "300"}}));
+  ASSERT_TRUE(server);
+  asio::io_context ioc;
+  tcp::socket socket(ioc);
+  socket.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), server->port()));
+  // Never starts the TLS handshake: the server must close within the timeout, not hold the socket.
+  char byte = 0;
+  bool done = false;
+  error_code result;
+  socket.async_read_some(asio::buffer(&byte, 1), [&](error_code ec, std::size_t) {
+    result = ec;
+    done = true;
+  });
+  ASSERT_TRUE(run_until(ioc, done, socket, 3000ms)) << "still open after 3 s";
+  EXPECT_EQ(result, asio::error::eof);
+  auto ctx = client_context(pki().ca_cert);
+  WssClient probe(server->port(), ctx);
+  ASSERT_FALSE(probe.tls_connect());
+  auto res = probe.get("/metrics");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(metric_value(res->body(), "cloudgaming_handshake_timeouts_total"), 1.0);
+}
+
+TEST(Tls, ClientThatDoesNotTrustTheCertificateCannotConnect) {
+  auto server = ServerProcess::start(tls_env());
+  ASSERT_TRUE(server);
+  auto wrong = client_context(pki().other_ca_cert);
+  WssClient c(server->port(), wrong);
+  EXPECT_TRUE(c.tls_connect());
+}
+
+TEST(Tls, BadTlsSettingsStopStartupNamingTheVariable) {
+  auto only_cert = run_server_to_exit({{"TLS_CERT_FILE", pki().server_cert}}, {});
+  EXPECT_EQ(only_cert.exit_code, 2);
+  EXPECT_NE(only_cert.output.find("TLS_KEY_FILE"), std::string::npos) << only_cert.output;
+
+  auto missing = run_server_to_exit(
+      {{"TLS_CERT_FILE", pki().dir + "/nope.pem"}, {"TLS_KEY_FILE", pki().server_key}}, {});
+  EXPECT_EQ(missing.exit_code, 2);
+  EXPECT_NE(missing.output.find("TLS_CERT_FILE"), std::string::npos) << missing.output;
+
+  auto mismatch = run_server_to_exit(
+      {{"TLS_CERT_FILE", pki().server_cert}, {"TLS_KEY_FILE", pki().client_key}}, {});
+  EXPECT_EQ(mismatch.exit_code, 2);
+  EXPECT_NE(mismatch.output.find("does not match"), std::string::npos) << mismatch.output;
+  // The key's content never reaches the output.
+  std::ifstream key_file(pki().client_key);
+  std::string key_text((std::istreambuf_iterator<char>(key_file)), {});
+  const std::string key_body = key_text.substr(key_text.find('\n') + 1, 40);
+  EXPECT_EQ(mismatch.output.find(key_body), std::string::npos);
+
+  auto ca_without_rediss = run_server_to_exit(
+      {{"REDIS_URL", "redis://127.0.0.1:6379"}, {"REDIS_TLS_CA_FILE", pki().ca_cert}}, {});
+  EXPECT_EQ(ca_without_rediss.exit_code, 2);
+  EXPECT_NE(ca_without_rediss.output.find("REDIS_TLS_CA_FILE"), std::string::npos);
+}
+
+// redis-server with TLS on `tls_port` (and its plain port for the harness' redis-cli).
+std::unique_ptr<RedisProcess> start_tls_redis(uint16_t tls_port, bool require_client_cert) {
+  return RedisProcess::start(
+      0, {},
+      {"--tls-port", std::to_string(tls_port), "--tls-cert-file", pki().server_cert,
+       "--tls-key-file", pki().server_key, "--tls-ca-cert-file", pki().ca_cert,
+       "--tls-auth-clients", require_client_cert ? "yes" : "no"});
+}
+
+std::string rediss_url(uint16_t port) {
+  return "rediss://127.0.0.1:" + std::to_string(port);
+}
+
+TEST(Tls, RedissCarriesRelayBetweenTwoInstances) {
+  const uint16_t tls_port = free_port();
+  auto redis = start_tls_redis(tls_port, false);
+  ASSERT_TRUE(redis);
+  const Env env =
+      relaxed_limits({{"REDIS_URL", rediss_url(tls_port)}, {"REDIS_TLS_CA_FILE", pki().ca_cert}});
+  auto s1 = ServerProcess::start(env);
+  auto s2 = ServerProcess::start(env);
+  ASSERT_TRUE(s1 && s2);
+  ASSERT_TRUE(wait_until([&] { return http_get(s1->port(), "/readyz").status == 200; }, 10000ms));
+  ASSERT_TRUE(wait_until([&] { return http_get(s2->port(), "/readyz").status == 200; }, 10000ms));
+  auto a = WsClient::connect(s1->port(), "/?roomId=rediss-room");
+  auto b = WsClient::connect(s2->port(), "/?roomId=rediss-room");
+  ASSERT_TRUE(a && b);
+  // The membership went through Redis: the room set holds both.
+  EXPECT_EQ(redis->cli({"SCARD", "room:rediss-room"}), "2");
+  a->send(R"({"type":"candidate","candidate":"c1","sdpMid":"0","sdpMLineIndex":0})");
+  EXPECT_EQ(b->recv(), R"({"type":"candidate","candidate":"c1","sdpMid":"0","sdpMLineIndex":0})");
+  b->send(R"({"type":"control","action":"ping"})");
+  EXPECT_EQ(a->recv(), R"({"type":"control","action":"ping"})");
+}
+
+TEST(Tls, RedissWithClientCertificate) {
+  const uint16_t tls_port = free_port();
+  auto redis = start_tls_redis(tls_port, true);
+  ASSERT_TRUE(redis);
+  auto server = ServerProcess::start(relaxed_limits({{"REDIS_URL", rediss_url(tls_port)},
+                                                     {"REDIS_TLS_CA_FILE", pki().ca_cert},
+                                                     {"REDIS_TLS_CERT_FILE", pki().client_cert},
+                                                     {"REDIS_TLS_KEY_FILE", pki().client_key}}));
+  ASSERT_TRUE(server);
+  EXPECT_TRUE(
+      wait_until([&] { return http_get(server->port(), "/readyz").status == 200; }, 10000ms))
+      << server->output();
+}
+
+TEST(Tls, RedissWithTheWrongCaIsRefusedAndNeverReady) {
+  const uint16_t tls_port = free_port();
+  auto redis = start_tls_redis(tls_port, false);
+  ASSERT_TRUE(redis);
+  auto server = ServerProcess::start(relaxed_limits(
+      {{"REDIS_URL", rediss_url(tls_port)}, {"REDIS_TLS_CA_FILE", pki().other_ca_cert}}));
+  ASSERT_TRUE(server);
+  EXPECT_TRUE(server->wait_for_output("certificate verify failed", 10000ms)) << server->output();
+  EXPECT_NE(server->output().find("REDIS_TLS_CA_FILE"), std::string::npos);
+  EXPECT_EQ(http_get(server->port(), "/readyz").status, 503u);
+  // Clients are refused rather than admitted to a room nobody else can see.
+  auto c = WsClient::connect(server->port(), "/?roomId=never");
+  if (c) {
+    auto closed = c->wait_close();
+    ASSERT_TRUE(closed);
+    EXPECT_NE(closed->code, 0);
+  }
+  EXPECT_EQ(redis->cli({"EXISTS", "room:never"}), "0");
+}
+
+}  // namespace
