@@ -164,7 +164,7 @@ void WsSession::accept() {
 
 void WsSession::on_accepted(boost::system::error_code ec) {
   upgrade_.reset();
-  if (deadline_) deadline_->cancel();
+  deadline_.reset();  // cancels the wait; an open connection carries no timer
   if (ec) {
     end();  // the upgrade failed: undo the join, if any
     return;
@@ -300,8 +300,12 @@ void WsSession::on_joined(JoinResult result) {
 void WsSession::read() {
   // Read in pieces up to MESSAGE_MAX_BYTES + 1, so an oversize message is caught with at most
   // that much buffered, and refused with a proper closing handshake (Beast's own size limit
-  // would cut the TCP connection right after its close frame).
-  const std::size_t limit = server_.config().message_max_bytes + 1 - read_buffer_.size();
+  // would cut the TCP connection right after its close frame). A piece is at least 512 bytes and
+  // as large as what is already read, so the buffer doubles with a large message, and an idle
+  // connection waits on 512 bytes instead of Beast's default 1,536.
+  constexpr std::size_t kMinReadPiece = 512;
+  const std::size_t remaining = server_.config().message_max_bytes + 1 - read_buffer_.size();
+  const std::size_t limit = std::min(remaining, std::max(kMinReadPiece, read_buffer_.size()));
   ws_.async_read_some(read_buffer_, limit,
                       [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
                         self->on_read(ec);
@@ -328,8 +332,9 @@ void WsSession::on_read(boost::system::error_code ec) {
     handle_message(std::string_view(static_cast<const char*>(data.data()), data.size()));
   }
   read_buffer_.clear();
-  // A large message grew the buffer; give the memory back rather than keep it per connection.
-  if (read_buffer_.capacity() > 16384) read_buffer_.shrink_to_fit();
+  // A large message (an SDP offer or answer, a few KB) grew the buffer; give the memory back
+  // rather than keep it on a connection that will mostly idle. Candidates fit and reuse it.
+  if (read_buffer_.capacity() > 1024) read_buffer_.shrink_to_fit();
   read();
 }
 
@@ -358,17 +363,16 @@ void WsSession::handle_message(std::string_view text) {
   // as a connection drop.
   if (awaiting_.size() >= kMaxAwaiting || awaiting_bytes_ + text.size() > kMaxAwaitingBytes) {
     m.drops(RateScope::kConnection).inc();
-    awaiting_.emplace_back();  // keeps the verdict queue aligned; an empty text is skipped
+    awaiting_.push({});  // keeps the verdict queue aligned; an empty text is skipped
     return;
   }
   awaiting_bytes_ += text.size();
-  awaiting_.emplace_back(text);
+  awaiting_.push(text);
 }
 
 void WsSession::on_verdict(MessageVerdict verdict) {
   if (awaiting_.empty()) return;
-  const std::string text = std::move(awaiting_.front());
-  awaiting_.pop_front();
+  const std::string text = awaiting_.pop();
   awaiting_bytes_ -= text.size();
   // Still relayed after the socket ended: the client sent it before it left.
   if (joined_ && !text.empty()) process(text, verdict);

@@ -7,7 +7,6 @@
 #include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/websocket/stream.hpp>
-#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
@@ -24,6 +23,31 @@ namespace sigsrv {
 
 class Server;
 struct Loop;
+
+// FIFO of message texts: a vector and a read index rather than std::deque, whose empty state
+// alone allocates ~600 bytes, paid by every connection. Compacted once half of it is consumed,
+// so a queue that never fully drains still stays bounded by what it holds.
+class TextFifo {
+ public:
+  bool empty() const { return head_ == items_.size(); }
+  std::size_t size() const { return items_.size() - head_; }
+  void push(std::string_view text) { items_.emplace_back(text); }
+  std::string pop() {
+    std::string text = std::move(items_[head_++]);
+    if (head_ == items_.size()) {
+      items_.clear();
+      head_ = 0;
+    } else if (head_ >= 64 && head_ * 2 >= items_.size()) {
+      items_.erase(items_.begin(), items_.begin() + static_cast<std::ptrdiff_t>(head_));
+      head_ = 0;
+    }
+    return text;
+  }
+
+ private:
+  std::vector<std::string> items_;
+  std::size_t head_ = 0;
+};
 
 class WsSession final : public Peer, public std::enable_shared_from_this<WsSession> {
  public:
@@ -82,7 +106,7 @@ class WsSession final : public Peer, public std::enable_shared_from_this<WsSessi
   // Messages waiting for the bus' window verdict (Redis bus), in arrival order.
   static constexpr std::size_t kMaxAwaiting = 1024;
   static constexpr std::size_t kMaxAwaitingBytes = 1 << 20;
-  std::deque<std::string> awaiting_;
+  TextFifo awaiting_;
   std::size_t awaiting_bytes_ = 0;
   bool leave_pending_ = false;  // ended while verdicts were pending: leave after the last one
 
