@@ -2,9 +2,22 @@
 // ports, wait for conditions with deadlines, stop everything that was started.
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+
+/**
+ * Loads an npm dependency of the e2e tests: from E2E_NODE_MODULES (the directory holding
+ * node_modules that the ctest setup step filled, in the build tree) or, when unset, from
+ * tests/e2e/node_modules (`npm ci` in tests/e2e).
+ * @param {string} name
+ */
+export function requireDep(name) {
+  const dir = process.env.E2E_NODE_MODULES;
+  const from = dir ? path.join(path.resolve(dir), 'noop.js') : import.meta.url;
+  return createRequire(from)(name);
+}
 
 /** Every child started here; stopAll() ends those still running. */
 const children = new Set();
