@@ -151,7 +151,11 @@ export class SignalingClient {
     this._ws = null;
     this._attempt = 0;
     this._everOpened = false;
-    this._timer = null;
+    this._openedAt = 0;
+    /** @type {ReturnType<typeof setTimeout> | undefined} */
+    this._timer = undefined;
+    /** @type {{resolve: () => void, reject: (err: unknown) => void} | null} */
+    this._pending = null;
     /** @type {Welcome | null} */
     this.welcome = null;
     /** @type {ConnectOptions | null} */
@@ -196,7 +200,7 @@ export class SignalingClient {
    */
   close(code = 1000, reason = '') {
     clearTimeout(this._timer);
-    this._timer = null;
+    this._timer = undefined;
     this._queue.length = 0;
     const ws = this._ws;
     this._ws = null;
@@ -312,6 +316,7 @@ export class SignalingClient {
 
   // --- internals ---
 
+  /** @param {string} type @param {unknown} ev */
   _emit(type, ev) {
     const set = this._listeners.get(type);
     if (!set) return;
@@ -325,12 +330,14 @@ export class SignalingClient {
     }
   }
 
+  /** @param {State} s */
   _setState(s) {
     if (this._state === s) return;
     this._state = s;
     this._emit('state', s);
   }
 
+  /** @param {unknown} err null: resolve */
   _settle(err) {
     const p = this._pending;
     if (!p) return;
@@ -340,12 +347,14 @@ export class SignalingClient {
   }
 
   _open() {
-    this._timer = null;
+    this._timer = undefined;
     this._setState(this._everOpened ? 'reconnecting' : 'connecting');
     this.welcome = null;
+    const opts = /** @type {ConnectOptions} */ (this._opts);
+    /** @type {WebSocket} */
     let ws;
     try {
-      ws = new this._WebSocket(buildUrl(this._opts));
+      ws = new this._WebSocket(buildUrl(opts));
     } catch (err) {
       this._settle(err);
       this._setState('closed');
@@ -358,7 +367,7 @@ export class SignalingClient {
       this._openedAt = Date.now();
       // With events=1 the welcome proves admission (checks run after the upgrade, so a
       // rejected client sees `open` and then a close frame); wait for it before flushing.
-      if (!this._opts.events) this._ready();
+      if (!opts.events) this._ready();
     };
     ws.onmessage = (e) => this._onMessage(e.data);
     ws.onclose = (e) => this._onClose(ws, e.code, e.reason, e.wasClean);
@@ -369,16 +378,19 @@ export class SignalingClient {
     const reconnected = this._everOpened;
     this._everOpened = true;
     this._setState('open');
-    const queue = this._queue.splice(0);
-    for (const msg of queue) this._ws.send(JSON.stringify(msg));
+    const ws = /** @type {WebSocket} */ (this._ws);
+    for (const msg of this._queue.splice(0)) ws.send(JSON.stringify(msg));
     this._emit('open', { reconnected });
     this._settle(null);
   }
 
+  /** @param {unknown} data string, or ArrayBuffer for a binary frame */
   _onMessage(data) {
     let msg;
     try {
-      msg = JSON.parse(typeof data === 'string' ? data : new TextDecoder().decode(data));
+      const text =
+        typeof data === 'string' ? data : new TextDecoder().decode(/** @type {ArrayBuffer} */ (data));
+      msg = JSON.parse(text);
     } catch {
       return;
     }
@@ -400,6 +412,9 @@ export class SignalingClient {
     }
   }
 
+  /**
+   * @param {WebSocket} ws @param {number} code @param {string} reason @param {boolean} wasClean
+   */
   _onClose(ws, code, reason, wasClean) {
     if (ws !== this._ws) return; // replaced or closed by close()
     this._ws = null;
@@ -423,11 +438,13 @@ export class SignalingClient {
   }
 }
 
+/** @param {WebSocket} ws */
 function detach(ws) {
   ws.onopen = ws.onmessage = ws.onclose = null;
   ws.onerror = () => {};
 }
 
+/** @param {unknown} v @param {string} name */
 function requireString(v, name) {
   if (typeof v !== 'string' || v.length === 0) {
     throw new TypeError(`SignalingClient: ${name} must be a non-empty string`);

@@ -1,6 +1,6 @@
-// Installs the e2e tests' npm dependencies (playwright-core, werift, ws) into DEST/node_modules
-// with `npm ci`, from the package.json and package-lock.json in SRC; does nothing when DEST
-// already holds exactly that lock file's install.
+// Installs the e2e tests' npm dependencies (playwright-core, werift, ws, typescript) into
+// DEST/node_modules with `npm ci`, from the package.json and package-lock.json in SRC; does
+// nothing when DEST already holds exactly that lock file's install.
 //   node tests/e2e/npm-setup.mjs SRC DEST
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
