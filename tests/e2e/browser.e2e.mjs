@@ -9,7 +9,8 @@
 //
 // Environment: SIGNAL_SERVER_BIN (required), REDIS_SERVER_BIN (default redis-server),
 // CHROMIUM_BIN (default /usr/bin/chromium), E2E_ARTIFACTS (screenshots on failure; default
-// a temporary directory), E2E_NODE_MODULES (see harness.mjs).
+// a temporary directory), E2E_SCREENSHOTS=1 (screenshots on success too), E2E_NODE_MODULES
+// (see harness.mjs).
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
 import { demoState, launchChromium, openDemo, saveScreenshots } from './browser-lib.mjs';
@@ -51,6 +52,7 @@ async function oneCall(browser, demoBase, servers, run) {
       // one page per instance: the call crossed Redis
       for (const s of servers) assert.match(s.output, new RegExp(`"roomId":"${room}","localCount":1`));
     }
+    if (process.env.E2E_SCREENSHOTS === '1') await saveScreenshots([a.page, b.page], `${mode}-run${run}-ok`);
     const joined = Math.min(sa.bothJoinedAt, sb.bothJoinedAt);
     const connected = Math.max(sa.connectedAt, sb.connectedAt);
     const setupMs = connected - joined;

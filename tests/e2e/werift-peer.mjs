@@ -3,19 +3,23 @@
 // whoever is in the room first offers when it hears `peer-joined`; the DataChannel carries
 // {kind: 'ping'|'pong', t, from} JSON; video from the browser is counted in RTP packets.
 //
-//   node tests/e2e/werift-peer.mjs --url ws://127.0.0.1:3002 --room ROOM
-// (needs `npm ci` in tests/e2e for werift and ws)
+//   node tests/e2e/werift-peer.mjs --url ws://127.0.0.1:3002 --room ROOM [--stun stun:HOST:PORT]
+// (needs `npm ci` in tests/e2e for werift and ws). werift always asks a STUN server while
+// gathering, Google's when none is given; without --stun this peer answers that itself
+// (stun-responder.mjs), so nothing leaves the machine.
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SignalingClient } from '../../clients/js/signaling-client.js';
 import { requireDep } from './harness.mjs';
+import { startStunResponder } from './stun-responder.mjs';
 
 /**
  * Joins `roomId` and answers (or makes) one call. Returns a handle whose `state` the caller
  * watches; `close()` ends the call and leaves the room.
- * @param {{url: string, roomId: string, log?: (line: string) => void}} o
+ * @param {{url: string, roomId: string, iceServers: {urls: string}[],
+ *          log?: (line: string) => void}} o
  */
-export async function startWeriftPeer({ url, roomId, log = () => {} }) {
+export async function startWeriftPeer({ url, roomId, iceServers, log = () => {} }) {
   const { RTCPeerConnection } = requireDep('werift');
   const WebSocket = requireDep('ws');
   const state = {
@@ -44,7 +48,7 @@ export async function startWeriftPeer({ url, roomId, log = () => {} }) {
     pc?.close();
     state.role = role;
     pending = [];
-    pc = new RTCPeerConnection({ iceServers: [], iceUseIpv6: false });
+    pc = new RTCPeerConnection({ iceServers, iceUseIpv6: false });
     pc.onicecandidate = ({ candidate }) => {
       if (candidate?.candidate) client.sendCandidate(candidate.toJSON());
     };
@@ -164,7 +168,9 @@ if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.me
     console.error('usage: werift-peer.mjs --url ws://HOST:PORT --room ROOM');
     process.exit(2);
   }
-  const peer = await startWeriftPeer({ url, roomId, log: (l) => console.log(l) });
+  const stun = arg('stun') ? null : await startStunResponder();
+  const iceServers = [{ urls: arg('stun') ?? stun.url }];
+  const peer = await startWeriftPeer({ url, roomId, iceServers, log: (l) => console.log(l) });
   const report = setInterval(() => {
     const s = peer.state;
     console.log(`state ${s.pcState}, DataChannel ${s.dcState}, RTT ${s.rtts.at(-1)?.toFixed(1) ?? '-'} ms, RTP packets ${s.rtpPackets}`);
@@ -172,6 +178,7 @@ if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.me
   process.on('SIGINT', async () => {
     clearInterval(report);
     await peer.close();
+    await stun?.close();
     process.exit(0);
   });
 }

@@ -8,6 +8,7 @@ import { after, test } from 'node:test';
 import { demoState, launchChromium, openDemo, saveScreenshots } from './browser-lib.mjs';
 import { startServer, stopAll, waitFor } from './harness.mjs';
 import { startStaticServer } from './static-server.mjs';
+import { startStunResponder } from './stun-responder.mjs';
 import { startWeriftPeer } from './werift-peer.mjs';
 
 const bin = process.env.SIGNAL_SERVER_BIN;
@@ -20,18 +21,21 @@ async function setup() {
   const server = await startServer({ bin });
   const web = await startStaticServer();
   const browser = await launchChromium();
-  env = { server, web, browser };
+  const stun = await startStunResponder();
+  env = { server, web, browser, stun };
   return env;
 }
 after(async () => {
   if (!env) return;
   await env.browser.close();
   await env.web.close();
+  await env.stun.close();
   await env.server.stop();
 });
 
 async function call(t, { hostFirst }) {
-  const { server, web, browser } = await setup();
+  const { server, web, browser, stun } = await setup();
+  const iceServers = [{ urls: stun.url }];
   const room = `e2e-werift-${hostFirst ? 'host' : 'browser'}-first-${process.pid}`;
   const hostLog = [];
   const log = (l) => hostLog.push(`${(performance.now() / 1000).toFixed(3)} ${l}`);
@@ -39,10 +43,10 @@ async function call(t, { hostFirst }) {
   let page = null;
   let context = null;
   try {
-    if (hostFirst) host = await startWeriftPeer({ url: server.url, roomId: room, log });
+    if (hostFirst) host = await startWeriftPeer({ url: server.url, roomId: room, iceServers, log });
     ({ page, context } = await openDemo(browser, web.url, { server: server.url, room, name: 'browser' }));
     await waitFor(async () => (await demoState(page)).signaling === 'open', { timeoutMs: 15000, what: 'page to join' });
-    if (!hostFirst) host = await startWeriftPeer({ url: server.url, roomId: room, log });
+    if (!hostFirst) host = await startWeriftPeer({ url: server.url, roomId: room, iceServers, log });
 
     const s = await waitFor(
       async () => {
@@ -62,6 +66,7 @@ async function call(t, { hostFirst }) {
       // the browser's offer carries its canvas video: the host receives RTP
       await waitFor(() => host.state.rtpPackets > 0, { timeoutMs: 15000, what: 'RTP at the host' });
     }
+    if (process.env.E2E_VERBOSE === '1') for (const line of hostLog) console.log(`# [host] ${line}`);
     console.log(
       `# ${hostFirst ? 'host' : 'browser'} offered: connected; RTT browser ${s.rtts.at(-1).toFixed(2)} ms, ` +
         `host ${host.state.rtts.at(-1).toFixed(2)} ms; RTP packets at host ${host.state.rtpPackets}`,
