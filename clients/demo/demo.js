@@ -1,0 +1,257 @@
+// Demo of SignalingClient: two tabs in one room set up a WebRTC call (canvas video + a
+// DataChannel). The member already in the room offers when it hears `peer-joined`.
+//
+// Query parameters: server (ws URL, default ws://<this host>:3002), room, autojoin=1.
+import { SignalingClient } from '../js/signaling-client.js';
+
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
+
+/** Everything the page knows, also read by the end-to-end tests. */
+const demo = {
+  signaling: 'idle',
+  clientId: null,
+  role: null, // 'offerer' | 'answerer'
+  pcState: 'new',
+  iceState: 'new',
+  dcState: 'closed',
+  rtts: [],
+  received: [], // DataChannel messages from the peer
+  frames: 0,
+  bothJoinedAt: null, // ms since epoch (sub-ms): the moment this tab knew both were in
+  connectedAt: null, // RTCPeerConnection reached 'connected'
+  errors: [],
+};
+window.demo = demo;
+
+let client = null;
+let pc = null;
+let dc = null;
+let pingTimer = null;
+let pendingCandidates = [];
+let chain = Promise.resolve(); // signaling steps run one after the other
+const now = () => performance.timeOrigin + performance.now();
+
+function log(msg) {
+  const line = `${new Date().toISOString().slice(11, 23)} ${msg}`;
+  $('log').textContent += `${line}\n`;
+  $('log').scrollTop = $('log').scrollHeight;
+}
+
+function fail(err) {
+  demo.errors.push(String(err?.message ?? err));
+  log(`error: ${err?.message ?? err}`);
+}
+
+function show() {
+  $('sigState').textContent = demo.signaling;
+  $('clientId').textContent = demo.clientId ?? '-';
+  $('role').textContent = demo.role ?? '-';
+  $('pcState').textContent = demo.pcState;
+  $('iceState').textContent = demo.iceState;
+  $('dcState').textContent = demo.dcState;
+  const last = demo.rtts.at(-1);
+  $('rtt').textContent = last === undefined ? '-' : `${last.toFixed(1)} ms (${demo.rtts.length} pings)`;
+  $('frames').textContent = String(demo.frames);
+  $('setupMs').textContent =
+    demo.bothJoinedAt && demo.connectedAt ? `${(demo.connectedAt - demo.bothJoinedAt).toFixed(0)} ms` : '-';
+}
+
+// --- the video we send: an animated canvas ---
+const canvas = $('local');
+const ctx = canvas.getContext('2d');
+let tick = 0;
+function draw() {
+  tick++;
+  const hue = (tick * 3) % 360;
+  ctx.fillStyle = `hsl(${hue} 60% 30%)`;
+  ctx.fillRect(0, 0, canvas.width, canvas.height);
+  ctx.fillStyle = '#fff';
+  ctx.fillRect((tick * 4) % (canvas.width - 40), 100, 40, 40);
+  ctx.font = '20px monospace';
+  ctx.fillText(`${demo.clientId?.slice(0, 8) ?? 'not joined'} #${tick}`, 10, 30);
+}
+draw();
+setInterval(draw, 33); // a timer, not rAF: keeps drawing in background tabs
+const stream = canvas.captureStream(30);
+
+// --- received video: count decoded frames ---
+const video = $('remote');
+function countFrames() {
+  const q = video.getVideoPlaybackQuality?.();
+  if (q) demo.frames = q.totalVideoFrames;
+  show();
+}
+setInterval(countFrames, 200);
+
+function newPeerConnection(role) {
+  closePeer();
+  demo.role = role;
+  demo.pcState = 'new';
+  pendingCandidates = [];
+  pc = new RTCPeerConnection({ iceServers: [] });
+  pc.onicecandidate = (e) => {
+    const c = e.candidate;
+    if (!c || !c.candidate) return; // end of candidates: nothing to signal
+    // candidate:<foundation> <component> <transport> <priority> <address> <port> typ <type>
+    log(`local candidate ${c.candidate.split(' ').slice(4, 8).join(' ')}`);
+    client.sendCandidate(c.toJSON());
+  };
+  pc.onconnectionstatechange = () => {
+    demo.pcState = pc.connectionState;
+    if (pc.connectionState === 'connected' && !demo.connectedAt) {
+      demo.connectedAt = now();
+      log(`connected ${(demo.connectedAt - demo.bothJoinedAt).toFixed(1)} ms after both joined`);
+    }
+    log(`peer connection: ${pc.connectionState}`);
+    show();
+  };
+  pc.oniceconnectionstatechange = () => {
+    demo.iceState = pc.iceConnectionState;
+    show();
+  };
+  pc.ontrack = (e) => {
+    log(`remote ${e.track.kind} track`);
+    video.srcObject = e.streams[0] ?? new MediaStream([e.track]);
+    video.play().catch(fail);
+  };
+  pc.ondatachannel = (e) => useChannel(e.channel);
+  show();
+  return pc;
+}
+
+function useChannel(channel) {
+  dc = channel;
+  demo.dcState = dc.readyState;
+  dc.onopen = () => {
+    demo.dcState = 'open';
+    log('DataChannel open');
+    ping();
+    pingTimer = setInterval(ping, 1000);
+    show();
+  };
+  dc.onclose = () => {
+    demo.dcState = 'closed';
+    clearInterval(pingTimer);
+    show();
+  };
+  dc.onmessage = (e) => {
+    const m = JSON.parse(e.data);
+    demo.received.push(m);
+    if (m.kind === 'ping') dc.send(JSON.stringify({ kind: 'pong', t: m.t, from: demo.role }));
+    if (m.kind === 'pong') demo.rtts.push(performance.now() - m.t);
+    show();
+  };
+}
+
+function ping() {
+  if (dc?.readyState === 'open') dc.send(JSON.stringify({ kind: 'ping', t: performance.now(), from: demo.role }));
+}
+
+function closePeer() {
+  clearInterval(pingTimer);
+  dc?.close();
+  pc?.close();
+  dc = null;
+  pc = null;
+  demo.dcState = 'closed';
+  demo.pcState = 'closed';
+  video.srcObject = null;
+}
+
+async function addRemoteCandidates() {
+  for (const c of pendingCandidates.splice(0)) await pc.addIceCandidate(c);
+}
+
+// --- signaling ---
+function step(fn) {
+  chain = chain.then(fn).catch(fail);
+}
+
+async function startAsOfferer() {
+  newPeerConnection('offerer');
+  for (const track of stream.getVideoTracks()) pc.addTrack(track, stream);
+  useChannel(pc.createDataChannel('demo'));
+  await pc.setLocalDescription(await pc.createOffer());
+  client.sendOffer(pc.localDescription.sdp);
+  log('offer sent');
+}
+
+async function answer(sdp) {
+  newPeerConnection('answerer');
+  await pc.setRemoteDescription({ type: 'offer', sdp });
+  for (const track of stream.getVideoTracks()) pc.addTrack(track, stream);
+  await pc.setLocalDescription(await pc.createAnswer());
+  client.sendAnswer(pc.localDescription.sdp);
+  await addRemoteCandidates();
+  log('answer sent');
+}
+
+function join(server, roomId) {
+  client = new SignalingClient();
+  client.on('state', (s) => {
+    demo.signaling = s;
+    show();
+  });
+  client.on('welcome', (w) => {
+    demo.clientId = w.clientId;
+    log(`joined ${w.roomId} as ${w.clientId}; ${w.peers} already there`);
+    if (w.peers > 0 && !demo.bothJoinedAt) demo.bothJoinedAt = now();
+  });
+  client.on('peer-joined', ({ clientId }) => {
+    log(`peer joined: ${clientId}`);
+    demo.bothJoinedAt = now();
+    demo.connectedAt = null;
+    step(startAsOfferer);
+  });
+  client.on('offer', ({ sdp }) => {
+    log('offer received');
+    step(() => answer(sdp));
+  });
+  client.on('answer', ({ sdp }) => {
+    log('answer received');
+    step(async () => {
+      await pc.setRemoteDescription({ type: 'answer', sdp });
+      await addRemoteCandidates();
+    });
+  });
+  client.on('candidate', ({ candidate, sdpMid, sdpMLineIndex }) => {
+    step(async () => {
+      const init = { candidate, sdpMid, sdpMLineIndex };
+      if (pc?.remoteDescription) await pc.addIceCandidate(init);
+      else pendingCandidates.push(init);
+    });
+  });
+  client.on('peer-disconnected', () => {
+    log('peer left');
+    step(async () => closePeer());
+    demo.bothJoinedAt = null;
+  });
+  client.on('schema-error', () => fail('server refused a message (schema-error)'));
+  client.on('close', ({ code, reason, willReconnect, delayMs }) => {
+    log(`signaling closed ${code} ${reason}${willReconnect ? `; reconnecting in ${delayMs} ms` : ''}`);
+  });
+  $('joinBtn').disabled = true;
+  $('leaveBtn').disabled = false;
+  client.connect({ url: server, roomId, events: true }).catch(fail);
+}
+
+function leave() {
+  client?.close();
+  closePeer();
+  client = null;
+  demo.bothJoinedAt = demo.connectedAt = null;
+  $('joinBtn').disabled = false;
+  $('leaveBtn').disabled = true;
+  show();
+}
+
+$('server').value = params.get('server') ?? `ws://${location.hostname || 'localhost'}:3002`;
+$('room').value = params.get('room') ?? `demo-${Math.random().toString(36).slice(2, 8)}`;
+$('join').addEventListener('submit', (e) => {
+  e.preventDefault();
+  join($('server').value, $('room').value);
+});
+$('leaveBtn').addEventListener('click', leave);
+if (params.get('autojoin') === '1') join($('server').value, $('room').value);
+show();

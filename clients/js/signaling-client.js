@@ -1,0 +1,452 @@
+// SignalingClient: a dependency-free client for signal-server (see docs/CLIENTS.md).
+// Works in browsers and in Node 20+ given a WebSocket implementation (the `WebSocket`
+// option, or the global one of `node --experimental-websocket` / Node 22).
+
+/**
+ * @typedef {{type: 'offer' | 'answer', sdp: string}} SdpMessage
+ * @typedef {{type: 'candidate', candidate: string, sdpMid?: string | null,
+ *            sdpMLineIndex?: number | null}} CandidateMessage
+ * @typedef {{type: 'control', action: string, payload?: unknown}} ControlMessage
+ * @typedef {{type: 'peer-disconnected'}} PeerDisconnectedMessage
+ * @typedef {SdpMessage | CandidateMessage | ControlMessage} OutgoingMessage
+ * @typedef {OutgoingMessage | PeerDisconnectedMessage} IncomingMessage
+ *
+ * @typedef {{clientId: string, roomId: string, peers: number}} Welcome
+ * @typedef {{code: number, reason: string, wasClean: boolean, willReconnect: boolean,
+ *            delayMs?: number}} CloseInfo
+ * @typedef {{attempt: number, delayMs: number, code: number, reason: string}} ReconnectInfo
+ * @typedef {'idle' | 'connecting' | 'open' | 'reconnecting' | 'closed'} State
+ *
+ * @typedef {object} EventMap
+ * @property {{reconnected: boolean}} open       admitted to the room (see docs: "ready")
+ * @property {Welcome} welcome                    events=1 only: the server's welcome
+ * @property {SdpMessage} offer
+ * @property {SdpMessage} answer
+ * @property {CandidateMessage} candidate
+ * @property {ControlMessage} control             controls other than welcome, peer-joined, schema-error
+ * @property {{clientId: string}} peer-joined     events=1 only
+ * @property {PeerDisconnectedMessage} peer-disconnected
+ * @property {ControlMessage} schema-error        the server refused one of our messages
+ * @property {IncomingMessage} message            every message received, before the typed event
+ * @property {CloseInfo} close                    every socket close, with what happens next
+ * @property {ReconnectInfo} reconnecting         a reconnect is scheduled
+ * @property {{dropped: OutgoingMessage}} queue-overflow
+ * @property {State} state
+ *
+ * @typedef {object} ReconnectOptions
+ * @property {number} [initialDelayMs=500]   first delay (before jitter)
+ * @property {number} [maxDelayMs=15000]     cap of the exponential delay
+ * @property {number} [factor=2]             growth per failed attempt
+ * @property {number} [drainingDelayMs=1000] least delay after 1012 (server draining)
+ * @property {number} [maxAttempts=Infinity] consecutive failed attempts before giving up
+ * @property {number} [stableAfterMs=2000]   an open socket older than this resets the attempts
+ * @property {number[]} [retryCodes=[1006,1011,1012,1013]] close codes that reconnect
+ *
+ * @typedef {object} ClientOptions
+ * @property {typeof WebSocket} [WebSocket]  implementation (default: globalThis.WebSocket)
+ * @property {ReconnectOptions | false} [reconnect] false turns reconnecting off
+ * @property {number} [queueLimit=256]       outgoing messages held while not open
+ * @property {'drop-oldest' | 'drop-newest' | 'throw'} [queueOverflow='drop-oldest']
+ * @property {() => number} [random=Math.random] jitter source (tests)
+ * @property {(err: unknown, type: string) => void} [onListenerError] called when a listener
+ *   throws (default: rethrown asynchronously, so it reaches window.onerror / the console)
+ *
+ * @typedef {object} ConnectOptions
+ * @property {string} url        ws:// or wss:// base URL (path and query are kept)
+ * @property {string} roomId
+ * @property {string} [token]    JWT, sent as the `token` query parameter
+ * @property {boolean} [events]  ask for welcome / peer-joined (events=1)
+ */
+
+const DEFAULT_RECONNECT = Object.freeze({
+  initialDelayMs: 500,
+  maxDelayMs: 15000,
+  factor: 2,
+  drainingDelayMs: 1000,
+  maxAttempts: Infinity,
+  stableAfterMs: 2000,
+  retryCodes: [1006, 1011, 1012, 1013],
+});
+
+/** Close codes signal-server uses, with the client's reading of them. */
+export const CloseCodes = Object.freeze({
+  NORMAL: 1000, // also "Room is full": never retried
+  ABNORMAL: 1006, // no close frame: network loss, server crash
+  POLICY: 1008, // invalid roomId, auth, origin...: never retried
+  TOO_BIG: 1009,
+  INTERNAL: 1011,
+  DRAINING: 1012,
+  TRY_AGAIN: 1013, // capacity, rate limit, Redis unavailable, overloaded
+});
+
+const OPEN = 1; // WebSocket.OPEN, independent of the implementation's statics
+
+/** Error given to a `connect()` promise that will never open. */
+export class SignalingCloseError extends Error {
+  /** @param {number} code @param {string} reason */
+  constructor(code, reason) {
+    super(`signaling closed: ${code}${reason ? ` ${reason}` : ''}`);
+    this.name = 'SignalingCloseError';
+    this.code = code;
+    this.reason = reason;
+  }
+}
+
+/**
+ * Builds the connect URL: `url` with roomId, token and events=1 in its query.
+ * @param {ConnectOptions} opts
+ * @returns {string}
+ */
+export function buildUrl({ url, roomId, token, events }) {
+  const u = new URL(url);
+  u.searchParams.set('roomId', roomId);
+  if (token) u.searchParams.set('token', token);
+  if (events) u.searchParams.set('events', '1');
+  return u.toString();
+}
+
+/**
+ * Delay before reconnect attempt `attempt` (1-based) after a close with `code`:
+ * exponential, capped, with "equal jitter" (half fixed, half random) so that the delay
+ * still grows while clients closed together do not come back together.
+ * @param {number} attempt
+ * @param {number} code
+ * @param {Required<ReconnectOptions>} r
+ * @param {() => number} random
+ * @returns {number}
+ */
+export function backoffDelay(attempt, code, r, random = Math.random) {
+  const base = Math.min(r.maxDelayMs, r.initialDelayMs * Math.pow(r.factor, attempt - 1));
+  let delay = base / 2 + random() * (base / 2);
+  if (code === CloseCodes.DRAINING) delay = Math.max(delay, r.drainingDelayMs);
+  return Math.round(delay);
+}
+
+export class SignalingClient {
+  /** @param {ClientOptions} [options] */
+  constructor(options = {}) {
+    this._WebSocket = options.WebSocket ?? globalThis.WebSocket;
+    if (typeof this._WebSocket !== 'function') {
+      throw new TypeError('SignalingClient: no WebSocket implementation (pass options.WebSocket)');
+    }
+    /** @type {Required<ReconnectOptions> | null} */
+    this._reconnect =
+      options.reconnect === false ? null : { ...DEFAULT_RECONNECT, ...(options.reconnect ?? {}) };
+    this._queueLimit = options.queueLimit ?? 256;
+    this._queueOverflow = options.queueOverflow ?? 'drop-oldest';
+    this._random = options.random ?? Math.random;
+    this._onListenerError =
+      options.onListenerError ??
+      ((err) =>
+        setTimeout(() => {
+          throw err;
+        }));
+    /** @type {Map<string, Set<Function>>} */
+    this._listeners = new Map();
+    /** @type {OutgoingMessage[]} */
+    this._queue = [];
+    /** @type {State} */
+    this._state = 'idle';
+    /** @type {WebSocket | null} */
+    this._ws = null;
+    this._attempt = 0;
+    this._everOpened = false;
+    this._openedAt = 0;
+    /** @type {ReturnType<typeof setTimeout> | undefined} */
+    this._timer = undefined;
+    /** @type {{resolve: () => void, reject: (err: unknown) => void} | null} */
+    this._pending = null;
+    /** @type {Welcome | null} */
+    this.welcome = null;
+    /** @type {ConnectOptions | null} */
+    this._opts = null;
+  }
+
+  /** @returns {State} */
+  get state() {
+    return this._state;
+  }
+
+  /** Messages waiting for the socket to open. */
+  get queued() {
+    return this._queue.length;
+  }
+
+  /**
+   * Connects and keeps connecting per the reconnect policy. Resolves when first admitted to
+   * the room; rejects with SignalingCloseError if it closes for good before that.
+   * @param {ConnectOptions} opts
+   * @returns {Promise<void>}
+   */
+  connect(opts) {
+    if (this._state !== 'idle' && this._state !== 'closed') {
+      return Promise.reject(new Error('SignalingClient: already connecting or connected'));
+    }
+    if (!opts || typeof opts.url !== 'string' || typeof opts.roomId !== 'string' || !opts.roomId) {
+      return Promise.reject(new TypeError('SignalingClient.connect: url and roomId are required'));
+    }
+    this._opts = { ...opts };
+    this._attempt = 0;
+    this._everOpened = false;
+    return new Promise((resolve, reject) => {
+      this._pending = { resolve, reject };
+      this._open();
+    });
+  }
+
+  /**
+   * Closes for good: no reconnect, the queue is dropped.
+   * @param {number} [code=1000] @param {string} [reason='']
+   */
+  close(code = 1000, reason = '') {
+    clearTimeout(this._timer);
+    this._timer = undefined;
+    this._queue.length = 0;
+    const ws = this._ws;
+    this._ws = null;
+    const wasOpen = this._state === 'open';
+    this._setState('closed');
+    if (ws) {
+      detach(ws);
+      try {
+        ws.close(code, reason);
+      } catch {
+        ws.close();
+      }
+    }
+    if (ws || wasOpen) {
+      this._emit('close', { code, reason, wasClean: true, willReconnect: false });
+    }
+    this._settle(new SignalingCloseError(code, reason || 'closed by client'));
+  }
+
+  /** @param {string} sdp */
+  sendOffer(sdp) {
+    requireString(sdp, 'sdp');
+    return this.send({ type: 'offer', sdp });
+  }
+
+  /** @param {string} sdp */
+  sendAnswer(sdp) {
+    requireString(sdp, 'sdp');
+    return this.send({ type: 'answer', sdp });
+  }
+
+  /**
+   * Accepts an RTCIceCandidate (or its toJSON()) or the candidate string.
+   * @param {string | {candidate: string, sdpMid?: string | null, sdpMLineIndex?: number | null}} c
+   */
+  sendCandidate(c) {
+    const init = typeof c === 'string' ? { candidate: c } : c;
+    requireString(init?.candidate, 'candidate');
+    /** @type {CandidateMessage} */
+    const msg = { type: 'candidate', candidate: init.candidate };
+    if (init.sdpMid !== undefined) msg.sdpMid = init.sdpMid;
+    if (init.sdpMLineIndex !== undefined) msg.sdpMLineIndex = init.sdpMLineIndex;
+    return this.send(msg);
+  }
+
+  /** @param {string} action @param {unknown} [payload] */
+  sendControl(action, payload) {
+    requireString(action, 'action');
+    /** @type {ControlMessage} */
+    const msg = { type: 'control', action };
+    if (payload !== undefined) msg.payload = payload;
+    return this.send(msg);
+  }
+
+  /**
+   * Sends now when open; otherwise queues (bounded, see queueOverflow) until the next open.
+   * Before connect() messages are queued too; after close() (or a close for good) they are
+   * dropped.
+   * @param {OutgoingMessage} msg
+   * @returns {'sent' | 'queued' | 'dropped'}
+   */
+  send(msg) {
+    if (this._state === 'closed') return 'dropped';
+    if (this._state === 'open' && this._ws && this._ws.readyState === OPEN) {
+      this._ws.send(JSON.stringify(msg));
+      return 'sent';
+    }
+    if (this._queue.length >= this._queueLimit) {
+      if (this._queueOverflow === 'throw') {
+        throw new RangeError(`SignalingClient: outgoing queue full (${this._queueLimit})`);
+      }
+      if (this._queueOverflow === 'drop-newest') {
+        this._emit('queue-overflow', { dropped: msg });
+        return 'dropped';
+      }
+      this._emit('queue-overflow', { dropped: this._queue.shift() });
+    }
+    this._queue.push(msg);
+    return 'queued';
+  }
+
+  /**
+   * @template {keyof EventMap} K
+   * @param {K} type @param {(ev: EventMap[K]) => void} listener
+   * @returns {() => void} removes the listener
+   */
+  on(type, listener) {
+    let set = this._listeners.get(type);
+    if (!set) this._listeners.set(type, (set = new Set()));
+    set.add(listener);
+    return () => this.off(type, listener);
+  }
+
+  /**
+   * @template {keyof EventMap} K
+   * @param {K} type @param {(ev: EventMap[K]) => void} listener
+   */
+  off(type, listener) {
+    this._listeners.get(type)?.delete(listener);
+  }
+
+  /**
+   * @template {keyof EventMap} K
+   * @param {K} type @param {(ev: EventMap[K]) => void} listener
+   */
+  once(type, listener) {
+    const off = this.on(type, (ev) => {
+      off();
+      listener(ev);
+    });
+    return off;
+  }
+
+  // --- internals ---
+
+  /** @param {string} type @param {unknown} ev */
+  _emit(type, ev) {
+    const set = this._listeners.get(type);
+    if (!set) return;
+    for (const fn of [...set]) {
+      try {
+        fn(ev);
+      } catch (err) {
+        // A listener's bug must not break the client nor the other listeners.
+        this._onListenerError(err, type);
+      }
+    }
+  }
+
+  /** @param {State} s */
+  _setState(s) {
+    if (this._state === s) return;
+    this._state = s;
+    this._emit('state', s);
+  }
+
+  /** @param {unknown} err null: resolve */
+  _settle(err) {
+    const p = this._pending;
+    if (!p) return;
+    this._pending = null;
+    if (err) p.reject(err);
+    else p.resolve();
+  }
+
+  _open() {
+    this._timer = undefined;
+    this._setState(this._everOpened ? 'reconnecting' : 'connecting');
+    this.welcome = null;
+    const opts = /** @type {ConnectOptions} */ (this._opts);
+    /** @type {WebSocket} */
+    let ws;
+    try {
+      ws = new this._WebSocket(buildUrl(opts));
+    } catch (err) {
+      this._settle(err);
+      this._setState('closed');
+      return;
+    }
+    if ('binaryType' in ws) ws.binaryType = 'arraybuffer';
+    this._ws = ws;
+    this._openedAt = 0;
+    ws.onopen = () => {
+      this._openedAt = Date.now();
+      // With events=1 the welcome proves admission (checks run after the upgrade, so a
+      // rejected client sees `open` and then a close frame); wait for it before flushing.
+      if (!opts.events) this._ready();
+    };
+    ws.onmessage = (e) => this._onMessage(e.data);
+    ws.onclose = (e) => this._onClose(ws, e.code, e.reason, e.wasClean);
+    ws.onerror = () => {}; // always followed by close
+  }
+
+  _ready() {
+    const reconnected = this._everOpened;
+    this._everOpened = true;
+    this._setState('open');
+    const ws = /** @type {WebSocket} */ (this._ws);
+    for (const msg of this._queue.splice(0)) ws.send(JSON.stringify(msg));
+    this._emit('open', { reconnected });
+    this._settle(null);
+  }
+
+  /** @param {unknown} data string, or ArrayBuffer for a binary frame */
+  _onMessage(data) {
+    let msg;
+    try {
+      const text =
+        typeof data === 'string' ? data : new TextDecoder().decode(/** @type {ArrayBuffer} */ (data));
+      msg = JSON.parse(text);
+    } catch {
+      return;
+    }
+    if (!msg || typeof msg !== 'object' || typeof msg.type !== 'string') return;
+    this._emit('message', msg);
+    if (msg.type === 'control') {
+      if (msg.action === 'welcome') {
+        this.welcome = msg.payload ?? null;
+        this._emit('welcome', msg.payload);
+        if (this._state !== 'open') this._ready();
+        return;
+      }
+      if (msg.action === 'peer-joined') return this._emit('peer-joined', msg.payload ?? {});
+      if (msg.action === 'schema-error') return this._emit('schema-error', msg);
+      return this._emit('control', msg);
+    }
+    if (['offer', 'answer', 'candidate', 'peer-disconnected'].includes(msg.type)) {
+      this._emit(msg.type, msg);
+    }
+  }
+
+  /**
+   * @param {WebSocket} ws @param {number} code @param {string} reason @param {boolean} wasClean
+   */
+  _onClose(ws, code, reason, wasClean) {
+    if (ws !== this._ws) return; // replaced or closed by close()
+    this._ws = null;
+    detach(ws);
+    const r = this._reconnect;
+    if (this._openedAt && r && Date.now() - this._openedAt >= r.stableAfterMs) this._attempt = 0;
+    const retry = r !== null && r.retryCodes.includes(code) && this._attempt < r.maxAttempts;
+    if (!retry) {
+      this._queue.length = 0;
+      this._setState('closed');
+      this._emit('close', { code, reason, wasClean, willReconnect: false });
+      this._settle(new SignalingCloseError(code, reason));
+      return;
+    }
+    this._attempt += 1;
+    const delayMs = backoffDelay(this._attempt, code, r, this._random);
+    this._setState('reconnecting');
+    this._emit('close', { code, reason, wasClean, willReconnect: true, delayMs });
+    this._emit('reconnecting', { attempt: this._attempt, delayMs, code, reason });
+    this._timer = setTimeout(() => this._open(), delayMs);
+  }
+}
+
+/** @param {WebSocket} ws */
+function detach(ws) {
+  ws.onopen = ws.onmessage = ws.onclose = null;
+  ws.onerror = () => {};
+}
+
+/** @param {unknown} v @param {string} name */
+function requireString(v, name) {
+  if (typeof v !== 'string' || v.length === 0) {
+    throw new TypeError(`SignalingClient: ${name} must be a non-empty string`);
+  }
+}

@@ -1,0 +1,32 @@
+// Compile-time checks of the public typings: `tsc --checkJs --strict` reads this file (ctest
+// e2e_client_types); it is never run.
+import { SignalingClient, SignalingCloseError } from './signaling-client.js';
+
+const c = new SignalingClient({ reconnect: { initialDelayMs: 100 }, queueOverflow: 'drop-newest' });
+c.on('peer-joined', (e) => {
+  /** @type {string} */
+  const id = e.clientId;
+  return id;
+});
+c.on('welcome', (w) => w.peers + 1);
+c.on('close', (e) => (e.willReconnect ? e.delayMs : e.code));
+c.on('candidate', (m) => m.sdpMLineIndex ?? m.candidate);
+c.on('state', (s) => s === 'reconnecting');
+/** @type {'sent' | 'queued' | 'dropped'} */
+const r = c.sendOffer('v=0');
+c.sendCandidate({ candidate: 'candidate:1', sdpMid: null, sdpMLineIndex: 0 });
+c.connect({ url: 'ws://localhost:3002', roomId: 'r', events: true }).catch((err) => {
+  if (err instanceof SignalingCloseError) return err.code;
+  return r;
+});
+
+// @ts-expect-error unknown event name
+c.on('no-such-event', () => {});
+// @ts-expect-error payload of another event
+c.on('offer', (/** @type {{clientId: string}} */ e) => e);
+// @ts-expect-error sdp must be a string
+c.sendOffer(42);
+// @ts-expect-error roomId is required
+c.connect({ url: 'ws://localhost:3002' });
+// @ts-expect-error not an overflow policy
+new SignalingClient({ queueOverflow: 'drop-all' });
