@@ -11,6 +11,7 @@
 #include <thread>
 #include <vector>
 
+#include "auth/jwks.hpp"
 #include "auth/jwt.hpp"
 #include "auth/origin.hpp"
 #include "bus/bus.hpp"
@@ -63,7 +64,14 @@ class Server final : public BusListener {
     jwt_key_ = std::move(key);
     jwt_policy_ = std::move(policy);
   }
+  // JWKS_URL instead of a fixed key: tokens are verified with the cached key their kid names.
+  // Not owned; the JwksClient that owns it outlives run().
+  void set_jwks(JwksCache* jwks, JwtPolicy policy) {
+    jwks_ = jwks;
+    jwt_policy_ = std::move(policy);
+  }
   const JwtKey* jwt_key() const { return jwt_key_.get(); }
+  JwksCache* jwks() const { return jwks_; }
   const JwtPolicy& jwt_policy() const { return jwt_policy_; }
   bool draining() const { return draining_.load(std::memory_order_relaxed); }
   bool ready() const { return !draining() && bus_.ready(); }
@@ -94,6 +102,7 @@ class Server final : public BusListener {
   OriginMatcher origins_;
   AdmissionPolicy policy_;
   std::shared_ptr<const JwtKey> jwt_key_;
+  JwksCache* jwks_ = nullptr;
   JwtPolicy jwt_policy_;
   std::vector<std::unique_ptr<Loop>> loops_;
   std::atomic<unsigned> next_loop_{0};
