@@ -70,7 +70,14 @@ struct JwksClient::Impl {
   }
 
   asio::awaitable<void> run_fetch() {
-    JwksFetch result = co_await get();
+    JwksFetch result;
+    try {
+      result = co_await get();
+    } catch (const std::exception& e) {
+      // Only allocation failures can get here; the cache must still hear of this fetch, or it
+      // would consider it in flight forever and never fetch again.
+      result = failure(std::string("internal error: ") + e.what());
+    }
     const auto out = cache.fetched(std::chrono::steady_clock::now(), std::move(result));
     // The URL without userinfo or query; errors come from the network or the parser, and name
     // keys by kid only.
