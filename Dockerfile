@@ -16,11 +16,12 @@ RUN cmake -S . -B build/release -G Ninja -DCMAKE_BUILD_TYPE=Release -DSIGNAL_BUI
  && cmake --build build/release --target signal-server \
  && strip build/release/signal-server
 
-# ---- runtime stage: only the shared libraries the binary links (see `ldd signal-server`)
+# ---- runtime stage: only the shared libraries the binary links (see `ldd signal-server`), and
+# the CA store that an https:// JWKS_URL is verified against
 FROM debian:bookworm-slim
 RUN apt-get update -q \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-      libboost-json1.81.0 libboost-url1.81.0 libhiredis0.14 libssl3 \
+      libboost-json1.81.0 libboost-url1.81.0 libhiredis0.14 libssl3 ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 # Fixed numeric uid so Kubernetes' runAsNonRoot can verify it without a passwd lookup.
 RUN groupadd --system --gid 10001 signal \

@@ -10,7 +10,7 @@ cmake -S . -B build/fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSIGNAL_FUZ
 cmake --build build/fuzz
 mkdir -p build/fuzz/artifacts
 failed=()
-for t in protocol connect jwt resp; do
+for t in protocol connect jwt jwks resp; do
   work="build/fuzz/corpus-$t"
   mkdir -p "$work"
   log="build/fuzz/fuzz_$t.log"

@@ -9,6 +9,7 @@
 #include <random>
 #include <sstream>
 
+#include "auth/jwks_client.hpp"
 #include "auth/jwt.hpp"
 #include "bus/memory_bus.hpp"
 #include "bus/redis_bus.hpp"
@@ -49,7 +50,8 @@ std::string random_instance_id() {
   return buf;
 }
 
-// The verification key for ENABLE_AUTH, or an error naming the variable at fault.
+// The verification key for ENABLE_AUTH (null when JWKS_URL provides the keys), or an error
+// naming the variable at fault.
 std::variant<std::shared_ptr<const sigsrv::JwtKey>, std::string> load_jwt_key(
     const sigsrv::Config& c) {
   std::shared_ptr<const sigsrv::JwtKey> key;
@@ -68,11 +70,9 @@ std::variant<std::shared_ptr<const sigsrv::JwtKey>, std::string> load_jwt_key(
       ss << in.rdbuf();
       pem = ss.str();
     }
-    if (pem.empty()) {
-      return std::string(
-          "JWKS_URL: fetching keys from a JWKS endpoint is not supported by this build; set "
-          "JWT_PUBLIC_KEY or JWT_PUBLIC_KEY_FILE");
-    }
+    // No PEM: the keys come from JWKS_URL (config validation made sure it is set), fetched
+    // after start-up; no key here.
+    if (pem.empty()) return std::shared_ptr<const sigsrv::JwtKey>();
     // A PEM in an environment variable often arrives with literal "\n" for its newlines.
     for (std::size_t i = 0; (i = pem.find("\\n", i)) != std::string::npos;) pem.replace(i, 2, "\n");
     auto parsed = sigsrv::JwtKey::from_pem(pem);
@@ -142,11 +142,16 @@ int main(int argc, char** argv) {
     bus = std::make_unique<sigsrv::RedisBus>(config, *redis_endpoint, redis_tls, log);
   }
   sigsrv::Server server(config, log, *bus);
+  const sigsrv::JwtPolicy jwt_policy{config.jwt_alg, config.jwt_issuer, config.jwt_audience,
+                                     config.rooms_claim,
+                                     std::chrono::seconds(config.jwt_clock_skew_seconds)};
+  // Declared after the server so that it goes first: its waiting sessions refer to the server.
+  std::unique_ptr<sigsrv::JwksClient> jwks;
   if (jwt_key) {
-    server.set_auth(
-        jwt_key,
-        sigsrv::JwtPolicy{config.jwt_alg, config.jwt_issuer, config.jwt_audience,
-                          config.rooms_claim, std::chrono::seconds(config.jwt_clock_skew_seconds)});
+    server.set_auth(jwt_key, jwt_policy);
+  } else if (config.enable_auth) {
+    jwks = std::make_unique<sigsrv::JwksClient>(config, log);
+    server.set_jwks(&jwks->cache(), jwt_policy);
   }
   server.set_tls(server_tls);
   if (auto err = server.listen()) {
@@ -162,6 +167,9 @@ int main(int argc, char** argv) {
              {{"bus", "redis"}, {"redisUrl", sigsrv::redact_url(config.redis_url)}});
   }
   bus->start(server);
+  // Not waited for: /healthz and /readyz answer meanwhile, and a token that arrives before the
+  // first key set waits for it within HANDSHAKE_TIMEOUT_MS.
+  if (jwks) jwks->start();
   const auto health = server.health_port();
   log.info("Server listening",
            {{"port", static_cast<unsigned>(server.port())},
@@ -173,6 +181,7 @@ int main(int argc, char** argv) {
             {"nodeEnv", config.node_env},
             {"version", sigsrv::version()}});
   const int code = server.run();
+  jwks.reset();
   // The drain's leaves and departures reach Redis within what is left of DRAIN_TIMEOUT_MS; the
   // bus then goes first, so that whatever it still holds of a session is released while the
   // server that owns the session is alive.

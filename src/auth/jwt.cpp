@@ -194,6 +194,12 @@ std::variant<std::shared_ptr<const JwtKey>, std::string> JwtKey::from_pem(const 
   return std::shared_ptr<const JwtKey>(std::move(k));
 }
 
+std::shared_ptr<const JwtKey> JwtKey::adopt_pkey(void* evp_pkey) {
+  std::shared_ptr<JwtKey> k(new JwtKey());
+  k->pkey_ = evp_pkey;
+  return k;
+}
+
 JwtKey::~JwtKey() {
   EVP_PKEY_free(static_cast<EVP_PKEY*>(pkey_));
 }

@@ -27,6 +27,8 @@ class JwtKey {
   static std::shared_ptr<const JwtKey> from_secret(std::string secret);
   // Error text names what is wrong with the PEM, never its content.
   static std::variant<std::shared_ptr<const JwtKey>, std::string> from_pem(const std::string& pem);
+  // Takes ownership of an EVP_PKEY* built elsewhere (a JWK from a JWKS document).
+  static std::shared_ptr<const JwtKey> adopt_pkey(void* evp_pkey);
   ~JwtKey();
   JwtKey(const JwtKey&) = delete;
   JwtKey& operator=(const JwtKey&) = delete;

@@ -7,6 +7,7 @@
 #include <set>
 #include <sstream>
 
+#include "auth/jwks.hpp"
 #include "bus/redis_url.hpp"
 #include "version.hpp"
 
@@ -242,9 +243,9 @@ const std::vector<Option>& options() {
        text(&Config::jwt_public_key)},
       {{"JWT_PUBLIC_KEY_FILE", "--jwt-public-key-file", "-", "File holding the PEM public key."},
        text(&Config::jwt_public_key_file)},
-      {{"JWKS_URL", "--jwks-url", "-", "JWKS endpoint for RS*/ES*/PS* keys."},
+      {{"JWKS_URL", "--jwks-url", "-", "JWKS endpoint for RS*/ES*/PS* keys (no PEM set)."},
        text(&Config::jwks_url)},
-      {{"JWKS_CACHE_TTL", "--jwks-cache-ttl", "300000", "How long fetched keys are kept (ms)."},
+      {{"JWKS_CACHE_TTL", "--jwks-cache-ttl", "300000", "Refetch JWKS keys after this (ms)."},
        number(&Config::jwks_cache_ttl_ms, 1000, kMaxU32)},
       {{"JWT_ISSUER", "--jwt-issuer", "-", "Required iss claim."}, text(&Config::jwt_issuer)},
       {{"JWT_AUDIENCE", "--jwt-audience", "-", "Required aud claim."}, text(&Config::jwt_audience)},
@@ -306,6 +307,11 @@ std::optional<ConfigError> validate(const Config& c) {
                          "JWT_PUBLIC_KEY, JWT_PUBLIC_KEY_FILE or JWKS_URL: one is required when "
                          "ENABLE_AUTH=true and JWT_ALG=" +
                              c.jwt_alg};
+    }
+  }
+  if (!c.jwks_url.empty()) {
+    if (auto err = parse_jwks_url(c.jwks_url); auto* msg = std::get_if<std::string>(&err)) {
+      return ConfigError{"JWKS_URL", "JWKS_URL: " + *msg};
     }
   }
   if (c.health_port && *c.health_port != 0 && *c.health_port == c.port) {

@@ -84,8 +84,8 @@ struct Config {
   std::string jwt_secret;
   std::string jwt_public_key;
   std::string jwt_public_key_file;
-  std::string jwks_url;
-  unsigned jwks_cache_ttl_ms = 300000;
+  std::string jwks_url;  // JWKS_URL: keys by kid, when JWT_PUBLIC_KEY(_FILE) is not set.
+  unsigned jwks_cache_ttl_ms = 300000;  // JWKS_CACHE_TTL: refetch period of the key set.
   std::string jwt_issuer;
   std::string jwt_audience;
   unsigned jwt_clock_skew_seconds = 30;

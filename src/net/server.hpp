@@ -12,6 +12,7 @@
 #include <thread>
 #include <vector>
 
+#include "auth/jwks.hpp"
 #include "auth/jwt.hpp"
 #include "auth/origin.hpp"
 #include "bus/bus.hpp"
@@ -64,7 +65,14 @@ class Server final : public BusListener {
     jwt_key_ = std::move(key);
     jwt_policy_ = std::move(policy);
   }
+  // JWKS_URL instead of a fixed key: tokens are verified with the cached key their kid names.
+  // Not owned; the JwksClient that owns it outlives run().
+  void set_jwks(JwksCache* jwks, JwtPolicy policy) {
+    jwks_ = jwks;
+    jwt_policy_ = std::move(policy);
+  }
   const JwtKey* jwt_key() const { return jwt_key_.get(); }
+  JwksCache* jwks() const { return jwks_; }
   // TLS_CERT_FILE/TLS_KEY_FILE: the main port speaks TLS with this context (set before run()).
   void set_tls(std::shared_ptr<asio::ssl::context> ctx) { tls_ = std::move(ctx); }
   asio::ssl::context* tls_context() const { return tls_.get(); }
@@ -98,6 +106,7 @@ class Server final : public BusListener {
   OriginMatcher origins_;
   AdmissionPolicy policy_;
   std::shared_ptr<const JwtKey> jwt_key_;
+  JwksCache* jwks_ = nullptr;
   JwtPolicy jwt_policy_;
   std::shared_ptr<asio::ssl::context> tls_;
   std::vector<std::unique_ptr<Loop>> loops_;

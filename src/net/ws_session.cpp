@@ -65,6 +65,8 @@ struct WsSession::Upgrade {
   std::string forwarded_proto;
   bool subprotocol_offered = false;
   std::string authorization_token;
+  // Waited once for a JWKS fetch (JWKS_URL); the next key lookup is final.
+  bool jwks_waited = false;
   Request request;  // kept alive until async_accept completes
 };
 
@@ -211,12 +213,32 @@ void WsSession::admit() {
   const std::string_view token =
       !u.params.token.empty() ? std::string_view(u.params.token) : u.authorization_token;
   TokenOutcome outcome = TokenOutcome::kInvalid;
-  if (cfg.enable_auth && !token.empty() && server_.jwt_key() != nullptr) {
+  const JwtKey* key = server_.jwt_key();
+  std::shared_ptr<const JwtKey> jwks_key;  // keeps a JWKS key alive past a set swap
+  if (cfg.enable_auth && !token.empty() && key == nullptr && server_.jwks() != nullptr) {
+    KeyPick pick = pick_jwks_key(server_.jwks()->current().get(), jwt_kid(token));
+    if (!pick.key && pick.refetch_may_help && !u.jwks_waited) {
+      // Wait (within the handshake deadline) for a fetch, then run the checks again; a socket
+      // the deadline closed meanwhile is dropped, never joined.
+      u.jwks_waited = true;
+      const JwksWait wait = server_.jwks()->await_refresh(
+          std::chrono::steady_clock::now(), [self = shared_from_this()] {
+            boost::asio::post(self->loop_.ioc, [self] {
+              if (self->ws_.next_layer().socket().is_open()) self->admit();
+            });
+          });
+      if (wait == JwksWait::kWaiting) return;
+      pick.reason += wait == JwksWait::kRateLimited ? " (refetch rate limited)" : " (wait full)";
+    }
+    jwks_key = std::move(pick.key);
+    key = jwks_key.get();
+    if (key == nullptr) server_.log().debug("Token refused", {{"err", pick.reason}});
+  }
+  if (cfg.enable_auth && !token.empty() && key != nullptr) {
     const auto now = std::chrono::duration_cast<std::chrono::seconds>(
                          std::chrono::system_clock::now().time_since_epoch())
                          .count();
-    const JwtResult jr =
-        verify_jwt(token, *server_.jwt_key(), server_.jwt_policy(), *u.params.room_id, now);
+    const JwtResult jr = verify_jwt(token, *key, server_.jwt_policy(), *u.params.room_id, now);
     outcome = jr.outcome;
     // The reason only (expired, bad signature, ...); the token itself is never logged.
     if (outcome != TokenOutcome::kValid) server_.log().debug("Token refused", {{"err", jr.reason}});

@@ -144,6 +144,12 @@ std::string Metrics::render() const {
   cross_instance_relay.render(out, "cloudgaming_cross_instance_relay_seconds", {});
   gauge(out, "cloudgaming_ready", "1 when /readyz answers 200.", ready.value());
   gauge(out, "cloudgaming_draining", "1 once SIGTERM/SIGINT started the drain.", draining.value());
+  header(out, "cloudgaming_jwks_refresh_total", "counter",
+         "JWKS_URL fetches, by result (error keeps the last good key set).");
+  sample(out, "cloudgaming_jwks_refresh_total", "result=\"ok\"", jwks_refresh_total[1].value());
+  sample(out, "cloudgaming_jwks_refresh_total", "result=\"error\"", jwks_refresh_total[0].value());
+  gauge(out, "cloudgaming_jwks_keys", "Keys in the JWKS key set in use (0 before the first fetch).",
+        jwks_keys.value());
 
   const ProcessStats ps = read_process_stats();
   gauge(out, "process_resident_memory_bytes", "Resident memory size in bytes.", ps.resident_bytes);

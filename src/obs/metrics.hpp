@@ -106,11 +106,16 @@ struct Metrics {
   Histogram cross_instance_relay;  // publish on one instance -> received on this one
   Gauge ready;                     // 1 when /readyz answers 200
   Gauge draining;
+  // JWKS_URL fetches by result ([0] error: network, HTTP status, or no usable key; [1] ok), and
+  // the keys in the set in use (the last good one after an error; 0 before the first success).
+  std::array<Counter, 2> jwks_refresh_total;
+  Gauge jwks_keys;
 
   Counter& drops(RateScope s) { return rate_limit_drops[static_cast<std::size_t>(s)]; }
   Counter& rejected(RejectReason r) { return connections_rejected[static_cast<std::size_t>(r)]; }
   Histogram& redis_op(RedisOp op) { return redis_operation_duration[static_cast<std::size_t>(op)]; }
   Counter& redis_error(RedisOp op) { return redis_errors[static_cast<std::size_t>(op)]; }
+  Counter& jwks_refresh(bool ok) { return jwks_refresh_total[ok ? 1 : 0]; }
 
   // Prometheus text exposition, including process_* gauges.
   std::string render() const;

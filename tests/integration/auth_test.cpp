@@ -140,7 +140,7 @@ TEST(Auth, UnusableKeysStopStartUp) {
   r = run_server_to_exit({{"WS_PORT", "0"},
                           {"ENABLE_AUTH", "true"},
                           {"JWT_ALG", "RS256"},
-                          {"JWKS_URL", "http://127.0.0.1:1/jwks.json"}},
+                          {"JWKS_URL", "ftp://127.0.0.1/jwks.json"}},
                          {});
   EXPECT_EQ(r.exit_code, 2) << r.output;
   EXPECT_NE(r.output.find("JWKS_URL"), std::string::npos) << r.output;

@@ -323,6 +323,10 @@ TEST(ConfigTest, InvalidValuesNameTheVariable) {
       {{{"ENABLE_AUTH", "true"}, {"JWT_ALG", "RS256"}}, "JWT_PUBLIC_KEY"},
       {{{"REDIS_URL", "http://127.0.0.1:6379"}}, "REDIS_URL"},
       {{{"REDIS_URL", "127.0.0.1:6379"}}, "REDIS_URL"},
+      {{{"JWKS_URL", "ftp://idp.example/jwks.json"}}, "JWKS_URL"},
+      {{{"JWKS_URL", "idp.example/jwks.json"}}, "JWKS_URL"},
+      {{{"JWKS_URL", "https:///jwks.json"}}, "JWKS_URL"},
+      {{{"JWKS_CACHE_TTL", "10"}}, "JWKS_CACHE_TTL"},
   };
   for (const auto& c : cases) {
     const std::string shown = c.env.begin()->first + "=" + c.env.begin()->second;
