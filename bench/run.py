@@ -367,7 +367,11 @@ class Runner:
         self.relay_time = ["--duration", 2 if q else 8, "--warmup", 0.5 if q else 2]
         self.sweep_time = ["--duration", 1.5 if q else 6, "--warmup", 0.5 if q else 1]
         self.connect_conns = 2000 if q else 20000
-        self.hold_conns = args.hold_conns or (1000 if q else 9000)
+        # Each held connection takes a descriptor in the server and one in signal-bench; leave
+        # 2,000 of the hard limit for everything else (18,000 here, where the limit is 20,000).
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        default_hold = max(1000, (hard - 2000) // 1000 * 1000) if hard != resource.RLIM_INFINITY else 18000
+        self.hold_conns = args.hold_conns or (1000 if q else default_hold)
         self.hold_seconds = 1 if q else 5
 
     def relay_args(self, url, rate, window=1, url_b=None, timing=None, bench_threads=1):
@@ -594,7 +598,8 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--build-dir", required=True)
     ap.add_argument("--repeats", type=int, default=3, help="runs per throughput figure (median)")
-    ap.add_argument("--hold-conns", type=int, default=0, help="idle connections to hold")
+    ap.add_argument("--hold-conns", type=int, default=0,
+                    help="idle connections to hold (default: open-files hard limit - 2000)")
     ap.add_argument("--only", default="", help="comma-separated scenario names")
     ap.add_argument("--nice", type=int, default=0,
                     help="run every process under nice -n N (negative: ahead of other load)")
