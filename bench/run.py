@@ -641,7 +641,14 @@ def main():
             t0 = time.time()
             data = {"scenario": name,
                     "run_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
-            data.update(getattr(runner, name)())
+            try:
+                data.update(getattr(runner, name)())
+            except (RuntimeError, OSError, KeyError, TypeError, ValueError) as e:
+                # One scenario that cannot run (a server that does not start, say) must not cost
+                # the others: record why and go on.
+                log(f"scenario {name} failed: {e!r}")
+                procs.stop_all()
+                data["error"] = repr(e)
             data["elapsed_s"] = round(time.time() - t0, 1)
             with open(os.path.join(out, f"{name}.json"), "w") as f:
                 json.dump(data, f, indent=1)

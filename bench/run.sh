@@ -4,7 +4,7 @@
 #   bench/run.sh [--quick] [--out DIR] [--hold-conns N] [--repeats N] [--only a,b] [--nice N]
 #                [--no-build]
 #
-# Full run (~12 minutes): results in bench/results/ (one JSON per scenario, results.json with all
+# Full run (~13 minutes): results in bench/results/ (one JSON per scenario, results.json with all
 # of them and the machine), then bench/report rewrites the generated part of docs/PERFORMANCE.md
 # and docs/perf-p99.svg.
 # --quick: about two seconds per scenario, to check that the scripts work; results and a copy of
