@@ -630,7 +630,10 @@ def main():
     if unknown:
         sys.exit(f"unknown scenario(s): {', '.join(unknown)}; known: {', '.join(SCENARIOS)}")
     started = datetime.datetime.now(datetime.timezone.utc)
-    flags = (" --quick" if args.quick else "") + (f" --nice {NICE}" if NICE else "")
+    flags = ((" --quick" if args.quick else "") + (f" --nice {NICE}" if NICE else "") +
+             (f" --only {args.only}" if args.only else "") +
+             (f" --hold-conns {args.hold_conns}" if args.hold_conns else "") +
+             (f" --repeats {args.repeats}" if args.repeats != 3 else ""))
     combined = {"generated_by": "bench/run.sh" + flags,
                 "started": started.isoformat(timespec="seconds"),
                 "quick": args.quick, "nice": NICE, "machine": machine_info(),
@@ -641,7 +644,7 @@ def main():
         for name in wanted:
             log(f"scenario {name}")
             t0 = time.time()
-            data = {"scenario": name,
+            data = {"scenario": name, "invocation": combined["generated_by"],
                     "run_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
             try:
                 data.update(getattr(runner, name)())
