@@ -457,15 +457,17 @@ int run_relay(const Options& opt) {
     measured_seconds = static_cast<double>(s.measure_end_ns - s.measure_start_ns) / 1e9;
     after = sample_pids(opt.pids);
     set_phase(Phase::kDrain);
-    // Let what is in flight arrive (bounded).
+    // Let what is in flight arrive: until everything sent was received, at most 3 s. (Stopping
+    // at the first 100 ms without progress counted a loaded machine's stalls as losses.)
     const double drain_end = elapsed() + 3;
-    uint64_t last = ~0ULL;
     while (elapsed() < drain_end) {
-      std::this_thread::sleep_for(100ms);
-      uint64_t recv = 0;
-      for (auto& w : workers) recv += w->progress_received.load();
-      if (recv == last) break;
-      last = recv;
+      uint64_t sent = 0, recv = 0;
+      for (auto& w : workers) {
+        sent += w->progress_sent.load();
+        recv += w->progress_received.load();
+      }
+      if (recv >= sent) break;
+      std::this_thread::sleep_for(10ms);
     }
   }
   set_phase(Phase::kDone);
