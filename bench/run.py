@@ -290,7 +290,7 @@ def run_bench(procs, args, watch_pids, pass_pids=(), cpus=BENCH_CPU, timeout=400
             result = None
 
     # How busy the machine was while the bench ran, and how much of that was not this run:
-    # the rest is the other engineers' compiles sharing these two cores.
+    # the rest is other work sharing these cores.
     def pct(cpu):
         busy = ticks_after[cpu][0] - ticks_before[cpu][0]
         total = ticks_after[cpu][1] - ticks_before[cpu][1]
