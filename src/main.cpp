@@ -183,8 +183,9 @@ int main(int argc, char** argv) {
   const int code = server.run();
   jwks.reset();
   // The drain's leaves and departures reach Redis within what is left of DRAIN_TIMEOUT_MS; the
-  // bus then goes first, so that whatever it still holds of a session is released while the
-  // server that owns the session is alive.
+  // bus then goes first. Handlers still queued on its loop (which is also the server's loop 0)
+  // go with that loop, inside the server's destruction, so whatever they hold of a session is
+  // released while the server that owns the session is alive.
   bus->stop(server.remaining_drain_budget());
   bus.reset();
   log.info("Server stopped", {{"exitCode", code}});

@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -10,6 +11,10 @@
 #include <vector>
 
 #include "signaling/protocol.hpp"
+
+namespace boost::asio {
+class io_context;
+}  // namespace boost::asio
 
 namespace sigsrv {
 
@@ -50,6 +55,13 @@ class Bus {
   virtual ~Bus() = default;
 
   virtual std::string_view name() const = 0;
+  // A bus that does I/O gives the server its event loop, which then becomes the server's loop 0:
+  // the bus and loop 0's sessions share one thread, so a message handed between them is a
+  // queue push, not a wake-up of another thread (on a server pinned to one core, a context
+  // switch per message each way). Shared: it lives until both the bus and the loop are gone.
+  // Null: the bus needs no loop.
+  virtual std::shared_ptr<boost::asio::io_context> loop_context() { return nullptr; }
+  // Called once the server exists, before it runs loop 0.
   virtual void start(BusListener& listener) = 0;
   // Lets queued work (the drain's leaves) reach the other instances for up to `flush_budget`.
   virtual void stop(std::chrono::milliseconds flush_budget) = 0;

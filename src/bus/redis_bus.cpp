@@ -53,7 +53,9 @@ RedisBus::RedisBus(const Config& config, const RedisEndpoint& endpoint,
       log_(log),
       instance_id_(config.instance_id),
       lease_key_(kLeasePrefix + config.instance_id),
-      ioc_(1),
+      own_relay_marker_(own_relay_marker(config.instance_id)),
+      ioc_owner_(std::make_shared<asio::io_context>(1)),
+      ioc_(*ioc_owner_),
       command_(
           ioc_, endpoint, tls, RedisConnection::Mode::kCommand, "command", log,
           {[this] { on_command_up(); }, [this](const std::string&) { on_down(true); }, {}, {}, {}}),
@@ -79,19 +81,19 @@ RedisBus::~RedisBus() {
 void RedisBus::start(BusListener& listener) {
   listener_ = &listener;
   metrics().redis_up.set(0);
+  started_ = true;
+  // Runs once the server runs its loop 0 (this loop).
   asio::post(ioc_, [this] {
     command_.start();
     subscriber_.start();
     tick();
   });
-  thread_ = std::thread([this] {
-    auto guard = asio::make_work_guard(ioc_);
-    ioc_.run();
-  });
 }
 
 void RedisBus::stop(std::chrono::milliseconds flush_budget) {
-  if (!thread_.joinable()) return;
+  if (!started_) return;
+  started_ = false;
+  ioc_.restart();
   asio::post(ioc_, [this, flush_budget] {
     ready_ = false;
     lease_timer_.cancel();
@@ -122,7 +124,7 @@ void RedisBus::stop(std::chrono::milliseconds flush_budget) {
     };
     (*wait)();
   });
-  thread_.join();
+  ioc_.run();  // returns at the ioc_.stop() above
 }
 
 bool RedisBus::breaker_open() const {
@@ -364,6 +366,8 @@ void RedisBus::on_message(std::string_view channel, std::string_view payload) {
     return;
   }
   if (channel.rfind("room:", 0) != 0) return;
+  // Our own relays were delivered locally already (the common case: skip them unparsed).
+  if (is_own_relay(payload, own_relay_marker_)) return;
   auto env = parse_bus_envelope(payload);
   if (!env) {
     log_.warn("Ignoring malformed bus message", {{"channel", channel}});

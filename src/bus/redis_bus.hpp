@@ -19,9 +19,9 @@
 
 namespace sigsrv {
 
-// Owns one loop (its own thread) with the command and the subscriber connection. Every Bus
-// call may come from any session loop: it is posted here, and results are handed back through
-// the callbacks (the sessions post them to their own loops).
+// Owns the event loop the server runs as its loop 0, with the command and the subscriber
+// connection on it. Every Bus call may come from any session loop: it is posted here, and
+// results are handed back through the callbacks (the sessions post them to their own loops).
 class RedisBus final : public Bus {
  public:
   // `tls` is the rediss:// client context (null for redis://).
@@ -30,8 +30,10 @@ class RedisBus final : public Bus {
   ~RedisBus() override;  // NOLINT(bugprone-exception-escape)
 
   std::string_view name() const override { return "redis"; }
+  std::shared_ptr<boost::asio::io_context> loop_context() override { return ioc_owner_; }
   void start(BusListener& listener) override;
   // Lets queued commands (leaves of a drain) finish, up to a short deadline, then disconnects.
+  // Runs the loop itself: the server has stopped running it by then.
   void stop(std::chrono::milliseconds flush_budget) override;
   bool ready() const override { return ready_.load(std::memory_order_relaxed); }
   bool breaker_open() const override;
@@ -95,11 +97,13 @@ class RedisBus final : public Bus {
   BusListener* listener_ = nullptr;
   const std::string instance_id_;
   const std::string lease_key_;
-  boost::asio::io_context ioc_;
+  const std::string own_relay_marker_;  // see is_own_relay()
+  std::shared_ptr<boost::asio::io_context> ioc_owner_;
+  boost::asio::io_context& ioc_;
   RedisConnection command_;
   RedisConnection subscriber_;
   boost::asio::steady_timer lease_timer_;
-  std::thread thread_;
+  bool started_ = false;
   std::atomic<bool> ready_{false};
   std::atomic<int64_t> breaker_open_until_ns_{0};
 

@@ -28,13 +28,20 @@ class WsSession;
 class Listener;
 
 // One event loop and the sessions it owns; only its own thread touches `sessions`.
-// Member order matters: `ioc` is destroyed before `sessions`, because destroying it destroys
-// the pending handlers, and with them sessions that unregister themselves from the list.
+// Member order matters: `ioc` is released before `sessions`, because destroying it destroys
+// the pending handlers, and with them sessions that unregister themselves from the list; and
+// after `heartbeat` (and the server's other I/O objects on it), which must not outlive it.
 struct Loop {
-  explicit Loop(unsigned i) : index(i), ioc(1), heartbeat(ioc) {}
+  // `shared`: the bus' loop (see Bus::loop_context()); else the loop gets its own.
+  Loop(unsigned i, std::shared_ptr<asio::io_context> shared)
+      : index(i),
+        ioc_owner(shared ? std::move(shared) : std::make_shared<asio::io_context>(1)),
+        ioc(*ioc_owner),
+        heartbeat(ioc) {}
   unsigned index;
   std::vector<WsSession*> sessions;
-  asio::io_context ioc;  // hint 1: exactly one thread runs each loop
+  std::shared_ptr<asio::io_context> ioc_owner;  // hint 1: exactly one thread runs each loop
+  asio::io_context& ioc;
   asio::steady_timer heartbeat;
   std::thread thread;
 };

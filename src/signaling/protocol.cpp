@@ -1,6 +1,8 @@
 // Message validation: the seed server's zod schemas, reproduced key by key.
 #include "signaling/protocol.hpp"
 
+#include <algorithm>
+
 #include <boost/json.hpp>
 #include <charconv>
 #include <cmath>
@@ -205,12 +207,24 @@ std::string relay_envelope(std::string_view sender_id, std::string_view data_jso
   out += quoted(sender_id);
   out += R"(,"data":)";
   out += data_json;
-  out += R"(,"originServerId":)";
-  out += quoted(origin_server_id);
-  out += R"(,"sentAtUs":)";
+  out += own_relay_marker(origin_server_id);
   out += std::to_string(sent_at_us);
   out += '}';
   return out;
+}
+
+std::string own_relay_marker(std::string_view origin_server_id) {
+  return R"(,"originServerId":)" + quoted(origin_server_id) + R"(,"sentAtUs":)";
+}
+
+bool is_own_relay(std::string_view payload, std::string_view own_marker) {
+  if (payload.size() < own_marker.size() + 2 || payload.back() != '}') return false;
+  const std::size_t at = payload.rfind(own_marker);
+  if (at == std::string_view::npos) return false;
+  const std::string_view digits =
+      payload.substr(at + own_marker.size(), payload.size() - 1 - at - own_marker.size());
+  return !digits.empty() &&
+         std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; });
 }
 
 std::string departure_envelope(std::string_view sender_id, std::string_view source_instance,

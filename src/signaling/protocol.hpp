@@ -50,6 +50,12 @@ std::string relay_envelope(std::string_view sender_id, std::string_view data_jso
                            std::string_view origin_server_id, int64_t sent_at_us);
 std::string departure_envelope(std::string_view sender_id, std::string_view source_instance,
                                int64_t sent_at_us);
+// An instance hears its own publications back from Redis. Recognising them by their tail,
+// `,"originServerId":"ID","sentAtUs":DIGITS}` as relay_envelope writes it, spares a full JSON
+// parse per message. The tail cannot come from a client: inside `data` every quote is escaped.
+std::string own_relay_marker(
+    std::string_view origin_server_id);  // `,"originServerId":"ID","sentAtUs":`
+bool is_own_relay(std::string_view payload, std::string_view own_marker);
 
 // Presence between instances, on our own channel presence:{roomId} (never read by the Node
 // instances): {"clientId":..,"originServerId":..}.

@@ -124,6 +124,32 @@ TEST(EnvelopeTest, RelayParsesBack) {
 
 // --- departure_envelope ---
 
+TEST(EnvelopeTest, OwnRelaysAreRecognisedByTheirTail) {
+  const std::string mine = own_relay_marker("srv-a");
+  EXPECT_TRUE(
+      is_own_relay(relay_envelope("c1", R"({"type":"offer","sdp":"x"})", "srv-a", 17), mine));
+  // Another instance's relay, a Node relay (different field order), a departure, presence.
+  EXPECT_FALSE(
+      is_own_relay(relay_envelope("c1", R"({"type":"offer","sdp":"x"})", "srv-b", 17), mine));
+  EXPECT_FALSE(is_own_relay(
+      R"({"senderId":"c1","data":{"type":"offer","sdp":"x"},"originServerId":"srv-a"})", mine));
+  EXPECT_FALSE(is_own_relay(departure_envelope("c1", "srv-a", 17), mine));
+  EXPECT_FALSE(is_own_relay(presence_message("c1", "srv-a"), mine));
+  // A prefix of our id is not our id.
+  EXPECT_FALSE(is_own_relay(relay_envelope("c1", "{}", "srv-a", 17), own_relay_marker("srv-")));
+}
+
+TEST(EnvelopeTest, ClientTextCannotImitateOurTail) {
+  // A candidate whose text spells our tail arrives escaped inside `data`, so the real tail of
+  // another instance's envelope decides.
+  const std::string mine = own_relay_marker("srv-a");
+  const std::string data =
+      R"({"type":"candidate","candidate":"x","originServerId":"srv-a","sentAtUs":1}"})";
+  EXPECT_FALSE(is_own_relay(relay_envelope("c1", data, "srv-b", 5), mine));
+  EXPECT_FALSE(is_own_relay(R"({"senderId":"c1","data":)" + data + "}", mine));
+  EXPECT_TRUE(is_own_relay(relay_envelope("c1", data, "srv-a", 5), mine));
+}
+
 TEST(EnvelopeTest, DepartureFields) {
   const std::string text = departure_envelope("a\"b", "instance-b", 1700000000000001);
   const json::object o = ParseObject(text);
