@@ -5,13 +5,28 @@
 // compile Beast's WebSocket and HTTP code twice (the slowest files of the build) for a choice
 // that costs one predictable branch per I/O call; this type makes the choice at run time and
 // satisfies Asio's AsyncReadStream/AsyncWriteStream and Beast's teardown and close points.
+//
+// Write coalescing (plain TCP WebSocket connections, see enable_coalescing()): writes are
+// appended to one buffer, and the buffer goes to the socket in one syscall from a handler
+// posted after them, or right after the socket write in flight. So everything a loop turn sends
+// to one connection costs one write() instead of one per message, and the only wait added is
+// the rest of the current loop turn. Relayed messages are appended as ready-made frames
+// (write_text_frame), Beast's own frames (ping, pong, close) through async_write_some; both
+// append whole frames on the connection's one thread, so they never interleave.
 #pragma once
 
+#include <boost/asio/buffer.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/ssl/stream.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/websocket/ssl.hpp>
 #include <boost/beast/websocket/teardown.hpp>
+#include <cstdint>
+#include <functional>
 #include <memory>
+#include <string>
+#include <string_view>
 #include <utility>
 
 namespace sigsrv {
@@ -23,11 +38,19 @@ class MaybeTlsStream {
   using executor_type = tcp::socket::executor_type;
 
   explicit MaybeTlsStream(tcp::socket socket) : plain_(std::move(socket)) {}
-  MaybeTlsStream(MaybeTlsStream&&) noexcept = default;
-  MaybeTlsStream& operator=(MaybeTlsStream&&) noexcept = default;
+  MaybeTlsStream(MaybeTlsStream&& other) noexcept
+      : plain_(std::move(other.plain_)),
+        tls_(std::move(other.tls_)),
+        coalesce_(other.coalesce_),
+        out_(std::move(other.out_)) {
+    if (out_) out_->owner = this;
+  }
+  MaybeTlsStream& operator=(MaybeTlsStream&&) = delete;
   MaybeTlsStream(const MaybeTlsStream&) = delete;
   MaybeTlsStream& operator=(const MaybeTlsStream&) = delete;
-  ~MaybeTlsStream() = default;
+  ~MaybeTlsStream() {
+    if (out_) out_->owner = nullptr;  // a flush in flight must not come back to us
+  }
 
   // Wraps the socket in TLS; the handshake is the caller's next step.
   void start_tls(boost::asio::ssl::context& ctx) {
@@ -38,6 +61,35 @@ class MaybeTlsStream {
 
   tcp::socket& socket() { return tls_ ? tls_->next_layer() : plain_; }
   executor_type get_executor() { return plain_.get_executor(); }
+
+  // From here on, writes are coalesced (see the top of this file). Only for plain TCP: a TLS
+  // stream must outlive its operations, and a coalesced flush does not keep its owner alive.
+  // Only for writers that end with a teardown (WebSocket): closing the socket directly drops
+  // what is still buffered.
+  void enable_coalescing() { coalesce_ = !tls_; }
+  bool coalescing() const { return coalesce_; }
+  // Bytes accepted but not yet written to the socket.
+  std::size_t buffered() const { return out_ ? out_->pending.size() + out_->writing.size() : 0; }
+  // Drops what is buffered and not yet handed to the socket (a slow reader being closed).
+  void discard_pending() {
+    if (out_) out_->pending.clear();
+  }
+  // Appends one unmasked, unfragmented text frame (RFC 6455 section 5.2) carrying `payload`.
+  // Coalescing streams only. After a write error the frame is dropped: the read side ends the
+  // connection.
+  void write_text_frame(std::string_view payload);
+  // Nothing buffered, scheduled or in flight.
+  bool idle() const {
+    return !out_ || (!out_->flushing && !out_->scheduled && out_->pending.empty());
+  }
+  // Runs `done` once the buffer is on the socket (at once when idle).
+  void when_flushed(std::function<void(boost::system::error_code)> done) {
+    if (idle()) {
+      done(out_ ? out_->error : boost::system::error_code{});
+      return;
+    }
+    out_->on_flushed = std::move(done);
+  }
 
   template <class MutableBuffers, class Handler>
   void async_read_some(const MutableBuffers& buffers, Handler&& handler) {
@@ -52,17 +104,115 @@ class MaybeTlsStream {
   void async_write_some(const ConstBuffers& buffers, Handler&& handler) {
     if (tls_) {
       tls_->async_write_some(buffers, std::forward<Handler>(handler));
-    } else {
-      plain_.async_write_some(buffers, std::forward<Handler>(handler));
+      return;
     }
+    if (!coalesce_) {
+      plain_.async_write_some(buffers, std::forward<Handler>(handler));
+      return;
+    }
+    // Accept every byte now (so Beast hands over a frame in one call), complete from the loop,
+    // never inline.
+    const std::size_t n = boost::asio::buffer_size(buffers);
+    Outbox& o = outbox();
+    const boost::system::error_code ec = o.error;
+    if (!ec) {
+      const std::size_t old = o.pending.size();
+      o.pending.resize(old + n);
+      boost::asio::buffer_copy(boost::asio::buffer(o.pending.data() + old, n), buffers);
+      schedule_flush();
+    }
+    boost::asio::post(plain_.get_executor(),
+                      [h = std::forward<Handler>(handler), ec, n]() mutable { h(ec, ec ? 0 : n); });
   }
 
  private:
+  // Coalesced writes. Shared with the handlers of the flush, which may run after the stream is
+  // gone (they then only release this).
+  struct Outbox {
+    MaybeTlsStream* owner = nullptr;
+    std::string pending;              // accepted, not yet handed to the socket
+    std::string writing;              // the socket write in flight
+    bool flushing = false;            // a socket write is in flight
+    bool scheduled = false;           // a flush is posted
+    boost::system::error_code error;  // sticky: later writes fail with it
+    std::function<void(boost::system::error_code)> on_flushed;
+  };
+
+  Outbox& outbox() {
+    if (!out_) {
+      out_ = std::make_shared<Outbox>();
+      out_->owner = this;
+    }
+    return *out_;
+  }
+
+  void schedule_flush() {
+    Outbox& o = *out_;
+    if (o.flushing || o.scheduled) return;  // the write in flight takes it when it ends
+    o.scheduled = true;
+    boost::asio::post(plain_.get_executor(), [out = out_] {
+      out->scheduled = false;
+      if (out->owner && !out->flushing && !out->pending.empty()) out->owner->flush();
+      if (out->owner && out->owner->idle()) out->owner->finish_flush(out);
+    });
+  }
+
+  void flush() {
+    Outbox& o = *out_;
+    o.flushing = true;
+    o.writing.swap(o.pending);
+    o.pending.clear();
+    boost::asio::async_write(plain_, boost::asio::buffer(o.writing),
+                             [out = out_](boost::system::error_code ec, std::size_t) {
+                               out->flushing = false;
+                               out->writing.clear();
+                               if (ec) {
+                                 out->error = ec;
+                                 out->pending.clear();
+                               } else if (out->owner && !out->pending.empty()) {
+                                 out->owner->flush();
+                                 return;
+                               }
+                               if (out->owner) out->owner->finish_flush(out);
+                             });
+  }
+
+  // Idle again: tell a waiting teardown, and keep no write buffers on an idle connection
+  // (unless an error must stay recorded).
+  void finish_flush(const std::shared_ptr<Outbox>& out) {
+    if (out->on_flushed) std::exchange(out->on_flushed, nullptr)(out->error);
+    if (!out->error && out_ == out && idle()) out_.reset();
+  }
+
   // After start_tls() the socket lives inside tls_; plain_ is then a closed, moved-from socket
   // kept only for its executor (moving a socket keeps the executor).
   tcp::socket plain_;
   std::unique_ptr<TlsLayer> tls_;
+  bool coalesce_ = false;
+  std::shared_ptr<Outbox> out_;
 };
+
+inline void MaybeTlsStream::write_text_frame(std::string_view payload) {
+  Outbox& o = outbox();
+  if (o.error) return;
+  std::string& p = o.pending;
+  const std::size_t n = payload.size();
+  p.push_back(static_cast<char>(0x81));  // FIN, text
+  if (n < 126) {
+    p.push_back(static_cast<char>(n));
+  } else if (n <= 0xFFFF) {
+    p.push_back(static_cast<char>(126));
+    p.push_back(static_cast<char>(n >> 8));
+    p.push_back(static_cast<char>(n & 0xFF));
+  } else {
+    p.push_back(static_cast<char>(127));
+    for (int shift = 56; shift >= 0; shift -= 8) {
+      p.push_back(static_cast<char>((static_cast<uint64_t>(n) >> shift) & 0xFF));
+    }
+  }
+  p.append(payload);
+  schedule_flush();
+}
 
 // Beast's customisation points, found by argument-dependent lookup.
 inline void beast_close_socket(MaybeTlsStream& s) {
@@ -81,6 +231,15 @@ inline void teardown(boost::beast::role_type role, MaybeTlsStream& s,
 
 template <class Handler>
 void async_teardown(boost::beast::role_type role, MaybeTlsStream& s, Handler&& handler) {
+  if (!s.idle()) {
+    // The close frame is still in the write buffer: shut the socket down once it is out.
+    // (The WebSocket close operation keeps the stream's owner alive meanwhile.)
+    auto h = std::make_shared<std::decay_t<Handler>>(std::forward<Handler>(handler));
+    s.when_flushed([role, &s, h](boost::system::error_code) {
+      boost::beast::websocket::async_teardown(role, s.socket(), std::move(*h));
+    });
+    return;
+  }
   if (s.is_tls()) {
     boost::beast::async_teardown(role, s.tls(), std::forward<Handler>(handler));
   } else {

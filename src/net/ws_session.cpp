@@ -172,6 +172,17 @@ void WsSession::on_accepted(boost::system::error_code ec) {
     return;
   }
   accepted_ = true;
+  // The 101 is out; from here every write is a WebSocket frame, ended by a closing teardown.
+  // Plain TCP: relayed messages become frames in the stream's write buffer (one syscall per
+  // loop turn and connection, no write operation per message); TLS keeps Beast's writes.
+  MaybeTlsStream& stream = ws_.next_layer();
+  stream.enable_coalescing();
+  if (stream.coalescing()) {
+    for (std::size_t i = queue_head_; i < queue_.size(); ++i) stream.write_text_frame(*queue_[i]);
+    queue_.clear();
+    queue_head_ = 0;
+    unsent_bytes_ = 0;
+  }
   if (refusal_) {
     const Rejection r = *refusal_;
     refusal_.reset();
@@ -446,19 +457,27 @@ void WsSession::send_to(Target&& target, const SharedText& message) {
 
 void WsSession::deliver(const SharedText& message) {
   if (state_ != State::kOpen || overloaded_) return;
+  MaybeTlsStream& stream = ws_.next_layer();
   unsent_bytes_ += message->size();
-  if (unsent_bytes_ > server_.config().backpressure_close_threshold_bytes) {
+  // Unsent: queued here, or in the stream's write buffer but not yet on the socket.
+  if (unsent_bytes_ + stream.buffered() > server_.config().backpressure_close_threshold_bytes) {
     overloaded_ = true;
     metrics().backpressure_closes.inc();
-    server_.log().warn("Closing slow client", {{"clientId", client_id_},
-                                               {"roomId", room_ ? room_->id() : std::string()},
-                                               {"unsentBytes", unsent_bytes_}});
+    server_.log().warn("Closing slow client",
+                       {{"clientId", client_id_},
+                        {"roomId", room_ ? room_->id() : std::string()},
+                        {"unsentBytes", unsent_bytes_ + ws_.next_layer().buffered()}});
     // Not closed right here: deliver() runs inside someone else's relay, departure or drain
     // walk, and a close would re-enter it. The close is a handler of its own.
     boost::asio::post(loop_.ioc, [self = shared_from_this()] { self->close_with(kOverloaded); });
     return;
   }
   metrics().messages_delivered.inc();
+  if (accepted_ && stream.coalescing()) {
+    unsent_bytes_ -= message->size();  // counted by stream.buffered() from here
+    stream.write_text_frame(*message);
+    return;
+  }
   queue_.push_back(message);
   if (!writing_ && accepted_) write_next();
 }
@@ -499,6 +518,8 @@ void WsSession::close_with(Rejection r) {
     }
     queue_.resize(queue_head_ + (writing_ ? 1 : 0));
   }
+  // A reader too slow for its backlog gets the close frame without the backlog before it.
+  if (r == kOverloaded) ws_.next_layer().discard_pending();
   // The member is out as soon as the server decides to close it: its peers hear at once, and
   // its seat is free, without waiting for a client that may never answer the close.
   depart();
