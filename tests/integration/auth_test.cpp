@@ -5,6 +5,7 @@
 #include <boost/json.hpp>
 #include <chrono>
 
+#include "../support/test_jwk.hpp"
 #include "harness.hpp"
 #include "ws_client.hpp"
 
@@ -15,22 +16,7 @@ namespace {
 
 constexpr const char* kSecret = "integration-secret-5f1c";
 
-std::string b64url(std::string_view in) {
-  static const char* kChars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-  std::string out;
-  uint32_t acc = 0;
-  int bits = 0;
-  for (unsigned char c : in) {
-    acc = (acc << 8) | c;
-    bits += 8;
-    while (bits >= 6) {
-      bits -= 6;
-      out += kChars[(acc >> bits) & 0x3f];
-    }
-  }
-  if (bits > 0) out += kChars[(acc << (6 - bits)) & 0x3f];
-  return out;
-}
+using test_jwk::b64url;
 
 std::string hs256(const json::object& claims, const std::string& secret = kSecret) {
   const std::string input =

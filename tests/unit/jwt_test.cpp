@@ -1,6 +1,8 @@
 // Tests the JWT verifier: every algorithm, alg pinning, time/iss/aud/rooms claims, bad input.
 #include "auth/jwt.hpp"
 
+#include "../support/test_jwk.hpp"
+
 #include <openssl/bio.h>
 #include <openssl/bn.h>
 #include <openssl/ecdsa.h>
@@ -34,21 +36,7 @@ using PkeyPtr = std::unique_ptr<EVP_PKEY, PkeyFree>;
 // --- encoding and signing helpers (independent of the code under test) -------------------------
 
 std::string B64Url(std::string_view in) {
-  static constexpr char kChars[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-  std::string out;
-  uint32_t acc = 0;
-  int bits = 0;
-  for (unsigned char c : in) {
-    acc = (acc << 8) | c;
-    bits += 8;
-    while (bits >= 6) {
-      bits -= 6;
-      out += kChars[(acc >> bits) & 0x3f];
-    }
-  }
-  if (bits > 0) out += kChars[(acc << (6 - bits)) & 0x3f];
-  return out;
+  return test_jwk::b64url(in);
 }
 
 std::string PublicPem(EVP_PKEY* key) {
