@@ -173,8 +173,9 @@ void WsSession::on_accepted(boost::system::error_code ec) {
   }
   accepted_ = true;
   // The 101 is out; from here every write is a WebSocket frame, ended by a closing teardown.
-  // Plain TCP: relayed messages become frames in the stream's write buffer (one syscall per
-  // loop turn and connection, no write operation per message); TLS keeps Beast's writes.
+  // Plain TCP: relayed messages become frames in the stream's write buffer (no write operation
+  // per message, and what arrives while a write is in flight shares the next syscall); TLS
+  // keeps Beast's writes.
   MaybeTlsStream& stream = ws_.next_layer();
   stream.enable_coalescing();
   if (stream.coalescing()) {
