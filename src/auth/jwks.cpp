@@ -10,8 +10,8 @@
 #include <algorithm>
 #include <boost/json.hpp>
 #include <boost/url/parse.hpp>
-#include <charconv>
 
+#include "config/config.hpp"
 #include "obs/metrics.hpp"
 
 namespace sigsrv {
@@ -268,13 +268,9 @@ std::variant<JwksEndpoint, std::string> parse_jwks_url(std::string_view url) {
   ep.host = std::string(parsed->host_address());
   ep.port = ep.tls ? "443" : "80";
   if (parsed->has_port()) {
-    const auto p = parsed->port();
-    unsigned value = 0;
-    auto [ptr, ec] = std::from_chars(p.data(), p.data() + p.size(), value);
-    if (ec != std::errc() || ptr != p.data() + p.size() || value == 0 || value > 65535) {
-      return std::string("port must be 1-65535");
-    }
-    ep.port = std::to_string(value);
+    const auto port = parse_port(parsed->port());
+    if (!port || *port == 0) return std::string("port must be 1-65535");
+    ep.port = std::to_string(*port);
   }
   ep.host_header = std::string(parsed->encoded_host_and_port());
   ep.target = std::string(parsed->encoded_target());

@@ -1,6 +1,8 @@
 // REDIS_URL parsing with Boost.URL (percent-decoded user and password).
 #include "bus/redis_url.hpp"
 
+#include "config/config.hpp"
+
 #include <boost/url/parse.hpp>
 #include <charconv>
 
@@ -21,13 +23,9 @@ std::variant<RedisEndpoint, std::string> parse_redis_url(const std::string& url)
   }
   ep.host = std::string(parsed->host_address());
   if (parsed->has_port()) {
-    const auto p = parsed->port();
-    unsigned value = 0;
-    auto [ptr, ec] = std::from_chars(p.data(), p.data() + p.size(), value);
-    if (ec != std::errc() || ptr != p.data() + p.size() || value == 0 || value > 65535) {
-      return std::string("port must be 1-65535");
-    }
-    ep.port = static_cast<uint16_t>(value);
+    const auto port = parse_port(parsed->port());
+    if (!port || *port == 0) return std::string("port must be 1-65535");
+    ep.port = *port;
   }
   if (parsed->has_userinfo()) {
     ep.user = parsed->user();

@@ -50,20 +50,13 @@ Apply number(T Config::*field, uint64_t lo, uint64_t hi) {
   };
 }
 
-Apply port_into(std::optional<uint16_t> Config::*field) {
+// PORT and WS_PORT (a plain port) or HEALTH_PORT (an optional one).
+template <class T>
+Apply port_into(T Config::*field) {
   return [field](Config& c, const std::string& v) -> std::optional<std::string> {
-    auto n = to_uint(v);
-    if (!n || *n > 65535) return "must be a port number from 0 to 65535";
-    c.*field = static_cast<uint16_t>(*n);
-    return std::nullopt;
-  };
-}
-
-Apply port_main() {
-  return [](Config& c, const std::string& v) -> std::optional<std::string> {
-    auto n = to_uint(v);
-    if (!n || *n > 65535) return "must be a port number from 0 to 65535";
-    c.port = static_cast<uint16_t>(*n);
+    auto n = parse_port(v);
+    if (!n) return "must be a port number from 0 to 65535";
+    c.*field = *n;
     return std::nullopt;
   };
 }
@@ -142,10 +135,11 @@ const std::vector<Option>& options() {
       {{"NODE_ENV", "--node-env", "development", "Environment name (reported in logs)."},
        text(&Config::node_env)},
       {{"HOST", "--host", "0.0.0.0", "Address to listen on."}, text(&Config::host)},
-      {{"WS_PORT", "--ws-port", "3002", "WebSocket/HTTP port when PORT is not set."}, port_main()},
+      {{"WS_PORT", "--ws-port", "3002", "WebSocket/HTTP port when PORT is not set."},
+       port_into(&Config::port)},
       {{"PORT", "--port", "-",
         "WebSocket/HTTP port (set by hosting platforms); wins over WS_PORT."},
-       port_main()},
+       port_into(&Config::port)},
       {{"HEALTH_PORT", "--health-port", "-",
         "Extra port serving /healthz, /readyz and /metrics; only when set."},
        port_into(&Config::health_port)},
@@ -329,6 +323,14 @@ const Option* find_flag(const std::string& flag) {
 }
 
 }  // namespace
+
+std::optional<uint16_t> parse_port(std::string_view text) {
+  unsigned value = 0;
+  const char* end = text.data() + text.size();
+  auto [ptr, ec] = std::from_chars(text.data(), end, value);
+  if (text.empty() || ec != std::errc() || ptr != end || value > 65535) return std::nullopt;
+  return static_cast<uint16_t>(value);
+}
 
 const std::vector<OptionInfo>& option_table() {
   static const std::vector<OptionInfo> kTable = [] {

@@ -5,6 +5,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <variant>
 #include <vector>
 
@@ -91,6 +92,9 @@ struct Config {
   unsigned jwt_clock_skew_seconds = 30;
   std::string rooms_claim = "rooms";
 };
+
+// A TCP port written in decimal, 0-65535, nothing else (URL parsers refuse 0 themselves).
+std::optional<uint16_t> parse_port(std::string_view text);
 
 // One option: its variable, its flag, its default as text and what it means (for --help).
 struct OptionInfo {

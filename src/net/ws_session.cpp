@@ -459,15 +459,14 @@ void WsSession::send_to(Target&& target, const SharedText& message) {
 void WsSession::deliver(const SharedText& message) {
   if (state_ != State::kOpen || overloaded_) return;
   MaybeTlsStream& stream = ws_.next_layer();
-  unsent_bytes_ += message->size();
   // Unsent: queued here, or in the stream's write buffer but not yet on the socket.
-  if (unsent_bytes_ + stream.buffered() > server_.config().backpressure_close_threshold_bytes) {
+  const std::size_t unsent = unsent_bytes_ + stream.buffered() + message->size();
+  if (unsent > server_.config().backpressure_close_threshold_bytes) {
     overloaded_ = true;
     metrics().backpressure_closes.inc();
-    server_.log().warn("Closing slow client",
-                       {{"clientId", client_id_},
-                        {"roomId", room_ ? room_->id() : std::string()},
-                        {"unsentBytes", unsent_bytes_ + ws_.next_layer().buffered()}});
+    server_.log().warn("Closing slow client", {{"clientId", client_id_},
+                                               {"roomId", room_ ? room_->id() : std::string()},
+                                               {"unsentBytes", unsent}});
     // Not closed right here: deliver() runs inside someone else's relay, departure or drain
     // walk, and a close would re-enter it. The close is a handler of its own.
     boost::asio::post(loop_.ioc, [self = shared_from_this()] { self->close_with(kOverloaded); });
@@ -475,10 +474,10 @@ void WsSession::deliver(const SharedText& message) {
   }
   metrics().messages_delivered.inc();
   if (accepted_ && stream.coalescing()) {
-    unsent_bytes_ -= message->size();  // counted by stream.buffered() from here
     stream.write_text_frame(*message);
     return;
   }
+  unsent_bytes_ += message->size();
   queue_.push_back(message);
   if (!writing_ && accepted_) write_next();
 }
