@@ -1,7 +1,9 @@
 // Connect checks on one instance (PROTOCOL.md section 1 rows 3-12, their order) and plain HTTP.
 #include <gtest/gtest.h>
 
+#include <memory>
 #include <string>
+#include <vector>
 
 #include "harness.hpp"
 #include "ws_client.hpp"
@@ -286,11 +288,14 @@ TEST(ConnectRow6, EntriesMatchByHostOrHostname) {
   ASSERT_TRUE(server);
   const uint16_t port = server->port();
   const std::string target = "/?roomId=hosts";
+  // Admitted clients stay connected: one leaving would send the next a peer-disconnected.
+  std::vector<std::unique_ptr<WsClient>> admitted;
   for (const std::string origin : {"https://game.example.com:8443", "http://game.example.com",
                                    "http://app.example.net", "https://app.example.net:4443"}) {
     SCOPED_TRACE(origin);
     auto c = expect_accepted(port, target, with_headers({{"Origin", origin}}));
     EXPECT_TRUE(c);
+    admitted.push_back(std::move(c));
   }
   for (const std::string origin :
        {"https://example.com", "https://sub.game.example.com", "null", "https://app.example.org"}) {
