@@ -160,6 +160,18 @@ const std::vector<Option>& options() {
       {{"INSTANCE_LEASE_TTL_MS", "--instance-lease-ttl-ms", "15000",
         "Redis bus: how long after an instance dies its members stop holding room slots."},
        number(&Config::instance_lease_ttl_ms, 1000, 3600000)},
+      {{"RESUME_WINDOW_MS", "--resume-window-ms", "20000",
+        "resume=1 sessions: how long a dropped session's seat and messages are held."},
+       number(&Config::resume_window_ms, 1, 3600000)},
+      {{"RESUME_BUFFER_MESSAGES", "--resume-buffer-messages", "256",
+        "resume=1 sessions: messages kept per session for a replay."},
+       number(&Config::resume_buffer_messages, 1, 1000000)},
+      {{"RESUME_BUFFER_BYTES", "--resume-buffer-bytes", "1048576",
+        "resume=1 sessions: bytes kept per session for a replay."},
+       number(&Config::resume_buffer_bytes, 1, 1073741824)},
+      {{"RESUME_SECRET", "--resume-secret", "random",
+        "Key resume tokens are signed with; share it across instances."},
+       text(&Config::resume_secret)},
       {{"THREADS", "--threads", "cores", "Event-loop threads; 0 = one per core."},
        number(&Config::threads, 0, 1024)},
       {{"ROOM_CAPACITY", "--room-capacity", "2", "Max clients per room (all instances)."},
@@ -251,7 +263,8 @@ const std::vector<Option>& options() {
   return kOptions;
 }
 
-const std::set<std::string> kSecretVariables = {"JWT_SECRET", "REDIS_URL", "JWT_PUBLIC_KEY"};
+const std::set<std::string> kSecretVariables = {"JWT_SECRET", "REDIS_URL", "JWT_PUBLIC_KEY",
+                                                "RESUME_SECRET"};
 
 std::optional<ConfigError> validate(const Config& c) {
   if (!c.redis_url.empty()) {

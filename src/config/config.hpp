@@ -65,6 +65,16 @@ struct Config {
   unsigned cb_error_threshold = 5;
   unsigned cb_open_ms = 10000;
 
+  // --- resumable sessions (resume=1, PROTOCOL.md section 8) ---
+  unsigned resume_window_ms =
+      20000;  // RESUME_WINDOW_MS: a suspended session's seat is held this long.
+  std::size_t resume_buffer_messages =
+      256;  // RESUME_BUFFER_MESSAGES: kept for a replay, per session.
+  std::size_t resume_buffer_bytes = 1048576;  // RESUME_BUFFER_BYTES: same, in bytes.
+  // RESUME_SECRET: the key resume tokens are signed with. Instances that share it accept each
+  // other's tokens; empty = a random key per process (tokens valid on this instance only).
+  std::string resume_secret;
+
   // --- lifecycle ---
   unsigned drain_timeout_ms = 5000;
   uint16_t shutdown_close_code = 1012;

@@ -10,9 +10,9 @@ namespace {
 
 constexpr const char* kRateScopes[] = {"connection", "ip", "room", "connect_ip"};
 constexpr const char* kRejectReasons[] = {
-    "draining",     "breaker_open",       "at_capacity",          "malformed",    "invalid_room",
-    "wss_required", "origin_not_allowed", "subprotocol_required", "unauthorized", "forbidden",
-    "rate_limited", "room_full",          "internal_error"};
+    "draining",     "breaker_open",       "at_capacity",          "malformed",     "invalid_room",
+    "wss_required", "origin_not_allowed", "subprotocol_required", "unauthorized",  "forbidden",
+    "rate_limited", "room_full",          "internal_error",       "invalid_resume"};
 constexpr const char* kRedisOps[] = {"join",      "leave", "publish", "rate_limit", "ping",
                                      "subscribe", "lease", "rejoin",  "script_load"};
 
@@ -150,6 +150,26 @@ std::string Metrics::render() const {
   sample(out, "cloudgaming_jwks_refresh_total", "result=\"error\"", jwks_refresh_total[0].value());
   gauge(out, "cloudgaming_jwks_keys", "Keys in the JWKS key set in use (0 before the first fetch).",
         jwks_keys.value());
+  header(out, "cloudgaming_resumes_total", "counter",
+         "Resume attempts (resume=TOKEN), by result: recovered (replayed), not_recovered "
+         "(recovered:false, fresh join), refused (1008).");
+  static constexpr std::array<const char*, 3> kResumeResults = {"recovered", "not_recovered",
+                                                                "refused"};
+  for (std::size_t i = 0; i < resumes_total.size(); ++i) {
+    sample(out, "cloudgaming_resumes_total", std::string("result=\"") + kResumeResults[i] + "\"",
+           resumes_total[i].value());
+  }
+  counter(out, "cloudgaming_sessions_suspended_total",
+          "Resumable sessions whose socket ended without a close frame (seat held).",
+          sessions_suspended.value());
+  gauge(out, "cloudgaming_suspended_sessions", "Resumable sessions suspended right now.",
+        suspended_sessions.value());
+  counter(out, "cloudgaming_resume_windows_expired_total",
+          "Suspended sessions released because RESUME_WINDOW_MS passed without a resume.",
+          resume_windows_expired.value());
+  counter(out, "cloudgaming_replayed_messages_total",
+          "Messages sent again to resumed sessions (those after their lastSeq).",
+          replayed_messages.value());
 
   const ProcessStats ps = read_process_stats();
   gauge(out, "process_resident_memory_bytes", "Resident memory size in bytes.", ps.resident_bytes);

@@ -62,8 +62,12 @@ enum class RejectReason {
   kRateLimited,
   kRoomFull,
   kInternalError,
+  kInvalidResume,  // resume=TOKEN with a bad token or lastSeq (PROTOCOL.md section 8)
   kCount
 };
+// How a resume attempt ended: replayed, answered recovered:false (a fresh join follows), or
+// refused with 1008 (bad token or lastSeq).
+enum class ResumeResult { kRecovered, kNotRecovered, kRefused };
 enum class RedisOp {
   kJoin,
   kLeave,
@@ -110,12 +114,20 @@ struct Metrics {
   // the keys in the set in use (the last good one after an error; 0 before the first success).
   std::array<Counter, 2> jwks_refresh_total;
   Gauge jwks_keys;
+  // Resumable sessions (resume=1): resume attempts by result, suspensions, the sessions held
+  // suspended now, windows that passed without a resume, and messages replayed on resumes.
+  std::array<Counter, 3> resumes_total;  // by ResumeResult
+  Counter sessions_suspended;
+  Gauge suspended_sessions;
+  Counter resume_windows_expired;
+  Counter replayed_messages;
 
   Counter& drops(RateScope s) { return rate_limit_drops[static_cast<std::size_t>(s)]; }
   Counter& rejected(RejectReason r) { return connections_rejected[static_cast<std::size_t>(r)]; }
   Histogram& redis_op(RedisOp op) { return redis_operation_duration[static_cast<std::size_t>(op)]; }
   Counter& redis_error(RedisOp op) { return redis_errors[static_cast<std::size_t>(op)]; }
   Counter& jwks_refresh(bool ok) { return jwks_refresh_total[ok ? 1 : 0]; }
+  Counter& resumes(ResumeResult r) { return resumes_total[static_cast<std::size_t>(r)]; }
 
   // Prometheus text exposition, including process_* gauges.
   std::string render() const;

@@ -30,6 +30,10 @@ inline constexpr Rejection kRateLimited{1013, "Rate limited"};
 inline constexpr Rejection kRoomFull{1000, "Room is full"};
 inline constexpr Rejection kInternalError{1011, "Internal error"};
 inline constexpr Rejection kOverloaded{1013, "Server overloaded"};
+// Resumable sessions (PROTOCOL.md section 8).
+inline constexpr Rejection kInvalidResumeToken{1008, "Invalid resume token"};
+inline constexpr Rejection kInvalidLastSeq{1008, "Invalid lastSeq"};
+inline constexpr Rejection kResumedElsewhere{4001, "Session resumed elsewhere"};
 // The reason the Node server's `ws` library gives for a message over maxPayload.
 inline constexpr Rejection kMessageTooBig{1009, "Max payload size exceeded"};
 

@@ -52,7 +52,7 @@ ConnectParams parse_connect_target(std::string_view target, std::size_t room_id_
   if (q == std::string_view::npos) return out;
   std::string_view query = target.substr(q + 1);
   query = query.substr(0, query.find('#'));
-  bool have_room = false, have_token = false, have_events = false;
+  bool have_room = false, have_token = false, have_events = false, have_resume = false;
   while (!query.empty()) {
     const auto amp = query.find('&');
     const std::string_view pair = query.substr(0, amp);
@@ -72,8 +72,20 @@ ConnectParams parse_connect_target(std::string_view target, std::size_t room_id_
     } else if (key == "events" && !have_events) {
       have_events = true;
       out.events = value == "1" || value == "true";
+    } else if (key == "resume" && !have_resume) {
+      have_resume = true;
+      if (value == "1" || value == "true") {
+        out.resume = ConnectParams::Resume::kOpen;
+      } else if (!value.empty()) {
+        out.resume = ConnectParams::Resume::kToken;
+        out.resume_token = value;
+      }
+    } else if (key == "lastSeq" && !out.last_seq) {
+      out.last_seq = value;
     }
   }
+  // A resumable session always gets the opt-in events (welcome carries its token).
+  if (out.resume != ConnectParams::Resume::kNone) out.events = true;
   return out;
 }
 

@@ -11,6 +11,11 @@ struct ConnectParams {
   std::optional<std::string> room_id;  // decoded; present only when it passes is_valid_room_id
   std::string token;                   // query `token`, empty when absent
   bool events = false;                 // `events=1`: opt-in welcome / peer-joined
+  // `resume=1` opens a resumable session (implies events); `resume=TOKEN` resumes one, with
+  // `lastSeq` (raw text, checked by the caller; absent means 0: nothing received).
+  enum class Resume { kNone, kOpen, kToken } resume = Resume::kNone;
+  std::string resume_token;
+  std::optional<std::string> last_seq;
 };
 
 // A room id is 1..max_length characters of [A-Za-z0-9_\-:.].
