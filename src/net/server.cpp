@@ -4,6 +4,8 @@
 #include <boost/asio/post.hpp>
 #include <csignal>
 
+#include "signaling/resume.hpp"
+
 #include "net/listener.hpp"
 #include "net/ws_session.hpp"
 #include "obs/metrics.hpp"
@@ -11,7 +13,14 @@
 namespace sigsrv {
 
 Server::Server(const Config& config, Logger& log, Bus& bus)
-    : config_(config), log_(log), bus_(bus), origins_(config.allowed_origins) {
+    : config_(config),
+      log_(log),
+      bus_(bus),
+      // Without RESUME_SECRET, tokens are good on this process only: another instance (or this
+      // one restarted) refuses them as forged. Two random ids make a 256-bit key.
+      resume_key_(config.resume_secret.empty() ? random_session_id() + random_session_id()
+                                               : config.resume_secret),
+      origins_(config.allowed_origins) {
   policy_.shutdown_close_code = config.shutdown_close_code;
   policy_.require_wss = config.require_wss;
   policy_.origins = &origins_;
@@ -105,6 +114,11 @@ void Server::begin_drain() {
   metrics().draining.set(1);
   metrics().ready.set(0);
   const Rejection r = draining_rejection(config_.shutdown_close_code);
+  // Suspended sessions cannot be resumed on an instance that is going away: they leave now,
+  // on their own loops, so their seats are free and their peers told before the exit.
+  for (auto& member : resumables_.live()) {
+    boost::asio::post(member->home().ioc, [member] { member->leave(); });
+  }
   for (auto& loop : loops_) {
     boost::asio::post(loop->ioc, [&l = *loop, r] {
       // close_with() never removes from the list (the session leaves it when its read ends).
@@ -148,6 +162,27 @@ void Server::post_to(Target&& target, const SharedText& message) {
   // moves into the handler, so the peer is released on its own loop.
   boost::asio::post(loops_[target.loop]->ioc,
                     [peer = std::move(target.peer), message] { peer->deliver(message); });
+}
+
+void Server::send_from(unsigned from_loop, Target&& target, const SharedText& message) {
+  if (target.loop == from_loop) {
+    target.peer->deliver(message);
+    return;
+  }
+  post_to(std::move(target), message);
+}
+
+void Server::depart(const std::shared_ptr<Room>& room, const Peer* self,
+                    const std::string& client_id, unsigned from_loop) {
+  const std::string& room_id = room->id();
+  // Collect before detaching, so nobody who joins after this member is gone hears of it.
+  Targets others;
+  room->collect_others(self, others);
+  rooms_.detach(room, client_id);
+  bus_.leave(room_id, client_id);
+  for (auto& t : others) send_from(from_loop, std::move(t), peer_disconnected_message());
+  bus_.publish_departure(room_id, client_id);
+  log_.info("Client left room", {{"clientId", client_id}, {"roomId", room_id}});
 }
 
 void Server::deliver_remote(const std::string& room_id, std::string_view sender_id,

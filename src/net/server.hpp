@@ -17,6 +17,7 @@
 #include "auth/origin.hpp"
 #include "bus/bus.hpp"
 #include "config/config.hpp"
+#include "net/resumable_member.hpp"
 #include "obs/logger.hpp"
 #include "signaling/admission.hpp"
 #include "signaling/rooms.hpp"
@@ -90,6 +91,16 @@ class Server final : public BusListener {
   Loop& next_loop();
   // Hands `message` to `target` on the target's own loop (one post), from any thread.
   void post_to(Target&& target, const SharedText& message);
+  // Same, called on loop `from_loop`: a target on that loop gets it at once, without a post.
+  void send_from(unsigned from_loop, Target&& target, const SharedText& message);
+  // A member (`self`, known to others as `client_id`) leaves `room` for good, on its loop
+  // `from_loop`: out of the local room and the bus room, peers told (here and elsewhere).
+  void depart(const std::shared_ptr<Room>& room, const Peer* self, const std::string& client_id,
+              unsigned from_loop);
+
+  // Resumable sessions (resume=1) of this instance, and the key their tokens are signed with.
+  ResumeRegistry& resumables() { return resumables_; }
+  const std::string& resume_key() const { return resume_key_; }
 
   // BusListener: what other instances publish, and our membership to re-assert.
   void deliver_remote(const std::string& room_id, std::string_view sender_id,
@@ -110,6 +121,7 @@ class Server final : public BusListener {
   Logger& log_;
   Bus& bus_;
   RoomRegistry rooms_;
+  std::string resume_key_;  // RESUME_SECRET, or random bytes for this process alone
   OriginMatcher origins_;
   AdmissionPolicy policy_;
   std::shared_ptr<const JwtKey> jwt_key_;
@@ -117,6 +129,8 @@ class Server final : public BusListener {
   JwtPolicy jwt_policy_;
   std::shared_ptr<asio::ssl::context> tls_;
   std::vector<std::unique_ptr<Loop>> loops_;
+  // After loops_, so it goes first: its members' timers belong to the loops' io_contexts.
+  ResumeRegistry resumables_;
   std::atomic<unsigned> next_loop_{0};
   std::unique_ptr<Listener> main_listener_;
   std::unique_ptr<Listener> health_listener_;

@@ -9,6 +9,7 @@
 
 #include "net/server.hpp"
 #include "obs/metrics.hpp"
+#include "signaling/resume.hpp"
 
 namespace sigsrv {
 
@@ -276,12 +277,105 @@ void WsSession::after_rate_check(bool allowed) {
     reject(kRateLimited, RejectReason::kRateLimited);
     return;
   }
+  if (upgrade_->params.resume == ConnectParams::Resume::kToken) {
+    resume_session();
+    return;
+  }
+  join_room();
+}
+
+void WsSession::join_room() {
   client_id_ = random_client_id();
   events_ = upgrade_->params.events;
   server_.bus().join(*upgrade_->params.room_id, client_id_, server_.config().room_capacity,
                      [self = shared_from_this()](JoinResult r) {
                        boost::asio::dispatch(self->loop_.ioc, [self, r] { self->on_joined(r); });
                      });
+}
+
+void WsSession::refuse_resume(Rejection r) {
+  metrics().resumes(ResumeResult::kRefused).inc();
+  reject(r, RejectReason::kInvalidResume);
+}
+
+void WsSession::resume_session() {
+  const ConnectParams& p = upgrade_->params;
+  const auto last_seq = parse_last_seq(p.last_seq);
+  if (!last_seq) {
+    refuse_resume(kInvalidLastSeq);
+    return;
+  }
+  const auto session_id = verify_resume_token(server_.resume_key(), p.resume_token, *p.room_id);
+  if (!session_id) {
+    refuse_resume(kInvalidResumeToken);
+    return;
+  }
+  auto [found, member] = server_.resumables().find(*session_id);
+  if (found == ResumeRegistry::Found::kLeft) {
+    refuse_resume(kInvalidResumeToken);
+    return;
+  }
+  if (found == ResumeRegistry::Found::kUnknown) {
+    // A genuine token whose session is not here: its window passed, or it lived on an instance
+    // that is gone. Honest answer: recovered:false, then a fresh join.
+    ResumableMember::Claim none;
+    none.result = ResumableMember::Claim::Result::kNotRecovered;
+    on_resume_claimed(nullptr, std::move(none));
+    return;
+  }
+  // The claim runs on the member's loop; its answer comes back here before anything the member
+  // forwards after it (posts from one thread run in order).
+  if (&member->home() == &loop_) {
+    on_resume_claimed(member, member->claim(weak_from_this(), loop_.index, *last_seq));
+    return;
+  }
+  boost::asio::post(member->home().ioc, [self = shared_from_this(), member, last = *last_seq] {
+    auto claim = member->claim(self, self->loop_.index, last);
+    boost::asio::post(self->loop_.ioc, [self, member, claim = std::move(claim)]() mutable {
+      self->on_resume_claimed(member, std::move(claim));
+    });
+  });
+}
+
+void WsSession::on_resume_claimed(const std::shared_ptr<ResumableMember>& member,
+                                  ResumableMember::Claim claim) {
+  using Result = ResumableMember::Claim::Result;
+  if (claim.result == Result::kGone) {
+    refuse_resume(kInvalidResumeToken);
+    return;
+  }
+  if (claim.result == Result::kNotRecovered) {
+    metrics().resumes(ResumeResult::kNotRecovered).inc();
+    not_recovered_ = true;
+    join_room();
+    return;
+  }
+  // Attached: from here this socket's end is the member's business (suspend or leave).
+  resumable_ = member;
+  generation_ = claim.generation;
+  client_id_ = member->client_id();
+  events_ = true;
+  room_ = std::move(claim.room);
+  joined_ = true;
+  if (server_.draining()) {
+    reject(draining_rejection(server_.config().shutdown_close_code), RejectReason::kDraining);
+    return;
+  }
+  loop_slot = loop_.sessions.size();
+  loop_.sessions.push_back(this);
+  registered_ = true;
+  state_ = State::kOpen;
+  Metrics& m = metrics();
+  m.active_connections.inc();
+  m.resumes(ResumeResult::kRecovered).inc();
+  m.replayed_messages.inc(claim.replay.size());
+  server_.log().info("Client resumed", {{"clientId", client_id_},
+                                        {"roomId", room_->id()},
+                                        {"replayed", claim.replay.size()},
+                                        {"received", claim.received}});
+  deliver(std::make_shared<const std::string>(resumed_message(true, claim.received)));
+  for (const auto& text : claim.replay) deliver(text);
+  accept();
 }
 
 void WsSession::on_joined(JoinResult result) {
@@ -301,8 +395,24 @@ void WsSession::on_joined(JoinResult result) {
     return;
   }
   joined_ = true;
-  room_ = server_.rooms().attach(room_id,
-                                 Member{client_id_, weak_from_this(), this, loop_.index, events_});
+  std::string welcome;
+  if (upgrade_->params.resume != ConnectParams::Resume::kNone) {
+    // The member, not this socket, is in the room: it outlives the socket for a resume.
+    resumable_ = std::make_shared<ResumableMember>(server_, loop_, random_session_id(), client_id_);
+    room_ = server_.rooms().attach(
+        room_id, Member{client_id_, resumable_, resumable_.get(), loop_.index, true});
+    resumable_->start(room_, weak_from_this(), loop_.index);
+    generation_ = 1;
+    server_.resumables().add(resumable_);
+    welcome = resumable_welcome_message(
+        client_id_, room_id, result.members - 1, resumable_->session_id(),
+        mint_resume_token(server_.resume_key(), room_id, resumable_->session_id()),
+        server_.config().resume_window_ms);
+  } else {
+    room_ = server_.rooms().attach(
+        room_id, Member{client_id_, weak_from_this(), this, loop_.index, events_});
+    if (events_) welcome = welcome_message(client_id_, room_id, result.members - 1);
+  }
   loop_slot = loop_.sessions.size();
   loop_.sessions.push_back(this);
   registered_ = true;
@@ -313,11 +423,11 @@ void WsSession::on_joined(JoinResult result) {
       {{"clientId", client_id_}, {"roomId", room_id}, {"localCount", room_->size()}});
 
   Targets others;
-  room_->collect_others(this, others);
-  if (events_) {
-    deliver(std::make_shared<const std::string>(
-        welcome_message(client_id_, room_id, result.members - 1)));
+  room_->collect_others(self_peer(), others);
+  if (not_recovered_) {
+    deliver(std::make_shared<const std::string>(resumed_message(false, 0)));
   }
+  if (!welcome.empty()) deliver(std::make_shared<const std::string>(std::move(welcome)));
   server_.bus().publish_joined(room_id, client_id_);
   SharedText joined_note;
   for (auto& t : others) {
@@ -348,6 +458,8 @@ void WsSession::read() {
 
 void WsSession::on_read(boost::system::error_code ec) {
   if (ec) {
+    // Beast reports the client's close frame as `closed` (and has answered it).
+    if (ec == websocket::error::closed) client_closed_ = true;
     end();
     return;
   }
@@ -376,6 +488,12 @@ void WsSession::handle_message(std::string_view text) {
   const Config& cfg = server_.config();
   Metrics& m = metrics();
   m.messages_received.inc();
+  if (resumable_) {
+    // Taken over by a resume elsewhere: what this socket still reads is not the session's.
+    if (resumable_->generation.load(std::memory_order_relaxed) != generation_) return;
+    // Every message read counts, relayed or not: the client re-sends from this count.
+    resumable_->received.fetch_add(1, std::memory_order_relaxed);
+  }
   if (!bucket_.try_take(Clock::now())) {
     m.drops(RateScope::kConnection).inc();
     return;
@@ -430,7 +548,7 @@ void WsSession::process(std::string_view text, MessageVerdict verdict) {
       return;
     case ParsedMessage::Kind::kSchemaError:
       m.schema_rejects.inc();
-      deliver(schema_error_message());
+      notify_self(schema_error_message());
       return;
     case ParsedMessage::Kind::kValid:
       relay(std::make_shared<const std::string>(std::move(parsed.text)));
@@ -441,7 +559,7 @@ void WsSession::process(std::string_view text, MessageVerdict verdict) {
 void WsSession::relay(const SharedText& message) {
   const auto start = Clock::now();
   Targets targets;
-  room_->collect_others(this, targets);
+  room_->collect_others(self_peer(), targets);
   for (auto& t : targets) send_to(std::move(t), message);
   server_.bus().publish(room_->id(), client_id_, message);
   metrics().messages_forwarded.inc();
@@ -449,11 +567,25 @@ void WsSession::relay(const SharedText& message) {
 }
 
 void WsSession::send_to(Target&& target, const SharedText& message) {
-  if (target.loop == loop_.index) {
-    target.peer->deliver(message);
+  server_.send_from(loop_.index, std::move(target), message);
+}
+
+const Peer* WsSession::self_peer() const {
+  if (resumable_) return resumable_.get();
+  return this;
+}
+
+void WsSession::notify_self(const SharedText& message) {
+  if (!resumable_) {
+    deliver(message);
     return;
   }
-  server_.post_to(std::move(target), message);
+  if (&resumable_->home() == &loop_) {
+    resumable_->deliver(message);
+    return;
+  }
+  boost::asio::post(resumable_->home().ioc,
+                    [member = resumable_, message] { member->deliver(message); });
 }
 
 void WsSession::deliver(const SharedText& message) {
@@ -583,15 +715,20 @@ void WsSession::depart() {
 void WsSession::leave_room() {
   if (!joined_) return;
   joined_ = false;
-  const std::string room_id = room_->id();
-  // Collect before detaching, so nobody who joins after this member is gone hears of it.
-  Targets others;
-  room_->collect_others(this, others);
-  server_.rooms().detach(room_, client_id_);
-  server_.bus().leave(room_id, client_id_);
-  for (auto& t : others) send_to(std::move(t), peer_disconnected_message());
-  server_.bus().publish_departure(room_id, client_id_);
-  server_.log().info("Client left room", {{"clientId", client_id_}, {"roomId", room_id}});
+  if (resumable_) {
+    // The member decides, on its own loop: suspend (seat held) or leave (close frame).
+    if (&resumable_->home() == &loop_) {
+      resumable_->socket_ended(generation_, client_closed_);
+    } else {
+      boost::asio::post(resumable_->home().ioc,
+                        [member = resumable_, gen = generation_, closed = client_closed_] {
+                          member->socket_ended(gen, closed);
+                        });
+    }
+    room_.reset();
+    return;
+  }
+  server_.depart(room_, this, client_id_, loop_.index);
   room_.reset();
 }
 

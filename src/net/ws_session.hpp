@@ -14,6 +14,7 @@
 
 #include "bus/bus.hpp"
 #include "limits/token_bucket.hpp"
+#include "net/resumable_member.hpp"
 #include "net/tls_stream.hpp"
 #include "obs/metrics.hpp"
 #include "signaling/admission.hpp"
@@ -64,6 +65,9 @@ class WsSession final : public Peer, public std::enable_shared_from_this<WsSessi
   void heartbeat_tick();
   // Graceful close with a code and reason (drain, backpressure, refused connect).
   void close_with(Rejection r);
+  // The answer to this socket's resume claim, on this session's loop.
+  void on_resume_claimed(const std::shared_ptr<ResumableMember>& member,
+                         ResumableMember::Claim claim);
 
   std::size_t loop_slot = 0;  // index in Loop::sessions, maintained by the loop's owner
 
@@ -75,6 +79,9 @@ class WsSession final : public Peer, public std::enable_shared_from_this<WsSessi
   void on_accepted(boost::system::error_code ec);
   void admit();
   void after_rate_check(bool allowed);
+  void join_room();
+  void resume_session();
+  void refuse_resume(Rejection r);
   void on_joined(JoinResult result);
   void reject(Rejection r, RejectReason reason);
   void read();
@@ -84,6 +91,10 @@ class WsSession final : public Peer, public std::enable_shared_from_this<WsSessi
   void process(std::string_view text, MessageVerdict verdict);
   void relay(const SharedText& message);
   void send_to(Target&& target, const SharedText& message);
+  // This member as the room knows it: the session itself, or its ResumableMember.
+  const Peer* self_peer() const;
+  // A notice to this client: numbered through the member when the session is resumable.
+  void notify_self(const SharedText& message);
   void arm_deadline();
   void depart();
   void write_next();
@@ -129,6 +140,13 @@ class WsSession final : public Peer, public std::enable_shared_from_this<WsSessi
   // HANDSHAKE_TIMEOUT_MS for admission + upgrade, then again for a closing handshake; absent
   // while the session is open, so an idle connection carries no timer.
   std::unique_ptr<boost::asio::steady_timer> deadline_;
+
+  // resume=1: the member this socket is attached to, as its `generation_`-th socket. A socket
+  // whose generation is no longer the member's has been taken over (4001) and stops relaying.
+  std::shared_ptr<ResumableMember> resumable_;
+  uint64_t generation_ = 0;
+  bool client_closed_ = false;  // the client sent a close frame: it left (no suspension)
+  bool not_recovered_ = false;  // a resume fell back to a fresh join: resumed:false first
 };
 
 }  // namespace sigsrv

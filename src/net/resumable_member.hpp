@@ -1,0 +1,106 @@
+// A resumable member (resume=1): the room's member is this object, not a socket, so its seat,
+// its numbered log and its identity outlive a dropped socket; one socket at a time is attached.
+#pragma once
+
+#include <atomic>
+#include <boost/asio/steady_timer.hpp>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "signaling/resume.hpp"
+#include "signaling/rooms.hpp"
+
+namespace sigsrv {
+
+class Server;
+class WsSession;
+struct Loop;
+
+// Lives on its home loop (the loop of the socket that opened the session): every method but
+// the atomics runs there, and the room delivers to it there. A socket resumed on another loop
+// gets the numbered messages by one post each, from this one thread, so their order holds.
+class ResumableMember final : public Peer, public std::enable_shared_from_this<ResumableMember> {
+ public:
+  ResumableMember(Server& server, Loop& home, std::string session_id, std::string client_id);
+
+  // Numbers and keeps `message`, then hands it to the attached socket, if any.
+  void deliver(const SharedText& message) override;
+
+  // The opening socket joined `room`: attaches it as generation 1.
+  void start(std::shared_ptr<Room> room, std::weak_ptr<WsSession> socket, unsigned socket_loop);
+
+  // The socket of `generation` ended; `client_closed`: with the client's close frame (it left).
+  void socket_ended(uint64_t generation, bool client_closed);
+
+  struct Claim {
+    enum class Result { kResumed, kNotRecovered, kGone } result = Result::kGone;
+    std::vector<SharedText> replay;  // kResumed: every message after lastSeq, in order
+    uint64_t received = 0;           // kResumed: client messages accepted in this session
+    uint64_t generation = 0;         // kResumed: the new socket's
+    std::shared_ptr<Room> room;      // kResumed: the room the member is in
+  };
+  // A resume with `last_seq` from `socket`. kResumed: `socket` is attached and any previous one
+  // is closed with 4001. kNotRecovered: the messages after `last_seq` are not all kept, and the
+  // member has left (its seat is free for the fresh join that follows). kGone: it had left.
+  Claim claim(std::weak_ptr<WsSession> socket, unsigned socket_loop, uint64_t last_seq);
+
+  // Leaves for good now (drain); a no-op once left.
+  void leave();
+
+  Loop& home() const { return home_; }
+  const std::string& session_id() const { return session_id_; }
+  const std::string& client_id() const { return client_id_; }
+  const std::shared_ptr<Room>& room() const { return room_; }
+
+  // Written by the attached socket on its own loop, read by claim() on the home loop.
+  std::atomic<uint64_t> received{0};
+  // The attached socket's generation; a socket that no longer matches has been taken over.
+  std::atomic<uint64_t> generation{0};
+
+ private:
+  void depart(bool tombstone);
+  void notify_peers(const SharedText& note);
+  void arm_window();
+
+  Server& server_;
+  Loop& home_;
+  const std::string session_id_;
+  const std::string client_id_;
+  std::shared_ptr<Room> room_;
+  SessionLog log_;
+  MemberLifecycle life_;
+  std::weak_ptr<WsSession> socket_;
+  unsigned socket_loop_ = 0;
+  boost::asio::steady_timer window_;
+};
+
+// Every live resumable session of this instance by session id, and the ids of sessions that
+// left with a close frame, so that their token is refused (1008) rather than read as a
+// window that passed. Touched on joins, resumes and departures only, never per message.
+class ResumeRegistry {
+ public:
+  enum class Found { kLive, kLeft, kUnknown };
+  void add(const std::shared_ptr<ResumableMember>& member);
+  std::pair<Found, std::shared_ptr<ResumableMember>> find(const std::string& session_id);
+  // `tombstone`: the session left (close frame); its token is refused for `keep` from now.
+  void remove(const std::string& session_id, bool tombstone, std::chrono::milliseconds keep);
+  std::vector<std::shared_ptr<ResumableMember>> live();
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  // Overflow policy: tombstones past kMaxTombstones drop the oldest (its token then reads as an
+  // expired session: recovered:false and a fresh join, never someone else's seat).
+  static constexpr std::size_t kMaxTombstones = 100000;
+  void prune(Clock::time_point now);
+
+  std::mutex mu_;
+  std::unordered_map<std::string, std::shared_ptr<ResumableMember>> live_;
+  std::unordered_map<std::string, Clock::time_point> left_;
+  std::deque<std::pair<Clock::time_point, std::string>> left_order_;
+};
+
+}  // namespace sigsrv
