@@ -39,8 +39,11 @@ class BusListener {
   // `data` goes to the local members of `room_id` except `sender_id`. Any thread.
   virtual void deliver_remote(const std::string& room_id, std::string_view sender_id,
                               const SharedText& data) = 0;
-  // `client_id` joined `room_id` on another instance: tell local members that opted in.
-  virtual void peer_joined_remote(const std::string& room_id, std::string_view client_id) = 0;
+  // Presence from another instance: `client_id` joined `room_id`, was suspended or resumed (tell
+  // local members that opted in), or a join there found the room full (kProbe: ping the local
+  // members of the room now and release those that do not answer).
+  virtual void presence_remote(const std::string& room_id, std::string_view client_id,
+                               PresenceEvent event) = 0;
   // Every (room id, client id) with a member connected here. Any thread.
   virtual std::vector<std::pair<std::string, std::string>> local_members() = 0;
 };
@@ -76,8 +79,10 @@ class Bus {
   // Relay `data` to members of the room on other instances (local members are served directly).
   virtual void publish(const std::string& room_id, const std::string& sender_id,
                        const SharedText& data) = 0;
-  // Tell other instances that `client_id` joined (for their members that asked for presence).
-  virtual void publish_joined(const std::string& room_id, const std::string& client_id) = 0;
+  // Tell other instances that `client_id` joined, was suspended or resumed (for their members
+  // that asked for presence), or (kProbe) that they should probe their members of the room.
+  virtual void publish_presence(const std::string& room_id, const std::string& client_id,
+                                PresenceEvent event) = 0;
   // Tell other instances' members that `client_id` left.
   virtual void publish_departure(const std::string& room_id, const std::string& client_id) = 0;
 

@@ -22,7 +22,7 @@ class MemoryBus final : public Bus {
   void leave(const std::string& room_id, const std::string& client_id) override;
   // Every member is local and already served by relay: nothing crosses an instance.
   void publish(const std::string&, const std::string&, const SharedText&) override {}
-  void publish_joined(const std::string&, const std::string&) override {}
+  void publish_presence(const std::string&, const std::string&, PresenceEvent) override {}
   void publish_departure(const std::string&, const std::string&) override {}
   std::optional<MessageVerdict> message_verdict_now(std::string_view ip, std::string_view room_id,
                                                     MessageLimits limits) override;

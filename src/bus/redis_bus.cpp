@@ -361,7 +361,7 @@ void RedisBus::on_message(std::string_view channel, std::string_view payload) {
   if (channel.rfind("presence:", 0) == 0) {
     auto p = parse_presence(payload);
     if (p && p->origin_server_id != instance_id_) {
-      listener_->peer_joined_remote(room_of_channel(channel), p->client_id);
+      listener_->presence_remote(room_of_channel(channel), p->client_id, p->event);
     }
     return;
   }
@@ -497,8 +497,9 @@ void RedisBus::publish(const std::string& room_id, const std::string& sender_id,
   publish_on(room_key(room_id), relay_envelope(sender_id, *data, instance_id_, now_us()));
 }
 
-void RedisBus::publish_joined(const std::string& room_id, const std::string& client_id) {
-  publish_on(presence_key(room_id), presence_message(client_id, instance_id_));
+void RedisBus::publish_presence(const std::string& room_id, const std::string& client_id,
+                                PresenceEvent event) {
+  publish_on(presence_key(room_id), presence_message(client_id, instance_id_, event));
 }
 
 void RedisBus::publish_departure(const std::string& room_id, const std::string& client_id) {

@@ -43,7 +43,8 @@ class RedisBus final : public Bus {
   void leave(const std::string& room_id, const std::string& client_id) override;
   void publish(const std::string& room_id, const std::string& sender_id,
                const SharedText& data) override;
-  void publish_joined(const std::string& room_id, const std::string& client_id) override;
+  void publish_presence(const std::string& room_id, const std::string& client_id,
+                        PresenceEvent event) override;
   void publish_departure(const std::string& room_id, const std::string& client_id) override;
   // Never at once: every verdict is a round trip to Redis.
   std::optional<MessageVerdict> message_verdict_now(std::string_view, std::string_view,

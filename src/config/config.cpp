@@ -169,6 +169,10 @@ const std::vector<Option>& options() {
       {{"RESUME_BUFFER_BYTES", "--resume-buffer-bytes", "1048576",
         "resume=1 sessions: bytes kept per session for a replay."},
        number(&Config::resume_buffer_bytes, 1, 1073741824)},
+      {{"STALE_MEMBER_PROBE_MS", "--stale-member-probe-ms", "2000",
+        "A join that finds the room full pings its members; silent ones are released after "
+        "this (0 = off)."},
+       number(&Config::stale_member_probe_ms, 0, 3600000)},
       {{"RESUME_SECRET", "--resume-secret", "random",
         "Key resume tokens are signed with; share it across instances."},
        text(&Config::resume_secret)},

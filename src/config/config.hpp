@@ -74,6 +74,9 @@ struct Config {
   // RESUME_SECRET: the key resume tokens are signed with. Instances that share it accept each
   // other's tokens; empty = a random key per process (tokens valid on this instance only).
   std::string resume_secret;
+  // STALE_MEMBER_PROBE_MS: a join that finds the room full pings its members; one that does not
+  // answer within this is released as by a failed heartbeat, and the join is tried again. 0 = off.
+  unsigned stale_member_probe_ms = 2000;
 
   // --- lifecycle ---
   unsigned drain_timeout_ms = 5000;

@@ -43,6 +43,17 @@ void ResumableMember::deliver(const SharedText& message) {
                     [socket = std::move(socket), numbered] { socket->deliver(numbered); });
 }
 
+void ResumableMember::probe() {
+  auto socket = socket_.lock();
+  if (!socket) return;
+  if (socket_loop_ == home_.index) {
+    socket->probe();
+    return;
+  }
+  boost::asio::post(server_.loop(socket_loop_).ioc,
+                    [socket = std::move(socket)] { socket->probe(); });
+}
+
 void ResumableMember::socket_ended(uint64_t ended_generation, bool client_closed) {
   if (ended_generation != generation.load() || life_.state() != MemberLifecycle::State::kJoined) {
     return;  // a socket already taken over, or a member already gone
@@ -65,6 +76,7 @@ void ResumableMember::socket_ended(uint64_t ended_generation, bool client_closed
                                           {"roomId", room_->id()},
                                           {"resumeWindowMs", server_.config().resume_window_ms}});
   notify_peers(std::make_shared<const std::string>(peer_suspended_message(client_id_)));
+  server_.bus().publish_presence(room_->id(), client_id_, PresenceEvent::kSuspended);
   arm_window();
 }
 
@@ -122,6 +134,7 @@ ResumableMember::Claim ResumableMember::claim(std::weak_ptr<WsSession> socket, u
   if (state == MemberLifecycle::State::kSuspended) {
     metrics().suspended_sessions.dec();
     notify_peers(std::make_shared<const std::string>(peer_resumed_message(client_id_)));
+    server_.bus().publish_presence(room_->id(), client_id_, PresenceEvent::kResumed);
   }
   return out;
 }

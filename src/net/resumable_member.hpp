@@ -29,6 +29,8 @@ class ResumableMember final : public Peer, public std::enable_shared_from_this<R
 
   // Numbers and keeps `message`, then hands it to the attached socket, if any.
   void deliver(const SharedText& message) override;
+  // Probes the attached socket; a suspended member holds its seat by right and is not probed.
+  void probe() override;
 
   // The opening socket joined `room`: attaches it as generation 1.
   void start(std::shared_ptr<Room> room, std::weak_ptr<WsSession> socket, unsigned socket_loop);

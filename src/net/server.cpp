@@ -194,7 +194,12 @@ void Server::deliver_remote(const std::string& room_id, std::string_view sender_
   for (auto& t : targets) post_to(std::move(t), data);
 }
 
-void Server::peer_joined_remote(const std::string& room_id, std::string_view client_id) {
+void Server::presence_remote(const std::string& room_id, std::string_view client_id,
+                             PresenceEvent event) {
+  if (event == PresenceEvent::kProbe) {
+    probe_room(room_id);
+    return;
+  }
   auto room = rooms_.find(room_id);
   if (!room) return;
   Targets targets;
@@ -202,8 +207,23 @@ void Server::peer_joined_remote(const std::string& room_id, std::string_view cli
   SharedText note;
   for (auto& t : targets) {
     if (!t.wants_events) continue;
-    if (!note) note = std::make_shared<const std::string>(peer_joined_message(client_id));
+    if (!note) {
+      note = std::make_shared<const std::string>(
+          event == PresenceEvent::kJoined      ? peer_joined_message(client_id)
+          : event == PresenceEvent::kSuspended ? peer_suspended_message(client_id)
+                                               : peer_resumed_message(client_id));
+    }
     post_to(std::move(t), note);
+  }
+}
+
+void Server::probe_room(const std::string& room_id) {
+  auto room = rooms_.find(room_id);
+  if (!room) return;
+  Targets members;
+  room->collect_others(nullptr, members);
+  for (auto& t : members) {
+    boost::asio::post(loops_[t.loop]->ioc, [peer = std::move(t.peer)] { peer->probe(); });
   }
 }
 

@@ -105,7 +105,11 @@ class Server final : public BusListener {
   // BusListener: what other instances publish, and our membership to re-assert.
   void deliver_remote(const std::string& room_id, std::string_view sender_id,
                       const SharedText& data) override;
-  void peer_joined_remote(const std::string& room_id, std::string_view client_id) override;
+  void presence_remote(const std::string& room_id, std::string_view client_id,
+                       PresenceEvent event) override;
+  // Pings every local member of `room_id` now; those that do not answer within
+  // STALE_MEMBER_PROBE_MS are released as if their heartbeat had failed.
+  void probe_room(const std::string& room_id);
   std::vector<std::pair<std::string, std::string>> local_members() override;
 
   // WebSocket sessions alive (from the upgrade request to the end): counted against

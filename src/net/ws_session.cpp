@@ -130,7 +130,7 @@ void WsSession::start(Request request) {
   ws_.read_message_max(0);  // no Beast limit: read() enforces MESSAGE_MAX_BYTES itself
   ws_.auto_fragment(false);
   ws_.control_callback([this](websocket::frame_type kind, beast::string_view) {
-    if (kind == websocket::frame_type::pong) alive_ = true;
+    if (kind == websocket::frame_type::pong) alive_ = answered_probe_ = true;
   });
 
   // Beast refuses an upgrade without Host (HTTP 400), but the contract answers it after the
@@ -287,6 +287,13 @@ void WsSession::after_rate_check(bool allowed) {
 void WsSession::join_room() {
   client_id_ = random_client_id();
   events_ = upgrade_->params.events;
+  // Two more tries after a probe: the first soon after the probe's deadline, the second later,
+  // for a release that reaches Redis from another instance.
+  join_retries_left_ = server_.config().stale_member_probe_ms > 0 ? 2 : 0;
+  send_join();
+}
+
+void WsSession::send_join() {
   server_.bus().join(*upgrade_->params.room_id, client_id_, server_.config().room_capacity,
                      [self = shared_from_this()](JoinResult r) {
                        boost::asio::dispatch(self->loop_.ioc, [self, r] { self->on_joined(r); });
@@ -380,6 +387,27 @@ void WsSession::on_resume_claimed(const std::shared_ptr<ResumableMember>& member
 
 void WsSession::on_joined(JoinResult result) {
   const std::string room_id = *upgrade_->params.room_id;
+  if (result.status == JoinResult::Status::kFull && join_retries_left_ > 0) {
+    // A member whose connection died silently holds its seat until two heartbeats pass; ask
+    // every instance holding this room's members to ping them now (PROTOCOL.md section 8).
+    const bool first = join_retries_left_-- == 2;
+    if (first) {
+      metrics().stale_member_probes.inc();
+      server_.probe_room(room_id);
+      server_.bus().publish_presence(room_id, client_id_, PresenceEvent::kProbe);
+    }
+    probe_timer_ = std::make_unique<boost::asio::steady_timer>(loop_.ioc);
+    probe_timer_->expires_after(
+        std::chrono::milliseconds(server_.config().stale_member_probe_ms) +
+        (first ? std::chrono::milliseconds(150) : std::chrono::milliseconds(500)));
+    // The wait owns the session (nothing else does before the upgrade); the handshake deadline
+    // still bounds it.
+    probe_timer_->async_wait([self = shared_from_this()](boost::system::error_code ec) {
+      if (!ec && self->ws_.next_layer().socket().is_open()) self->send_join();
+    });
+    return;
+  }
+  probe_timer_.reset();
   if (result.status == JoinResult::Status::kFull) {
     reject(kRoomFull, RejectReason::kRoomFull);
     return;
@@ -428,7 +456,7 @@ void WsSession::on_joined(JoinResult result) {
     deliver(std::make_shared<const std::string>(resumed_message(false, 0)));
   }
   if (!welcome.empty()) deliver(std::make_shared<const std::string>(std::move(welcome)));
-  server_.bus().publish_joined(room_id, client_id_);
+  server_.bus().publish_presence(room_id, client_id_, PresenceEvent::kJoined);
   SharedText joined_note;
   for (auto& t : others) {
     if (!t.wants_events) continue;
@@ -676,6 +704,30 @@ void WsSession::heartbeat_tick() {
   ping_in_flight_ = true;
   ws_.async_ping({}, [self = shared_from_this()](boost::system::error_code) {
     self->ping_in_flight_ = false;
+  });
+}
+
+void WsSession::probe() {
+  if (state_ != State::kOpen || !accepted_ || probe_timer_) return;
+  answered_probe_ = false;
+  if (!ping_in_flight_) {
+    ping_in_flight_ = true;
+    ws_.async_ping({}, [self = shared_from_this()](boost::system::error_code) {
+      self->ping_in_flight_ = false;
+    });
+  }
+  probe_timer_ = std::make_unique<boost::asio::steady_timer>(loop_.ioc);
+  probe_timer_->expires_after(std::chrono::milliseconds(server_.config().stale_member_probe_ms));
+  probe_timer_->async_wait([weak = weak_from_this()](boost::system::error_code ec) {
+    if (ec) return;
+    auto self = weak.lock();
+    if (!self) return;
+    self->probe_timer_.reset();
+    if (self->answered_probe_ || self->state_ != State::kOpen) return;
+    metrics().stale_members_released.inc();
+    self->server_.log().info("Releasing member that did not answer a probe",
+                             {{"clientId", self->client_id_}});
+    self->terminate();
   });
 }
 

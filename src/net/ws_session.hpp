@@ -63,6 +63,8 @@ class WsSession final : public Peer, public std::enable_shared_from_this<WsSessi
   void deliver(const SharedText& message) override;
   // Called by the loop every HEARTBEAT_INTERVAL_MS.
   void heartbeat_tick();
+  // Pings now; no pong within STALE_MEMBER_PROBE_MS ends the socket as a failed heartbeat.
+  void probe() override;
   // Graceful close with a code and reason (drain, backpressure, refused connect).
   void close_with(Rejection r);
   // The answer to this socket's resume claim, on this session's loop.
@@ -80,6 +82,7 @@ class WsSession final : public Peer, public std::enable_shared_from_this<WsSessi
   void admit();
   void after_rate_check(bool allowed);
   void join_room();
+  void send_join();
   void resume_session();
   void refuse_resume(Rejection r);
   void on_joined(JoinResult result);
@@ -130,6 +133,7 @@ class WsSession final : public Peer, public std::enable_shared_from_this<WsSessi
   bool writing_ = false;
 
   bool alive_ = true;                 // a pong arrived since the last heartbeat tick
+  bool answered_probe_ = true;        // a pong arrived since the last probe began
   bool ping_in_flight_ = false;       // Beast allows one outstanding ping
   bool events_ = false;               // events=1: welcome and peer-joined
   bool registered_ = false;           // in loop_.sessions
@@ -147,6 +151,12 @@ class WsSession final : public Peer, public std::enable_shared_from_this<WsSessi
   uint64_t generation_ = 0;
   bool client_closed_ = false;  // the client sent a close frame: it left (no suspension)
   bool not_recovered_ = false;  // a resume fell back to a fresh join: resumed:false first
+
+  // Joining a full room: the members were probed; the join is tried again after the probe.
+  unsigned join_retries_left_ = 0;
+  // A probe in progress (as a member) or a join waiting for one (as a joiner); absent otherwise,
+  // so an idle connection carries no timer.
+  std::unique_ptr<boost::asio::steady_timer> probe_timer_;
 };
 
 }  // namespace sigsrv

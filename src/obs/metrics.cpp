@@ -170,6 +170,12 @@ std::string Metrics::render() const {
   counter(out, "cloudgaming_replayed_messages_total",
           "Messages sent again to resumed sessions (those after their lastSeq).",
           replayed_messages.value());
+  counter(out, "cloudgaming_stale_member_probes_total",
+          "Joins that found their room full and had its members pinged.",
+          stale_member_probes.value());
+  counter(out, "cloudgaming_stale_members_released_total",
+          "Members released for not answering such a ping within STALE_MEMBER_PROBE_MS.",
+          stale_members_released.value());
 
   const ProcessStats ps = read_process_stats();
   gauge(out, "process_resident_memory_bytes", "Resident memory size in bytes.", ps.resident_bytes);

@@ -121,6 +121,10 @@ struct Metrics {
   Gauge suspended_sessions;
   Counter resume_windows_expired;
   Counter replayed_messages;
+  // STALE_MEMBER_PROBE_MS: joins that found their room full and asked for a probe, and members
+  // released because they did not answer one.
+  Counter stale_member_probes;
+  Counter stale_members_released;
 
   Counter& drops(RateScope s) { return rate_limit_drops[static_cast<std::size_t>(s)]; }
   Counter& rejected(RejectReason r) { return connections_rejected[static_cast<std::size_t>(r)]; }

@@ -234,9 +234,24 @@ std::string departure_envelope(std::string_view sender_id, std::string_view sour
          std::to_string(sent_at_us) + "}";
 }
 
-std::string presence_message(std::string_view client_id, std::string_view origin_server_id) {
-  return R"({"clientId":)" + quoted(client_id) + R"(,"originServerId":)" +
-         quoted(origin_server_id) + "}";
+std::string presence_message(std::string_view client_id, std::string_view origin_server_id,
+                             PresenceEvent event) {
+  std::string out =
+      R"({"clientId":)" + quoted(client_id) + R"(,"originServerId":)" + quoted(origin_server_id);
+  switch (event) {
+    case PresenceEvent::kJoined:
+      break;  // no "event": what every instance already reads as a join
+    case PresenceEvent::kSuspended:
+      out += R"(,"event":"suspended")";
+      break;
+    case PresenceEvent::kResumed:
+      out += R"(,"event":"resumed")";
+      break;
+    case PresenceEvent::kProbe:
+      out += R"(,"event":"probe")";
+      break;
+  }
+  return out + "}";
 }
 
 std::optional<PresenceNotice> parse_presence(std::string_view payload) {
@@ -249,6 +264,19 @@ std::optional<PresenceNotice> parse_presence(std::string_view payload) {
   PresenceNotice p;
   p.client_id = std::string(client->get_string());
   if (origin && origin->is_string()) p.origin_server_id = std::string(origin->get_string());
+  if (const json::value* event = root.get_object().if_contains("event")) {
+    if (!event->is_string()) return std::nullopt;
+    const json::string& e = event->get_string();
+    if (e == "suspended") {
+      p.event = PresenceEvent::kSuspended;
+    } else if (e == "resumed") {
+      p.event = PresenceEvent::kResumed;
+    } else if (e == "probe") {
+      p.event = PresenceEvent::kProbe;
+    } else {
+      return std::nullopt;  // from a newer instance: not ours to guess at
+    }
+  }
   return p;
 }
 

@@ -58,12 +58,17 @@ std::string own_relay_marker(
 bool is_own_relay(std::string_view payload, std::string_view own_marker);
 
 // Presence between instances, on our own channel presence:{roomId} (never read by the Node
-// instances): {"clientId":..,"originServerId":..}.
+// instances): {"clientId":..,"originServerId":..} for a join, plus "event" for the others:
+// "suspended" / "resumed" (a resumable member's socket dropped / came back) and "probe" (a join
+// found the room full: ping your members of it now; PROTOCOL.md section 8).
+enum class PresenceEvent { kJoined, kSuspended, kResumed, kProbe };
 struct PresenceNotice {
   std::string client_id;
   std::string origin_server_id;
+  PresenceEvent event = PresenceEvent::kJoined;
 };
-std::string presence_message(std::string_view client_id, std::string_view origin_server_id);
+std::string presence_message(std::string_view client_id, std::string_view origin_server_id,
+                             PresenceEvent event = PresenceEvent::kJoined);
 std::optional<PresenceNotice> parse_presence(std::string_view payload);
 
 }  // namespace sigsrv

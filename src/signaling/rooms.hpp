@@ -20,6 +20,9 @@ class Peer {
  public:
   virtual ~Peer() = default;
   virtual void deliver(const SharedText& message) = 0;
+  // Someone found the room full: ping the client now; if it does not answer within
+  // STALE_MEMBER_PROBE_MS, release it as a failed heartbeat would. On the peer's own loop.
+  virtual void probe() = 0;
 };
 
 struct Member {

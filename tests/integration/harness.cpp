@@ -109,6 +109,9 @@ std::unique_ptr<ServerProcess> ServerProcess::start(const Env& env,
   if (!dotenv.empty()) std::ofstream(p->dir_ + "/.env") << dotenv;
   Env full = env;
   if (!full.count("WS_PORT") && !full.count("PORT")) full["WS_PORT"] = "0";
+  // Test clients read (and so answer pings) only while a test waits on them: a stale-member
+  // probe would rightly release the idle ones. Off unless the test is about it.
+  if (!full.count("STALE_MEMBER_PROBE_MS")) full["STALE_MEMBER_PROBE_MS"] = "0";
   p->pid_ = spawn(full, args, p->dir_, p->log_path_);
   const std::regex listening(R"re("port":(\d+),"healthPort":(-?\d+))re");
   std::smatch m;

@@ -26,8 +26,9 @@ bool wait_until(const std::function<bool()>& cond, std::chrono::milliseconds tim
 // destruction if still running.
 class ServerProcess {
  public:
-  // Starts the binary with `env` (plus PATH, WS_PORT=0 unless given) and waits for its
-  // "Server listening" line. Fails the current test (and returns null) if it does not start.
+  // Starts the binary with `env` (plus PATH, WS_PORT=0 and STALE_MEMBER_PROBE_MS=0 unless given)
+  // and waits for its "Server listening" line. Fails the current test (and returns null) if it does
+  // not start.
   static std::unique_ptr<ServerProcess> start(const Env& env = {},
                                               const std::vector<std::string>& args = {},
                                               const std::string& dotenv = {});

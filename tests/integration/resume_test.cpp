@@ -76,8 +76,11 @@ void expect_offer(WsClient& c, const std::string& sdp, int64_t seq) {
   EXPECT_EQ(seq_of(v), seq) << json::serialize(v);
 }
 
+// The stale-member probe is off: these tests hold clients that do not read, which a probe would
+// rightly release (it has tests of its own).
 Env resumable_env(const Env& extra = {}) {
-  Env env = relaxed_limits(extra);
+  Env env = relaxed_limits({{"STALE_MEMBER_PROBE_MS", "0"}});
+  for (const auto& [k, v] : extra) env[k] = v;
   return env;
 }
 

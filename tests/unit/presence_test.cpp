@@ -29,6 +29,21 @@ TEST(PresenceTest, OriginIsOptionalClientIdIsNot) {
   EXPECT_FALSE(parse_presence("not json"));
 }
 
+TEST(PresenceTest, EventsRoundTripAndAJoinCarriesNoEventField) {
+  EXPECT_EQ(presence_message("c", "s").find("event"), std::string::npos)
+      << "a join reads the same to instances that predate events";
+  for (auto e : {PresenceEvent::kJoined, PresenceEvent::kSuspended, PresenceEvent::kResumed,
+                 PresenceEvent::kProbe}) {
+    const auto p = parse_presence(presence_message("client:a", "server:1", e));
+    ASSERT_TRUE(p);
+    EXPECT_EQ(p->event, e);
+    EXPECT_EQ(p->client_id, "client:a");
+  }
+  EXPECT_FALSE(parse_presence(R"({"clientId":"c","event":"teleported"})"))
+      << "an event this version does not know is ignored, not read as a join";
+  EXPECT_FALSE(parse_presence(R"({"clientId":"c","event":1})"));
+}
+
 TEST(PresenceTest, JoinedNoticeToClientsNamesThePeer) {
   const boost::json::value v = boost::json::parse(peer_joined_message("client:x"));
   EXPECT_EQ(v.at("type"), "control");

@@ -16,7 +16,9 @@ namespace {
 class FakePeer : public Peer {
  public:
   void deliver(const SharedText& message) override { received.push_back(*message); }
+  void probe() override { ++probes; }
   std::vector<std::string> received;
+  int probes = 0;
 };
 
 Member MemberFor(const std::string& id, const std::shared_ptr<FakePeer>& peer, unsigned loop = 0,

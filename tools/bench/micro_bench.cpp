@@ -52,6 +52,7 @@ BENCHMARK(BM_RejectNotJson);
 class CountingPeer final : public Peer {
  public:
   void deliver(const SharedText& m) override { bytes += m->size(); }
+  void probe() override {}
   std::size_t bytes = 0;
 };
 
