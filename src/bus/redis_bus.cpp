@@ -581,34 +581,43 @@ void RedisBus::join(const std::string& room_id, const std::string& client_id, un
                     JoinCallback done) {
   asio::post(ioc_, [this, room_id, client_id, capacity, done = std::move(done)]() mutable {
     // Listen on the room before joining it, so nothing published after the join is missed.
-    subscribe(room_id, [this, room_id, client_id, capacity,
-                        done = std::move(done)](bool ok) mutable {
-      if (!ok) {
-        record(RedisOp::kSubscribe, false, SteadyClock::now());
-        done(JoinResult{JoinResult::Status::kError, 0});
-        return;
-      }
-      eval(kJoinScript,
-           {room_key(room_id), owners_key(room_id), client_id, std::to_string(capacity),
-            instance_id_, kLeasePrefix},
-           2, RedisOp::kJoin,
-           [this, room_id, client_id, done = std::move(done)](const redisReply* r) {
-             if (is_error(r) || r->type != REDIS_REPLY_INTEGER) {
-               // No reply at all: the script may have run before the connection dropped. The
-               // leave is idempotent, so queue one to be sure the refused client holds no seat.
-               if (r == nullptr) failed_leaves_.insert({room_id, client_id});
-               release(room_id);
-               done(JoinResult{JoinResult::Status::kError, 0});
-               return;
-             }
-             if (r->integer < 0) {
-               release(room_id);
-               done(JoinResult{JoinResult::Status::kFull, 0});
-               return;
-             }
-             done(JoinResult{JoinResult::Status::kJoined, static_cast<std::size_t>(r->integer)});
-           });
-    });
+    subscribe(
+        room_id, [this, room_id, client_id, capacity, done = std::move(done)](bool ok) mutable {
+          if (!ok) {
+            record(RedisOp::kSubscribe, false, SteadyClock::now());
+            done(JoinResult{JoinResult::Status::kError, 0});
+            return;
+          }
+          eval(kJoinScript,
+               {room_key(room_id), owners_key(room_id), client_id, std::to_string(capacity),
+                instance_id_, kLeasePrefix, std::to_string(now_us())},
+               2, RedisOp::kJoin,
+               [this, room_id, client_id, done = std::move(done)](const redisReply* r) {
+                 if (is_error(r) || r->type != REDIS_REPLY_ARRAY || r->elements == 0 ||
+                     r->element[0]->type != REDIS_REPLY_INTEGER) {
+                   // No reply at all: the script may have run before the connection dropped. The
+                   // leave is idempotent, so queue one to be sure the refused client holds no seat.
+                   if (r == nullptr) failed_leaves_.insert({room_id, client_id});
+                   release(room_id);
+                   done(JoinResult{JoinResult::Status::kError, 0});
+                   return;
+                 }
+                 // Members of crashed instances the join dropped to make room: our members hear of
+                 // them before this client is attached to the room, so it never does.
+                 if (r->elements > 1) {
+                   const std::size_t n = announce_released(room_id, r, 1, nullptr);
+                   log_.info("Join released members of instances whose lease is gone",
+                             {{"roomId", room_id}, {"released", n}});
+                 }
+                 const long long size = r->element[0]->integer;
+                 if (size < 0) {
+                   release(room_id);
+                   done(JoinResult{JoinResult::Status::kFull, 0});
+                   return;
+                 }
+                 done(JoinResult{JoinResult::Status::kJoined, static_cast<std::size_t>(size)});
+               });
+        });
   });
 }
 

@@ -3,31 +3,47 @@
 
 namespace sigsrv::redis_scripts {
 
-// KEYS: room:{id}, room-owners:{id}. ARGV: client id, capacity, instance id, lease key prefix.
-// Refuses (-1) when the room holds `capacity` members, after first dropping members whose
-// instance lease has expired (their instance died without leaving). Members added by instances
-// that record no owner (the Node server) are never dropped. Clears any TTL on the room.
-// Returns the room size after the join.
+// KEYS: room:{id}, room-owners:{id}.
+// ARGV: client id, capacity, instance id, lease key prefix, sentAtUs (for the departure notice).
+// Refuses when the room holds `capacity` members, after first dropping members whose instance
+// lease has expired (their instance died without leaving), never the caller's own. Members added
+// by instances that record no owner (the Node server) are never dropped. Clears any TTL on the
+// room.
+// Returns {size, member, owner, member, owner...}: the room size after the join (-1 when
+// refused), then each member dropped here. A dropped member's departure is published on the
+// room's channel by the script itself, with this instance as sourceInstance, so that the peers on
+// other instances hear of it exactly once; the caller tells its own members.
+// Not declared in KEYS: the owners' lease keys (see kReap).
 inline constexpr const char* kJoin = R"lua(
 local room, owners = KEYS[1], KEYS[2]
 local client, cap, instance, prefix = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
+local dropped = {}
 if redis.call('SISMEMBER', room, client) == 0 then
   if redis.call('SCARD', room) >= cap then
     for _, m in ipairs(redis.call('SMEMBERS', room)) do
       local owner = redis.call('HGET', owners, m)
-      if owner and redis.call('EXISTS', prefix .. owner) == 0 then
+      if owner and owner ~= instance and redis.call('EXISTS', prefix .. owner) == 0 then
         redis.call('SREM', room, m)
         redis.call('HDEL', owners, m)
+        redis.call('PUBLISH', room, '{"senderId":' .. cjson.encode(m) ..
+          ',"data":{"type":"peer-disconnected"},"sourceInstance":' .. cjson.encode(instance) ..
+          ',"sentAtUs":' .. ARGV[5] .. '}')
+        dropped[#dropped + 1] = m
+        dropped[#dropped + 1] = owner
       end
     end
-    if redis.call('SCARD', room) >= cap then return -1 end
+    if redis.call('SCARD', room) >= cap then
+      table.insert(dropped, 1, -1)
+      return dropped
+    end
   end
   redis.call('SADD', room, client)
 end
 redis.call('HSET', owners, client, instance)
 redis.call('PERSIST', room)
 redis.call('PERSIST', owners)
-return redis.call('SCARD', room)
+table.insert(dropped, 1, redis.call('SCARD', room))
+return dropped
 )lua";
 
 // KEYS: room:{id}, room-owners:{id}. ARGV: client id, room TTL seconds.
