@@ -2,6 +2,7 @@
 // circuit breaker, instance lease, and re-assertion of local state whenever Redis comes back.
 #include "bus/redis_bus.hpp"
 
+#include <algorithm>
 #include <boost/asio/post.hpp>
 
 #include "bus/redis_scripts.hpp"
@@ -14,8 +15,14 @@ using SteadyClock = std::chrono::steady_clock;
 namespace {
 
 constexpr const char* kLeasePrefix = "signal:instance:";
-constexpr std::array<const char*, 4> kScriptBodies = {
-    redis_scripts::kJoin, redis_scripts::kLeave, redis_scripts::kRejoin, redis_scripts::kLimit};
+// ZSET: instance id -> lease expiry (ms, Redis clock). See redis_scripts::kLease.
+constexpr const char* kRegistryKey = "signal:instances";
+constexpr std::array<const char*, 7> kScriptBodies = {
+    redis_scripts::kJoin,  redis_scripts::kLeave, redis_scripts::kRejoin, redis_scripts::kLimit,
+    redis_scripts::kLease, redis_scripts::kSweep, redis_scripts::kReap};
+// Reap scripts in flight at once after a crash: enough to walk 50,000 rooms within a second,
+// few enough that relays queued behind them on the command connection barely wait.
+constexpr std::size_t kMaxReapsInFlight = 256;
 
 std::string room_key(std::string_view room_id) {
   return "room:" + std::string(room_id);
@@ -33,6 +40,17 @@ std::string owners_key(std::string_view room_id) {
 }
 std::string window_key(std::string_view ns, std::string_view id) {
   return "rl:" + std::string(ns) + ":" + std::string(id) + ":10";
+}
+
+// The sweep's period: a sixth of the lease TTL, kept within 250-500 ms (one cheap call per
+// instance per period; a crash is noticed within the TTL plus one period).
+std::chrono::milliseconds sweep_period(unsigned lease_ttl_ms) {
+  return std::chrono::milliseconds(std::clamp(lease_ttl_ms / 6, 250u, 500u));
+}
+
+// How long an expired registry entry is kept: every instance has swept it many times by then.
+std::string forget_after_ms(unsigned lease_ttl_ms) {
+  return std::to_string(std::max<uint64_t>(uint64_t{lease_ttl_ms} * 20, 300000));
 }
 
 int64_t now_us() {
@@ -70,7 +88,8 @@ RedisBus::RedisBus(const Config& config, const RedisEndpoint& endpoint,
                        it->second.confirmed = false;
                      }
                    }}),
-      lease_timer_(ioc_) {}
+      lease_timer_(ioc_),
+      tick_period_(sweep_period(config.instance_lease_ttl_ms)) {}
 
 // Member destructors (io_context, sockets) are what the check cannot prove silent.
 // NOLINTNEXTLINE(bugprone-exception-escape)
@@ -97,8 +116,10 @@ void RedisBus::stop(std::chrono::milliseconds flush_budget) {
   asio::post(ioc_, [this, flush_budget] {
     ready_ = false;
     lease_timer_.cancel();
-    // Our members are gone (the drain closed them); let the lease go with them.
+    // Our members are gone (the drain closed them); let the lease go with them, and leave the
+    // registry, so that no instance takes this clean exit for a crash.
     command_.command({"DEL", lease_key_}, [](const redisReply*) {});
+    command_.command({"ZREM", kRegistryKey, instance_id_}, [](const redisReply*) {});
     auto deadline = SteadyClock::now() + flush_budget;
     auto timer = std::make_shared<asio::steady_timer>(ioc_);
     auto wait = std::make_shared<std::function<void()>>();
@@ -386,27 +407,148 @@ void RedisBus::on_message(std::string_view channel, std::string_view payload) {
 }
 
 void RedisBus::tick() {
-  // Once a second: keeps the breaker gauge true once its open period lapses, and refreshes the
-  // lease every third of its TTL, well inside it.
+  // Every tick_period_: keeps the breaker gauge true once its open period lapses, refreshes the
+  // lease every third of its TTL (well inside it), and sweeps the registry for crashed instances.
   metrics().circuit_breaker_open.set(breaker_open() ? 1 : 0);
   if (SteadyClock::now() - last_lease_refresh_ >=
       std::chrono::milliseconds(config_.instance_lease_ttl_ms / 3)) {
     refresh_lease();
   }
-  lease_timer_.expires_after(std::chrono::seconds(1));
+  sweep();
+  lease_timer_.expires_after(tick_period_);
   lease_timer_.async_wait([this](boost::system::error_code ec) {
     if (!ec) tick();
   });
 }
 
 void RedisBus::refresh_lease() {
-  if (!command_.up()) return;
-  const auto now = SteadyClock::now();
-  last_lease_refresh_ = now;
-  const std::string ttl = std::to_string(config_.instance_lease_ttl_ms);
-  command_.command({"SET", lease_key_, "1", "PX", ttl}, [this, now](const redisReply* r) {
-    record(RedisOp::kLease, !is_error(r), now);
-  });
+  if (!command_.up() || !scripts_loaded_) return;  // on_command_up sets it once they are loaded
+  last_lease_refresh_ = SteadyClock::now();
+  eval(kLeaseScript,
+       {lease_key_, kRegistryKey, instance_id_, std::to_string(config_.instance_lease_ttl_ms)}, 2,
+       RedisOp::kLease, [this](const redisReply* r) {
+         if (is_error(r) || r->type != REDIS_REPLY_INTEGER) return;
+         if (r->integer == 1 && lease_held_) {
+           // We were late refreshing (a stall, or Redis unreachable for longer than the TTL) and
+           // other instances may have released our members as crashed: put them back (after a
+           // reconnect, on_command_up's resync, queued behind this refresh, is doing it).
+           log_.warn("Instance lease had expired; re-asserting local room membership",
+                     {{"leaseTtlMs", config_.instance_lease_ttl_ms}});
+           if (members_resynced_) resync_members();
+         }
+         lease_held_ = true;
+       });
+}
+
+void RedisBus::sweep() {
+  if (sweep_in_flight_ || !command_.up() || !scripts_loaded_) return;
+  sweep_in_flight_ = true;
+  eval(kSweepScript, {kRegistryKey, forget_after_ms(config_.instance_lease_ttl_ms)}, 1,
+       RedisOp::kLease, [this](const redisReply* r) {
+         sweep_in_flight_ = false;
+         if (is_error(r) || r->type != REDIS_REPLY_ARRAY) return;
+         std::set<std::string> expired;
+         std::vector<std::string> fresh;
+         for (std::size_t i = 0; i < r->elements; ++i) {
+           std::string id(reply_text(r->element[i]));
+           if (id == instance_id_) continue;  // late ourselves: refresh_lease deals with it
+           if (!dead_seen_.contains(id)) fresh.push_back(id);
+           expired.insert(std::move(id));
+         }
+         dead_seen_ = std::move(expired);
+         if (!fresh.empty()) reap(fresh);
+       });
+}
+
+// One pass over this instance's rooms after new deaths were seen.
+struct RedisBus::ReapJob {
+  std::vector<std::string> dead;   // the instances whose expiry started the pass
+  std::vector<std::string> rooms;  // this instance's rooms when it started
+  std::size_t next = 0;
+  std::size_t in_flight = 0;
+  bool pumping = false;
+  bool failed = false;
+  bool finished = false;
+  std::unordered_map<std::string, std::size_t> released;  // by owner instance
+};
+
+void RedisBus::reap(const std::vector<std::string>& dead) {
+  auto job = std::make_shared<ReapJob>();
+  job->dead = dead;
+  std::set<std::string> rooms;
+  for (auto& [room, client] : listener_->local_members()) rooms.insert(room);
+  job->rooms.assign(rooms.begin(), rooms.end());
+  pump_reaps(job);
+}
+
+void RedisBus::pump_reaps(const std::shared_ptr<ReapJob>& job) {
+  // A reply that comes at once (connection down) lands inside the loop below: the loop goes on.
+  if (job->pumping) return;
+  job->pumping = true;
+  while (!job->failed && job->in_flight < kMaxReapsInFlight && job->next < job->rooms.size()) {
+    const std::string& room = job->rooms[job->next++];
+    ++job->in_flight;
+    // Recorded as leaves: each release is one (RedisOp has no series of its own for it).
+    eval(kReapScript,
+         {room_key(room), owners_key(room), kLeasePrefix, std::to_string(config_.room_ttl_seconds),
+          instance_id_, std::to_string(now_us())},
+         2, RedisOp::kLeave, [this, job, room](const redisReply* r) {
+           --job->in_flight;
+           if (is_error(r) || r->type != REDIS_REPLY_ARRAY) {
+             job->failed = true;  // the rest waits for the retry (see finish_reaps)
+           } else {
+             announce_released(room, r, 0, &job->released);
+           }
+           pump_reaps(job);
+         });
+  }
+  job->pumping = false;
+  if (job->in_flight == 0 && (job->failed || job->next == job->rooms.size()) && !job->finished) {
+    job->finished = true;
+    finish_reaps(*job);
+  }
+}
+
+void RedisBus::finish_reaps(const ReapJob& job) {
+  // With no rooms here (an instance just started, say) there was nothing to do or to say.
+  if (!job.rooms.empty()) {
+    for (const std::string& id : job.dead) {
+      const auto it = job.released.find(id);
+      log_.info("Instance lease expired: released its members from this instance's rooms",
+                {{"deadInstance", id},
+                 {"released", it == job.released.end() ? 0 : it->second},
+                 {"rooms", job.rooms.size()}});
+    }
+  }
+  // Owners that were not in the registry (forgotten long ago, or from before it existed).
+  for (const auto& [owner, n] : job.released) {
+    if (std::find(job.dead.begin(), job.dead.end(), owner) != job.dead.end()) continue;
+    log_.info("Released members of an instance whose lease is gone",
+              {{"deadInstance", owner}, {"released", n}});
+  }
+  if (job.failed) {
+    // Forget them, so that the next sweep, which still lists them, runs the pass again (it is
+    // idempotent: members already released are not in the rooms any more).
+    for (const std::string& id : job.dead) dead_seen_.erase(id);
+    log_.warn("Releasing members of crashed instances failed in some rooms; retrying",
+              {{"deadInstances", job.dead.size()}});
+  }
+}
+
+std::size_t RedisBus::announce_released(const std::string& room_id, const redisReply* released,
+                                        std::size_t first,
+                                        std::unordered_map<std::string, std::size_t>* by_owner) {
+  std::size_t n = 0;
+  for (std::size_t i = first; i + 1 < released->elements; i += 2) {
+    const std::string_view member = reply_text(released->element[i]);
+    // The script published the departure for the other instances (and Node ones); ours skip it
+    // (sourceInstance), so our own members hear it here.
+    listener_->deliver_remote(room_id, member, peer_disconnected_message());
+    if (by_owner) ++(*by_owner)[std::string(reply_text(released->element[i + 1]))];
+    ++n;
+  }
+  metrics().crashed_members_released.inc(n);
+  return n;
 }
 
 void RedisBus::check_limits(std::vector<std::string> keys, const std::vector<uint32_t>& limits,
@@ -439,34 +581,43 @@ void RedisBus::join(const std::string& room_id, const std::string& client_id, un
                     JoinCallback done) {
   asio::post(ioc_, [this, room_id, client_id, capacity, done = std::move(done)]() mutable {
     // Listen on the room before joining it, so nothing published after the join is missed.
-    subscribe(room_id, [this, room_id, client_id, capacity,
-                        done = std::move(done)](bool ok) mutable {
-      if (!ok) {
-        record(RedisOp::kSubscribe, false, SteadyClock::now());
-        done(JoinResult{JoinResult::Status::kError, 0});
-        return;
-      }
-      eval(kJoinScript,
-           {room_key(room_id), owners_key(room_id), client_id, std::to_string(capacity),
-            instance_id_, kLeasePrefix},
-           2, RedisOp::kJoin,
-           [this, room_id, client_id, done = std::move(done)](const redisReply* r) {
-             if (is_error(r) || r->type != REDIS_REPLY_INTEGER) {
-               // No reply at all: the script may have run before the connection dropped. The
-               // leave is idempotent, so queue one to be sure the refused client holds no seat.
-               if (r == nullptr) failed_leaves_.insert({room_id, client_id});
-               release(room_id);
-               done(JoinResult{JoinResult::Status::kError, 0});
-               return;
-             }
-             if (r->integer < 0) {
-               release(room_id);
-               done(JoinResult{JoinResult::Status::kFull, 0});
-               return;
-             }
-             done(JoinResult{JoinResult::Status::kJoined, static_cast<std::size_t>(r->integer)});
-           });
-    });
+    subscribe(
+        room_id, [this, room_id, client_id, capacity, done = std::move(done)](bool ok) mutable {
+          if (!ok) {
+            record(RedisOp::kSubscribe, false, SteadyClock::now());
+            done(JoinResult{JoinResult::Status::kError, 0});
+            return;
+          }
+          eval(kJoinScript,
+               {room_key(room_id), owners_key(room_id), client_id, std::to_string(capacity),
+                instance_id_, kLeasePrefix, std::to_string(now_us())},
+               2, RedisOp::kJoin,
+               [this, room_id, client_id, done = std::move(done)](const redisReply* r) {
+                 if (is_error(r) || r->type != REDIS_REPLY_ARRAY || r->elements == 0 ||
+                     r->element[0]->type != REDIS_REPLY_INTEGER) {
+                   // No reply at all: the script may have run before the connection dropped. The
+                   // leave is idempotent, so queue one to be sure the refused client holds no seat.
+                   if (r == nullptr) failed_leaves_.insert({room_id, client_id});
+                   release(room_id);
+                   done(JoinResult{JoinResult::Status::kError, 0});
+                   return;
+                 }
+                 // Members of crashed instances the join dropped to make room: our members hear of
+                 // them before this client is attached to the room, so it never does.
+                 if (r->elements > 1) {
+                   const std::size_t n = announce_released(room_id, r, 1, nullptr);
+                   log_.info("Join released members of instances whose lease is gone",
+                             {{"roomId", room_id}, {"released", n}});
+                 }
+                 const long long size = r->element[0]->integer;
+                 if (size < 0) {
+                   release(room_id);
+                   done(JoinResult{JoinResult::Status::kFull, 0});
+                   return;
+                 }
+                 done(JoinResult{JoinResult::Status::kJoined, static_cast<std::size_t>(size)});
+               });
+        });
   });
 }
 

@@ -59,7 +59,16 @@ class RedisBus final : public Bus {
   void check_connection(std::string_view ip, uint32_t limit, AllowCallback done) override;
 
  private:
-  enum Script { kJoinScript, kLeaveScript, kRejoinScript, kLimitScript, kScriptCount };
+  enum Script {
+    kJoinScript,
+    kLeaveScript,
+    kRejoinScript,
+    kLimitScript,
+    kLeaseScript,
+    kSweepScript,
+    kReapScript,
+    kScriptCount
+  };
   // A room this instance listens to while it has local members there: its relay channel
   // room:{id} (shared with the Node instances) and its presence channel presence:{id} (ours
   // only, so that clients that did not opt in never see presence events).
@@ -88,8 +97,22 @@ class RedisBus final : public Bus {
   void on_subscribed(std::string_view channel);
   void record(RedisOp op, bool ok, std::chrono::steady_clock::time_point started);
   void tick();
-  // Sets the lease now: on every (re)connect, since Redis may have come back empty.
+  // Sets the lease and the registry entry now: on every (re)connect, since Redis may have come
+  // back empty.
   void refresh_lease();
+  // Crash notices: asks the registry which instances' leases expired; for any not seen before,
+  // releases their members from this instance's rooms (reap) and tells the peers.
+  void sweep();
+  struct ReapJob;
+  void reap(const std::vector<std::string>& dead);
+  void pump_reaps(const std::shared_ptr<ReapJob>& job);
+  void finish_reaps(const ReapJob& job);
+  // Tells local members of `room_id` that each member in `released` (member, owner, ... from
+  // element `first` on, as the scripts return them) is gone, and counts them (in `by_owner` too,
+  // when given); returns how many there were.
+  std::size_t announce_released(const std::string& room_id, const redisReply* released,
+                                std::size_t first,
+                                std::unordered_map<std::string, std::size_t>* by_owner);
   void check_limits(std::vector<std::string> keys, const std::vector<uint32_t>& limits,
                     std::function<void(std::size_t)> done);
 
@@ -120,6 +143,15 @@ class RedisBus final : public Bus {
   std::set<std::pair<std::string, std::string>> failed_leaves_;
   bool fail_open_logged_ = false;
   std::chrono::steady_clock::time_point last_lease_refresh_{};
+  bool lease_held_ = false;  // a lease refresh succeeded in this process
+  // The tick period: the sweep's, a fraction of the lease TTL (250-500 ms), so a crash is
+  // noticed within the TTL plus one period.
+  const std::chrono::milliseconds tick_period_;
+  bool sweep_in_flight_ = false;
+  // Expired instances the last sweep returned: each is reaped once, when it first appears. An id
+  // that stops appearing (forgotten, or back alive) is dropped, so it counts as new if it dies
+  // again.
+  std::set<std::string> dead_seen_;
 };
 
 }  // namespace sigsrv

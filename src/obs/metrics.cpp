@@ -139,6 +139,9 @@ std::string Metrics::render() const {
   counter(out, "cloudgaming_bus_messages_received_total",
           "Messages from other instances delivered to members here.",
           bus_messages_received.value());
+  counter(out, "cloudgaming_crashed_members_released_total",
+          "Members of crashed instances (lease expired) released from their rooms by this one.",
+          crashed_members_released.value());
   header(out, "cloudgaming_cross_instance_relay_seconds", "histogram",
          "Publish on the sending instance to receipt on this one.");
   cross_instance_relay.render(out, "cloudgaming_cross_instance_relay_seconds", {});

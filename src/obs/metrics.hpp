@@ -110,6 +110,9 @@ struct Metrics {
   Histogram cross_instance_relay;  // publish on one instance -> received on this one
   Gauge ready;                     // 1 when /readyz answers 200
   Gauge draining;
+  // Members of crashed instances (lease expired) this instance released from their rooms and
+  // announced with peer-disconnected: each is counted once, by the one instance that released it.
+  Counter crashed_members_released;
   // JWKS_URL fetches by result ([0] error: network, HTTP status, or no usable key; [1] ok), and
   // the keys in the set in use (the last good one after an error; 0 before the first success).
   std::array<Counter, 2> jwks_refresh_total;

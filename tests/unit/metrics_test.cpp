@@ -144,6 +144,7 @@ TEST(MetricsTest, RenderShowsValues) {
   m.fanout_duration.observe(0.00002);
   m.fanout_duration.observe(0.00003);
   m.rejected(RejectReason::kRoomFull).inc(9);
+  m.crashed_members_released.inc(3);
   const auto s = Samples(m.render());
   EXPECT_EQ(s.at("cloudgaming_active_connections"), 42);
   EXPECT_EQ(s.at("cloudgaming_local_rooms"), 1);
@@ -165,6 +166,7 @@ TEST(MetricsTest, RenderShowsValues) {
   EXPECT_EQ(s.at("cloudgaming_fanout_duration_seconds_count"), 2);
   EXPECT_EQ(s.at("cloudgaming_connections_rejected_total{reason=\"room_full\"}"), 9);
   EXPECT_EQ(s.at("cloudgaming_connections_rejected_total{reason=\"draining\"}"), 0);
+  EXPECT_EQ(s.at("cloudgaming_crashed_members_released_total"), 3);
 }
 
 TEST(MetricsTest, EveryRedisOpHasItsSeries) {
