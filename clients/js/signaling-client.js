@@ -11,20 +11,31 @@
  * @typedef {SdpMessage | CandidateMessage | ControlMessage} OutgoingMessage
  * @typedef {OutgoingMessage | PeerDisconnectedMessage} IncomingMessage
  *
- * @typedef {{clientId: string, roomId: string, peers: number}} Welcome
+ * @typedef {{clientId: string, roomId: string, peers: number, sessionId?: string,
+ *            resumeToken?: string, resumeWindowMs?: number}} Welcome
+ * @typedef {{recovered: boolean, received?: number}} Resumed
+ * @typedef {'not-recovered' | 'invalid-token' | 'invalid-lastSeq' | 'cannot-resend'} SessionLostReason
+ * @typedef {{reason: SessionLostReason, dropped: number}} SessionLost
+ * @typedef {{sessionId: string, resumeToken: string, resumeWindowMs: number, lastSeq: number,
+ *            sent: number}} SessionInfo
  * @typedef {{code: number, reason: string, wasClean: boolean, willReconnect: boolean,
  *            delayMs?: number}} CloseInfo
  * @typedef {{attempt: number, delayMs: number, code: number, reason: string}} ReconnectInfo
  * @typedef {'idle' | 'connecting' | 'open' | 'reconnecting' | 'closed'} State
  *
  * @typedef {object} EventMap
- * @property {{reconnected: boolean}} open       admitted to the room (see docs: "ready")
+ * @property {{reconnected: boolean, resumed?: boolean}} open admitted to the room (see docs:
+ *   "ready"); `resumed` only with the resume option: true when the old session continues
  * @property {Welcome} welcome                    events=1 only: the server's welcome
+ * @property {Resumed} resumed                    resume only: the server's answer to a resume
+ * @property {SessionLost} session-lost           resume only: the session is gone, renegotiate
  * @property {SdpMessage} offer
  * @property {SdpMessage} answer
  * @property {CandidateMessage} candidate
- * @property {ControlMessage} control             controls other than welcome, peer-joined, schema-error
+ * @property {ControlMessage} control             controls other than the ones with events of their own
  * @property {{clientId: string}} peer-joined     events=1 only
+ * @property {{clientId: string}} peer-suspended  events=1 only: a resumable member dropped, seat held
+ * @property {{clientId: string}} peer-resumed    events=1 only: that member came back
  * @property {PeerDisconnectedMessage} peer-disconnected
  * @property {ControlMessage} schema-error        the server refused one of our messages
  * @property {IncomingMessage} message            every message received, before the typed event
@@ -48,6 +59,7 @@
  * @property {number} [queueLimit=256]       outgoing messages held while not open
  * @property {'drop-oldest' | 'drop-newest' | 'throw'} [queueOverflow='drop-oldest']
  * @property {() => number} [random=Math.random] jitter source (tests)
+ * @property {number} [resumeHistory=256]    resume only: sent messages kept for re-sending
  * @property {(err: unknown, type: string) => void} [onListenerError] called when a listener
  *   throws (default: rethrown asynchronously, so it reaches window.onerror / the console)
  *
@@ -56,6 +68,8 @@
  * @property {string} roomId
  * @property {string} [token]    JWT, sent as the `token` query parameter
  * @property {boolean} [events]  ask for welcome / peer-joined (events=1)
+ * @property {boolean} [resume]  open a resumable session (resume=1, implies events) and resume
+ *   it after an unclean drop
  */
 
 const DEFAULT_RECONNECT = Object.freeze({
@@ -77,6 +91,13 @@ export const CloseCodes = Object.freeze({
   INTERNAL: 1011,
   DRAINING: 1012,
   TRY_AGAIN: 1013, // capacity, rate limit, Redis unavailable, overloaded
+  RESUMED_ELSEWHERE: 4001, // another connection took the session over: never retried
+});
+
+/** 1008 reasons that refuse a resume token, not the client: start a fresh session instead. */
+const RESUME_REFUSALS = Object.freeze({
+  'Invalid resume token': /** @type {SessionLostReason} */ ('invalid-token'),
+  'Invalid lastSeq': /** @type {SessionLostReason} */ ('invalid-lastSeq'),
 });
 
 const OPEN = 1; // WebSocket.OPEN, independent of the implementation's statics
@@ -93,15 +114,23 @@ export class SignalingCloseError extends Error {
 }
 
 /**
- * Builds the connect URL: `url` with roomId, token and events=1 in its query.
+ * Builds the connect URL: `url` with roomId, token, events=1 and resume in its query.
  * @param {ConnectOptions} opts
+ * @param {{resumeToken: string, lastSeq: number} | null} [resumeFrom] the session to resume
+ *   (resume option only); without it a resumable client asks for a new session (resume=1)
  * @returns {string}
  */
-export function buildUrl({ url, roomId, token, events }) {
+export function buildUrl({ url, roomId, token, events, resume }, resumeFrom = null) {
   const u = new URL(url);
   u.searchParams.set('roomId', roomId);
   if (token) u.searchParams.set('token', token);
-  if (events) u.searchParams.set('events', '1');
+  // resume implies events on new servers; asking anyway keeps the welcome (and so admission)
+  // coming from a server that does not know resume.
+  if (events || resume) u.searchParams.set('events', '1');
+  if (resume) {
+    u.searchParams.set('resume', resumeFrom ? resumeFrom.resumeToken : '1');
+    if (resumeFrom) u.searchParams.set('lastSeq', String(resumeFrom.lastSeq));
+  }
   return u.toString();
 }
 
@@ -135,6 +164,7 @@ export class SignalingClient {
     this._queueLimit = options.queueLimit ?? 256;
     this._queueOverflow = options.queueOverflow ?? 'drop-oldest';
     this._random = options.random ?? Math.random;
+    this._resumeHistory = options.resumeHistory ?? 256;
     this._onListenerError =
       options.onListenerError ??
       ((err) =>
@@ -160,6 +190,20 @@ export class SignalingClient {
     this.welcome = null;
     /** @type {ConnectOptions | null} */
     this._opts = null;
+    // Resumable session (resume option, and a server that gave a token).
+    /** @type {{sessionId: string, resumeToken: string, resumeWindowMs: number} | null} */
+    this._session = null;
+    this._lastSeq = 0;
+    this._sentCount = 0; // messages written in this session: the server's `received` counts these
+    /**
+     * The last `resumeHistory` messages written, with their 1-based index in the session, to
+     * re-send those the server never got. Overflow drops the oldest: the server has most likely
+     * accepted it long ago, and if a resume does need it the session is treated as lost
+     * ('cannot-resend') rather than relayed with a hole.
+     * @type {{n: number, text: string}[]}
+     */
+    this._sentLog = [];
+    this._resumeAttempt = false; // the current socket asked to resume (carried the token)
   }
 
   /** @returns {State} */
@@ -170,6 +214,15 @@ export class SignalingClient {
   /** Messages waiting for the socket to open. */
   get queued() {
     return this._queue.length;
+  }
+
+  /**
+   * The resumable session (resume option), or null before the welcome and after it is lost.
+   * @returns {SessionInfo | null}
+   */
+  get session() {
+    const s = this._session;
+    return s && { ...s, lastSeq: this._lastSeq, sent: this._sentCount };
   }
 
   /**
@@ -188,6 +241,7 @@ export class SignalingClient {
     this._opts = { ...opts };
     this._attempt = 0;
     this._everOpened = false;
+    this._resetSession();
     return new Promise((resolve, reject) => {
       this._pending = { resolve, reject };
       this._open();
@@ -195,13 +249,15 @@ export class SignalingClient {
   }
 
   /**
-   * Closes for good: no reconnect, the queue is dropped.
+   * Closes for good: no reconnect, the queue is dropped. The close frame also ends a resumable
+   * session on the server (peers get peer-disconnected at once).
    * @param {number} [code=1000] @param {string} [reason='']
    */
   close(code = 1000, reason = '') {
     clearTimeout(this._timer);
     this._timer = undefined;
     this._queue.length = 0;
+    this._resetSession();
     const ws = this._ws;
     this._ws = null;
     const wasOpen = this._state === 'open';
@@ -265,7 +321,7 @@ export class SignalingClient {
   send(msg) {
     if (this._state === 'closed') return 'dropped';
     if (this._state === 'open' && this._ws && this._ws.readyState === OPEN) {
-      this._ws.send(JSON.stringify(msg));
+      this._write(this._ws, JSON.stringify(msg));
       return 'sent';
     }
     if (this._queue.length >= this._queueLimit) {
@@ -349,12 +405,17 @@ export class SignalingClient {
   _open() {
     this._timer = undefined;
     this._setState(this._everOpened ? 'reconnecting' : 'connecting');
-    this.welcome = null;
     const opts = /** @type {ConnectOptions} */ (this._opts);
+    const s = opts.resume ? this._session : null;
+    this._resumeAttempt = s !== null;
+    // A resumed session keeps its welcome (same clientId); a fresh join gets a new one.
+    if (!s) this.welcome = null;
     /** @type {WebSocket} */
     let ws;
     try {
-      ws = new this._WebSocket(buildUrl(opts));
+      ws = new this._WebSocket(
+        buildUrl(opts, s && { resumeToken: s.resumeToken, lastSeq: this._lastSeq }),
+      );
     } catch (err) {
       this._settle(err);
       this._setState('closed');
@@ -367,21 +428,118 @@ export class SignalingClient {
       this._openedAt = Date.now();
       // With events=1 the welcome proves admission (checks run after the upgrade, so a
       // rejected client sees `open` and then a close frame); wait for it before flushing.
-      if (!opts.events) this._ready();
+      // A resume is admitted by `resumed` instead.
+      if (!opts.events && !opts.resume) this._ready();
     };
     ws.onmessage = (e) => this._onMessage(e.data);
     ws.onclose = (e) => this._onClose(ws, e.code, e.reason, e.wasClean);
     ws.onerror = () => {}; // always followed by close
   }
 
-  _ready() {
+  /**
+   * @param {string[]} [resend] messages of a resumed session the server never got; they keep
+   *   their session index, so they go out before anything new
+   * @param {boolean} [resumed]
+   */
+  _ready(resend = [], resumed = false) {
     const reconnected = this._everOpened;
     this._everOpened = true;
-    this._setState('open');
     const ws = /** @type {WebSocket} */ (this._ws);
-    for (const msg of this._queue.splice(0)) ws.send(JSON.stringify(msg));
-    this._emit('open', { reconnected });
+    // Before the state change: a 'state' listener that sends would otherwise take the index
+    // the server expects for the first re-sent message.
+    for (const text of resend) ws.send(text);
+    this._setState('open');
+    for (const msg of this._queue.splice(0)) this._write(ws, JSON.stringify(msg));
+    const opts = /** @type {ConnectOptions} */ (this._opts);
+    this._emit('open', opts.resume ? { reconnected, resumed } : { reconnected });
     this._settle(null);
+  }
+
+  /** @param {WebSocket} ws @param {string} text */
+  _write(ws, text) {
+    ws.send(text);
+    if (!this._session) return;
+    this._sentCount += 1;
+    if (this._resumeHistory <= 0) return;
+    this._sentLog.push({ n: this._sentCount, text });
+    if (this._sentLog.length > this._resumeHistory) this._sentLog.shift();
+  }
+
+  _resetSession() {
+    this._session = null;
+    this._lastSeq = 0;
+    this._sentCount = 0;
+    this._sentLog = [];
+    this._resumeAttempt = false;
+  }
+
+  /**
+   * The server's session is gone (or unusable): what was queued belonged to the old
+   * negotiation, so it is dropped rather than sent into the new session.
+   * @param {SessionLostReason} reason
+   */
+  _loseSession(reason) {
+    const dropped = this._queue.length;
+    this._queue.length = 0;
+    this._resetSession();
+    this.welcome = null;
+    this._emit('session-lost', { reason, dropped });
+  }
+
+  /** @param {Welcome | undefined} w */
+  _onWelcome(w) {
+    this.welcome = w ?? null;
+    if (/** @type {ConnectOptions} */ (this._opts).resume) {
+      this._resetSession();
+      // A server that does not know resume sends no token: reconnects then join afresh.
+      if (w && typeof w.resumeToken === 'string' && w.resumeToken) {
+        this._session = {
+          sessionId: String(w.sessionId ?? ''),
+          resumeToken: w.resumeToken,
+          resumeWindowMs: typeof w.resumeWindowMs === 'number' ? w.resumeWindowMs : 0,
+        };
+      }
+    }
+    const ws = this._ws;
+    this._emit('welcome', w);
+    if (this._ws === ws && this._state !== 'open') this._ready(); // unless a listener closed
+  }
+
+  /** @param {Resumed | undefined} p */
+  _onResumed(p) {
+    this._resumeAttempt = false;
+    const ws = /** @type {WebSocket} */ (this._ws);
+    const payload = p ?? { recovered: false };
+    this._emit('resumed', payload);
+    if (this._ws !== ws) return; // a listener closed the client
+    if (payload.recovered !== true) {
+      // The server goes on with a fresh join; its welcome admits us into the new session.
+      this._loseSession('not-recovered');
+      return;
+    }
+    const received = payload.received;
+    const oldestKept = this._sentLog.length ? this._sentLog[0].n : this._sentCount + 1;
+    // More than we wrote, or a re-send the log no longer holds: exactly-once is out of reach,
+    // so leave and join afresh, which peers see as peer-disconnected + peer-joined, the same
+    // as a session the server lost.
+    if (
+      typeof received !== 'number' ||
+      !Number.isInteger(received) ||
+      received < 0 ||
+      received > this._sentCount ||
+      oldestKept > received + 1
+    ) {
+      this._ws = null;
+      detach(ws);
+      ws.close(CloseCodes.NORMAL, 'Session lost');
+      this._afterClose(CloseCodes.NORMAL, 'Session lost', true, 'cannot-resend');
+      return;
+    }
+    this._sentLog = this._sentLog.filter((e) => e.n > received);
+    this._ready(
+      this._sentLog.map((e) => e.text),
+      true,
+    );
   }
 
   /** @param {unknown} data string, or ArrayBuffer for a binary frame */
@@ -395,15 +553,23 @@ export class SignalingClient {
       return;
     }
     if (!msg || typeof msg !== 'object' || typeof msg.type !== 'string') return;
+    // Only the server's own welcome and resumed come without seq in a resumable session;
+    // the same actions with a seq were relayed from a peer and are plain controls.
+    const fromServer = msg.seq === undefined;
+    if (this._session && Number.isInteger(msg.seq)) {
+      // Replays start after lastSeq by contract; a duplicate still must not reach the app.
+      if (msg.seq <= this._lastSeq) return;
+      this._lastSeq = msg.seq;
+    }
     this._emit('message', msg);
     if (msg.type === 'control') {
-      if (msg.action === 'welcome') {
-        this.welcome = msg.payload ?? null;
-        this._emit('welcome', msg.payload);
-        if (this._state !== 'open') this._ready();
-        return;
+      if (msg.action === 'welcome' && fromServer) return this._onWelcome(msg.payload);
+      if (msg.action === 'resumed' && fromServer && this._resumeAttempt) {
+        return this._onResumed(msg.payload);
       }
       if (msg.action === 'peer-joined') return this._emit('peer-joined', msg.payload ?? {});
+      if (msg.action === 'peer-suspended') return this._emit('peer-suspended', msg.payload ?? {});
+      if (msg.action === 'peer-resumed') return this._emit('peer-resumed', msg.payload ?? {});
       if (msg.action === 'schema-error') return this._emit('schema-error', msg);
       return this._emit('control', msg);
     }
@@ -419,11 +585,31 @@ export class SignalingClient {
     if (ws !== this._ws) return; // replaced or closed by close()
     this._ws = null;
     detach(ws);
+    /** @type {SessionLostReason | null} */
+    let lost = null;
+    if (code === CloseCodes.POLICY && this._resumeAttempt && Object.hasOwn(RESUME_REFUSALS, reason)) {
+      lost = RESUME_REFUSALS[/** @type {keyof typeof RESUME_REFUSALS} */ (reason)];
+    }
+    this._afterClose(code, reason, wasClean, lost);
+  }
+
+  /**
+   * Reports a socket's end and reconnects or closes for good.
+   * @param {number} code @param {string} reason @param {boolean} wasClean
+   * @param {SessionLostReason | null} lost the session is unusable: reconnect to a fresh one
+   *   (whatever the code) after telling the app
+   */
+  _afterClose(code, reason, wasClean, lost) {
     const r = this._reconnect;
     if (this._openedAt && r && Date.now() - this._openedAt >= r.stableAfterMs) this._attempt = 0;
-    const retry = r !== null && r.retryCodes.includes(code) && this._attempt < r.maxAttempts;
+    const retry =
+      r !== null &&
+      this._attempt < r.maxAttempts &&
+      (lost !== null ||
+        (code !== CloseCodes.RESUMED_ELSEWHERE && r.retryCodes.includes(code)));
     if (!retry) {
       this._queue.length = 0;
+      this._resetSession();
       this._setState('closed');
       this._emit('close', { code, reason, wasClean, willReconnect: false });
       this._settle(new SignalingCloseError(code, reason));
@@ -433,8 +619,12 @@ export class SignalingClient {
     const delayMs = backoffDelay(this._attempt, code, r, this._random);
     this._setState('reconnecting');
     this._emit('close', { code, reason, wasClean, willReconnect: true, delayMs });
-    this._emit('reconnecting', { attempt: this._attempt, delayMs, code, reason });
+    if (lost !== null && this._state === 'reconnecting') this._loseSession(lost);
+    // A 'close' or 'session-lost' listener may have called close(): no reconnect then.
+    if (this._state !== 'reconnecting') return;
+    // Armed before the event, so that close() from its listener cancels it.
     this._timer = setTimeout(() => this._open(), delayMs);
+    this._emit('reconnecting', { attempt: this._attempt, delayMs, code, reason });
   }
 }
 

@@ -30,3 +30,23 @@ c.sendOffer(42);
 c.connect({ url: 'ws://localhost:3002' });
 // @ts-expect-error not an overflow policy
 new SignalingClient({ queueOverflow: 'drop-all' });
+
+// Session resume (opt-in).
+const rc = new SignalingClient({ resumeHistory: 64 });
+rc.connect({ url: 'ws://localhost:3002', roomId: 'r', resume: true });
+rc.on('session-lost', (e) => (e.reason === 'invalid-token' ? e.dropped : 0));
+rc.on('resumed', (e) => (e.recovered ? e.received ?? 0 : -1));
+rc.on('peer-suspended', (e) => e.clientId);
+rc.on('peer-resumed', (e) => e.clientId);
+rc.on('open', (e) => e.reconnected && e.resumed === true);
+rc.on('welcome', (w) => w.resumeToken ?? w.clientId);
+/** @type {number | undefined} */
+const lastSeq = rc.session?.lastSeq;
+/** @type {string | undefined} */
+const token = rc.session?.resumeToken;
+// @ts-expect-error not a reason the client gives
+rc.on('session-lost', (e) => e.reason === 'expired');
+// @ts-expect-error resume is a boolean; the token is the client's business
+rc.connect({ url: 'ws://localhost:3002', roomId: 'r', resume: 'tok' });
+// @ts-expect-error the session is read-only
+rc.session = null;
