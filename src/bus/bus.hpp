@@ -31,14 +31,44 @@ struct MessageLimits {
   uint32_t per_room;
 };
 
+// A resumable session (PROTOCOL.md section 8) as a bus that shares sessions knows it.
+struct SessionRef {
+  std::string room_id;
+  std::string session_id;
+  std::string client_id;
+};
+
+// The answer to a resume claim on a bus that shares sessions.
+struct SessionClaim {
+  enum class Result {
+    kResumed,     // owned here now; `replay` holds every message after lastSeq
+    kNotCovered,  // the messages after lastSeq are no longer all kept
+    kUnknown,     // no such session (its window passed, or the storage lost it)
+    kGone,        // its member was released (window passed, instance crashed)
+    kLeft,        // it left with a close frame: the token is refused
+    kError,       // the bus failed
+  } result = Result::kError;
+  std::string client_id;  // kResumed, kNotCovered, kGone
+  uint64_t seq = 0;       // kResumed: the last number given
+  uint64_t received = 0;  // kResumed: client messages accepted
+  bool was_suspended = false;
+  std::vector<SharedText> replay;
+};
+
 // What the bus needs from the server: local delivery of what other instances publish, and the
 // local membership to re-assert after Redis lost it.
 class BusListener {
  public:
   virtual ~BusListener() = default;
-  // `data` goes to the local members of `room_id` except `sender_id`. Any thread.
+  // `data` goes to the local members of `room_id` except `sender_id`; resumable members named
+  // in `seqs` get it with their number. `from_here`: this instance's own relay coming back,
+  // already delivered to all but those numbered members. Any thread.
   virtual void deliver_remote(const std::string& room_id, std::string_view sender_id,
-                              const SharedText& data) = 0;
+                              const SharedText& data, const RecipientSeqs& seqs,
+                              bool from_here) = 0;
+  // A notice numbered for the resumable member `client_id` of `room_id` (session_append).
+  virtual void deliver_numbered(const std::string& room_id, std::string_view client_id,
+                                uint64_t seq, const SharedText& text) = 0;
   // Presence from another instance: `client_id` joined `room_id`, was suspended or resumed (tell
   // local members that opted in), or a join there found the room full (kProbe: ping the local
   // members of the room now and release those that do not answer).
@@ -76,13 +106,21 @@ class Bus {
   virtual void join(const std::string& room_id, const std::string& client_id, unsigned capacity,
                     JoinCallback done) = 0;
   virtual void leave(const std::string& room_id, const std::string& client_id) = 0;
-  // Relay `data` to members of the room on other instances (local members are served directly).
+  // Frees a member's seat for an instance that does not hold it (leave() also drops the holder's
+  // listening on the room).
+  virtual void release_seat(const std::string& room_id, const std::string& client_id) {
+    leave(room_id, client_id);
+  }
+  // Relay `data` to members of the room on other instances (local members are served directly,
+  // except resumable ones on a bus that shares sessions: it numbers the message for them).
+  // `sender_session`: the sender's resumable session id, empty when it has none.
   virtual void publish(const std::string& room_id, const std::string& sender_id,
-                       const SharedText& data) = 0;
+                       const std::string& sender_session, const SharedText& data) = 0;
   // Tell other instances that `client_id` joined, was suspended or resumed (for their members
   // that asked for presence), or (kProbe) that they should probe their members of the room.
+  // `resumable`: the member joining is (kJoined only).
   virtual void publish_presence(const std::string& room_id, const std::string& client_id,
-                                PresenceEvent event) = 0;
+                                PresenceEvent event, bool resumable = false) = 0;
   // Tell other instances' members that `client_id` left.
   virtual void publish_departure(const std::string& room_id, const std::string& client_id) = 0;
 
@@ -97,6 +135,34 @@ class Bus {
                              VerdictCallback done) = 0;
   virtual std::optional<bool> connection_allowed_now(std::string_view ip, uint32_t limit) = 0;
   virtual void check_connection(std::string_view ip, uint32_t limit, AllowCallback done) = 0;
+
+  // ---- Resumable sessions (PROTOCOL.md section 8) ----
+  // True: the bus numbers what resumable sessions are sent, in storage every instance reads
+  // (Redis), so a session resumes on any instance; the calls below do that work. False
+  // (in-process): each instance numbers and keeps its sessions' messages itself, and the calls
+  // below are never made.
+  virtual bool shares_sessions() const { return false; }
+  // A resumable member joined (after join()): its session starts, owned here.
+  virtual void session_open(const SessionRef&, std::function<void(bool ok)> done) { done(false); }
+  // Numbers a notice for the session; it comes back through BusListener::deliver_numbered.
+  virtual void session_append(const SessionRef&, const SharedText&) {}
+  // A client message read and not relayed: counted in `received` (relays count themselves).
+  virtual void session_count(const SessionRef&) {}
+  // The session's socket was lost: it is kept for RESUME_WINDOW_MS.
+  virtual void session_suspended(const SessionRef&) {}
+  // The session is over (after leave()); `tombstone`: it left with a close frame.
+  virtual void session_end(const SessionRef&, bool /*tombstone*/) {}
+  // Listens on the room, then claims the session for this instance.
+  virtual void session_claim(const std::string& room_id, const std::string& session_id,
+                             uint64_t last_seq, std::function<void(SessionClaim)> done) {
+    (void)room_id, (void)session_id, (void)last_seq;
+    done(SessionClaim{});
+  }
+  // Drops one reference to the room's subscription without leaving it (a member moved away).
+  virtual void release_room(const std::string&) {}
+  // The drain handed sessions over: stop() leaves this instance's lease to lapse instead of
+  // deleting it, so that sessions nobody resumes are released as a crashed instance's are.
+  virtual void keep_lease_on_stop() {}
 };
 
 }  // namespace sigsrv

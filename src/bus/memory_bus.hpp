@@ -21,8 +21,9 @@ class MemoryBus final : public Bus {
             JoinCallback done) override;
   void leave(const std::string& room_id, const std::string& client_id) override;
   // Every member is local and already served by relay: nothing crosses an instance.
-  void publish(const std::string&, const std::string&, const SharedText&) override {}
-  void publish_presence(const std::string&, const std::string&, PresenceEvent) override {}
+  void publish(const std::string&, const std::string&, const std::string&,
+               const SharedText&) override {}
+  void publish_presence(const std::string&, const std::string&, PresenceEvent, bool) override {}
   void publish_departure(const std::string&, const std::string&) override {}
   std::optional<MessageVerdict> message_verdict_now(std::string_view ip, std::string_view room_id,
                                                     MessageLimits limits) override;

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <boost/asio/post.hpp>
+#include <charconv>
 
 #include "bus/redis_scripts.hpp"
 
@@ -17,9 +18,28 @@ namespace {
 constexpr const char* kLeasePrefix = "signal:instance:";
 // ZSET: instance id -> lease expiry (ms, Redis clock). See redis_scripts::kLease.
 constexpr const char* kRegistryKey = "signal:instances";
-constexpr std::array<const char*, 7> kScriptBodies = {
-    redis_scripts::kJoin,  redis_scripts::kLeave, redis_scripts::kRejoin, redis_scripts::kLimit,
-    redis_scripts::kLease, redis_scripts::kSweep, redis_scripts::kReap};
+constexpr std::array<const char*, 14> kScriptBodies = {
+    redis_scripts::kJoin,          redis_scripts::kLeave,        redis_scripts::kRejoin,
+    redis_scripts::kLimit,         redis_scripts::kLease,        redis_scripts::kSweep,
+    redis_scripts::kReap,          redis_scripts::kSessionOpen,  redis_scripts::kRelay,
+    redis_scripts::kSessionAppend, redis_scripts::kSessionCount, redis_scripts::kSessionState,
+    redis_scripts::kSessionEnd,    redis_scripts::kSessionClaim};
+static_assert(kScriptBodies.size() == 14);
+// Resumable sessions' keys (see redis_scripts.hpp). Their TTL while live: refreshed by every
+// message numbered for the session; a session quiet for longer is answered recovered:false.
+constexpr std::chrono::hours kSessionTtl{24};
+std::string session_key(std::string_view sid) {
+  return "resume:" + std::string(sid);
+}
+std::string session_log_key(std::string_view sid) {
+  return "resume-log:" + std::string(sid);
+}
+std::string session_left_key(std::string_view sid) {
+  return "resume-left:" + std::string(sid);
+}
+std::string room_sessions_key(std::string_view room_id) {
+  return "room-resumable:" + std::string(room_id);
+}
 // Reap scripts in flight at once after a crash: enough to walk 50,000 rooms within a second,
 // few enough that relays queued behind them on the command connection barely wait.
 constexpr std::size_t kMaxReapsInFlight = 256;
@@ -57,6 +77,43 @@ int64_t now_us() {
   return std::chrono::duration_cast<std::chrono::microseconds>(
              std::chrono::system_clock::now().time_since_epoch())
       .count();
+}
+
+// A kSessionClaim reply (see redis_scripts.hpp).
+SessionClaim parse_claim(const redisReply* r) {
+  using Result = SessionClaim::Result;
+  SessionClaim c;
+  if (is_error(r) || r->type != REDIS_REPLY_ARRAY || r->elements == 0) return c;
+  auto item = [r](std::size_t i) -> std::string_view {
+    if (i >= r->elements || r->element[i]->type != REDIS_REPLY_STRING) return {};
+    return {r->element[i]->str, r->element[i]->len};
+  };
+  auto number = [&item](std::size_t i) -> uint64_t {
+    const std::string_view t = item(i);
+    uint64_t v = 0;
+    std::from_chars(t.data(), t.data() + t.size(), v);
+    return v;
+  };
+  const std::string_view tag = item(0);
+  c.client_id = std::string(item(1));
+  if (tag == "left") {
+    c.result = Result::kLeft;
+  } else if (tag == "unknown") {
+    c.result = Result::kUnknown;
+  } else if (tag == "gone") {
+    c.result = Result::kGone;
+  } else if (tag == "not_covered") {
+    c.result = Result::kNotCovered;
+  } else if (tag == "ok" && r->elements >= 5) {
+    c.result = Result::kResumed;
+    c.seq = number(2);
+    c.received = number(3);
+    c.was_suspended = item(4) == "suspended";
+    for (std::size_t i = 5; i < r->elements; ++i) {
+      c.replay.push_back(std::make_shared<const std::string>(item(i)));
+    }
+  }
+  return c;
 }
 
 int64_t steady_ns() {
@@ -117,9 +174,13 @@ void RedisBus::stop(std::chrono::milliseconds flush_budget) {
     ready_ = false;
     lease_timer_.cancel();
     // Our members are gone (the drain closed them); let the lease go with them, and leave the
-    // registry, so that no instance takes this clean exit for a crash.
-    command_.command({"DEL", lease_key_}, [](const redisReply*) {});
-    command_.command({"ZREM", kRegistryKey, instance_id_}, [](const redisReply*) {});
+    // registry, so that no instance takes this clean exit for a crash. Unless sessions were
+    // handed over: they wait suspended for a resume elsewhere, and the lease, left to lapse, is
+    // what releases (as after a crash) those that never come back.
+    if (!keep_lease_) {
+      command_.command({"DEL", lease_key_}, [](const redisReply*) {});
+      command_.command({"ZREM", kRegistryKey, instance_id_}, [](const redisReply*) {});
+    }
     auto deadline = SteadyClock::now() + flush_budget;
     auto timer = std::make_shared<asio::steady_timer>(ioc_);
     auto wait = std::make_shared<std::function<void()>>();
@@ -381,8 +442,19 @@ void RedisBus::resync_done_one() {
 void RedisBus::on_message(std::string_view channel, std::string_view payload) {
   if (channel.rfind("presence:", 0) == 0) {
     auto p = parse_presence(payload);
-    if (p && p->origin_server_id != instance_id_) {
-      listener_->presence_remote(room_of_channel(channel), p->client_id, p->event);
+    if (!p) return;
+    const std::string room = room_of_channel(channel);
+    if (p->resumable || (p->event != PresenceEvent::kJoined && p->event != PresenceEvent::kProbe)) {
+      if (auto it = channels_.find(room); it != channels_.end()) it->second.resumable = true;
+    }
+    // Numbered notices come from whichever instance owns the session, this one included.
+    if (p->event == PresenceEvent::kNumbered) {
+      listener_->deliver_numbered(room, p->client_id, p->seq,
+                                  std::make_shared<const std::string>(std::move(p->data)));
+      return;
+    }
+    if (p->origin_server_id != instance_id_) {
+      listener_->presence_remote(room, p->client_id, p->event);
     }
     return;
   }
@@ -394,16 +466,31 @@ void RedisBus::on_message(std::string_view channel, std::string_view payload) {
     log_.warn("Ignoring malformed bus message", {{"channel", channel}});
     return;
   }
-  // Our own relays were delivered locally already; so were our departure notices.
-  if (env->origin_server_id == instance_id_ || env->source_instance == instance_id_) return;
+  const std::string room = std::string(channel.substr(5));
+  if (!env->seqs.empty()) {
+    if (auto it = channels_.find(room); it != channels_.end()) it->second.resumable = true;
+  }
+  // Our own relays were delivered locally already, but for the resumable members they were
+  // numbered for; so were our departure notices.
+  const bool from_here =
+      env->origin_server_id == instance_id_ || env->source_instance == instance_id_;
+  if (from_here) {
+    if (!env->seqs.empty()) {
+      listener_->deliver_remote(room, env->sender_id,
+                                std::make_shared<const std::string>(std::move(env->data)),
+                                env->seqs, true);
+    }
+    return;
+  }
   Metrics& m = metrics();
   if (env->sent_at_us) {
     const int64_t lag = now_us() - *env->sent_at_us;
     if (lag >= 0) m.cross_instance_relay.observe(static_cast<double>(lag) / 1e6);
   }
   m.bus_messages_received.inc();
-  listener_->deliver_remote(std::string(channel.substr(5)), env->sender_id,
-                            std::make_shared<const std::string>(std::move(env->data)));
+  listener_->deliver_remote(room, env->sender_id,
+                            std::make_shared<const std::string>(std::move(env->data)), env->seqs,
+                            false);
 }
 
 void RedisBus::tick() {
@@ -543,7 +630,7 @@ std::size_t RedisBus::announce_released(const std::string& room_id, const redisR
     const std::string_view member = reply_text(released->element[i]);
     // The script published the departure for the other instances (and Node ones); ours skip it
     // (sourceInstance), so our own members hear it here.
-    listener_->deliver_remote(room_id, member, peer_disconnected_message());
+    listener_->deliver_remote(room_id, member, peer_disconnected_message(), {}, false);
     if (by_owner) ++(*by_owner)[std::string(reply_text(released->element[i + 1]))];
     ++n;
   }
@@ -588,6 +675,15 @@ void RedisBus::join(const std::string& room_id, const std::string& client_id, un
             done(JoinResult{JoinResult::Status::kError, 0});
             return;
           }
+          // Whether the room already has resumable sessions (joined before we listened):
+          // asked in the same pipeline, so the join waits for nothing more.
+          command_.command({"EXISTS", room_sessions_key(room_id)},
+                           [this, room_id](const redisReply* r) {
+                             if (r && r->type == REDIS_REPLY_INTEGER && r->integer > 0) {
+                               auto it = channels_.find(room_id);
+                               if (it != channels_.end()) it->second.resumable = true;
+                             }
+                           });
           eval(kJoinScript,
                {room_key(room_id), owners_key(room_id), client_id, std::to_string(capacity),
                 instance_id_, kLeasePrefix, std::to_string(now_us())},
@@ -623,14 +719,22 @@ void RedisBus::join(const std::string& room_id, const std::string& client_id, un
 
 void RedisBus::leave(const std::string& room_id, const std::string& client_id) {
   asio::post(ioc_, [this, room_id, client_id] {
-    eval(kLeaveScript,
-         {room_key(room_id), owners_key(room_id), client_id,
-          std::to_string(config_.room_ttl_seconds)},
-         2, RedisOp::kLeave, [this, room_id, client_id](const redisReply* r) {
-           if (is_error(r)) failed_leaves_.insert({room_id, client_id});
-         });
+    send_leave(room_id, client_id);
     release(room_id);
   });
+}
+
+void RedisBus::release_seat(const std::string& room_id, const std::string& client_id) {
+  asio::post(ioc_, [this, room_id, client_id] { send_leave(room_id, client_id); });
+}
+
+void RedisBus::send_leave(const std::string& room_id, const std::string& client_id) {
+  eval(
+      kLeaveScript,
+      {room_key(room_id), owners_key(room_id), client_id, std::to_string(config_.room_ttl_seconds)},
+      2, RedisOp::kLeave, [this, room_id, client_id](const redisReply* r) {
+        if (is_error(r)) failed_leaves_.insert({room_id, client_id});
+      });
 }
 
 void RedisBus::publish_on(std::string channel, std::string body) {
@@ -643,14 +747,122 @@ void RedisBus::publish_on(std::string channel, std::string body) {
 }
 
 void RedisBus::publish(const std::string& room_id, const std::string& sender_id,
-                       const SharedText& data) {
+                       const std::string& sender_session, const SharedText& data) {
   // Serialized on the sender's loop; the bus loop only queues the bytes.
-  publish_on(room_key(room_id), relay_envelope(sender_id, *data, instance_id_, now_us()));
+  std::string envelope = relay_envelope(sender_id, *data, instance_id_, now_us());
+  asio::post(ioc_, [this, room_id, sender_id, sender_session, data,
+                    envelope = std::move(envelope)]() mutable {
+    const auto started = SteadyClock::now();
+    auto it = channels_.find(room_id);
+    if (sender_session.empty() && (it == channels_.end() || !it->second.resumable)) {
+      command_.command({"PUBLISH", room_key(room_id), envelope},
+                       [this, started](const redisReply* r) {
+                         record(RedisOp::kPublish, !is_error(r), started);
+                       });
+      return;
+    }
+    eval(kRelayScript,
+         {room_sessions_key(room_id), room_key(room_id), std::move(envelope), *data, sender_id,
+          sender_session, instance_id_, std::to_string(config_.resume_buffer_messages),
+          std::to_string(config_.resume_buffer_bytes),
+          std::to_string(std::chrono::milliseconds(kSessionTtl).count())},
+         2, RedisOp::kPublish, [this, sender_id](const redisReply* r) {
+           if (r && r->type == REDIS_REPLY_INTEGER && r->integer < 0) {
+             // Its session was resumed elsewhere: the client re-sends it there.
+             log_.debug("Relay from a session resumed elsewhere not sent",
+                        {{"clientId", sender_id}});
+           }
+         });
+  });
+}
+
+// ---- resumable sessions (bus loop) ----
+
+void RedisBus::session_open(const SessionRef& s, std::function<void(bool ok)> done) {
+  asio::post(ioc_, [this, s, done = std::move(done)] {
+    if (auto it = channels_.find(s.room_id); it != channels_.end()) it->second.resumable = true;
+    eval(kSessionOpenScript,
+         {session_key(s.session_id), room_sessions_key(s.room_id), s.room_id, s.client_id,
+          instance_id_, std::to_string(std::chrono::milliseconds(kSessionTtl).count()),
+          s.session_id},
+         2, RedisOp::kSession, [done](const redisReply* r) { done(!is_error(r)); });
+  });
+}
+
+void RedisBus::session_append(const SessionRef& s, const SharedText& text) {
+  asio::post(ioc_, [this, s, text] {
+    eval(
+        kSessionAppendScript,
+        {session_key(s.session_id), presence_key(s.room_id), *text, instance_id_,
+         std::to_string(config_.resume_buffer_messages),
+         std::to_string(config_.resume_buffer_bytes),
+         std::to_string(std::chrono::milliseconds(kSessionTtl).count()), s.session_id, s.client_id},
+        2, RedisOp::kSession, [](const redisReply*) {});
+  });
+}
+
+void RedisBus::session_count(const SessionRef& s) {
+  asio::post(ioc_, [this, sid = s.session_id] {
+    eval(kSessionCountScript, {session_key(sid), instance_id_}, 1, RedisOp::kSession,
+         [](const redisReply*) {});
+  });
+}
+
+void RedisBus::session_suspended(const SessionRef& s) {
+  // Kept a little past the window: the owner's timer ends the session, or, should the owner
+  // die, the crash reaper releases the member and the keys expire on their own.
+  const auto ttl = std::chrono::milliseconds(config_.resume_window_ms) + std::chrono::seconds(10);
+  asio::post(ioc_, [this, sid = s.session_id, ttl] {
+    eval(kSessionStateScript,
+         {session_key(sid), session_log_key(sid), instance_id_, "suspended",
+          std::to_string(ttl.count())},
+         2, RedisOp::kSession, [](const redisReply*) {});
+  });
+}
+
+void RedisBus::session_end(const SessionRef& s, bool tombstone) {
+  asio::post(ioc_, [this, s, tombstone] {
+    eval(kSessionEndScript,
+         {session_key(s.session_id), session_log_key(s.session_id), room_sessions_key(s.room_id),
+          session_left_key(s.session_id), instance_id_, s.session_id,
+          tombstone ? std::to_string(config_.resume_window_ms) : "0", "0"},
+         4, RedisOp::kSession, [](const redisReply*) {});
+  });
+}
+
+void RedisBus::session_claim(const std::string& room_id, const std::string& session_id,
+                             uint64_t last_seq, std::function<void(SessionClaim)> done) {
+  asio::post(ioc_, [this, room_id, session_id, last_seq, done = std::move(done)]() mutable {
+    // Listen first: whatever is numbered for the session after the claim arrives here.
+    subscribe(
+        room_id, [this, room_id, session_id, last_seq, done = std::move(done)](bool ok) mutable {
+          if (!ok) {
+            record(RedisOp::kSubscribe, false, SteadyClock::now());
+            done(SessionClaim{});
+            return;
+          }
+          channels_[room_id].resumable = true;
+          eval(kSessionClaimScript,
+               {session_key(session_id), session_log_key(session_id), room_key(room_id),
+                owners_key(room_id), session_left_key(session_id), room_id, instance_id_,
+                std::to_string(last_seq),
+                std::to_string(std::chrono::milliseconds(kSessionTtl).count()), session_id},
+               5, RedisOp::kSession, [this, room_id, done = std::move(done)](const redisReply* r) {
+                 SessionClaim c = parse_claim(r);
+                 if (c.result != SessionClaim::Result::kResumed) release(room_id);
+                 done(std::move(c));
+               });
+        });
+  });
+}
+
+void RedisBus::release_room(const std::string& room_id) {
+  asio::post(ioc_, [this, room_id] { release(room_id); });
 }
 
 void RedisBus::publish_presence(const std::string& room_id, const std::string& client_id,
-                                PresenceEvent event) {
-  publish_on(presence_key(room_id), presence_message(client_id, instance_id_, event));
+                                PresenceEvent event, bool resumable) {
+  publish_on(presence_key(room_id), presence_message(client_id, instance_id_, event, resumable));
 }
 
 void RedisBus::publish_departure(const std::string& room_id, const std::string& client_id) {

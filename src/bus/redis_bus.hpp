@@ -41,10 +41,21 @@ class RedisBus final : public Bus {
   void join(const std::string& room_id, const std::string& client_id, unsigned capacity,
             JoinCallback done) override;
   void leave(const std::string& room_id, const std::string& client_id) override;
+  void release_seat(const std::string& room_id, const std::string& client_id) override;
   void publish(const std::string& room_id, const std::string& sender_id,
-               const SharedText& data) override;
+               const std::string& sender_session, const SharedText& data) override;
+  bool shares_sessions() const override { return true; }
+  void session_open(const SessionRef& s, std::function<void(bool ok)> done) override;
+  void session_append(const SessionRef& s, const SharedText& text) override;
+  void session_count(const SessionRef& s) override;
+  void session_suspended(const SessionRef& s) override;
+  void session_end(const SessionRef& s, bool tombstone) override;
+  void session_claim(const std::string& room_id, const std::string& session_id, uint64_t last_seq,
+                     std::function<void(SessionClaim)> done) override;
+  void release_room(const std::string& room_id) override;
+  void keep_lease_on_stop() override { keep_lease_ = true; }
   void publish_presence(const std::string& room_id, const std::string& client_id,
-                        PresenceEvent event) override;
+                        PresenceEvent event, bool resumable) override;
   void publish_departure(const std::string& room_id, const std::string& client_id) override;
   // Never at once: every verdict is a round trip to Redis.
   std::optional<MessageVerdict> message_verdict_now(std::string_view, std::string_view,
@@ -67,6 +78,13 @@ class RedisBus final : public Bus {
     kLeaseScript,
     kSweepScript,
     kReapScript,
+    kSessionOpenScript,
+    kRelayScript,
+    kSessionAppendScript,
+    kSessionCountScript,
+    kSessionStateScript,
+    kSessionEndScript,
+    kSessionClaimScript,
     kScriptCount
   };
   // A room this instance listens to while it has local members there: its relay channel
@@ -77,6 +95,11 @@ class RedisBus final : public Bus {
     unsigned awaiting = 0;   // SUBSCRIBE acknowledgements still to come (two per request)
     bool confirmed = false;  // both channels acknowledged
     bool resync = false;     // resubscribed after a reconnect; readiness waits for it
+    // A resumable session was seen in the room (opened here, or numbered, suspended, resumed
+    // or joined elsewhere): relays go through kRelay to be numbered for it. Until then a plain
+    // PUBLISH, so rooms without one pay nothing; a relay that misses a session by a race is
+    // numbered by the session's owner on arrival (session_append).
+    bool resumable = false;
     std::vector<std::function<void(bool)>> waiters;
   };
 
@@ -93,6 +116,7 @@ class RedisBus final : public Bus {
   void release(const std::string& room_id);
   void resync_done_one();
   void publish_on(std::string channel, std::string body);
+  void send_leave(const std::string& room_id, const std::string& client_id);
   void on_message(std::string_view channel, std::string_view payload);
   void on_subscribed(std::string_view channel);
   void record(RedisOp op, bool ok, std::chrono::steady_clock::time_point started);
@@ -128,6 +152,7 @@ class RedisBus final : public Bus {
   RedisConnection subscriber_;
   boost::asio::steady_timer lease_timer_;
   bool started_ = false;
+  std::atomic<bool> keep_lease_{false};
   std::atomic<bool> ready_{false};
   std::atomic<int64_t> breaker_open_until_ns_{0};
 

@@ -145,6 +145,160 @@ end
 return released
 )lua";
 
+// ---- Resumable sessions (PROTOCOL.md section 8) ----
+// Redis numbers what each resumable session is sent, so any instance can resume it: a HASH
+// resume:{sid} (room, client, owner instance, seq = last number given, received = client
+// messages accepted, bytes kept), a STREAM resume-log:{sid} whose entry 0-N holds message N as
+// sent, and a SET room-resumable:{room} of the room's resumable sessions. Only the owner (the
+// instance holding the session's socket, or its suspension) writes for a session; a resume
+// elsewhere moves the owner, which fences the old one. The per-session keys are computed from
+// the session ids a script reads, not declared in KEYS (a Redis Cluster port tags them with the
+// room).
+
+// The log helper shared by the scripts below: numbers `data` (a JSON object) for `sid`, keeps
+// it, trims the log to ARGV-given bounds (oldest first; the newest always stays) and returns
+// the number and the text.
+#define SIGSRV_RESUME_APPEND_LUA                                           \
+  "local function append(sid, data, maxn, maxb, ttl)\n"                    \
+  "  local meta, log = 'resume:' .. sid, 'resume-log:' .. sid\n"           \
+  "  local n = redis.call('HINCRBY', meta, 'seq', 1)\n"                    \
+  "  local text = string.sub(data, 1, -2) .. ',\"seq\":' .. n .. '}'\n"    \
+  "  if #data <= 2 then text = '{\"seq\":' .. n .. '}' end\n"              \
+  "  redis.call('XADD', log, '0-' .. n, 'm', text)\n"                      \
+  "  local bytes = redis.call('HINCRBY', meta, 'bytes', #text)\n"          \
+  "  local len = redis.call('XLEN', log)\n"                                \
+  "  while len > 1 and (len > maxn or bytes > maxb) do\n"                  \
+  "    local first = redis.call('XRANGE', log, '-', '+', 'COUNT', 1)[1]\n" \
+  "    redis.call('XDEL', log, first[1])\n"                                \
+  "    bytes = redis.call('HINCRBY', meta, 'bytes', -#first[2][2])\n"      \
+  "    len = len - 1\n"                                                    \
+  "  end\n"                                                                \
+  "  redis.call('PEXPIRE', meta, ttl)\n"                                   \
+  "  redis.call('PEXPIRE', log, ttl)\n"                                    \
+  "  return n, text\n"                                                     \
+  "end\n"
+
+// KEYS: resume:{sid}, room-resumable:{room}. ARGV: room, client, instance, TTL ms, sid.
+// A resumable member joined: its session starts at seq 0, owned here.
+inline constexpr const char* kSessionOpen = R"lua(
+redis.call('DEL', KEYS[1], 'resume-log:' .. ARGV[5])
+redis.call('HSET', KEYS[1], 'room', ARGV[1], 'client', ARGV[2], 'owner', ARGV[3], 'seq', 0,
+  'received', 0, 'bytes', 0, 'state', 'live')
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('SADD', KEYS[2], ARGV[5])
+redis.call('PERSIST', KEYS[2])
+return 1
+)lua";
+
+// KEYS: room-resumable:{room}, room:{room} (the channel).
+// ARGV: envelope, data, sender client id, sender session id ('' = not resumable), instance,
+// max messages, max bytes, TTL ms.
+// The relay of one client message: numbers it for every other resumable session of the room
+// (logged), then publishes the envelope with "seqs":{clientId:n,...} added. A resumable sender
+// counts the message as received, atomically with its relay; a sender whose session was resumed
+// elsewhere (fenced) is not relayed: its client re-sends from `received`. Returns -1 when fenced.
+inline constexpr const char* kRelay = SIGSRV_RESUME_APPEND_LUA R"lua(
+if ARGV[4] ~= '' then
+  local smeta = 'resume:' .. ARGV[4]
+  if redis.call('HGET', smeta, 'owner') ~= ARGV[5] then return -1 end
+  redis.call('HINCRBY', smeta, 'received', 1)
+end
+local seqs = {}
+for _, sid in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  if sid ~= ARGV[4] then
+    local client = redis.call('HGET', 'resume:' .. sid, 'client')
+    if not client then
+      redis.call('SREM', KEYS[1], sid)
+    elseif client ~= ARGV[3] then
+      local n = append(sid, ARGV[2], tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[8])
+      seqs[#seqs + 1] = cjson.encode(client) .. ':' .. n
+    end
+  end
+end
+local env = ARGV[1]
+if #seqs > 0 then env = string.sub(env, 1, -2) .. ',"seqs":{' .. table.concat(seqs, ',') .. '}}' end
+return redis.call('PUBLISH', KEYS[2], env)
+)lua";
+
+// KEYS: resume:{sid}, presence:{room} (the channel).
+// ARGV: data, instance, max messages, max bytes, TTL ms, sid, client id.
+// Numbers a notice for one session (peer-joined, peer-disconnected, schema-error...) and
+// publishes it on the presence channel, so that it reaches the owner in the same order as the
+// relays numbered around it. 0 when this instance no longer owns the session.
+inline constexpr const char* kSessionAppend = SIGSRV_RESUME_APPEND_LUA R"lua(
+if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[2] then return 0 end
+local n, text = append(ARGV[6], ARGV[1], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5])
+redis.call('PUBLISH', KEYS[2], '{"clientId":' .. cjson.encode(ARGV[7]) .. ',"originServerId":' ..
+  cjson.encode(ARGV[2]) .. ',"event":"numbered","seq":' .. n .. ',"data":' .. text .. '}')
+return n
+)lua";
+
+// KEYS: resume:{sid}. ARGV: instance. A client message read and not relayed (dropped, refused):
+// counted, in order with the relays, while this instance owns the session.
+inline constexpr const char* kSessionCount = R"lua(
+if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return 0 end
+return redis.call('HINCRBY', KEYS[1], 'received', 1)
+)lua";
+
+// KEYS: resume:{sid}, resume-log:{sid}. ARGV: instance, state, TTL ms.
+// The owner's session changed state: 'suspended' (socket lost; TTL = the window and a margin)
+// or 'live' (refresh). 0 when no longer the owner.
+inline constexpr const char* kSessionState = R"lua(
+if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'state', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+redis.call('PEXPIRE', KEYS[2], ARGV[3])
+return 1
+)lua";
+
+// KEYS: resume:{sid}, resume-log:{sid}, room-resumable:{room}, resume-left:{sid}.
+// ARGV: instance, sid, tombstone ms (0 = none), force ('1': whoever owns it).
+// The session is over: its keys go; a tombstone makes a later resume with its token a refusal
+// (it left with a close frame) instead of a window that passed.
+inline constexpr const char* kSessionEnd = R"lua(
+local owner = redis.call('HGET', KEYS[1], 'owner')
+if owner and owner ~= ARGV[1] and ARGV[4] ~= '1' then return 0 end
+redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('SREM', KEYS[3], ARGV[2])
+if tonumber(ARGV[3]) > 0 then redis.call('SET', KEYS[4], '1', 'PX', ARGV[3]) end
+return 1
+)lua";
+
+// KEYS: resume:{sid}, resume-log:{sid}, room:{room}, room-owners:{room}, resume-left:{sid}.
+// ARGV: room, new owner instance, lastSeq, TTL ms, sid.
+// A resume: {'ok', client, seq, received, previous state, message N+1, ..., message seq} and
+// the session now owned by the caller (and its member by the caller in room-owners, so the
+// crash reaper leaves it alone); or {'left'} (tombstone, or another room), {'unknown'} (no such
+// session: its window passed, or Redis lost it), {'gone'} (its member was released: window,
+// crash), {'not_covered', client} (the messages after lastSeq are no longer all kept). The last
+// two end the session's keys: the caller releases the member and joins the client afresh.
+inline constexpr const char* kSessionClaim = R"lua(
+if redis.call('EXISTS', KEYS[5]) == 1 then return {'left'} end
+local m = redis.call('HMGET', KEYS[1], 'room', 'client', 'seq', 'received', 'state')
+if not m[1] then return {'unknown'} end
+if m[1] ~= ARGV[1] then return {'left'} end
+local client, seq, last = m[2], tonumber(m[3]), tonumber(ARGV[3])
+local function over(tag)
+  redis.call('DEL', KEYS[1], KEYS[2])
+  redis.call('SREM', 'room-resumable:' .. ARGV[1], ARGV[5])
+  return {tag, client}
+end
+if redis.call('SISMEMBER', KEYS[3], client) == 0 then return over('gone') end
+if last > seq then return over('not_covered') end
+local entries = {}
+if last < seq then
+  entries = redis.call('XRANGE', KEYS[2], '0-' .. (last + 1), '+')
+  if #entries == 0 or entries[1][1] ~= '0-' .. (last + 1) then return over('not_covered') end
+end
+redis.call('HSET', KEYS[1], 'owner', ARGV[2], 'state', 'live')
+redis.call('HSET', KEYS[4], client, ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
+local out = {'ok', client, m[3], m[4] or '0', m[5] or 'live'}
+for _, e in ipairs(entries) do out[#out + 1] = e[2][2] end
+return out
+)lua";
+
 // KEYS: rl:{namespace}:{id}:10 ... ARGV: window seconds, then one limit per key.
 // INCR each key in turn (EXPIRE on its first hit) and stop at the first over its limit, as
 // sequential limiters would. Returns the 1-based index of that key, or 0 when all allow.

@@ -9,16 +9,26 @@
 
 namespace sigsrv {
 
+// A numbered message arrived past a gap (the bus lost what came between, while its subscriber
+// reconnected): the client resumes, and the replay from the bus' log fills the gap or says
+// recovered:false. Never a hole in what it was sent.
+inline constexpr Rejection kSessionResync{1013, "Session resync"};
+
 ResumableMember::ResumableMember(Server& server, Loop& home, std::string session_id,
                                  std::string client_id)
     : server_(server),
       home_(home),
       session_id_(std::move(session_id)),
       client_id_(std::move(client_id)),
+      shared_(server.bus().shares_sessions()),
       log_(ResumeLimits{server.config().resume_buffer_messages,
                         server.config().resume_buffer_bytes}),
       life_(std::chrono::milliseconds(server.config().resume_window_ms)),
       window_(home.ioc) {}
+
+SessionRef ResumableMember::ref() const {
+  return SessionRef{room_ ? room_->id() : std::string(), session_id_, client_id_};
+}
 
 void ResumableMember::start(std::shared_ptr<Room> room, std::weak_ptr<WsSession> socket,
                             unsigned socket_loop) {
@@ -29,10 +39,30 @@ void ResumableMember::start(std::shared_ptr<Room> room, std::weak_ptr<WsSession>
   life_.joined();
 }
 
-void ResumableMember::deliver(const SharedText& message) {
-  if (life_.state() == MemberLifecycle::State::kLeft) return;
-  // Kept even while suspended: that is what a resume replays.
-  SharedText numbered = log_.append(*message);
+uint64_t ResumableMember::adopt(std::shared_ptr<Room> room, std::weak_ptr<WsSession> socket,
+                                unsigned socket_loop, uint64_t last_seq, bool was_suspended) {
+  const auto state = life_.state();
+  if (state == MemberLifecycle::State::kAdmitted) {
+    room_ = std::move(room);
+    life_.joined();
+  } else {
+    // Already held here: a silent socket is replaced, a suspension ends.
+    if (state == MemberLifecycle::State::kSuspended) end_suspension();
+    life_.resume(MemberLifecycle::Clock::now());
+    close_socket(kResumedElsewhere);
+  }
+  window_.cancel();
+  last_seq_ = last_seq;
+  socket_ = std::move(socket);
+  socket_loop_ = socket_loop;
+  if (was_suspended) {
+    notify_peers(std::make_shared<const std::string>(peer_resumed_message(client_id_)));
+    server_.bus().publish_presence(room_->id(), client_id_, PresenceEvent::kResumed);
+  }
+  return generation.fetch_add(1) + 1;
+}
+
+void ResumableMember::forward(const SharedText& numbered) {
   auto socket = socket_.lock();
   if (!socket) return;
   if (socket_loop_ == home_.index) {
@@ -41,6 +71,65 @@ void ResumableMember::deliver(const SharedText& message) {
   }
   boost::asio::post(server_.loop(socket_loop_).ioc,
                     [socket = std::move(socket), numbered] { socket->deliver(numbered); });
+}
+
+void ResumableMember::close_socket(Rejection r) {
+  auto socket = socket_.lock();
+  if (!socket) return;
+  boost::asio::post(server_.loop(socket_loop_).ioc,
+                    [socket = std::move(socket), r] { socket->close_with(r); });
+}
+
+void ResumableMember::deliver(const SharedText& message) {
+  if (life_.state() == MemberLifecycle::State::kLeft) return;
+  if (shared_) {
+    // Numbered by the bus, in order with the relays; it comes back through deliver_numbered.
+    server_.bus().session_append(ref(), message);
+    return;
+  }
+  // Kept even while suspended: that is what a resume replays.
+  forward(log_.append(*message));
+}
+
+void ResumableMember::deliver_relay(const SharedText& data, const RecipientSeqs& seqs) {
+  for (const auto& [client, seq] : seqs) {
+    if (client == client_id_) {
+      deliver_numbered(seq, std::make_shared<const std::string>(with_seq(*data, seq)));
+      return;
+    }
+  }
+  // Relayed without a number for this session (a Node instance, or a relay that raced the
+  // session's start): numbered now.
+  deliver(data);
+}
+
+void ResumableMember::deliver_numbered(uint64_t seq, const SharedText& text) {
+  if (life_.state() == MemberLifecycle::State::kLeft || seq <= last_seq_) return;
+  if (seq != last_seq_ + 1) {
+    metrics().resume_resyncs.inc();
+    server_.log().warn("Gap in a resumable session's messages; asking the client to resume",
+                       {{"clientId", client_id_}, {"expected", last_seq_ + 1}, {"got", seq}});
+    close_socket(kSessionResync);
+    return;
+  }
+  last_seq_ = seq;
+  forward(text);
+}
+
+void ResumableMember::taken_over() {
+  if (life_.state() == MemberLifecycle::State::kLeft) return;
+  if (life_.state() == MemberLifecycle::State::kSuspended) end_suspension();
+  window_.cancel();
+  life_.leave();
+  generation.fetch_add(1);  // what the old socket still reads is not the session's any more
+  close_socket(kResumedElsewhere);
+  socket_.reset();
+  server_.log().info("Session resumed on another instance",
+                     {{"clientId", client_id_}, {"roomId", room_->id()}});
+  server_.resumables().remove(session_id_, false, std::chrono::milliseconds(0));
+  server_.rooms().detach(room_, client_id_);
+  server_.bus().release_room(room_->id());
+  room_.reset();
 }
 
 void ResumableMember::probe() {
@@ -59,9 +148,12 @@ void ResumableMember::socket_ended(uint64_t ended_generation, bool client_closed
     return;  // a socket already taken over, or a member already gone
   }
   socket_.reset();
-  // A draining instance cannot hold the seat for a resume: nothing here would serve it.
+  const bool draining = server_.draining();
+  // A draining instance cannot hold the seat for a resume. With shared sessions the bus does:
+  // the session is handed over (resumed on another instance, or released when this instance's
+  // lease lapses); in process, the member leaves.
   const bool suspended =
-      !server_.draining() &&
+      (!draining || shared_) &&
       life_.socket_ended(client_closed ? MemberLifecycle::SocketEnd::kClientClosed
                                        : MemberLifecycle::SocketEnd::kLost,
                          MemberLifecycle::Clock::now());
@@ -75,9 +167,18 @@ void ResumableMember::socket_ended(uint64_t ended_generation, bool client_closed
   server_.log().info("Client suspended", {{"clientId", client_id_},
                                           {"roomId", room_->id()},
                                           {"resumeWindowMs", server_.config().resume_window_ms}});
+  if (shared_) server_.bus().session_suspended(ref());
   notify_peers(std::make_shared<const std::string>(peer_suspended_message(client_id_)));
   server_.bus().publish_presence(room_->id(), client_id_, PresenceEvent::kSuspended);
+  if (draining) {
+    server_.hand_over_session();
+    return;
+  }
   arm_window();
+}
+
+void ResumableMember::end_suspension() {
+  metrics().suspended_sessions.dec();
 }
 
 void ResumableMember::arm_window() {
@@ -87,7 +188,7 @@ void ResumableMember::arm_window() {
     auto self = weak.lock();
     if (!self || !self->life_.expire(MemberLifecycle::Clock::now())) return;
     metrics().resume_windows_expired.inc();
-    metrics().suspended_sessions.dec();
+    self->end_suspension();
     self->server_.log().info("Resume window passed",
                              {{"clientId", self->client_id_}, {"roomId", self->room_->id()}});
     // Not a tombstone: a late token reads as a window that passed (recovered:false).
@@ -105,12 +206,9 @@ ResumableMember::Claim ResumableMember::claim(std::weak_ptr<WsSession> socket, u
   if (!replay || !life_.resume(now)) {
     // Messages missing, or the window passed before its timer ran: the member leaves (peers
     // hear peer-disconnected) and the socket joins afresh.
-    if (state == MemberLifecycle::State::kSuspended) metrics().suspended_sessions.dec();
+    if (state == MemberLifecycle::State::kSuspended) end_suspension();
     out.result = Claim::Result::kNotRecovered;
-    if (auto old = socket_.lock()) {
-      boost::asio::post(server_.loop(socket_loop_).ioc,
-                        [old = std::move(old)] { old->close_with(kResumedElsewhere); });
-    }
+    close_socket(kResumedElsewhere);
     generation.fetch_add(1);  // whatever the old socket still does is no longer ours
     socket_.reset();
     life_.leave();
@@ -118,12 +216,9 @@ ResumableMember::Claim ResumableMember::claim(std::weak_ptr<WsSession> socket, u
     return out;
   }
   window_.cancel();
-  if (auto old = socket_.lock()) {
-    // The old socket has not been seen dead yet (a silent drop): it is closed with 4001, and
-    // its end no longer matches the generation, so it neither suspends nor leaves the member.
-    boost::asio::post(server_.loop(socket_loop_).ioc,
-                      [old = std::move(old)] { old->close_with(kResumedElsewhere); });
-  }
+  // The old socket has not been seen dead yet (a silent drop): it is closed with 4001, and its
+  // end no longer matches the generation, so it neither suspends nor leaves the member.
+  close_socket(kResumedElsewhere);
   out.result = Claim::Result::kResumed;
   out.replay = std::move(*replay);
   out.received = received.load();
@@ -132,7 +227,7 @@ ResumableMember::Claim ResumableMember::claim(std::weak_ptr<WsSession> socket, u
   socket_ = std::move(socket);
   socket_loop_ = socket_loop;
   if (state == MemberLifecycle::State::kSuspended) {
-    metrics().suspended_sessions.dec();
+    end_suspension();
     notify_peers(std::make_shared<const std::string>(peer_resumed_message(client_id_)));
     server_.bus().publish_presence(room_->id(), client_id_, PresenceEvent::kResumed);
   }
@@ -142,7 +237,7 @@ ResumableMember::Claim ResumableMember::claim(std::weak_ptr<WsSession> socket, u
 void ResumableMember::leave() {
   const auto state = life_.state();
   if (state == MemberLifecycle::State::kLeft) return;
-  if (state == MemberLifecycle::State::kSuspended) metrics().suspended_sessions.dec();
+  if (state == MemberLifecycle::State::kSuspended) end_suspension();
   window_.cancel();
   life_.leave();
   socket_.reset();
@@ -153,7 +248,9 @@ void ResumableMember::depart(bool tombstone) {
   if (!room_) return;
   server_.resumables().remove(session_id_, tombstone,
                               std::chrono::milliseconds(server_.config().resume_window_ms));
+  const SessionRef session = ref();
   server_.depart(room_, this, client_id_, home_.index);
+  if (shared_) server_.bus().session_end(session, tombstone);
   room_.reset();
 }
 

@@ -11,6 +11,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "bus/bus.hpp"
+#include "signaling/admission.hpp"
 #include "signaling/resume.hpp"
 #include "signaling/rooms.hpp"
 
@@ -20,20 +22,35 @@ class Server;
 class WsSession;
 struct Loop;
 
-// Lives on its home loop (the loop of the socket that opened the session): every method but
-// the atomics runs there, and the room delivers to it there. A socket resumed on another loop
-// gets the numbered messages by one post each, from this one thread, so their order holds.
+// Lives on its home loop (the loop of the socket that opened or resumed the session here): every
+// method but the atomics runs there, and the room delivers to it there. A socket resumed on
+// another loop gets the numbered messages by one post each, from this one thread, so their
+// order holds.
+//
+// Who numbers: on the in-process bus, this object (SessionLog). On a bus that shares sessions
+// (Redis), the bus: relays arrive numbered, notices are sent to the bus to be numbered and come
+// back in order with the relays, and the log lives there, so any instance can resume it.
 class ResumableMember final : public Peer, public std::enable_shared_from_this<ResumableMember> {
  public:
   ResumableMember(Server& server, Loop& home, std::string session_id, std::string client_id);
 
-  // Numbers and keeps `message`, then hands it to the attached socket, if any.
+  // Numbers and keeps `message` (or has the bus number it), then hands it to the socket.
   void deliver(const SharedText& message) override;
   // Probes the attached socket; a suspended member holds its seat by right and is not probed.
   void probe() override;
+  // Shared sessions: a relay with the numbers the bus gave it; a notice numbered by the bus; the
+  // session resumed on another instance.
+  void deliver_relay(const SharedText& data, const RecipientSeqs& seqs) override;
+  void deliver_numbered(uint64_t seq, const SharedText& text) override;
+  void taken_over() override;
 
   // The opening socket joined `room`: attaches it as generation 1.
   void start(std::shared_ptr<Room> room, std::weak_ptr<WsSession> socket, unsigned socket_loop);
+  // Shared sessions: the bus granted `socket` this session (a resume on this instance), whose
+  // last number is `last_seq`; a socket already attached here is closed with 4001. Returns the
+  // new socket's generation.
+  uint64_t adopt(std::shared_ptr<Room> room, std::weak_ptr<WsSession> socket, unsigned socket_loop,
+                 uint64_t last_seq, bool was_suspended);
 
   // The socket of `generation` ended; `client_closed`: with the client's close frame (it left).
   void socket_ended(uint64_t generation, bool client_closed);
@@ -45,7 +62,8 @@ class ResumableMember final : public Peer, public std::enable_shared_from_this<R
     uint64_t generation = 0;         // kResumed: the new socket's
     std::shared_ptr<Room> room;      // kResumed: the room the member is in
   };
-  // A resume with `last_seq` from `socket`. kResumed: `socket` is attached and any previous one
+  // In-process bus: a resume with `last_seq` from `socket`. kResumed: `socket` is attached and
+  // any previous one
   // is closed with 4001. kNotRecovered: the messages after `last_seq` are not all kept, and the
   // member has left (its seat is free for the fresh join that follows). kGone: it had left.
   Claim claim(std::weak_ptr<WsSession> socket, unsigned socket_loop, uint64_t last_seq);
@@ -54,6 +72,7 @@ class ResumableMember final : public Peer, public std::enable_shared_from_this<R
   void leave();
 
   Loop& home() const { return home_; }
+  SessionRef ref() const;
   const std::string& session_id() const { return session_id_; }
   const std::string& client_id() const { return client_id_; }
   const std::shared_ptr<Room>& room() const { return room_; }
@@ -67,13 +86,18 @@ class ResumableMember final : public Peer, public std::enable_shared_from_this<R
   void depart(bool tombstone);
   void notify_peers(const SharedText& note);
   void arm_window();
+  void forward(const SharedText& numbered);
+  void close_socket(Rejection r);
+  void end_suspension();
 
   Server& server_;
   Loop& home_;
   const std::string session_id_;
   const std::string client_id_;
   std::shared_ptr<Room> room_;
-  SessionLog log_;
+  const bool shared_;      // the bus numbers and keeps this session (Redis)
+  SessionLog log_;         // in-process bus only
+  uint64_t last_seq_ = 0;  // shared: the last number forwarded (later ones must follow it)
   MemberLifecycle life_;
   std::weak_ptr<WsSession> socket_;
   unsigned socket_loop_ = 0;

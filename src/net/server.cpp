@@ -114,10 +114,15 @@ void Server::begin_drain() {
   metrics().draining.set(1);
   metrics().ready.set(0);
   const Rejection r = draining_rejection(config_.shutdown_close_code);
-  // Suspended sessions cannot be resumed on an instance that is going away: they leave now,
-  // on their own loops, so their seats are free and their peers told before the exit.
+  // Suspended sessions cannot be resumed on an instance that is going away: in process they
+  // leave now, on their own loops, so their seats are free and their peers told before the
+  // exit; on a bus that shares sessions they stay suspended there, handed over.
   for (auto& member : resumables_.live()) {
-    boost::asio::post(member->home().ioc, [member] { member->leave(); });
+    if (bus_.shares_sessions()) {
+      hand_over_session();
+    } else {
+      boost::asio::post(member->home().ioc, [member] { member->leave(); });
+    }
   }
   for (auto& loop : loops_) {
     boost::asio::post(loop->ioc, [&l = *loop, r] {
@@ -185,19 +190,65 @@ void Server::depart(const std::shared_ptr<Room>& room, const Peer* self,
   log_.info("Client left room", {{"clientId", client_id}, {"roomId", room_id}});
 }
 
+void Server::release_member(const std::string& room_id, const std::string& client_id) {
+  if (auto room = rooms_.find(room_id)) {
+    Targets others;
+    room->collect_except_id(client_id, others);
+    for (auto& t : others) post_to(std::move(t), peer_disconnected_message());
+  }
+  bus_.release_seat(room_id, client_id);
+  bus_.publish_departure(room_id, client_id);
+  log_.info("Client left room", {{"clientId", client_id}, {"roomId", room_id}});
+}
+
 void Server::deliver_remote(const std::string& room_id, std::string_view sender_id,
-                            const SharedText& data) {
+                            const SharedText& data, const RecipientSeqs& seqs, bool from_here) {
   auto room = rooms_.find(room_id);
   if (!room) return;
   Targets targets;
   room->collect_except_id(sender_id, targets);
-  for (auto& t : targets) post_to(std::move(t), data);
+  std::shared_ptr<const RecipientSeqs> numbers;  // one copy, shared by the numbered recipients
+  for (auto& t : targets) {
+    if (!t.numbered) {
+      if (!from_here) post_to(std::move(t), data);
+      continue;
+    }
+    if (!numbers) numbers = std::make_shared<const RecipientSeqs>(seqs);
+    boost::asio::post(loops_[t.loop]->ioc, [peer = std::move(t.peer), data, numbers] {
+      peer->deliver_relay(data, *numbers);
+    });
+  }
+}
+
+void Server::deliver_numbered(const std::string& room_id, std::string_view client_id, uint64_t seq,
+                              const SharedText& text) {
+  auto room = rooms_.find(room_id);
+  if (!room) return;
+  Targets targets;
+  room->collect_id(client_id, targets);
+  for (auto& t : targets) {
+    if (!t.numbered) continue;
+    boost::asio::post(loops_[t.loop]->ioc,
+                      [peer = std::move(t.peer), seq, text] { peer->deliver_numbered(seq, text); });
+  }
 }
 
 void Server::presence_remote(const std::string& room_id, std::string_view client_id,
                              PresenceEvent event) {
   if (event == PresenceEvent::kProbe) {
     probe_room(room_id);
+    return;
+  }
+  if (event == PresenceEvent::kTakeover) {
+    // Another instance resumed this member's session: our copy lets go, without a departure.
+    auto room = rooms_.find(room_id);
+    if (!room) return;
+    Targets targets;
+    room->collect_id(client_id, targets);
+    for (auto& t : targets) {
+      if (!t.numbered) continue;
+      boost::asio::post(loops_[t.loop]->ioc, [peer = std::move(t.peer)] { peer->taken_over(); });
+    }
     return;
   }
   auto room = rooms_.find(room_id);

@@ -98,13 +98,21 @@ class Server final : public BusListener {
   void depart(const std::shared_ptr<Room>& room, const Peer* self, const std::string& client_id,
               unsigned from_loop);
 
+  // A member held by another instance (or by none) leaves: its seat is freed and every peer,
+  // here and elsewhere, gets peer-disconnected (a resume elsewhere that could not recover).
+  void release_member(const std::string& room_id, const std::string& client_id);
+
   // Resumable sessions (resume=1) of this instance, and the key their tokens are signed with.
   ResumeRegistry& resumables() { return resumables_; }
+  // The drain left a resumable session suspended for a resume on another instance.
+  void hand_over_session() { bus_.keep_lease_on_stop(); }
   const std::string& resume_key() const { return resume_key_; }
 
   // BusListener: what other instances publish, and our membership to re-assert.
   void deliver_remote(const std::string& room_id, std::string_view sender_id,
-                      const SharedText& data) override;
+                      const SharedText& data, const RecipientSeqs& seqs, bool from_here) override;
+  void deliver_numbered(const std::string& room_id, std::string_view client_id, uint64_t seq,
+                        const SharedText& text) override;
   void presence_remote(const std::string& room_id, std::string_view client_id,
                        PresenceEvent event) override;
   // Pings every local member of `room_id` now; those that do not answer within

@@ -19,6 +19,8 @@ namespace http = beast::http;
 
 namespace {
 
+const std::string kNoSession;
+
 std::string random_client_id() {
   thread_local std::mt19937_64 rng{std::random_device{}()};
   const uint64_t a = rng(), b = rng();
@@ -194,6 +196,7 @@ void WsSession::on_accepted(boost::system::error_code ec) {
   if (state_ != State::kOpen) return;
   if (queue_head_ < queue_.size()) write_next();
   read();
+  if (probe_after_accept_) probe();
 }
 
 void WsSession::reject(Rejection r, RejectReason reason) {
@@ -317,6 +320,10 @@ void WsSession::resume_session() {
     refuse_resume(kInvalidResumeToken);
     return;
   }
+  if (server_.bus().shares_sessions()) {
+    claim_shared(*session_id, *last_seq);
+    return;
+  }
   auto [found, member] = server_.resumables().find(*session_id);
   if (found == ResumeRegistry::Found::kLeft) {
     refuse_resume(kInvalidResumeToken);
@@ -344,6 +351,79 @@ void WsSession::resume_session() {
   });
 }
 
+void WsSession::claim_shared(const std::string& session_id, uint64_t last_seq) {
+  const std::string room_id = *upgrade_->params.room_id;
+  server_.bus().session_claim(
+      room_id, session_id, last_seq,
+      [self = shared_from_this(), room_id, session_id](SessionClaim c) {
+        // On the bus' loop, in order with its deliveries: the member is in the room before the
+        // next message numbered for it is handed out, and adopt() runs on the member's loop
+        // before that message does.
+        using Result = SessionClaim::Result;
+        Server& server = self->server_;
+        if (c.result != Result::kResumed) {
+          if (c.result == Result::kNotCovered || c.result == Result::kGone) {
+            // The session is over: whoever holds it lets go, the member leaves, and this socket
+            // joins afresh.
+            if (auto [found, old] = server.resumables().find(session_id);
+                found == ResumeRegistry::Found::kLive) {
+              boost::asio::post(old->home().ioc, [old] { old->taken_over(); });
+            }
+            server.bus().publish_presence(room_id, c.client_id, PresenceEvent::kTakeover);
+            if (c.result == Result::kNotCovered) server.release_member(room_id, c.client_id);
+          }
+          boost::asio::post(self->loop_.ioc, [self, c = std::move(c)]() mutable {
+            self->on_shared_claim(nullptr, 0, std::move(c));
+          });
+          return;
+        }
+        server.bus().publish_presence(room_id, c.client_id, PresenceEvent::kTakeover);
+        auto [found, member] = server.resumables().find(session_id);
+        if (found != ResumeRegistry::Found::kLive) {
+          member = std::make_shared<ResumableMember>(server, self->loop_, session_id, c.client_id);
+          server.resumables().add(member);
+        }
+        boost::asio::post(member->home().ioc, [self, member, room_id, c = std::move(c)]() mutable {
+          std::shared_ptr<Room> room = member->room();
+          if (!room) {
+            room = self->server_.rooms().attach(room_id, Member{c.client_id, member, member.get(),
+                                                                member->home().index, true, true});
+          }
+          const uint64_t generation =
+              member->adopt(room, self, self->loop_.index, c.seq, c.was_suspended);
+          boost::asio::post(self->loop_.ioc,
+                            [self, member, generation, c = std::move(c)]() mutable {
+                              self->on_shared_claim(member, generation, std::move(c));
+                            });
+        });
+      });
+}
+
+void WsSession::on_shared_claim(const std::shared_ptr<ResumableMember>& member, uint64_t generation,
+                                SessionClaim c) {
+  using Result = SessionClaim::Result;
+  ResumableMember::Claim claim;
+  switch (c.result) {
+    case Result::kResumed:
+      claim.result = ResumableMember::Claim::Result::kResumed;
+      claim.replay = std::move(c.replay);
+      claim.received = c.received;
+      claim.generation = generation;
+      claim.room = member->room();
+      break;
+    case Result::kLeft:
+      claim.result = ResumableMember::Claim::Result::kGone;
+      break;
+    case Result::kError:
+      reject(kInternalError, RejectReason::kInternalError);
+      return;
+    default:
+      claim.result = ResumableMember::Claim::Result::kNotRecovered;
+      break;
+  }
+  on_resume_claimed(member, std::move(claim));
+}
+
 void WsSession::on_resume_claimed(const std::shared_ptr<ResumableMember>& member,
                                   ResumableMember::Claim claim) {
   using Result = ResumableMember::Claim::Result;
@@ -359,6 +439,7 @@ void WsSession::on_resume_claimed(const std::shared_ptr<ResumableMember>& member
   }
   // Attached: from here this socket's end is the member's business (suspend or leave).
   resumable_ = member;
+  session_id_ = member->session_id();
   generation_ = claim.generation;
   client_id_ = member->client_id();
   events_ = true;
@@ -422,13 +503,33 @@ void WsSession::on_joined(JoinResult result) {
     reject(draining_rejection(server_.config().shutdown_close_code), RejectReason::kDraining);
     return;
   }
+  const bool resumable = upgrade_->params.resume != ConnectParams::Resume::kNone;
+  const bool shared = server_.bus().shares_sessions();
+  if (resumable && shared && session_id_.empty()) {
+    // The session starts in the bus before anyone can hear of the member, so that everything
+    // relayed to it from then on is numbered for it.
+    session_id_ = random_session_id();
+    server_.bus().session_open(
+        SessionRef{room_id, session_id_, client_id_}, [self = shared_from_this(), result](bool ok) {
+          boost::asio::post(self->loop_.ioc, [self, result, ok] {
+            if (ok) {
+              self->on_joined(result);
+              return;
+            }
+            self->server_.bus().leave(*self->upgrade_->params.room_id, self->client_id_);
+            self->reject(kInternalError, RejectReason::kInternalError);
+          });
+        });
+    return;
+  }
   joined_ = true;
   std::string welcome;
-  if (upgrade_->params.resume != ConnectParams::Resume::kNone) {
+  if (resumable) {
     // The member, not this socket, is in the room: it outlives the socket for a resume.
-    resumable_ = std::make_shared<ResumableMember>(server_, loop_, random_session_id(), client_id_);
+    if (session_id_.empty()) session_id_ = random_session_id();
+    resumable_ = std::make_shared<ResumableMember>(server_, loop_, session_id_, client_id_);
     room_ = server_.rooms().attach(
-        room_id, Member{client_id_, resumable_, resumable_.get(), loop_.index, true});
+        room_id, Member{client_id_, resumable_, resumable_.get(), loop_.index, true, shared});
     resumable_->start(room_, weak_from_this(), loop_.index);
     generation_ = 1;
     server_.resumables().add(resumable_);
@@ -438,7 +539,7 @@ void WsSession::on_joined(JoinResult result) {
         server_.config().resume_window_ms);
   } else {
     room_ = server_.rooms().attach(
-        room_id, Member{client_id_, weak_from_this(), this, loop_.index, events_});
+        room_id, Member{client_id_, weak_from_this(), this, loop_.index, events_, false});
     if (events_) welcome = welcome_message(client_id_, room_id, result.members - 1);
   }
   loop_slot = loop_.sessions.size();
@@ -456,7 +557,8 @@ void WsSession::on_joined(JoinResult result) {
     deliver(std::make_shared<const std::string>(resumed_message(false, 0)));
   }
   if (!welcome.empty()) deliver(std::make_shared<const std::string>(std::move(welcome)));
-  server_.bus().publish_presence(room_id, client_id_, PresenceEvent::kJoined);
+  server_.bus().publish_presence(room_id, client_id_, PresenceEvent::kJoined,
+                                 resumable_ != nullptr);
   SharedText joined_note;
   for (auto& t : others) {
     if (!t.wants_events) continue;
@@ -524,6 +626,7 @@ void WsSession::handle_message(std::string_view text) {
   }
   if (!bucket_.try_take(Clock::now())) {
     m.drops(RateScope::kConnection).inc();
+    count_unrelayed();
     return;
   }
   const MessageLimits limits{cfg.rate_limit_ip_msgs_per_10s, cfg.rate_limit_room_msgs_per_10s};
@@ -563,19 +666,23 @@ void WsSession::process(std::string_view text, MessageVerdict verdict) {
   Metrics& m = metrics();
   if (verdict == MessageVerdict::kIpLimited) {
     m.drops(RateScope::kIp).inc();
+    count_unrelayed();
     return;
   }
   if (verdict == MessageVerdict::kRoomLimited) {
     m.drops(RateScope::kRoom).inc();
+    count_unrelayed();
     return;
   }
   ParsedMessage parsed = parse_client_message(text);
   switch (parsed.kind) {
     case ParsedMessage::Kind::kNotJson:
       m.messages_invalid_json.inc();
+      count_unrelayed();
       return;
     case ParsedMessage::Kind::kSchemaError:
       m.schema_rejects.inc();
+      count_unrelayed();
       notify_self(schema_error_message());
       return;
     case ParsedMessage::Kind::kValid:
@@ -588,14 +695,25 @@ void WsSession::relay(const SharedText& message) {
   const auto start = Clock::now();
   Targets targets;
   room_->collect_others(self_peer(), targets);
-  for (auto& t : targets) send_to(std::move(t), message);
-  server_.bus().publish(room_->id(), client_id_, message);
+  for (auto& t : targets) {
+    // Numbered members get it from the bus, with their number.
+    if (!t.numbered) send_to(std::move(t), message);
+  }
+  server_.bus().publish(room_->id(), client_id_, resumable_ ? session_id_ : kNoSession, message);
   metrics().messages_forwarded.inc();
   metrics().fanout_duration.observe(std::chrono::duration<double>(Clock::now() - start).count());
 }
 
 void WsSession::send_to(Target&& target, const SharedText& message) {
   server_.send_from(loop_.index, std::move(target), message);
+}
+
+void WsSession::count_unrelayed() {
+  // With shared sessions `received` lives in the bus, where relays count themselves; a message
+  // that is not relayed is counted there too, in order with them.
+  if (resumable_ && server_.bus().shares_sessions()) {
+    server_.bus().session_count(SessionRef{room_->id(), session_id_, client_id_});
+  }
 }
 
 const Peer* WsSession::self_peer() const {
@@ -708,7 +826,12 @@ void WsSession::heartbeat_tick() {
 }
 
 void WsSession::probe() {
-  if (state_ != State::kOpen || !accepted_ || probe_timer_) return;
+  if (state_ != State::kOpen || probe_timer_) return;
+  if (!accepted_) {
+    // Joined, its 101 still being written: the ping follows the upgrade.
+    probe_after_accept_ = true;
+    return;
+  }
   answered_probe_ = false;
   if (!ping_in_flight_) {
     ping_in_flight_ = true;

@@ -84,6 +84,10 @@ class WsSession final : public Peer, public std::enable_shared_from_this<WsSessi
   void join_room();
   void send_join();
   void resume_session();
+  void claim_shared(const std::string& session_id, uint64_t last_seq);
+  void on_shared_claim(const std::shared_ptr<ResumableMember>& member, uint64_t generation,
+                       SessionClaim c);
+  void count_unrelayed();
   void refuse_resume(Rejection r);
   void on_joined(JoinResult result);
   void reject(Rejection r, RejectReason reason);
@@ -134,6 +138,7 @@ class WsSession final : public Peer, public std::enable_shared_from_this<WsSessi
 
   bool alive_ = true;                 // a pong arrived since the last heartbeat tick
   bool answered_probe_ = true;        // a pong arrived since the last probe began
+  bool probe_after_accept_ = false;   // probed while its upgrade was still being written
   bool ping_in_flight_ = false;       // Beast allows one outstanding ping
   bool events_ = false;               // events=1: welcome and peer-joined
   bool registered_ = false;           // in loop_.sessions
@@ -149,6 +154,7 @@ class WsSession final : public Peer, public std::enable_shared_from_this<WsSessi
   // whose generation is no longer the member's has been taken over (4001) and stops relaying.
   std::shared_ptr<ResumableMember> resumable_;
   uint64_t generation_ = 0;
+  std::string session_id_;      // the resumable session's id (set before the member exists)
   bool client_closed_ = false;  // the client sent a close frame: it left (no suspension)
   bool not_recovered_ = false;  // a resume fell back to a fresh join: resumed:false first
 

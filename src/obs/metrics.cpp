@@ -13,8 +13,8 @@ constexpr const char* kRejectReasons[] = {
     "draining",     "breaker_open",       "at_capacity",          "malformed",     "invalid_room",
     "wss_required", "origin_not_allowed", "subprotocol_required", "unauthorized",  "forbidden",
     "rate_limited", "room_full",          "internal_error",       "invalid_resume"};
-constexpr const char* kRedisOps[] = {"join",      "leave", "publish", "rate_limit", "ping",
-                                     "subscribe", "lease", "rejoin",  "script_load"};
+constexpr const char* kRedisOps[] = {"join",      "leave", "publish", "rate_limit",  "ping",
+                                     "subscribe", "lease", "rejoin",  "script_load", "session"};
 
 void header(std::string& out, std::string_view name, std::string_view type, std::string_view help) {
   out.append("# HELP ").append(name).append(" ").append(help).append("\n# TYPE ").append(name);
@@ -173,6 +173,10 @@ std::string Metrics::render() const {
   counter(out, "cloudgaming_replayed_messages_total",
           "Messages sent again to resumed sessions (those after their lastSeq).",
           replayed_messages.value());
+  counter(out, "cloudgaming_resume_resyncs_total",
+          "Resumable sessions closed with 1013 to resume after a gap in their numbered messages "
+          "(the bus lost some while reconnecting); the replay fills it.",
+          resume_resyncs.value());
   counter(out, "cloudgaming_stale_member_probes_total",
           "Joins that found their room full and had its members pinged.",
           stale_member_probes.value());

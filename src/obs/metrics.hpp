@@ -78,6 +78,7 @@ enum class RedisOp {
   kLease,
   kRejoin,
   kScriptLoad,
+  kSession,  // resumable sessions' bookkeeping (open, notices, claims, ends)
   kCount
 };
 
@@ -124,6 +125,7 @@ struct Metrics {
   Gauge suspended_sessions;
   Counter resume_windows_expired;
   Counter replayed_messages;
+  Counter resume_resyncs;  // sessions asked to resume after a gap in what the bus numbered
   // STALE_MEMBER_PROBE_MS: joins that found their room full and asked for a probe, and members
   // released because they did not answer one.
   Counter stale_member_probes;

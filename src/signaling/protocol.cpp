@@ -196,6 +196,13 @@ std::optional<BusEnvelope> parse_bus_envelope(std::string_view payload) {
   if (const json::value* v = o.if_contains("sentAtUs"); v && v->is_int64()) {
     e.sent_at_us = v->get_int64();
   }
+  if (const json::value* v = o.if_contains("seqs"); v && v->is_object()) {
+    for (const auto& kv : v->get_object()) {
+      if (kv.value().is_int64() && kv.value().get_int64() > 0) {
+        e.seqs.emplace_back(std::string(kv.key()), static_cast<uint64_t>(kv.value().get_int64()));
+      }
+    }
+  }
   return e;
 }
 
@@ -235,9 +242,10 @@ std::string departure_envelope(std::string_view sender_id, std::string_view sour
 }
 
 std::string presence_message(std::string_view client_id, std::string_view origin_server_id,
-                             PresenceEvent event) {
+                             PresenceEvent event, bool resumable) {
   std::string out =
       R"({"clientId":)" + quoted(client_id) + R"(,"originServerId":)" + quoted(origin_server_id);
+  if (resumable) out += R"(,"resumable":true)";
   switch (event) {
     case PresenceEvent::kJoined:
       break;  // no "event": what every instance already reads as a join
@@ -250,6 +258,11 @@ std::string presence_message(std::string_view client_id, std::string_view origin
     case PresenceEvent::kProbe:
       out += R"(,"event":"probe")";
       break;
+    case PresenceEvent::kTakeover:
+      out += R"(,"event":"takeover")";
+      break;
+    case PresenceEvent::kNumbered:
+      break;  // written by the Redis script that numbers the notice (kSessionAppend)
   }
   return out + "}";
 }
@@ -264,6 +277,9 @@ std::optional<PresenceNotice> parse_presence(std::string_view payload) {
   PresenceNotice p;
   p.client_id = std::string(client->get_string());
   if (origin && origin->is_string()) p.origin_server_id = std::string(origin->get_string());
+  if (const json::value* r = root.get_object().if_contains("resumable")) {
+    p.resumable = r->is_bool() && r->get_bool();
+  }
   if (const json::value* event = root.get_object().if_contains("event")) {
     if (!event->is_string()) return std::nullopt;
     const json::string& e = event->get_string();
@@ -273,6 +289,17 @@ std::optional<PresenceNotice> parse_presence(std::string_view payload) {
       p.event = PresenceEvent::kResumed;
     } else if (e == "probe") {
       p.event = PresenceEvent::kProbe;
+    } else if (e == "takeover") {
+      p.event = PresenceEvent::kTakeover;
+    } else if (e == "numbered") {
+      const json::value* seq = root.get_object().if_contains("seq");
+      const json::value* data = root.get_object().if_contains("data");
+      if (!seq || !seq->is_int64() || seq->get_int64() <= 0 || !data || !data->is_object()) {
+        return std::nullopt;
+      }
+      p.event = PresenceEvent::kNumbered;
+      p.seq = static_cast<uint64_t>(seq->get_int64());
+      append_json(p.data, *data);
     } else {
       return std::nullopt;  // from a newer instance: not ours to guess at
     }

@@ -6,6 +6,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 namespace sigsrv {
 
@@ -38,12 +40,17 @@ std::string peer_joined_message(std::string_view client_id);
 // senderId, data and originServerId (absent on departures); ours add sentAtUs (publish time, for
 // the cross-instance latency histogram) and, on departures, sourceInstance (so the publishing
 // instance skips its own notice). Instances that do not know these fields ignore them.
+// The numbers a relay was given for the room's resumable members (client id, seq): the
+// "seqs" object that instances sharing sessions add to the envelope (PROTOCOL.md section 8).
+using RecipientSeqs = std::vector<std::pair<std::string, uint64_t>>;
+
 struct BusEnvelope {
   std::string sender_id;
   std::string data;  // `data` re-serialized, ready to send to clients
   std::string origin_server_id;
   std::string source_instance;
   std::optional<int64_t> sent_at_us;
+  RecipientSeqs seqs;
 };
 std::optional<BusEnvelope> parse_bus_envelope(std::string_view payload);
 std::string relay_envelope(std::string_view sender_id, std::string_view data_json,
@@ -61,14 +68,20 @@ bool is_own_relay(std::string_view payload, std::string_view own_marker);
 // instances): {"clientId":..,"originServerId":..} for a join, plus "event" for the others:
 // "suspended" / "resumed" (a resumable member's socket dropped / came back) and "probe" (a join
 // found the room full: ping your members of it now; PROTOCOL.md section 8).
-enum class PresenceEvent { kJoined, kSuspended, kResumed, kProbe };
+// Sessions shared through Redis add "numbered" (a notice numbered for the resumable member
+// clientId: "seq" and the text as "data") and "takeover" (the session of member clientId was
+// resumed by originServerId: any other instance holding it lets it go without a departure).
+enum class PresenceEvent { kJoined, kSuspended, kResumed, kProbe, kNumbered, kTakeover };
 struct PresenceNotice {
   std::string client_id;
   std::string origin_server_id;
   PresenceEvent event = PresenceEvent::kJoined;
+  uint64_t seq = 0;        // kNumbered
+  std::string data;        // kNumbered: the numbered text, re-serialized
+  bool resumable = false;  // kJoined: the member is resumable ("resumable":true)
 };
 std::string presence_message(std::string_view client_id, std::string_view origin_server_id,
-                             PresenceEvent event = PresenceEvent::kJoined);
+                             PresenceEvent event = PresenceEvent::kJoined, bool resumable = false);
 std::optional<PresenceNotice> parse_presence(std::string_view payload);
 
 }  // namespace sigsrv

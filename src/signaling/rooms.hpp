@@ -23,6 +23,19 @@ class Peer {
   // Someone found the room full: ping the client now; if it does not answer within
   // STALE_MEMBER_PROBE_MS, release it as a failed heartbeat would. On the peer's own loop.
   virtual void probe() = 0;
+  // Resumable members on a bus that shares sessions (Member::numbered) are numbered by the bus:
+  // a relay arrives with the numbers it was given (this member's among them, or not: then the
+  // member has it numbered), a notice numbered for it, and word that its session was resumed on
+  // another instance (let go, no departure). Others never get these.
+  virtual void deliver_relay(const SharedText& data, const RecipientSeqs& seqs) {
+    (void)seqs;
+    deliver(data);
+  }
+  virtual void deliver_numbered(uint64_t seq, const SharedText& text) {
+    (void)seq;
+    deliver(text);
+  }
+  virtual void taken_over() {}
 };
 
 struct Member {
@@ -31,6 +44,7 @@ struct Member {
   const Peer* raw = nullptr;  // identity only, never dereferenced
   unsigned loop = 0;          // index of the event loop that owns the peer
   bool wants_events = false;  // opted in with events=1
+  bool numbered = false;      // resumable, numbered by the bus: relay never delivers it directly
 };
 
 // A recipient picked out of a room, held strongly only while a message is handed over.
@@ -38,6 +52,7 @@ struct Target {
   std::shared_ptr<Peer> peer;
   unsigned loop = 0;
   bool wants_events = false;
+  bool numbered = false;
 };
 using Targets = boost::container::small_vector<Target, 4>;
 
@@ -55,6 +70,10 @@ class Room {
   void collect_except_id(std::string_view except_id, Targets& out) const {
     collect_if([except_id](const Member& m) { return m.client_id != except_id; }, out);
   }
+  // The live member `client_id`, if connected here.
+  void collect_id(std::string_view client_id, Targets& out) const {
+    collect_if([client_id](const Member& m) { return m.client_id == client_id; }, out);
+  }
   std::size_t size() const {
     std::lock_guard lock(mu_);
     return members_.size();
@@ -67,7 +86,9 @@ class Room {
     std::lock_guard lock(mu_);
     for (const auto& m : members_) {
       if (!keep(m)) continue;
-      if (auto p = m.peer.lock()) out.push_back(Target{std::move(p), m.loop, m.wants_events});
+      if (auto p = m.peer.lock()) {
+        out.push_back(Target{std::move(p), m.loop, m.wants_events, m.numbered});
+      }
     }
   }
   std::string id_;

@@ -23,7 +23,7 @@ class FakePeer : public Peer {
 
 Member MemberFor(const std::string& id, const std::shared_ptr<FakePeer>& peer, unsigned loop = 0,
                  bool wants_events = false) {
-  return Member{id, peer, peer.get(), loop, wants_events};
+  return Member{id, peer, peer.get(), loop, wants_events, false};
 }
 
 class RoomsTest : public ::testing::Test {

@@ -62,8 +62,8 @@ void BM_RelayThroughRegistry(benchmark::State& state) {
   RoomRegistry registry;
   auto sender = std::make_shared<CountingPeer>();
   auto receiver = std::make_shared<CountingPeer>();
-  auto room = registry.attach("room-1", Member{"client:a", sender, sender.get(), 0, false});
-  registry.attach("room-1", Member{"client:b", receiver, receiver.get(), 0, false});
+  auto room = registry.attach("room-1", Member{"client:a", sender, sender.get(), 0, false, false});
+  registry.attach("room-1", Member{"client:b", receiver, receiver.get(), 0, false, false});
   const std::string msg = candidate_of(300);
   for (auto _ : state) {
     ParsedMessage parsed = parse_client_message(msg);

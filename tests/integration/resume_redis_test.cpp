@@ -1,0 +1,254 @@
+// Resumable sessions across instances on one Redis (PROTOCOL.md section 8): resume on another
+// instance, after the old one was SIGKILLed, and through a drain, exactly once and in order.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <boost/json.hpp>
+#include <thread>
+
+#include "harness.hpp"
+#include "ws_client.hpp"
+
+using namespace testing_support;
+namespace json = boost::json;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::unique_ptr<WsClient> connect_to(uint16_t port, const std::string& query) {
+  std::string err;
+  auto c = WsClient::connect(port, "/?" + query, {}, &err);
+  EXPECT_TRUE(c) << query << ": " << err;
+  return c;
+}
+
+std::string offer(const std::string& sdp) {
+  return R"({"type":"offer","sdp":")" + sdp + R"("})";
+}
+
+json::value next(WsClient& c, std::chrono::milliseconds timeout = 3000ms) {
+  auto text = c.recv(timeout);
+  if (!text) return nullptr;
+  return json::parse(*text);
+}
+
+std::string action_of(const json::value& v) {
+  if (!v.is_object() || !v.as_object().contains("action")) return {};
+  return std::string(v.at("action").as_string());
+}
+
+int64_t seq_of(const json::value& v) {
+  return v.is_object() && v.as_object().contains("seq") ? v.at("seq").as_int64() : -1;
+}
+
+std::string sdp_of(const json::value& v) {
+  return v.is_object() && v.as_object().contains("sdp") ? std::string(v.at("sdp").as_string())
+                                                        : std::string();
+}
+
+struct Fleet {
+  std::unique_ptr<RedisProcess> redis;
+  std::unique_ptr<ServerProcess> one;
+  std::unique_ptr<ServerProcess> two;
+};
+
+Fleet start_fleet(const Env& extra = {}) {
+  Fleet f;
+  f.redis = RedisProcess::start();
+  if (!f.redis) return f;
+  Env env = relaxed_limits({{"REDIS_URL", f.redis->url()}, {"RESUME_SECRET", "fleet-secret"}});
+  for (const auto& [k, v] : extra) env[k] = v;
+  f.one = ServerProcess::start(env);
+  f.two = ServerProcess::start(env);
+  for (auto* s : {f.one.get(), f.two.get()}) {
+    if (!s) continue;
+    EXPECT_TRUE(wait_until([&] { return http_get(s->port(), "/readyz").status == 200; }));
+  }
+  return f;
+}
+
+struct Opened {
+  std::unique_ptr<WsClient> ws;
+  std::string client_id;
+  std::string token;
+};
+
+Opened open_session(uint16_t port, const std::string& room) {
+  Opened s;
+  s.ws = connect_to(port, "roomId=" + room + "&resume=1");
+  if (!s.ws) return s;
+  const auto welcome = next(*s.ws);
+  EXPECT_EQ(action_of(welcome), "welcome");
+  if (action_of(welcome) != "welcome") return s;
+  s.client_id = std::string(welcome.at("payload").at("clientId").as_string());
+  s.token = std::string(welcome.at("payload").at("resumeToken").as_string());
+  return s;
+}
+
+std::string resume_query(const std::string& room, const std::string& token, int64_t last_seq) {
+  return "roomId=" + room + "&resume=" + token + "&lastSeq=" + std::to_string(last_seq);
+}
+
+bool forwarded(ServerProcess& s, double n) {
+  return wait_until([&] { return scrape(s.port(), "cloudgaming_messages_forwarded_total") >= n; });
+}
+
+}  // namespace
+
+TEST(ResumeRedis, ResumesOnAnotherInstanceWithTheGapReplayedOnce) {
+  Fleet f = start_fleet();
+  ASSERT_TRUE(f.one && f.two);
+  Opened a = open_session(f.one->port(), "x");
+  ASSERT_TRUE(a.ws);
+  auto b = connect_to(f.two->port(), "roomId=x");
+  ASSERT_TRUE(b);
+  ASSERT_EQ(action_of(next(*a.ws)), "peer-joined");  // seq 1
+  a.ws->send(offer("a1"));
+  ASSERT_EQ(b->recv(), offer("a1"));
+  b->send(offer("m1"));
+  auto m1 = next(*a.ws);
+  EXPECT_EQ(sdp_of(m1), "m1");
+  EXPECT_EQ(seq_of(m1), 2);
+  a.ws.reset();  // dropped without a close frame; the client comes back through the other one
+  b->send(offer("m2"));
+  b->send(offer("m3"));
+  ASSERT_TRUE(forwarded(*f.two, 3));
+  auto a2 = connect_to(f.two->port(), resume_query("x", a.token, 2));
+  ASSERT_TRUE(a2);
+  const auto resumed = next(*a2);
+  ASSERT_EQ(action_of(resumed), "resumed") << json::serialize(resumed);
+  EXPECT_EQ(resumed.at("payload").at("recovered").as_bool(), true);
+  EXPECT_EQ(resumed.at("payload").at("received").as_int64(), 1);
+  for (int i = 2; i <= 3; ++i) {
+    const auto v = next(*a2);
+    EXPECT_EQ(sdp_of(v), "m" + std::to_string(i)) << json::serialize(v);
+    EXPECT_EQ(seq_of(v), i + 1) << json::serialize(v);
+  }
+  // Live traffic both ways, same identity, numbering continued; the peer never heard a
+  // departure (its marker arrives alone).
+  b->send(offer("m4"));
+  const auto m4 = next(*a2);
+  EXPECT_EQ(sdp_of(m4), "m4");
+  EXPECT_EQ(seq_of(m4), 5);
+  a2->send(offer("a2"));
+  EXPECT_EQ(b->recv(), offer("a2"));
+  EXPECT_TRUE(b->silent_for(300ms));
+  EXPECT_TRUE(a2->silent_for(50ms));
+  EXPECT_EQ(f.redis->cli({"HGET", "room-owners:x", a.client_id}),
+            f.redis->cli({"HGET", "resume:" + a.token.substr(0, 32), "owner"}));
+  // The first instance let its copy go without a departure.
+  EXPECT_TRUE(
+      wait_until([&] { return scrape(f.one->port(), "cloudgaming_suspended_sessions") == 0.0; }));
+  EXPECT_EQ(f.redis->cli({"SCARD", "room:x"}), "2");
+}
+
+TEST(ResumeRedis, ResumesAfterItsInstanceWasKilled) {
+  Fleet f = start_fleet();
+  ASSERT_TRUE(f.one && f.two);
+  Opened a = open_session(f.one->port(), "k");
+  ASSERT_TRUE(a.ws);
+  auto b = connect_to(f.two->port(), "roomId=k&events=1");
+  ASSERT_TRUE(b);
+  ASSERT_EQ(action_of(next(*b)), "welcome");
+  ASSERT_EQ(action_of(next(*a.ws)), "peer-joined");  // seq 1
+  for (int i = 1; i <= 3; ++i) a.ws->send(offer("a" + std::to_string(i)));
+  for (int i = 1; i <= 3; ++i) ASSERT_EQ(b->recv(), offer("a" + std::to_string(i)));
+  f.one->kill_now();
+  // Nobody holds the session now; what the peer sends meanwhile is numbered and kept in Redis.
+  for (int i = 1; i <= 5; ++i) b->send(offer("b" + std::to_string(i)));
+  ASSERT_TRUE(forwarded(*f.two, 5));
+  auto a2 = connect_to(f.two->port(), resume_query("k", a.token, 1));
+  ASSERT_TRUE(a2);
+  const auto resumed = next(*a2);
+  ASSERT_EQ(action_of(resumed), "resumed") << json::serialize(resumed);
+  EXPECT_EQ(resumed.at("payload").at("recovered").as_bool(), true);
+  EXPECT_EQ(resumed.at("payload").at("received").as_int64(), 3) << "a1-a3 are not sent again";
+  for (int i = 1; i <= 5; ++i) {
+    const auto v = next(*a2);
+    EXPECT_EQ(sdp_of(v), "b" + std::to_string(i)) << json::serialize(v);
+    EXPECT_EQ(seq_of(v), i + 1) << json::serialize(v);
+  }
+  a2->send(offer("a4"));
+  EXPECT_EQ(b->recv(), offer("a4")) << "the peer heard no departure before it";
+  // Now owned by the live instance: the crash reaper leaves it in the room past the lease TTL.
+  EXPECT_EQ(f.redis->cli({"SISMEMBER", "room:k", a.client_id}), "1");
+}
+
+TEST(ResumeRedis, DrainHandsSessionsOverWithNothingLostDuplicatedOrReordered) {
+  Fleet f = start_fleet();
+  ASSERT_TRUE(f.one && f.two);
+  Opened a = open_session(f.one->port(), "drain");
+  ASSERT_TRUE(a.ws);
+  auto b = connect_to(f.two->port(), "roomId=drain");
+  ASSERT_TRUE(b);
+  ASSERT_EQ(action_of(next(*a.ws)), "peer-joined");  // seq 1
+  int64_t last_seq = 1;
+  int next_b = 1;
+  std::vector<std::string> got;
+  // The peer keeps sending while the first instance drains.
+  for (; next_b <= 20; ++next_b) b->send(offer("b" + std::to_string(next_b)));
+  for (int i = 0; i < 10; ++i) {
+    const auto v = next(*a.ws);
+    ASSERT_EQ(seq_of(v), last_seq + 1);
+    last_seq = seq_of(v);
+    got.push_back(sdp_of(v));
+  }
+  std::thread stopper([&] { EXPECT_EQ(f.one->stop(SIGTERM), 0); });
+  for (; next_b <= 40; ++next_b) b->send(offer("b" + std::to_string(next_b)));
+  // The client reads until its socket closes (1012), keeping everything numbered.
+  while (true) {
+    auto text = a.ws->recv(5000ms);
+    if (!text) break;
+    const auto v = json::parse(*text);
+    ASSERT_EQ(seq_of(v), last_seq + 1) << *text;
+    last_seq = seq_of(v);
+    got.push_back(sdp_of(v));
+  }
+  stopper.join();
+  ASSERT_TRUE(forwarded(*f.two, 40));
+  auto a2 = connect_to(f.two->port(), resume_query("drain", a.token, last_seq));
+  ASSERT_TRUE(a2);
+  const auto resumed = next(*a2);
+  ASSERT_EQ(action_of(resumed), "resumed") << json::serialize(resumed);
+  EXPECT_EQ(resumed.at("payload").at("recovered").as_bool(), true);
+  while (got.size() < 40) {
+    const auto v = next(*a2);
+    ASSERT_TRUE(v.is_object()) << "missing after " << got.size();
+    ASSERT_EQ(seq_of(v), last_seq + 1) << json::serialize(v);
+    last_seq = seq_of(v);
+    got.push_back(sdp_of(v));
+  }
+  for (int i = 0; i < 40; ++i)
+    EXPECT_EQ(got[static_cast<std::size_t>(i)], "b" + std::to_string(i + 1));
+  EXPECT_TRUE(a2->silent_for(100ms)) << "nothing twice";
+  a2->send(offer("after"));
+  EXPECT_EQ(b->recv(), offer("after"));
+}
+
+TEST(ResumeRedis, OverflowOnAnotherInstanceAnswersRecoveredFalseAndReleasesTheSeat) {
+  Fleet f = start_fleet({{"RESUME_BUFFER_MESSAGES", "2"}});
+  ASSERT_TRUE(f.one && f.two);
+  Opened a = open_session(f.one->port(), "ovf");
+  ASSERT_TRUE(a.ws);
+  auto b = connect_to(f.two->port(), "roomId=ovf&events=1");
+  ASSERT_TRUE(b);
+  ASSERT_EQ(action_of(next(*b)), "welcome");
+  a.ws.reset();
+  ASSERT_EQ(action_of(next(*b)), "peer-suspended");
+  for (int i = 0; i < 5; ++i) b->send(offer("x" + std::to_string(i)));
+  ASSERT_TRUE(forwarded(*f.two, 5));
+  auto a2 = connect_to(f.two->port(), resume_query("ovf", a.token, 0));
+  ASSERT_TRUE(a2);
+  const auto resumed = next(*a2);
+  ASSERT_EQ(action_of(resumed), "resumed");
+  EXPECT_EQ(resumed.at("payload").at("recovered").as_bool(), false);
+  const auto welcome = next(*a2);
+  ASSERT_EQ(action_of(welcome), "welcome");
+  EXPECT_EQ(welcome.at("payload").at("peers").as_int64(), 1) << "the old seat was released";
+  EXPECT_EQ(b->recv(), R"({"type":"peer-disconnected"})");
+  EXPECT_EQ(action_of(next(*b)), "peer-joined");
+  EXPECT_EQ(f.redis->cli({"SCARD", "room:ovf"}), "2");
+  EXPECT_TRUE(
+      wait_until([&] { return scrape(f.one->port(), "cloudgaming_suspended_sessions") == 0.0; }));
+}
