@@ -1,5 +1,7 @@
 // Demo of SignalingClient: two tabs in one room set up a WebRTC call (canvas video + a
-// DataChannel). The member already in the room offers when it hears `peer-joined`.
+// DataChannel). The member already in the room offers when it hears `peer-joined`. The session
+// is resumable: after a network blip the client resumes it and the call goes on untouched;
+// when the server could not keep it (`session-lost`), the call is set up again.
 //
 // Query parameters: server (ws URL, default ws://<this host>:3002), room, autojoin=1.
 import { SignalingClient } from '../js/signaling-client.js';
@@ -20,6 +22,13 @@ const demo = {
   frames: 0,
   bothJoinedAt: null, // ms since epoch (sub-ms): the moment this tab knew both were in
   connectedAt: null, // RTCPeerConnection reached 'connected'
+  session: 'none', // 'new' | 'resumed' | 'lost: REASON' | 'not resumable' (server without resume)
+  resumes: 0, // sessions resumed without loss
+  sessionsLost: 0,
+  lastLost: null, // reason of the last session-lost
+  offersSent: 0,
+  offersReceived: 0,
+  answersReceived: 0,
   errors: [],
 };
 window.demo = demo;
@@ -45,6 +54,10 @@ function fail(err) {
 
 function show() {
   $('sigState').textContent = demo.signaling;
+  $('session').textContent =
+    demo.resumes || demo.sessionsLost
+      ? `${demo.session} (resumes: ${demo.resumes}, lost: ${demo.sessionsLost})`
+      : demo.session;
   $('clientId').textContent = demo.clientId ?? '-';
   $('role').textContent = demo.role ?? '-';
   $('pcState').textContent = demo.pcState;
@@ -174,6 +187,7 @@ async function startAsOfferer() {
   useChannel(pc.createDataChannel('demo'));
   await pc.setLocalDescription(await pc.createOffer());
   client.sendOffer(pc.localDescription.sdp);
+  demo.offersSent++;
   log('offer sent');
 }
 
@@ -189,12 +203,14 @@ async function answer(sdp) {
 
 function join(server, roomId) {
   client = new SignalingClient();
+  const c = client;
   client.on('state', (s) => {
     demo.signaling = s;
     show();
   });
   client.on('welcome', (w) => {
     demo.clientId = w.clientId;
+    demo.session = c.session ? 'new' : 'not resumable';
     log(`joined ${w.roomId} as ${w.clientId}; ${w.peers} already there`);
     if (w.peers > 0 && !demo.bothJoinedAt) demo.bothJoinedAt = now();
   });
@@ -205,10 +221,12 @@ function join(server, roomId) {
     step(startAsOfferer);
   });
   client.on('offer', ({ sdp }) => {
+    demo.offersReceived++;
     log('offer received');
     step(() => answer(sdp));
   });
   client.on('answer', ({ sdp }) => {
+    demo.answersReceived++;
     log('answer received');
     step(async () => {
       await pc.setRemoteDescription({ type: 'answer', sdp });
@@ -227,13 +245,34 @@ function join(server, roomId) {
     step(async () => closePeer());
     demo.bothJoinedAt = null;
   });
+  // A network blip: the session is resumed (nothing lost, the call is left alone) or, when the
+  // server could not keep it, lost: the call is set up again like after a fresh join (the peer
+  // sees us leave and join, and offers).
+  client.on('open', ({ resumed }) => {
+    if (!resumed) return;
+    demo.session = 'resumed';
+    demo.resumes++;
+    log('signaling session resumed: nothing lost');
+    show();
+  });
+  client.on('session-lost', ({ reason }) => {
+    demo.session = `lost: ${reason}`;
+    demo.sessionsLost++;
+    demo.lastLost = reason;
+    log(`signaling session lost (${reason}): setting the call up again`);
+    step(async () => closePeer());
+    demo.bothJoinedAt = demo.connectedAt = null;
+    show();
+  });
+  client.on('peer-suspended', () => log('peer lost its signaling connection; waiting for it to resume'));
+  client.on('peer-resumed', () => log('peer resumed its signaling session'));
   client.on('schema-error', () => fail('server refused a message (schema-error)'));
   client.on('close', ({ code, reason, willReconnect, delayMs }) => {
     log(`signaling closed ${code} ${reason}${willReconnect ? `; reconnecting in ${delayMs} ms` : ''}`);
   });
   $('joinBtn').disabled = true;
   $('leaveBtn').disabled = false;
-  client.connect({ url: server, roomId, events: true }).catch(fail);
+  client.connect({ url: server, roomId, resume: true }).catch(fail);
 }
 
 function leave() {
@@ -241,6 +280,7 @@ function leave() {
   closePeer();
   client = null;
   demo.bothJoinedAt = demo.connectedAt = null;
+  demo.session = 'none';
   $('joinBtn').disabled = false;
   $('leaveBtn').disabled = true;
   show();

@@ -29,6 +29,9 @@ export async function startWeriftPeer({ url, roomId, iceServers, log = () => {} 
     received: [],
     rtts: [],
     rtpPackets: 0,
+    offersSent: 0,
+    offersReceived: 0,
+    answersReceived: 0,
     errors: [],
   };
   const client = new SignalingClient({ WebSocket });
@@ -105,10 +108,12 @@ export async function startWeriftPeer({ url, roomId, iceServers, log = () => {} 
       useChannel(pc.createDataChannel('demo'));
       await pc.setLocalDescription(await pc.createOffer());
       client.sendOffer(pc.localDescription.sdp);
+      state.offersSent++;
       log('offer sent');
     }),
   );
-  client.on('offer', ({ sdp }) =>
+  client.on('offer', ({ sdp }) => {
+    state.offersReceived++;
     step(async () => {
       newPc('answerer');
       await pc.setRemoteDescription({ type: 'offer', sdp });
@@ -116,14 +121,15 @@ export async function startWeriftPeer({ url, roomId, iceServers, log = () => {} 
       client.sendAnswer(pc.localDescription.sdp);
       await flushCandidates();
       log('answer sent');
-    }),
-  );
-  client.on('answer', ({ sdp }) =>
+    });
+  });
+  client.on('answer', ({ sdp }) => {
+    state.answersReceived++;
     step(async () => {
       await pc.setRemoteDescription({ type: 'answer', sdp });
       await flushCandidates();
-    }),
-  );
+    });
+  });
   client.on('candidate', ({ candidate, sdpMid, sdpMLineIndex }) =>
     step(async () => {
       const init = { candidate, sdpMid: sdpMid ?? undefined, sdpMLineIndex: sdpMLineIndex ?? undefined };
@@ -140,6 +146,8 @@ export async function startWeriftPeer({ url, roomId, iceServers, log = () => {} 
       log('peer left');
     }),
   );
+  client.on('peer-suspended', () => log('peer suspended (its signaling connection dropped)'));
+  client.on('peer-resumed', () => log('peer resumed'));
   client.on('close', ({ code, reason, willReconnect }) =>
     log(`signaling closed ${code} ${reason}${willReconnect ? ' (reconnecting)' : ''}`),
   );

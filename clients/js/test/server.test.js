@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
 import { SignalingClient } from '../signaling-client.js';
+import { startCutProxy } from '../../../tests/e2e/cut-proxy.mjs';
 import { startServer, stopAll, waitFor } from '../../../tests/e2e/harness.mjs';
 
 const bin = process.env.SIGNAL_SERVER_BIN;
@@ -23,12 +24,40 @@ after(stopAll);
 function record(client) {
   const log = [];
   for (const t of ['open', 'welcome', 'offer', 'answer', 'candidate', 'control', 'peer-joined',
-    'peer-disconnected', 'schema-error', 'close', 'reconnecting']) {
+    'peer-disconnected', 'schema-error', 'close', 'reconnecting', 'message', 'resumed',
+    'session-lost', 'peer-suspended', 'peer-resumed']) {
     client.on(t, (ev) => log.push({ t, ev }));
   }
   log.of = (t) => log.filter((e) => e.t === t).map((e) => e.ev);
   return log;
 }
+
+/**
+ * Node 20's own WebSocket (undici 6) fires `error` but never `close` when the connection cannot
+ * be established (nodejs/undici#3546; browsers and the `ws` package fire both): SignalingClient
+ * waits for that close to schedule its next attempt, so one refused reconnect stalls it for good
+ * (see the todo test below). Tests whose reconnects may be refused (the resume tests refuse them
+ * on purpose; after a drain the replacement may not listen yet) use this stand-in, which adds
+ * the close the standard requires (1006, after a short grace) when the implementation omits it.
+ */
+const SpecWebSocket =
+  typeof globalThis.WebSocket === 'function'
+    ? class extends globalThis.WebSocket {
+        constructor(url, protocols) {
+          super(url, protocols);
+          let closed = false;
+          this.addEventListener('close', () => (closed = true));
+          this.addEventListener('error', () => {
+            if (this.readyState !== 0) return; // an established connection: close follows
+            setTimeout(() => {
+              if (closed) return;
+              closed = true;
+              this.onclose?.({ code: 1006, reason: '', wasClean: false });
+            }, 50);
+          });
+        }
+      }
+    : undefined;
 
 function newClient(opts = {}) {
   const c = new SignalingClient({ reconnect: FAST, ...opts });
@@ -127,8 +156,8 @@ test('a draining server (1012) is left and the client comes back when a server i
   const first = await startServer({ bin, name: 'draining-server' });
   t.after(() => first.stop('SIGKILL'));
   const roomId = room();
-  const a = newClient();
-  const b = newClient();
+  const a = newClient({ WebSocket: SpecWebSocket });
+  const b = newClient({ WebSocket: SpecWebSocket });
   t.after(() => [a, b].forEach((x) => x.c.close()));
   await a.c.connect({ url: first.url, roomId, events: true });
   await b.c.connect({ url: first.url, roomId, events: true });
@@ -162,4 +191,161 @@ test('a draining server (1012) is left and the client comes back when a server i
   await waitFor(() => b.log.of('control').some((m) => m.action === 'after-return'), {
     what: 'message relayed after reconnect',
   });
+});
+
+// --- session resume (PROTOCOL.md section 8) through a proxy the test cuts like a Wi-Fi drop ---
+
+const range = (from, to) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
+/** A numbered message; `tag` is unique text, found in the raw bytes the proxy holds. */
+const numbered = (c, from, n) => c.sendControl('msg', { from, n, tag: `<${from}${n}>` });
+/** The numbers of the 'msg' controls from `from` that reached the app, in arrival order. */
+const numbers = (log, from) =>
+  log.of('control').filter((m) => m.action === 'msg' && m.payload.from === from).map((m) => m.payload.n);
+/** The seq of every message the app saw (the server's welcome and resumed carry none). */
+const seqs = (log) => log.of('message').map((m) => m.seq).filter((s) => s !== undefined);
+
+
+test('a reconnect attempt that is refused is followed by the next one (Node\'s own WebSocket)', {
+  skip,
+  todo: 'fails on Node 20: undici 6 fires no close after a failed handshake (nodejs/undici#3546)',
+}, async (t) => {
+  const server = await startServer({ bin });
+  t.after(() => server.stop());
+  const proxy = await startCutProxy({ port: server.port });
+  t.after(() => proxy.close());
+  const a = newClient(); // globalThis.WebSocket as is
+  t.after(() => a.c.close());
+  await a.c.connect({ url: proxy.url, roomId: room(), events: true });
+  proxy.refuse = true;
+  proxy.cut();
+  await waitFor(() => proxy.stats.refused >= 1, { what: 'a first attempt, refused' });
+  await waitFor(() => proxy.stats.refused >= 2, { timeoutMs: 2000, what: 'a second attempt' });
+});
+
+/** a through a cuttable proxy, b direct, both resumable, in one room; a joined first. */
+async function resumablePair(t, env = {}) {
+  const server = await startServer({ bin, env });
+  t.after(() => server.stop());
+  const proxy = await startCutProxy({ port: server.port });
+  t.after(() => proxy.close());
+  const roomId = room();
+  const a = newClient({ WebSocket: SpecWebSocket });
+  const b = newClient();
+  t.after(() => [a, b].forEach((x) => x.c.close()));
+  await a.c.connect({ url: proxy.url, roomId, resume: true });
+  await b.c.connect({ url: server.url, roomId, resume: true });
+  await waitFor(() => a.log.of('peer-joined').length === 1, { what: 'peer-joined at a' });
+  assert.ok(a.c.session?.resumeToken, 'the welcome carries a resume token');
+  return { server, proxy, a, b };
+}
+
+test('resume after a network cut: what either side sent around the cut arrives exactly once, in order', { skip }, async (t) => {
+  const { proxy, a, b } = await resumablePair(t);
+  const before = { ...a.c.session, clientId: a.c.welcome.clientId };
+
+  for (const n of range(1, 5)) {
+    numbered(a.c, 'a', n);
+    numbered(b.c, 'b', n);
+  }
+  for (const n of range(6, 8)) numbered(a.c, 'a', n);
+  await waitFor(() => numbers(b.log, 'a').length === 8 && numbers(a.log, 'b').length === 5, {
+    what: 'a1..a8 at b and b1..b5 at a',
+  });
+
+  // The network stalls: what is sent now stays in the proxy and is lost with the cut. a's 9
+  // and 10 never reach the server; b's 6 and 7 are written to a's socket but never arrive.
+  proxy.hold({ up: true, down: true });
+  numbered(a.c, 'a', 9);
+  numbered(a.c, 'a', 10);
+  numbered(b.c, 'b', 6);
+  numbered(b.c, 'b', 7);
+  await waitFor(() => proxy.held().down.includes('<b7>'), { what: "b's 6 and 7 written towards a" });
+  await waitFor(() => proxy.held().up.length > 0, { what: "a's frames in the proxy" });
+  proxy.refuse = true;
+  assert.equal(proxy.cut(), 1);
+
+  // While a is away: the server suspends it (b is told) and keeps b's 8..10 for it; a queues 11.
+  await waitFor(() => b.log.of('peer-suspended').length === 1, { what: 'peer-suspended at b' });
+  assert.equal(b.log.of('peer-suspended')[0].clientId, before.clientId);
+  await waitFor(() => a.c.state === 'reconnecting', { what: 'a to notice the cut' });
+  for (const n of range(8, 10)) numbered(b.c, 'b', n);
+  assert.equal(numbered(a.c, 'a', 11), 'queued');
+  await waitFor(() => proxy.stats.refused >= 1, { what: 'a reconnect refused while the network is down' });
+  proxy.refuse = false;
+
+  await waitFor(
+    () => a.log.of('open').length === 2 && numbers(b.log, 'a').length >= 11 && numbers(a.log, 'b').length >= 10,
+    { what: 'a resumed, a1..a11 at b, b1..b10 at a' },
+  );
+  assert.deepEqual(a.log.of('open')[1], { reconnected: true, resumed: true });
+  const resumed = a.log.of('resumed');
+  assert.equal(resumed.length, 1);
+  assert.equal(resumed[0].recovered, true);
+  assert.equal(resumed[0].received, 8, 'the server got a1..a8 (and nothing else) before the cut');
+  assert.equal(a.c.session.sessionId, before.sessionId);
+  assert.equal(a.c.welcome.clientId, before.clientId);
+  await waitFor(() => b.log.of('peer-resumed').length === 1, { what: 'peer-resumed at b' });
+
+  // One more each way on the resumed session, then: exactly once, in order, nothing lost.
+  numbered(a.c, 'a', 12);
+  numbered(b.c, 'b', 11);
+  await waitFor(() => numbers(b.log, 'a').length >= 12 && numbers(a.log, 'b').length >= 11, {
+    what: 'live traffic after the resume',
+  });
+  assert.deepEqual(numbers(b.log, 'a'), range(1, 12));
+  assert.deepEqual(numbers(a.log, 'b'), range(1, 11));
+  // a's seq run is gap-free across both connections (a duplicate would have been dropped by
+  // the client, a hole would show here)
+  assert.deepEqual(seqs(a.log), range(1, seqs(a.log).length));
+  assert.deepEqual(seqs(b.log), range(1, seqs(b.log).length));
+  assert.equal(a.log.of('session-lost').length, 0);
+  assert.equal(a.log.of('welcome').length, 1);
+  assert.equal(b.log.of('peer-disconnected').length, 0);
+  assert.equal(b.log.of('peer-joined').length, 0);
+});
+
+test('resume window passed: session-lost (not-recovered), then a new session in the same room', { skip }, async (t) => {
+  const { proxy, a, b } = await resumablePair(t, { RESUME_WINDOW_MS: '300' });
+  const before = { ...a.c.session, clientId: a.c.welcome.clientId };
+  assert.equal(before.resumeWindowMs, 300);
+  numbered(a.c, 'a', 1);
+  await waitFor(() => numbers(b.log, 'a').length === 1, { what: 'a1 at b' });
+
+  proxy.refuse = true;
+  assert.equal(proxy.cut(), 1);
+  await waitFor(() => b.log.of('peer-suspended').length === 1, { what: 'peer-suspended at b' });
+  await waitFor(() => a.c.state === 'reconnecting', { what: 'a to notice the cut' });
+  assert.equal(numbered(a.c, 'a', 2), 'queued'); // belongs to the old session: dropped later
+  // The network stays down until the window has passed: the server releases the seat.
+  await waitFor(() => b.log.of('peer-disconnected').length === 1, {
+    timeoutMs: 5000,
+    what: 'peer-disconnected at b when the resume window passed',
+  });
+  await waitFor(() => proxy.stats.refused >= 1, { what: 'a reconnect refused while the network is down' });
+  proxy.refuse = false;
+
+  await waitFor(() => a.log.of('session-lost').length === 1 && a.c.state === 'open', {
+    what: 'session-lost at a, then admitted afresh',
+  });
+  assert.deepEqual(a.log.of('session-lost'), [{ reason: 'not-recovered', dropped: 1 }]);
+  assert.equal(a.log.of('resumed').length, 1);
+  assert.equal(a.log.of('resumed')[0].recovered, false);
+  assert.deepEqual(a.log.of('open').at(-1), { reconnected: true, resumed: false });
+  assert.equal(a.log.of('welcome').length, 2);
+  assert.ok(a.c.session?.resumeToken, 'the new session is resumable too');
+  assert.notEqual(a.c.session.sessionId, before.sessionId);
+  assert.notEqual(a.c.session.resumeToken, before.resumeToken);
+  assert.equal(a.c.welcome.peers, 1);
+
+  // b sees a newcomer, and the new session carries traffic both ways.
+  await waitFor(() => b.log.of('peer-joined').length === 1, { what: 'peer-joined at b' });
+  assert.equal(b.log.of('peer-joined')[0].clientId, a.c.welcome.clientId);
+  numbered(a.c, 'a', 3);
+  numbered(b.c, 'b', 1);
+  await waitFor(() => numbers(b.log, 'a').length >= 2 && numbers(a.log, 'b').length >= 1, {
+    what: 'traffic in the new session',
+  });
+  assert.deepEqual(numbers(b.log, 'a'), [1, 3], 'the message queued for the old session was dropped');
+  assert.deepEqual(numbers(a.log, 'b'), [1]);
+  assert.equal(a.log.of('session-lost').length, 1);
 });
