@@ -74,6 +74,9 @@ class BusListener {
   // members of the room now and release those that do not answer).
   virtual void presence_remote(const std::string& room_id, std::string_view client_id,
                                PresenceEvent event) = 0;
+  // The bus was unavailable for a while (what was published meanwhile may not have arrived):
+  // resumable sessions here should resume, so their replay fills the gap.
+  virtual void sessions_resync() = 0;
   // Every (room id, client id) with a member connected here. Any thread.
   virtual std::vector<std::pair<std::string, std::string>> local_members() = 0;
 };

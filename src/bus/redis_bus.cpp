@@ -325,10 +325,30 @@ void RedisBus::update_readiness() {
   if (ready_.exchange(ready) != ready) {
     if (ready) {
       log_.info("Redis bus ready", {{"channels", channels_.size()}});
+      if (gap_since_) end_gap();
+      ever_ready_ = true;
     } else {
       log_.warn("Redis bus not ready");
+      if (ever_ready_ && !gap_since_) gap_since_ = SteadyClock::now();
     }
   }
+}
+
+void RedisBus::end_gap() {
+  // While either connection was down, what other instances published did not reach this one,
+  // and Redis may have restarted empty. Plain members cannot get it back: the gap is counted
+  // and logged. Resumable sessions are asked to resume: the replay from the session log fills
+  // the gap, or says recovered:false if Redis lost it.
+  const auto gap = SteadyClock::now() - *gap_since_;
+  gap_since_.reset();
+  Metrics& m = metrics();
+  m.bus_gaps.inc();
+  m.bus_gap_ms.inc(
+      static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(gap).count()));
+  log_.warn("Redis bus was unavailable: messages published meanwhile did not reach members here",
+            {{"gapMs", std::chrono::duration_cast<std::chrono::milliseconds>(gap).count()},
+             {"rooms", channels_.size()}});
+  listener_->sessions_resync();
 }
 
 // ---- commands (bus loop) ----

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -109,6 +110,7 @@ class RedisBus final : public Bus {
   void on_down(bool command_side);
   void resync_members();
   void update_readiness();
+  void end_gap();
   void eval(Script script, std::vector<std::string> keys_and_args, std::size_t nkeys, RedisOp op,
             RedisConnection::Callback done);
   void subscribe(const std::string& room_id, std::function<void(bool)> done);
@@ -152,6 +154,8 @@ class RedisBus final : public Bus {
   RedisConnection subscriber_;
   boost::asio::steady_timer lease_timer_;
   bool started_ = false;
+  bool ever_ready_ = false;
+  std::optional<std::chrono::steady_clock::time_point> gap_since_;  // not ready since
   std::atomic<bool> keep_lease_{false};
   std::atomic<bool> ready_{false};
   std::atomic<int64_t> breaker_open_until_ns_{0};

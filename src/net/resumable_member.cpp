@@ -116,6 +116,12 @@ void ResumableMember::deliver_numbered(uint64_t seq, const SharedText& text) {
   forward(text);
 }
 
+void ResumableMember::resync() {
+  if (life_.state() != MemberLifecycle::State::kJoined || socket_.expired()) return;
+  metrics().resume_resyncs.inc();
+  close_socket(kSessionResync);
+}
+
 void ResumableMember::taken_over() {
   if (life_.state() == MemberLifecycle::State::kLeft) return;
   if (life_.state() == MemberLifecycle::State::kSuspended) end_suspension();

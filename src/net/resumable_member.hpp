@@ -68,6 +68,9 @@ class ResumableMember final : public Peer, public std::enable_shared_from_this<R
   // member has left (its seat is free for the fresh join that follows). kGone: it had left.
   Claim claim(std::weak_ptr<WsSession> socket, unsigned socket_loop, uint64_t last_seq);
 
+  // The bus lost messages for a while: an attached socket is closed (1013) so that the client
+  // resumes and the replay fills the gap.
+  void resync();
   // Leaves for good now (drain); a no-op once left.
   void leave();
 

@@ -278,6 +278,12 @@ void Server::probe_room(const std::string& room_id) {
   }
 }
 
+void Server::sessions_resync() {
+  for (auto& member : resumables_.live()) {
+    boost::asio::post(member->home().ioc, [member] { member->resync(); });
+  }
+}
+
 std::vector<std::pair<std::string, std::string>> Server::local_members() {
   return rooms_.memberships();
 }

@@ -362,15 +362,22 @@ void WsSession::claim_shared(const std::string& session_id, uint64_t last_seq) {
         using Result = SessionClaim::Result;
         Server& server = self->server_;
         if (c.result != Result::kResumed) {
-          if (c.result == Result::kNotCovered || c.result == Result::kGone) {
+          if (c.result == Result::kNotCovered || c.result == Result::kGone ||
+              c.result == Result::kUnknown) {
             // The session is over: whoever holds it lets go, the member leaves, and this socket
-            // joins afresh.
-            if (auto [found, old] = server.resumables().find(session_id);
-                found == ResumeRegistry::Found::kLive) {
+            // joins afresh. Unknown to Redis (it lost its data) but held here: same.
+            auto [found, old] = server.resumables().find(session_id);
+            const bool held_here = found == ResumeRegistry::Found::kLive;
+            if (held_here) {
+              if (c.client_id.empty()) c.client_id = old->client_id();
               boost::asio::post(old->home().ioc, [old] { old->taken_over(); });
             }
-            server.bus().publish_presence(room_id, c.client_id, PresenceEvent::kTakeover);
-            if (c.result == Result::kNotCovered) server.release_member(room_id, c.client_id);
+            if (!c.client_id.empty()) {
+              server.bus().publish_presence(room_id, c.client_id, PresenceEvent::kTakeover);
+              if (c.result == Result::kNotCovered || held_here) {
+                server.release_member(room_id, c.client_id);
+              }
+            }
           }
           boost::asio::post(self->loop_.ioc, [self, c = std::move(c)]() mutable {
             self->on_shared_claim(nullptr, 0, std::move(c));

@@ -177,6 +177,12 @@ std::string Metrics::render() const {
           "Resumable sessions closed with 1013 to resume after a gap in their numbered messages "
           "(the bus lost some while reconnecting); the replay fills it.",
           resume_resyncs.value());
+  counter(out, "cloudgaming_bus_gaps_total",
+          "Times the Redis bus was unavailable after being ready: relays published meanwhile "
+          "did not reach members here (resumable sessions resume and get them back).",
+          bus_gaps.value());
+  counter(out, "cloudgaming_bus_gap_seconds_total", "Total length of those periods, in seconds.",
+          static_cast<double>(bus_gap_ms.value()) / 1000.0);
   counter(out, "cloudgaming_stale_member_probes_total",
           "Joins that found their room full and had its members pinged.",
           stale_member_probes.value());

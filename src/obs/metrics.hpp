@@ -126,6 +126,10 @@ struct Metrics {
   Counter resume_windows_expired;
   Counter replayed_messages;
   Counter resume_resyncs;  // sessions asked to resume after a gap in what the bus numbered
+  // Periods the Redis bus was unavailable after having been ready, and their total length:
+  // messages published meanwhile did not reach members here (resumable ones get them back).
+  Counter bus_gaps;
+  Counter bus_gap_ms;
   // STALE_MEMBER_PROBE_MS: joins that found their room full and asked for a probe, and members
   // released because they did not answer one.
   Counter stale_member_probes;
