@@ -102,6 +102,13 @@ const RESUME_REFUSALS = Object.freeze({
 
 const OPEN = 1; // WebSocket.OPEN, independent of the implementation's statics
 
+/**
+ * How long a socket that failed before opening (`error`) may take to fire its `close` before
+ * the client treats it as closed abnormally (1006). Browsers and the `ws` package fire `close`
+ * right after `error`; Node 20's built-in WebSocket (undici 6, nodejs/undici#3546) never does.
+ */
+const ERROR_CLOSE_GRACE_MS = 1000;
+
 /** Error given to a `connect()` promise that will never open. */
 export class SignalingCloseError extends Error {
   /** @param {number} code @param {string} reason */
@@ -184,6 +191,11 @@ export class SignalingClient {
     this._openedAt = 0;
     /** @type {ReturnType<typeof setTimeout> | undefined} */
     this._timer = undefined;
+    /**
+     * Armed when the current socket failed before opening: fires its overdue close (see _open).
+     * @type {ReturnType<typeof setTimeout> | undefined}
+     */
+    this._errorTimer = undefined;
     /** @type {{resolve: () => void, reject: (err: unknown) => void} | null} */
     this._pending = null;
     /** @type {Welcome | null} */
@@ -263,7 +275,7 @@ export class SignalingClient {
     const wasOpen = this._state === 'open';
     this._setState('closed');
     if (ws) {
-      detach(ws);
+      this._detach(ws);
       try {
         ws.close(code, reason);
       } catch {
@@ -424,7 +436,9 @@ export class SignalingClient {
     if ('binaryType' in ws) ws.binaryType = 'arraybuffer';
     this._ws = ws;
     this._openedAt = 0;
+    let opened = false;
     ws.onopen = () => {
+      opened = true;
       this._openedAt = Date.now();
       // With events=1 the welcome proves admission (checks run after the upgrade, so a
       // rejected client sees `open` and then a close frame); wait for it before flushing.
@@ -433,7 +447,30 @@ export class SignalingClient {
     };
     ws.onmessage = (e) => this._onMessage(e.data);
     ws.onclose = (e) => this._onClose(ws, e.code, e.reason, e.wasClean);
-    ws.onerror = () => {}; // always followed by close
+    // The standard follows `error` with `close`, which is what the client acts on. A socket that
+    // fails to open on Node 20's built-in WebSocket fires no close (nodejs/undici#3546), which
+    // would leave the client waiting for good: give it ERROR_CLOSE_GRACE_MS, then treat the
+    // socket as closed abnormally. A close arriving in time (browsers, `ws`) is handled as ever;
+    // one arriving later finds the socket detached and is ignored.
+    ws.onerror = () => {
+      if (opened || ws !== this._ws || this._errorTimer !== undefined) return;
+      this._errorTimer = setTimeout(() => {
+        this._errorTimer = undefined;
+        this._onClose(ws, CloseCodes.ABNORMAL, '', false);
+      }, ERROR_CLOSE_GRACE_MS);
+    };
+  }
+
+  /**
+   * Stops listening to a socket that is no longer the client's: any event it fires later
+   * (a late `close` included) is ignored.
+   * @param {WebSocket} ws
+   */
+  _detach(ws) {
+    ws.onopen = ws.onmessage = ws.onclose = null;
+    ws.onerror = () => {};
+    clearTimeout(this._errorTimer);
+    this._errorTimer = undefined;
   }
 
   /**
@@ -530,7 +567,7 @@ export class SignalingClient {
       oldestKept > received + 1
     ) {
       this._ws = null;
-      detach(ws);
+      this._detach(ws);
       ws.close(CloseCodes.NORMAL, 'Session lost');
       this._afterClose(CloseCodes.NORMAL, 'Session lost', true, 'cannot-resend');
       return;
@@ -582,9 +619,9 @@ export class SignalingClient {
    * @param {WebSocket} ws @param {number} code @param {string} reason @param {boolean} wasClean
    */
   _onClose(ws, code, reason, wasClean) {
-    if (ws !== this._ws) return; // replaced or closed by close()
+    if (ws !== this._ws) return; // replaced, closed by close(), or already taken as closed
     this._ws = null;
-    detach(ws);
+    this._detach(ws);
     /** @type {SessionLostReason | null} */
     let lost = null;
     if (code === CloseCodes.POLICY && this._resumeAttempt && Object.hasOwn(RESUME_REFUSALS, reason)) {
@@ -626,12 +663,6 @@ export class SignalingClient {
     this._timer = setTimeout(() => this._open(), delayMs);
     this._emit('reconnecting', { attempt: this._attempt, delayMs, code, reason });
   }
-}
-
-/** @param {WebSocket} ws */
-function detach(ws) {
-  ws.onopen = ws.onmessage = ws.onclose = null;
-  ws.onerror = () => {};
 }
 
 /** @param {unknown} v @param {string} name */

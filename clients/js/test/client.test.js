@@ -8,7 +8,7 @@ import {
   buildUrl,
 } from '../signaling-client.js';
 
-/** A WebSocket stand-in the test drives: open(), message(), serverClose(). */
+/** A WebSocket stand-in the test drives: open(), message(), serverClose(), error(). */
 class FakeWebSocket {
   static instances = [];
   constructor(url) {
@@ -36,6 +36,10 @@ class FakeWebSocket {
   serverClose(code, reason = '') {
     this.readyState = 3;
     this.onclose?.({ code, reason, wasClean: code !== 1006 });
+  }
+  /** A failure as Node 20's own WebSocket reports one that never opened: error, no close. */
+  error() {
+    this.onerror?.({ type: 'error' });
   }
   static last() {
     return FakeWebSocket.instances.at(-1);
@@ -352,4 +356,116 @@ test('on() returns an unsubscribe; once() fires once; a throwing listener does n
   assert.deepEqual(got, ['a:connecting', 'b:connecting', 'c:connecting', 'c:open']);
   assert.deepEqual(errors, ['state: listener bug', 'state: listener bug']);
   c.close();
+});
+
+// Node 20's built-in WebSocket (undici 6, nodejs/undici#3546) fires `error` but never `close`
+// when the connection cannot be opened; the client must not wait for that close for good.
+const GRACE_MS = 1000; // ERROR_CLOSE_GRACE_MS in signaling-client.js
+
+/** Every close, reconnecting and state event, in order, as [type, payload]. */
+function recordCloses(c) {
+  const log = [];
+  for (const t of ['close', 'reconnecting', 'open']) c.on(t, (ev) => log.push([t, ev]));
+  log.of = (t) => log.filter((e) => e[0] === t).map((e) => e[1]);
+  return log;
+}
+
+test('error without close while connecting counts as 1006 after a grace; a late close is ignored', async (t) => {
+  t.mock.timers.enable({ apis: ['setTimeout'] });
+  const c = client();
+  const log = recordCloses(c);
+  const p = c.connect({ url: 'ws://x', roomId: 'r' });
+  c.sendControl('queued');
+  const first = FakeWebSocket.last();
+  first.error();
+  t.mock.timers.tick(GRACE_MS - 1);
+  assert.equal(c.state, 'connecting', 'a close may still follow the error');
+  assert.equal(log.length, 0);
+  t.mock.timers.tick(1);
+  assert.deepEqual([...log], [
+    ['close', { code: 1006, reason: '', wasClean: false, willReconnect: true, delayMs: 4 }],
+    ['reconnecting', { attempt: 1, delayMs: 4, code: 1006, reason: '' }],
+  ]);
+  assert.equal(c.state, 'reconnecting');
+  t.mock.timers.tick(4);
+  assert.equal(FakeWebSocket.instances.length, 2);
+  const second = FakeWebSocket.last();
+
+  // The first socket's own close, long overdue: neither reported nor acted on again, even
+  // while the second socket is connecting. Nor is another error from it.
+  first.serverClose(1006);
+  first.error();
+  t.mock.timers.tick(5 * GRACE_MS);
+  assert.equal(log.length, 2);
+  assert.equal(FakeWebSocket.instances.length, 2);
+  assert.equal(c.state, 'connecting', 'never admitted yet: the retries of connect() are connecting');
+
+  // The next attempt fails the same way: backoff goes on (attempt 2), then one opens.
+  second.error();
+  second.error(); // a second error does not arm a second close
+  t.mock.timers.tick(GRACE_MS);
+  assert.deepEqual(log.of('reconnecting').at(-1), { attempt: 2, delayMs: 8, code: 1006, reason: '' });
+  t.mock.timers.tick(8);
+  assert.equal(FakeWebSocket.instances.length, 3);
+  t.mock.timers.tick(5 * GRACE_MS);
+  assert.equal(log.of('close').length, 2);
+  FakeWebSocket.last().open();
+  await p;
+  assert.equal(c.state, 'open');
+  assert.deepEqual(log.of('open'), [{ reconnected: false }]);
+  assert.deepEqual(FakeWebSocket.last().sent, [{ type: 'control', action: 'queued' }]);
+  c.close();
+});
+
+test('error then close (browsers, ws): handled once, as before, with the close\'s own code', (t) => {
+  t.mock.timers.enable({ apis: ['setTimeout'] });
+  const c = client();
+  const log = recordCloses(c);
+  c.connect({ url: 'ws://x', roomId: 'r' }).catch(() => {});
+  const ws = FakeWebSocket.last();
+  ws.error();
+  ws.serverClose(1006);
+  assert.deepEqual(log.of('close'), [{ code: 1006, reason: '', wasClean: false, willReconnect: true, delayMs: 4 }]);
+  t.mock.timers.tick(4);
+  assert.equal(FakeWebSocket.instances.length, 2);
+  t.mock.timers.tick(5 * GRACE_MS);
+  assert.equal(log.of('close').length, 1, 'no second close from the grace timer');
+  assert.equal(FakeWebSocket.instances.length, 2);
+
+  // A close later than the error but within the grace: still the close, with its own code.
+  FakeWebSocket.last().error();
+  t.mock.timers.tick(GRACE_MS / 2);
+  FakeWebSocket.last().serverClose(1013, 'Try again');
+  t.mock.timers.tick(5 * GRACE_MS);
+  assert.deepEqual(log.of('close').slice(1), [
+    { code: 1013, reason: 'Try again', wasClean: true, willReconnect: true, delayMs: 8 },
+  ]);
+  assert.equal(FakeWebSocket.instances.length, 3);
+  c.close();
+});
+
+test('an error on an open socket waits for its close; close() during the grace stops everything', async (t) => {
+  t.mock.timers.enable({ apis: ['setTimeout'] });
+  const c = client();
+  const log = recordCloses(c);
+  const p = c.connect({ url: 'ws://x', roomId: 'r' });
+  const ws = FakeWebSocket.last();
+  ws.open();
+  await p;
+  ws.error();
+  t.mock.timers.tick(5 * GRACE_MS);
+  assert.equal(c.state, 'open', 'an opened socket always fires its close');
+  assert.equal(log.of('close').length, 0);
+  ws.serverClose(1011, 'Internal error');
+  assert.equal(log.of('close')[0].code, 1011);
+  t.mock.timers.tick(4);
+  assert.equal(FakeWebSocket.instances.length, 2);
+
+  FakeWebSocket.last().error();
+  c.close();
+  assert.equal(c.state, 'closed');
+  t.mock.timers.tick(5 * GRACE_MS);
+  assert.deepEqual(log.of('close').slice(1), [{ code: 1000, reason: '', wasClean: true, willReconnect: false }]);
+  assert.equal(FakeWebSocket.instances.length, 2);
+  assert.equal(c.state, 'closed');
 });

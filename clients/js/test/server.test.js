@@ -32,33 +32,6 @@ function record(client) {
   return log;
 }
 
-/**
- * Node 20's own WebSocket (undici 6) fires `error` but never `close` when the connection cannot
- * be established (nodejs/undici#3546; browsers and the `ws` package fire both): SignalingClient
- * waits for that close to schedule its next attempt, so one refused reconnect stalls it for good
- * (see the todo test below). Tests whose reconnects may be refused (the resume tests refuse them
- * on purpose; after a drain the replacement may not listen yet) use this stand-in, which adds
- * the close the standard requires (1006, after a short grace) when the implementation omits it.
- */
-const SpecWebSocket =
-  typeof globalThis.WebSocket === 'function'
-    ? class extends globalThis.WebSocket {
-        constructor(url, protocols) {
-          super(url, protocols);
-          let closed = false;
-          this.addEventListener('close', () => (closed = true));
-          this.addEventListener('error', () => {
-            if (this.readyState !== 0) return; // an established connection: close follows
-            setTimeout(() => {
-              if (closed) return;
-              closed = true;
-              this.onclose?.({ code: 1006, reason: '', wasClean: false });
-            }, 50);
-          });
-        }
-      }
-    : undefined;
-
 function newClient(opts = {}) {
   const c = new SignalingClient({ reconnect: FAST, ...opts });
   return { c, log: record(c) };
@@ -156,8 +129,8 @@ test('a draining server (1012) is left and the client comes back when a server i
   const first = await startServer({ bin, name: 'draining-server' });
   t.after(() => first.stop('SIGKILL'));
   const roomId = room();
-  const a = newClient({ WebSocket: SpecWebSocket });
-  const b = newClient({ WebSocket: SpecWebSocket });
+  const a = newClient();
+  const b = newClient();
   t.after(() => [a, b].forEach((x) => x.c.close()));
   await a.c.connect({ url: first.url, roomId, events: true });
   await b.c.connect({ url: first.url, roomId, events: true });
@@ -204,11 +177,10 @@ const numbers = (log, from) =>
 /** The seq of every message the app saw (the server's welcome and resumed carry none). */
 const seqs = (log) => log.of('message').map((m) => m.seq).filter((s) => s !== undefined);
 
-
-test('a reconnect attempt that is refused is followed by the next one (Node\'s own WebSocket)', {
-  skip,
-  todo: 'fails on Node 20: undici 6 fires no close after a failed handshake (nodejs/undici#3546)',
-}, async (t) => {
+// Node 20's own WebSocket (undici 6) fires `error` but never `close` when a connection cannot be
+// opened (nodejs/undici#3546); the client takes such a socket as closed (1006) after a grace of
+// 1 s (ERROR_CLOSE_GRACE_MS), so a refused reconnect is followed by the next one.
+test('a reconnect attempt that is refused is followed by the next one (Node\'s own WebSocket)', { skip }, async (t) => {
   const server = await startServer({ bin });
   t.after(() => server.stop());
   const proxy = await startCutProxy({ port: server.port });
@@ -219,7 +191,17 @@ test('a reconnect attempt that is refused is followed by the next one (Node\'s o
   proxy.refuse = true;
   proxy.cut();
   await waitFor(() => proxy.stats.refused >= 1, { what: 'a first attempt, refused' });
-  await waitFor(() => proxy.stats.refused >= 2, { timeoutMs: 2000, what: 'a second attempt' });
+  await waitFor(() => proxy.stats.refused >= 2, { timeoutMs: 3000, what: 'a second attempt' });
+  // the cut, then each refused attempt taken as closed (1006) once its grace is over
+  await waitFor(() => a.log.of('close').length >= 3, { timeoutMs: 3000, what: 'both refusals taken as closes' });
+  proxy.refuse = false;
+  await waitFor(() => a.c.state === 'open', { timeoutMs: 5000, what: 'a back in the room' });
+  const closes = a.log.of('close');
+  assert.ok(closes.every((e) => e.code === 1006 && !e.wasClean && e.willReconnect), JSON.stringify(closes));
+  const attempts = a.log.of('reconnecting').map((e) => e.attempt);
+  assert.deepEqual(attempts, range(1, attempts.length), 'backoff counts the refused attempts');
+  assert.deepEqual(a.log.of('open').at(-1), { reconnected: true });
+  assert.equal(a.log.of('welcome').length, 2);
 });
 
 /** a through a cuttable proxy, b direct, both resumable, in one room; a joined first. */
@@ -229,7 +211,7 @@ async function resumablePair(t, env = {}) {
   const proxy = await startCutProxy({ port: server.port });
   t.after(() => proxy.close());
   const roomId = room();
-  const a = newClient({ WebSocket: SpecWebSocket });
+  const a = newClient();
   const b = newClient();
   t.after(() => [a, b].forEach((x) => x.c.close()));
   await a.c.connect({ url: proxy.url, roomId, resume: true });
