@@ -190,7 +190,7 @@ redis.call('PERSIST', KEYS[2])
 return 1
 )lua";
 
-// KEYS: room-resumable:{room}, room:{room} (the channel).
+// KEYS: room-resumable:{room}, room:{room} (the channel, and the set of members).
 // ARGV: envelope, data, sender client id, sender session id ('' = not resumable), instance,
 // max messages, max bytes, TTL ms.
 // The relay of one client message: numbers it for every other resumable session of the room
@@ -209,6 +209,10 @@ for _, sid in ipairs(redis.call('SMEMBERS', KEYS[1])) do
     local client = redis.call('HGET', 'resume:' .. sid, 'client')
     if not client then
       redis.call('SREM', KEYS[1], sid)
+    elseif redis.call('SISMEMBER', KEYS[2], client) == 0 then
+      -- Released without its session ending (its instance crashed): nothing to keep for it.
+      redis.call('SREM', KEYS[1], sid)
+      redis.call('DEL', 'resume:' .. sid, 'resume-log:' .. sid)
     elseif client ~= ARGV[3] then
       local n = append(sid, ARGV[2], tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[8])
       seqs[#seqs + 1] = cjson.encode(client) .. ':' .. n

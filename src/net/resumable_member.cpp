@@ -106,10 +106,14 @@ void ResumableMember::deliver_relay(const SharedText& data, const RecipientSeqs&
 void ResumableMember::deliver_numbered(uint64_t seq, const SharedText& text) {
   if (life_.state() == MemberLifecycle::State::kLeft || seq <= last_seq_) return;
   if (seq != last_seq_ + 1) {
-    metrics().resume_resyncs.inc();
-    server_.log().warn("Gap in a resumable session's messages; asking the client to resume",
-                       {{"clientId", client_id_}, {"expected", last_seq_ + 1}, {"got", seq}});
-    close_socket(kSessionResync);
+    // Once per socket: the socket is let go at once, and its resume sets last_seq_ again.
+    if (!socket_.expired()) {
+      metrics().resume_resyncs.inc();
+      server_.log().warn("Gap in a resumable session's messages; asking the client to resume",
+                         {{"clientId", client_id_}, {"expected", last_seq_ + 1}, {"got", seq}});
+      close_socket(kSessionResync);
+      socket_.reset();
+    }
     return;
   }
   last_seq_ = seq;

@@ -75,6 +75,7 @@ class ResumableMember final : public Peer, public std::enable_shared_from_this<R
   void leave();
 
   Loop& home() const { return home_; }
+  bool has_left() const { return life_.state() == MemberLifecycle::State::kLeft; }
   SessionRef ref() const;
   const std::string& session_id() const { return session_id_; }
   const std::string& client_id() const { return client_id_; }

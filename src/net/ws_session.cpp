@@ -380,7 +380,7 @@ void WsSession::claim_shared(const std::string& session_id, uint64_t last_seq) {
             }
           }
           boost::asio::post(self->loop_.ioc, [self, c = std::move(c)]() mutable {
-            self->on_shared_claim(nullptr, 0, std::move(c));
+            self->on_shared_claim(nullptr, 0, nullptr, std::move(c));
           });
           return;
         }
@@ -391,6 +391,16 @@ void WsSession::claim_shared(const std::string& session_id, uint64_t last_seq) {
           server.resumables().add(member);
         }
         boost::asio::post(member->home().ioc, [self, member, room_id, c = std::move(c)]() mutable {
+          if (member->has_left()) {
+            // It left here (its window ran out) while the claim was on its way: the seat is
+            // gone, so the claim is void.
+            SessionClaim gone;
+            gone.result = SessionClaim::Result::kGone;
+            boost::asio::post(self->loop_.ioc, [self, gone = std::move(gone)]() mutable {
+              self->on_shared_claim(nullptr, 0, nullptr, std::move(gone));
+            });
+            return;
+          }
           std::shared_ptr<Room> room = member->room();
           if (!room) {
             room = self->server_.rooms().attach(room_id, Member{c.client_id, member, member.get(),
@@ -398,16 +408,16 @@ void WsSession::claim_shared(const std::string& session_id, uint64_t last_seq) {
           }
           const uint64_t generation =
               member->adopt(room, self, self->loop_.index, c.seq, c.was_suspended);
-          boost::asio::post(self->loop_.ioc,
-                            [self, member, generation, c = std::move(c)]() mutable {
-                              self->on_shared_claim(member, generation, std::move(c));
-                            });
+          boost::asio::post(self->loop_.ioc, [self, member, generation, room = std::move(room),
+                                               c = std::move(c)]() mutable {
+            self->on_shared_claim(member, generation, std::move(room), std::move(c));
+          });
         });
       });
 }
 
 void WsSession::on_shared_claim(const std::shared_ptr<ResumableMember>& member, uint64_t generation,
-                                SessionClaim c) {
+                                std::shared_ptr<Room> room, SessionClaim c) {
   using Result = SessionClaim::Result;
   ResumableMember::Claim claim;
   switch (c.result) {
@@ -416,7 +426,7 @@ void WsSession::on_shared_claim(const std::shared_ptr<ResumableMember>& member, 
       claim.replay = std::move(c.replay);
       claim.received = c.received;
       claim.generation = generation;
-      claim.room = member->room();
+      claim.room = std::move(room);
       break;
     case Result::kLeft:
       claim.result = ResumableMember::Claim::Result::kGone;
