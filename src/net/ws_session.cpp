@@ -409,7 +409,7 @@ void WsSession::claim_shared(const std::string& session_id, uint64_t last_seq) {
           const uint64_t generation =
               member->adopt(room, self, self->loop_.index, c.seq, c.was_suspended);
           boost::asio::post(self->loop_.ioc, [self, member, generation, room = std::move(room),
-                                               c = std::move(c)]() mutable {
+                                              c = std::move(c)]() mutable {
             self->on_shared_claim(member, generation, std::move(room), std::move(c));
           });
         });

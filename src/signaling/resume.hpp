@@ -21,8 +21,8 @@ std::optional<uint64_t> parse_last_seq(const std::optional<std::string>& text);
 std::string random_session_id();
 
 // Tokens are `SESSIONID.MAC` with MAC = the first 16 bytes of
-// HMAC-SHA256(key, "resume\n" ROOM "\n" SESSIONID) in lowercase hex: any instance holding the key can check one
-// without a lookup, and one minted for another room or by another key never verifies.
+// HMAC-SHA256(key, "resume\n" ROOM "\n" SESSIONID) in lowercase hex: any instance holding the key
+// can check one without a lookup, and one minted for another room or by another key never verifies.
 std::string mint_resume_token(std::string_view key, std::string_view room_id,
                               std::string_view session_id);
 // The session id when `token` was minted with `key` for `room_id`; nullopt otherwise.
