@@ -274,8 +274,9 @@ return 1
 // the session now owned by the caller (and its member by the caller in room-owners, so the
 // crash reaper leaves it alone); or {'left'} (tombstone, or another room), {'unknown'} (no such
 // session: its window passed, or Redis lost it), {'gone'} (its member was released: window,
-// crash), {'not_covered', client} (the messages after lastSeq are no longer all kept). The last
-// two end the session's keys: the caller releases the member and joins the client afresh.
+// crash), {'not_covered', client} (the messages after lastSeq are no longer all kept: its seat is
+// released here, atomically). The last two end the session's keys; the caller tells the peers
+// and joins the client afresh.
 inline constexpr const char* kSessionClaim = R"lua(
 if redis.call('EXISTS', KEYS[5]) == 1 then return {'left'} end
 local m = redis.call('HMGET', KEYS[1], 'room', 'client', 'seq', 'received', 'state')
@@ -288,11 +289,16 @@ local function over(tag)
   return {tag, client}
 end
 if redis.call('SISMEMBER', KEYS[3], client) == 0 then return over('gone') end
-if last > seq then return over('not_covered') end
+local function not_covered()
+  redis.call('SREM', KEYS[3], client)
+  redis.call('HDEL', KEYS[4], client)
+  return over('not_covered')
+end
+if last > seq then return not_covered() end
 local entries = {}
 if last < seq then
   entries = redis.call('XRANGE', KEYS[2], '0-' .. (last + 1), '+')
-  if #entries == 0 or entries[1][1] ~= '0-' .. (last + 1) then return over('not_covered') end
+  if #entries == 0 or entries[1][1] ~= '0-' .. (last + 1) then return not_covered() end
 end
 redis.call('HSET', KEYS[1], 'owner', ARGV[2], 'state', 'live')
 redis.call('HSET', KEYS[4], client, ARGV[2])

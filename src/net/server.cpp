@@ -190,13 +190,14 @@ void Server::depart(const std::shared_ptr<Room>& room, const Peer* self,
   log_.info("Client left room", {{"clientId", client_id}, {"roomId", room_id}});
 }
 
-void Server::release_member(const std::string& room_id, const std::string& client_id) {
+void Server::release_member(const std::string& room_id, const std::string& client_id,
+                            bool free_seat) {
   if (auto room = rooms_.find(room_id)) {
     Targets others;
     room->collect_except_id(client_id, others);
     for (auto& t : others) post_to(std::move(t), peer_disconnected_message());
   }
-  bus_.release_seat(room_id, client_id);
+  if (free_seat) bus_.release_seat(room_id, client_id);
   bus_.publish_departure(room_id, client_id);
   log_.info("Client left room", {{"clientId", client_id}, {"roomId", room_id}});
 }

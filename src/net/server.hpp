@@ -98,9 +98,10 @@ class Server final : public BusListener {
   void depart(const std::shared_ptr<Room>& room, const Peer* self, const std::string& client_id,
               unsigned from_loop);
 
-  // A member held by another instance (or by none) leaves: its seat is freed and every peer,
-  // here and elsewhere, gets peer-disconnected (a resume elsewhere that could not recover).
-  void release_member(const std::string& room_id, const std::string& client_id);
+  // A member held by another instance (or by none) leaves: every peer, here and elsewhere, gets
+  // peer-disconnected (a resume that could not recover). `free_seat`: also free its seat in the
+  // bus (false when the bus freed it already).
+  void release_member(const std::string& room_id, const std::string& client_id, bool free_seat);
 
   // Resumable sessions (resume=1) of this instance, and the key their tokens are signed with.
   ResumeRegistry& resumables() { return resumables_; }

@@ -374,8 +374,11 @@ void WsSession::claim_shared(const std::string& session_id, uint64_t last_seq) {
             }
             if (!c.client_id.empty()) {
               server.bus().publish_presence(room_id, c.client_id, PresenceEvent::kTakeover);
-              if (c.result == Result::kNotCovered || held_here) {
-                server.release_member(room_id, c.client_id);
+              // kNotCovered: the claim freed the seat itself. Held here but unknown to the bus
+              // (it lost its data): the seat it holds again since is freed now. kGone: its
+              // departure was announced when it was released.
+              if (c.result == Result::kNotCovered || (held_here && c.result == Result::kUnknown)) {
+                server.release_member(room_id, c.client_id, c.result != Result::kNotCovered);
               }
             }
           }

@@ -240,7 +240,9 @@ TEST(ResumeRedis, OverflowOnAnotherInstanceAnswersRecoveredFalseAndReleasesTheSe
   auto a2 = connect_to(f.two->port(), resume_query("ovf", a.token, 0));
   ASSERT_TRUE(a2);
   const auto resumed = next(*a2);
-  ASSERT_EQ(action_of(resumed), "resumed");
+  ASSERT_EQ(action_of(resumed), "resumed")
+      << f.two->output() << f.one->output() << a2->wait_close(100ms).value_or(CloseInfo{}).reason
+      << " members: " << f.redis->cli({"SMEMBERS", "room:ovf"}) << " A=" << a.client_id;
   EXPECT_EQ(resumed.at("payload").at("recovered").as_bool(), false);
   const auto welcome = next(*a2);
   ASSERT_EQ(action_of(welcome), "welcome");
