@@ -660,25 +660,23 @@ void WsSession::handle_message(std::string_view text) {
       ip_, room_->id(), limits, [self = shared_from_this()](MessageVerdict v) {
         boost::asio::post(self->loop_.ioc, [self, v] { self->on_verdict(v); });
       });
-  // Verdicts come back in the order asked, so messages keep their order while they wait. The
-  // wait is bounded by the bucket above (RATE_LIMIT_MESSAGES_PER_10S) and by the bus' reply
-  // timeout; beyond kMaxAwaiting messages or kMaxAwaitingBytes a message is dropped and counted
-  // as a connection drop.
-  if (awaiting_.size() >= kMaxAwaiting || awaiting_bytes_ + text.size() > kMaxAwaitingBytes) {
-    m.drops(RateScope::kConnection).inc();
-    awaiting_.push({});  // keeps the verdict queue aligned; an empty text is skipped
-    return;
-  }
-  awaiting_bytes_ += text.size();
-  awaiting_.push(text);
+  // Verdicts come back in the order asked, so messages keep their order while they wait (see
+  // VerdictQueue for its bounds); one over them is dropped and counted as a connection drop.
+  if (!awaiting_.push(text)) m.drops(RateScope::kConnection).inc();
 }
 
 void WsSession::on_verdict(MessageVerdict verdict) {
   if (awaiting_.empty()) return;
   const std::string text = awaiting_.pop();
-  awaiting_bytes_ -= text.size();
-  // Still relayed after the socket ended: the client sent it before it left.
-  if (joined_ && !text.empty()) process(text, verdict);
+  // Still relayed after the socket ended: the client sent it before it left. A dropped one is
+  // counted here, in order with the relays before it.
+  if (joined_) {
+    if (text.empty()) {
+      count_unrelayed();
+    } else {
+      process(text, verdict);
+    }
+  }
   if (awaiting_.empty() && leave_pending_) leave_room();
 }
 

@@ -19,36 +19,12 @@
 #include "obs/metrics.hpp"
 #include "signaling/admission.hpp"
 #include "signaling/rooms.hpp"
+#include "signaling/verdict_queue.hpp"
 
 namespace sigsrv {
 
 class Server;
 struct Loop;
-
-// FIFO of message texts: a vector and a read index rather than std::deque, whose empty state
-// alone allocates ~600 bytes, paid by every connection. Compacted once half of it is consumed,
-// so a queue that never fully drains still stays bounded by what it holds.
-class TextFifo {
- public:
-  bool empty() const { return head_ == items_.size(); }
-  std::size_t size() const { return items_.size() - head_; }
-  void push(std::string_view text) { items_.emplace_back(text); }
-  std::string pop() {
-    std::string text = std::move(items_[head_++]);
-    if (head_ == items_.size()) {
-      items_.clear();
-      head_ = 0;
-    } else if (head_ >= 64 && head_ * 2 >= items_.size()) {
-      items_.erase(items_.begin(), items_.begin() + static_cast<std::ptrdiff_t>(head_));
-      head_ = 0;
-    }
-    return text;
-  }
-
- private:
-  std::vector<std::string> items_;
-  std::size_t head_ = 0;
-};
 
 class WsSession final : public Peer, public std::enable_shared_from_this<WsSession> {
  public:
@@ -121,11 +97,7 @@ class WsSession final : public Peer, public std::enable_shared_from_this<WsSessi
   std::string ip_;
   std::shared_ptr<Room> room_;
   TokenBucket bucket_;
-  // Messages waiting for the bus' window verdict (Redis bus), in arrival order.
-  static constexpr std::size_t kMaxAwaiting = 1024;
-  static constexpr std::size_t kMaxAwaitingBytes = 1 << 20;
-  TextFifo awaiting_;
-  std::size_t awaiting_bytes_ = 0;
+  VerdictQueue awaiting_;       // messages waiting for the bus' window verdict (Redis bus)
   bool leave_pending_ = false;  // ended while verdicts were pending: leave after the last one
 
   // Outbound queue, bounded by BACKPRESSURE_CLOSE_THRESHOLD_BYTES of unsent data: a recipient
