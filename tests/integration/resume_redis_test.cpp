@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "harness.hpp"
+#include "resume_support.hpp"
 #include "ws_client.hpp"
 
 using namespace testing_support;
@@ -15,37 +16,6 @@ namespace json = boost::json;
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-std::unique_ptr<WsClient> connect_to(uint16_t port, const std::string& query) {
-  std::string err;
-  auto c = WsClient::connect(port, "/?" + query, {}, &err);
-  EXPECT_TRUE(c) << query << ": " << err;
-  return c;
-}
-
-std::string offer(const std::string& sdp) {
-  return R"({"type":"offer","sdp":")" + sdp + R"("})";
-}
-
-json::value next(WsClient& c, std::chrono::milliseconds timeout = 3000ms) {
-  auto text = c.recv(timeout);
-  if (!text) return nullptr;
-  return json::parse(*text);
-}
-
-std::string action_of(const json::value& v) {
-  if (!v.is_object() || !v.as_object().contains("action")) return {};
-  return std::string(v.at("action").as_string());
-}
-
-int64_t seq_of(const json::value& v) {
-  return v.is_object() && v.as_object().contains("seq") ? v.at("seq").as_int64() : -1;
-}
-
-std::string sdp_of(const json::value& v) {
-  return v.is_object() && v.as_object().contains("sdp") ? std::string(v.at("sdp").as_string())
-                                                        : std::string();
-}
 
 struct Fleet {
   std::unique_ptr<RedisProcess> redis;
@@ -68,28 +38,6 @@ Fleet start_fleet(const Env& extra = {}) {
   return f;
 }
 
-struct Opened {
-  std::unique_ptr<WsClient> ws;
-  std::string client_id;
-  std::string token;
-};
-
-Opened open_session(uint16_t port, const std::string& room) {
-  Opened s;
-  s.ws = connect_to(port, "roomId=" + room + "&resume=1");
-  if (!s.ws) return s;
-  const auto welcome = next(*s.ws);
-  EXPECT_EQ(action_of(welcome), "welcome");
-  if (action_of(welcome) != "welcome") return s;
-  s.client_id = std::string(welcome.at("payload").at("clientId").as_string());
-  s.token = std::string(welcome.at("payload").at("resumeToken").as_string());
-  return s;
-}
-
-std::string resume_query(const std::string& room, const std::string& token, int64_t last_seq) {
-  return "roomId=" + room + "&resume=" + token + "&lastSeq=" + std::to_string(last_seq);
-}
-
 bool forwarded(ServerProcess& s, double n) {
   return wait_until([&] { return scrape(s.port(), "cloudgaming_messages_forwarded_total") >= n; });
 }
@@ -99,7 +47,7 @@ bool forwarded(ServerProcess& s, double n) {
 TEST(ResumeRedis, ResumesOnAnotherInstanceWithTheGapReplayedOnce) {
   Fleet f = start_fleet();
   ASSERT_TRUE(f.one && f.two);
-  Opened a = open_session(f.one->port(), "x");
+  ResumableClient a = open_session(f.one->port(), "x");
   ASSERT_TRUE(a.ws);
   auto b = connect_to(f.two->port(), "roomId=x");
   ASSERT_TRUE(b);
@@ -146,7 +94,7 @@ TEST(ResumeRedis, ResumesOnAnotherInstanceWithTheGapReplayedOnce) {
 TEST(ResumeRedis, ResumesAfterItsInstanceWasKilled) {
   Fleet f = start_fleet();
   ASSERT_TRUE(f.one && f.two);
-  Opened a = open_session(f.one->port(), "k");
+  ResumableClient a = open_session(f.one->port(), "k");
   ASSERT_TRUE(a.ws);
   auto b = connect_to(f.two->port(), "roomId=k");
   ASSERT_TRUE(b);
@@ -177,7 +125,7 @@ TEST(ResumeRedis, ResumesAfterItsInstanceWasKilled) {
 TEST(ResumeRedis, DrainHandsSessionsOverWithNothingLostDuplicatedOrReordered) {
   Fleet f = start_fleet();
   ASSERT_TRUE(f.one && f.two);
-  Opened a = open_session(f.one->port(), "drain");
+  ResumableClient a = open_session(f.one->port(), "drain");
   ASSERT_TRUE(a.ws);
   auto b = connect_to(f.two->port(), "roomId=drain");
   ASSERT_TRUE(b);
@@ -228,7 +176,7 @@ TEST(ResumeRedis, DrainHandsSessionsOverWithNothingLostDuplicatedOrReordered) {
 TEST(ResumeRedis, OverflowOnAnotherInstanceAnswersRecoveredFalseAndReleasesTheSeat) {
   Fleet f = start_fleet({{"RESUME_BUFFER_MESSAGES", "2"}});
   ASSERT_TRUE(f.one && f.two);
-  Opened a = open_session(f.one->port(), "ovf");
+  ResumableClient a = open_session(f.one->port(), "ovf");
   ASSERT_TRUE(a.ws);
   auto b = connect_to(f.two->port(), "roomId=ovf&events=1");
   ASSERT_TRUE(b);
@@ -258,7 +206,7 @@ TEST(ResumeRedis, OverflowOnAnotherInstanceAnswersRecoveredFalseAndReleasesTheSe
 TEST(ResumeRedis, SubscriberReconnectAsksSessionsToResumeAndTheReplayFillsTheGap) {
   Fleet f = start_fleet();
   ASSERT_TRUE(f.one && f.two);
-  Opened a = open_session(f.one->port(), "gap");
+  ResumableClient a = open_session(f.one->port(), "gap");
   ASSERT_TRUE(a.ws);
   auto b = connect_to(f.two->port(), "roomId=gap");
   ASSERT_TRUE(b);
@@ -302,7 +250,7 @@ TEST(ResumeRedis, SubscriberReconnectAsksSessionsToResumeAndTheReplayFillsTheGap
 TEST(ResumeRedis, RedisRestartedEmptyAnswersRecoveredFalseNeverAPartialReplay) {
   Fleet f = start_fleet();
   ASSERT_TRUE(f.one && f.two);
-  Opened a = open_session(f.one->port(), "rst");
+  ResumableClient a = open_session(f.one->port(), "rst");
   ASSERT_TRUE(a.ws);
   auto b = connect_to(f.two->port(), "roomId=rst");
   ASSERT_TRUE(b);

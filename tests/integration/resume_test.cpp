@@ -5,6 +5,7 @@
 #include <boost/json.hpp>
 
 #include "harness.hpp"
+#include "resume_support.hpp"
 #include "ws_client.hpp"
 
 using namespace testing_support;
@@ -13,59 +14,6 @@ namespace json = boost::json;
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-std::unique_ptr<WsClient> connect_to(uint16_t port, const std::string& query) {
-  std::string err;
-  auto c = WsClient::connect(port, "/?" + query, {}, &err);
-  EXPECT_TRUE(c) << query << ": " << err;
-  return c;
-}
-
-std::string offer(const std::string& sdp) {
-  return R"({"type":"offer","sdp":")" + sdp + R"("})";
-}
-
-// The next message as JSON (null on timeout).
-json::value next(WsClient& c, std::chrono::milliseconds timeout = 3000ms) {
-  auto text = c.recv(timeout);
-  if (!text) return nullptr;
-  return json::parse(*text);
-}
-
-std::string action_of(const json::value& v) {
-  if (!v.is_object() || !v.as_object().contains("action")) return {};
-  return std::string(v.at("action").as_string());
-}
-
-int64_t seq_of(const json::value& v) {
-  return v.is_object() && v.as_object().contains("seq") ? v.at("seq").as_int64() : -1;
-}
-
-struct Session {
-  std::unique_ptr<WsClient> ws;
-  std::string client_id;
-  std::string token;
-  int64_t last_seq = 0;
-};
-
-// Joins `room` with resume=1 and reads the welcome.
-Session open_session(uint16_t port, const std::string& room) {
-  Session s;
-  s.ws = connect_to(port, "roomId=" + room + "&resume=1");
-  if (!s.ws) return s;
-  const auto welcome = next(*s.ws);
-  EXPECT_EQ(action_of(welcome), "welcome") << json::serialize(welcome);
-  if (action_of(welcome) != "welcome") return s;
-  const auto& p = welcome.at("payload");
-  s.client_id = std::string(p.at("clientId").as_string());
-  s.token = std::string(p.at("resumeToken").as_string());
-  EXPECT_EQ(seq_of(welcome), -1) << "the welcome itself is not numbered";
-  return s;
-}
-
-std::string resume_query(const std::string& room, const std::string& token, int64_t last_seq) {
-  return "roomId=" + room + "&resume=" + token + "&lastSeq=" + std::to_string(last_seq);
-}
 
 // A relayed offer with its seq, as a numbered client receives it.
 void expect_offer(WsClient& c, const std::string& sdp, int64_t seq) {
@@ -122,7 +70,7 @@ TEST(Resume, WelcomeCarriesTheTokenAndOnlyOptedInClientsSeeSeq) {
 TEST(Resume, SilentDropTakeoverReplaysTheGapExactlyOnceInUnderASecond) {
   auto server = ServerProcess::start(resumable_env());
   ASSERT_TRUE(server);
-  Session a = open_session(server->port(), "blip");
+  ResumableClient a = open_session(server->port(), "blip");
   ASSERT_TRUE(a.ws);
   auto b = connect_to(server->port(), "roomId=blip");
   ASSERT_TRUE(b);
@@ -167,7 +115,7 @@ TEST(Resume, SilentDropTakeoverReplaysTheGapExactlyOnceInUnderASecond) {
 TEST(Resume, DroppedSocketIsSuspendedSeatHeldAndPeersToldBothWays) {
   auto server = ServerProcess::start(resumable_env());
   ASSERT_TRUE(server);
-  Session a = open_session(server->port(), "susp");
+  ResumableClient a = open_session(server->port(), "susp");
   ASSERT_TRUE(a.ws);
   auto b = connect_to(server->port(), "roomId=susp&events=1");
   ASSERT_TRUE(b);
@@ -206,7 +154,7 @@ TEST(Resume, DroppedSocketIsSuspendedSeatHeldAndPeersToldBothWays) {
 TEST(Resume, OverflowAnswersRecoveredFalseThenAFreshJoin) {
   auto server = ServerProcess::start(resumable_env({{"RESUME_BUFFER_MESSAGES", "3"}}));
   ASSERT_TRUE(server);
-  Session a = open_session(server->port(), "ovf");
+  ResumableClient a = open_session(server->port(), "ovf");
   ASSERT_TRUE(a.ws);
   auto b = connect_to(server->port(), "roomId=ovf&events=1");
   ASSERT_TRUE(b);
@@ -239,7 +187,7 @@ TEST(Resume, OverflowAnswersRecoveredFalseThenAFreshJoin) {
 TEST(Resume, WindowExpiryReleasesTheSeatWithPeerDisconnected) {
   auto server = ServerProcess::start(resumable_env({{"RESUME_WINDOW_MS", "400"}}));
   ASSERT_TRUE(server);
-  Session a = open_session(server->port(), "exp");
+  ResumableClient a = open_session(server->port(), "exp");
   ASSERT_TRUE(a.ws);
   auto b = connect_to(server->port(), "roomId=exp");
   ASSERT_TRUE(b);
@@ -261,7 +209,7 @@ TEST(Resume, WindowExpiryReleasesTheSeatWithPeerDisconnected) {
 TEST(Resume, BadTokensAndLastSeqAreRefusedWithoutDisturbingAnyone) {
   auto server = ServerProcess::start(resumable_env());
   ASSERT_TRUE(server);
-  Session a = open_session(server->port(), "tok");
+  ResumableClient a = open_session(server->port(), "tok");
   ASSERT_TRUE(a.ws);
   auto b = connect_to(server->port(), "roomId=tok");
   ASSERT_TRUE(b);
@@ -306,7 +254,7 @@ TEST(Resume, SharedSecretTokenFromAnotherProcessIsGenuineButNotHere) {
   auto first = ServerProcess::start(resumable_env({{"RESUME_SECRET", "fleet-secret"}}));
   auto second = ServerProcess::start(resumable_env({{"RESUME_SECRET", "fleet-secret"}}));
   ASSERT_TRUE(first && second);
-  Session a = open_session(first->port(), "fleet");
+  ResumableClient a = open_session(first->port(), "fleet");
   ASSERT_TRUE(a.ws);
   auto a2 = connect_to(second->port(), resume_query("fleet", a.token, 0));
   ASSERT_TRUE(a2);
@@ -330,7 +278,7 @@ TEST(Resume, RedisBusResumesOnTheSameInstanceWithTheSeatHeldInRedis) {
   auto server = ServerProcess::start(resumable_env({{"REDIS_URL", redis->url()}}));
   ASSERT_TRUE(server);
   ASSERT_TRUE(wait_until([&] { return http_get(server->port(), "/readyz").status == 200; }));
-  Session a = open_session(server->port(), "rb");
+  ResumableClient a = open_session(server->port(), "rb");
   ASSERT_TRUE(a.ws);
   auto b = connect_to(server->port(), "roomId=rb");
   ASSERT_TRUE(b);
