@@ -42,6 +42,25 @@ bool forwarded(ServerProcess& s, double n) {
   return wait_until([&] { return scrape(s.port(), "cloudgaming_messages_forwarded_total") >= n; });
 }
 
+// Reads numbered offers in order (each seq one past `last_seq`) into `sdps`: until `count` are
+// there, or (count 0) until the socket closes or stays silent for `quiet`. False on a gap, a
+// repeat or a message missing before the deadline.
+bool read_in_order(WsClient& c, int64_t& last_seq, std::vector<std::string>& sdps,
+                   std::size_t count = 0, std::chrono::milliseconds quiet = 5000ms) {
+  while (count == 0 || sdps.size() < count) {
+    auto text = c.recv(count == 0 ? quiet : 3000ms);
+    if (!text) return count == 0;
+    const auto v = json::parse(*text);
+    if (seq_of(v) != last_seq + 1) {
+      ADD_FAILURE() << "expected seq " << last_seq + 1 << ", got " << *text;
+      return false;
+    }
+    last_seq = seq_of(v);
+    sdps.push_back(sdp_of(v));
+  }
+  return true;
+}
+
 }  // namespace
 
 TEST(ResumeRedis, ResumesOnAnotherInstanceWithTheGapReplayedOnce) {
@@ -135,23 +154,11 @@ TEST(ResumeRedis, DrainHandsSessionsOverWithNothingLostDuplicatedOrReordered) {
   std::vector<std::string> got;
   // The peer keeps sending while the first instance drains.
   for (; next_b <= 20; ++next_b) b->send(offer("b" + std::to_string(next_b)));
-  for (int i = 0; i < 10; ++i) {
-    const auto v = next(*a.ws);
-    ASSERT_EQ(seq_of(v), last_seq + 1);
-    last_seq = seq_of(v);
-    got.push_back(sdp_of(v));
-  }
+  ASSERT_TRUE(read_in_order(*a.ws, last_seq, got, 10));
   std::thread stopper([&] { EXPECT_EQ(f.one->stop(SIGTERM), 0); });
   for (; next_b <= 40; ++next_b) b->send(offer("b" + std::to_string(next_b)));
   // The client reads until its socket closes (1012), keeping everything numbered.
-  while (true) {
-    auto text = a.ws->recv(5000ms);
-    if (!text) break;
-    const auto v = json::parse(*text);
-    ASSERT_EQ(seq_of(v), last_seq + 1) << *text;
-    last_seq = seq_of(v);
-    got.push_back(sdp_of(v));
-  }
+  ASSERT_TRUE(read_in_order(*a.ws, last_seq, got, 0, 5000ms));
   stopper.join();
   ASSERT_TRUE(forwarded(*f.two, 40));
   auto a2 = connect_to(f.two->port(), resume_query("drain", a.token, last_seq));
@@ -159,13 +166,7 @@ TEST(ResumeRedis, DrainHandsSessionsOverWithNothingLostDuplicatedOrReordered) {
   const auto resumed = next(*a2);
   ASSERT_EQ(action_of(resumed), "resumed") << json::serialize(resumed);
   EXPECT_EQ(resumed.at("payload").at("recovered").as_bool(), true);
-  while (got.size() < 40) {
-    const auto v = next(*a2);
-    ASSERT_TRUE(v.is_object()) << "missing after " << got.size();
-    ASSERT_EQ(seq_of(v), last_seq + 1) << json::serialize(v);
-    last_seq = seq_of(v);
-    got.push_back(sdp_of(v));
-  }
+  ASSERT_TRUE(read_in_order(*a2, last_seq, got, 40));
   for (int i = 0; i < 40; ++i)
     EXPECT_EQ(got[static_cast<std::size_t>(i)], "b" + std::to_string(i + 1));
   EXPECT_TRUE(a2->silent_for(100ms)) << "nothing twice";
@@ -216,14 +217,7 @@ TEST(ResumeRedis, SubscriberReconnectAsksSessionsToResumeAndTheReplayFillsTheGap
   f.redis->cli({"CLIENT", "KILL", "TYPE", "pubsub"});
   for (int i = 1; i <= 20; ++i) b->send(offer("g" + std::to_string(i)));
   std::vector<std::string> got;
-  while (true) {
-    auto text = a.ws->recv(5000ms);
-    if (!text) break;
-    const auto v = json::parse(*text);
-    ASSERT_EQ(seq_of(v), last_seq + 1) << *text;
-    last_seq = seq_of(v);
-    got.push_back(sdp_of(v));
-  }
+  ASSERT_TRUE(read_in_order(*a.ws, last_seq, got, 0, 5000ms));
   auto closed = a.ws->wait_close(100ms);
   ASSERT_TRUE(closed);
   EXPECT_EQ(closed->code, 1013);
@@ -235,13 +229,7 @@ TEST(ResumeRedis, SubscriberReconnectAsksSessionsToResumeAndTheReplayFillsTheGap
   const auto resumed = next(*a2);
   ASSERT_EQ(action_of(resumed), "resumed") << json::serialize(resumed);
   EXPECT_EQ(resumed.at("payload").at("recovered").as_bool(), true);
-  while (got.size() < 20) {
-    const auto v = next(*a2);
-    ASSERT_TRUE(v.is_object()) << "missing after " << got.size();
-    ASSERT_EQ(seq_of(v), last_seq + 1) << json::serialize(v);
-    last_seq = seq_of(v);
-    got.push_back(sdp_of(v));
-  }
+  ASSERT_TRUE(read_in_order(*a2, last_seq, got, 20));
   for (int i = 0; i < 20; ++i)
     EXPECT_EQ(got[static_cast<std::size_t>(i)], "g" + std::to_string(i + 1));
   EXPECT_TRUE(a2->silent_for(100ms));
@@ -261,13 +249,8 @@ TEST(ResumeRedis, RedisRestartedEmptyAnswersRecoveredFalseNeverAPartialReplay) {
   f.redis = RedisProcess::start(port);
   ASSERT_TRUE(f.redis);
   int64_t last_seq = 1;
-  while (true) {
-    auto text = a.ws->recv(8000ms);
-    if (!text) break;
-    const auto v = json::parse(*text);
-    ASSERT_EQ(seq_of(v), last_seq + 1) << *text;
-    last_seq = seq_of(v);
-  }
+  std::vector<std::string> before;
+  ASSERT_TRUE(read_in_order(*a.ws, last_seq, before, 0, 8000ms));
   auto closed = a.ws->wait_close(100ms);
   ASSERT_TRUE(closed);
   EXPECT_EQ(closed->code, 1013);
