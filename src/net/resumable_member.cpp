@@ -128,6 +128,13 @@ void ResumableMember::resync() {
 
 void ResumableMember::taken_over() {
   if (life_.state() == MemberLifecycle::State::kLeft) return;
+  if (life_.state() == MemberLifecycle::State::kAdmitted) {
+    // Claimed here and, at once, by another instance: ours is not adopted yet, and now never is
+    // (the socket waiting for it joins afresh).
+    life_.leave();
+    server_.resumables().remove(session_id_, false, std::chrono::milliseconds(0));
+    return;
+  }
   if (life_.state() == MemberLifecycle::State::kSuspended) end_suspension();
   window_.cancel();
   life_.leave();
