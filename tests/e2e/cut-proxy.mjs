@@ -2,11 +2,14 @@
 // WebSocket: `cut()` destroys both sides of every connection at once (the client sees 1006,
 // the server an end of stream, neither a close frame), `refuse` turns new connections away
 // (accepted and destroyed at once, like a network that is still down), `hold()` keeps bytes
-// in the proxy instead of forwarding them (data "in flight" that a cut then loses).
+// in the proxy instead of forwarding them (data "in flight" that a cut then loses),
+// `retarget()` sends new connections to another server (those open stay where they are), as a
+// load balancer does once an instance drains.
 //
 //   const proxy = await startCutProxy({ port: server.port });
 //   client.connect({ url: proxy.url, ... });
 //   proxy.hold({ down: true }); ... proxy.cut(); proxy.refuse = true; ... proxy.refuse = false;
+//   proxy.retarget({ port: other.port });
 import net from 'node:net';
 
 /**
@@ -16,6 +19,7 @@ import net from 'node:net';
  *   readable) once it was forwarded (or held), and may call hold() to keep what follows
  */
 export function startCutProxy({ port, host = '127.0.0.1', onDown } = {}) {
+  const target = { port, host };
   /** @type {Set<{id: number, client: net.Socket, upstream: net.Socket, heldUp: Buffer[], heldDown: Buffer[], cut: boolean}>} */
   const conns = new Set();
   const stats = { accepted: 0, refused: 0, cuts: 0 };
@@ -30,7 +34,7 @@ export function startCutProxy({ port, host = '127.0.0.1', onDown } = {}) {
       return;
     }
     stats.accepted++;
-    const upstream = net.connect({ port, host, noDelay: true });
+    const upstream = net.connect({ port: target.port, host: target.host, noDelay: true });
     const c = { id: ++nextId, client, upstream, heldUp: [], heldDown: [], cut: false };
     conns.add(c);
     client.on('data', (d) => {
@@ -63,6 +67,19 @@ export function startCutProxy({ port, host = '127.0.0.1', onDown } = {}) {
     stats,
     port: 0,
     url: '',
+    /** Where new connections go. */
+    get target() {
+      return { ...target };
+    },
+    /**
+     * Sends connections accepted from now on to `port` (and `host`, default unchanged); open
+     * connections stay with the server they reached.
+     * @param {{port: number, host?: string}} to
+     */
+    retarget({ port: p, host: h = target.host }) {
+      target.port = p;
+      target.host = h;
+    },
     /** Connections open now. */
     get open() {
       return conns.size;
