@@ -112,6 +112,7 @@ void ResumableMember::deliver_numbered(uint64_t seq, const SharedText& text) {
       server_.log().warn("Gap in a resumable session's messages; asking the client to resume",
                          {{"clientId", client_id_}, {"expected", last_seq_ + 1}, {"got", seq}});
       close_socket(kSessionResync);
+      resynced_ = true;
       socket_.reset();
     }
     return;
@@ -123,6 +124,7 @@ void ResumableMember::deliver_numbered(uint64_t seq, const SharedText& text) {
 void ResumableMember::resync() {
   if (life_.state() != MemberLifecycle::State::kJoined || socket_.expired()) return;
   metrics().resume_resyncs.inc();
+  resynced_ = true;
   close_socket(kSessionResync);
 }
 

@@ -9,6 +9,7 @@
 #include <mutex>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "bus/bus.hpp"
@@ -61,6 +62,7 @@ class ResumableMember final : public Peer, public std::enable_shared_from_this<R
     uint64_t received = 0;           // kResumed: client messages accepted in this session
     uint64_t generation = 0;         // kResumed: the new socket's
     std::shared_ptr<Room> room;      // kResumed: the room the member is in
+    bool after_gap = false;          // kResumed: the bus had lost messages for it (resync)
   };
   // In-process bus: a resume with `last_seq` from `socket`. kResumed: `socket` is attached and
   // any previous one
@@ -71,6 +73,9 @@ class ResumableMember final : public Peer, public std::enable_shared_from_this<R
   // The bus lost messages for a while: an attached socket is closed (1013) so that the client
   // resumes and the replay fills the gap.
   void resync();
+  // True once after the socket was closed for a resync: the resume that follows recovers what
+  // the bus lost.
+  bool take_resynced() { return std::exchange(resynced_, false); }
   // Leaves for good now (drain); a no-op once left.
   void leave();
 
@@ -102,6 +107,7 @@ class ResumableMember final : public Peer, public std::enable_shared_from_this<R
   const bool shared_;      // the bus numbers and keeps this session (Redis)
   SessionLog log_;         // in-process bus only
   uint64_t last_seq_ = 0;  // shared: the last number forwarded (later ones must follow it)
+  bool resynced_ = false;  // see take_resynced()
   MemberLifecycle life_;
   std::weak_ptr<WsSession> socket_;
   unsigned socket_loop_ = 0;

@@ -91,7 +91,7 @@ void WsSession::claim_shared(const std::string& session_id, uint64_t last_seq) {
             }
           }
           boost::asio::post(self->loop_.ioc, [self, c = std::move(c)]() mutable {
-            self->on_shared_claim(nullptr, 0, nullptr, std::move(c));
+            self->on_shared_claim(nullptr, 0, false, nullptr, std::move(c));
           });
           return;
         }
@@ -108,7 +108,7 @@ void WsSession::claim_shared(const std::string& session_id, uint64_t last_seq) {
             SessionClaim gone;
             gone.result = SessionClaim::Result::kGone;
             boost::asio::post(self->loop_.ioc, [self, gone = std::move(gone)]() mutable {
-              self->on_shared_claim(nullptr, 0, nullptr, std::move(gone));
+              self->on_shared_claim(nullptr, 0, false, nullptr, std::move(gone));
             });
             return;
           }
@@ -119,16 +119,17 @@ void WsSession::claim_shared(const std::string& session_id, uint64_t last_seq) {
           }
           const uint64_t generation =
               member->adopt(room, self, self->loop_.index, c.seq, c.was_suspended);
-          boost::asio::post(self->loop_.ioc, [self, member, generation, room = std::move(room),
-                                              c = std::move(c)]() mutable {
-            self->on_shared_claim(member, generation, std::move(room), std::move(c));
+          const bool after_gap = member->take_resynced();
+          boost::asio::post(self->loop_.ioc, [self, member, generation, after_gap,
+                                              room = std::move(room), c = std::move(c)]() mutable {
+            self->on_shared_claim(member, generation, after_gap, std::move(room), std::move(c));
           });
         });
       });
 }
 
 void WsSession::on_shared_claim(const std::shared_ptr<ResumableMember>& member, uint64_t generation,
-                                std::shared_ptr<Room> room, SessionClaim c) {
+                                bool after_gap, std::shared_ptr<Room> room, SessionClaim c) {
   using Result = SessionClaim::Result;
   ResumableMember::Claim claim;
   switch (c.result) {
@@ -138,6 +139,7 @@ void WsSession::on_shared_claim(const std::shared_ptr<ResumableMember>& member, 
       claim.received = c.received;
       claim.generation = generation;
       claim.room = std::move(room);
+      claim.after_gap = after_gap;
       break;
     case Result::kLeft:
       claim.result = ResumableMember::Claim::Result::kGone;
@@ -185,6 +187,7 @@ void WsSession::on_resume_claimed(const std::shared_ptr<ResumableMember>& member
   m.active_connections.inc();
   m.resumes(ResumeResult::kRecovered).inc();
   m.replayed_messages.inc(claim.replay.size());
+  if (claim.after_gap) m.bus_messages_recovered.inc(claim.replay.size());
   server_.log().info("Client resumed", {{"clientId", client_id_},
                                         {"roomId", room_->id()},
                                         {"replayed", claim.replay.size()},

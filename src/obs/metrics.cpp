@@ -183,6 +183,10 @@ std::string Metrics::render() const {
           bus_gaps.value());
   counter(out, "cloudgaming_bus_gap_seconds_total", "Total length of those periods, in seconds.",
           static_cast<double>(bus_gap_ms.value()) / 1000.0);
+  counter(out, "cloudgaming_bus_messages_recovered_total",
+          "Messages the Redis bus lost for a resumable session (its subscriber reconnecting) and "
+          "its resume replayed from the session log.",
+          bus_messages_recovered.value());
   counter(out, "cloudgaming_stale_member_probes_total",
           "Joins that found their room full and had its members pinged.",
           stale_member_probes.value());

@@ -130,6 +130,7 @@ struct Metrics {
   // messages published meanwhile did not reach members here (resumable ones get them back).
   Counter bus_gaps;
   Counter bus_gap_ms;
+  Counter bus_messages_recovered;  // replayed to sessions resuming after such a gap
   // STALE_MEMBER_PROBE_MS: joins that found their room full and asked for a probe, and members
   // released because they did not answer one.
   Counter stale_member_probes;

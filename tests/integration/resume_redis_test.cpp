@@ -223,6 +223,7 @@ TEST(ResumeRedis, SubscriberReconnectAsksSessionsToResumeAndTheReplayFillsTheGap
   EXPECT_EQ(closed->code, 1013);
   EXPECT_EQ(closed->reason, "Session resync");
   EXPECT_GE(scrape(f.one->port(), "cloudgaming_bus_gaps_total"), 1.0);
+  const auto missed = static_cast<double>(20 - got.size());
   ASSERT_TRUE(forwarded(*f.two, 20));
   auto a2 = connect_to(f.one->port(), resume_query("gap", a.token, last_seq));
   ASSERT_TRUE(a2);
@@ -230,6 +231,7 @@ TEST(ResumeRedis, SubscriberReconnectAsksSessionsToResumeAndTheReplayFillsTheGap
   ASSERT_EQ(action_of(resumed), "resumed") << json::serialize(resumed);
   EXPECT_EQ(resumed.at("payload").at("recovered").as_bool(), true);
   ASSERT_TRUE(read_in_order(*a2, last_seq, got, 20));
+  EXPECT_EQ(scrape(f.one->port(), "cloudgaming_bus_messages_recovered_total"), missed);
   for (int i = 0; i < 20; ++i)
     EXPECT_EQ(got[static_cast<std::size_t>(i)], "g" + std::to_string(i + 1));
   EXPECT_TRUE(a2->silent_for(100ms));
