@@ -1,8 +1,11 @@
 // Redis bus with real redis-server and several real server processes (PROTOCOL.md section 4).
 #include <gtest/gtest.h>
 
+#include <sys/wait.h>
+#include <unistd.h>
 #include <atomic>
 #include <boost/json.hpp>
+#include <csignal>
 #include <cstdio>
 #include <thread>
 
@@ -42,26 +45,45 @@ std::string candidate(int i) {
   return R"({"type":"candidate","candidate":"c)" + std::to_string(i) + R"("})";
 }
 
-// Reads a PSUBSCRIBE room:* stream with redis-cli, as a Node instance would see it.
+// Reads a PSUBSCRIBE room:* stream with redis-cli, as a Node instance would see it. The
+// redis-cli process is its own child, stopped by pid.
 class PatternListener {
  public:
   explicit PatternListener(const RedisProcess& redis) {
-    const std::string cmd = "timeout 20 redis-cli -p " + std::to_string(redis.port()) +
-                            " --raw PSUBSCRIBE 'room:*' 2>/dev/null";
-    pipe_ = popen(cmd.c_str(), "r");
+    int fds[2];
+    if (pipe(fds) != 0) {
+      ADD_FAILURE() << "pipe failed";
+      return;
+    }
+    const std::string port = std::to_string(redis.port());
+    pid_ = fork();
+    if (pid_ == 0) {
+      dup2(fds[1], STDOUT_FILENO);
+      close(fds[0]);
+      close(fds[1]);
+      execlp("redis-cli", "redis-cli", "-p", port.c_str(), "--raw", "PSUBSCRIBE", "room:*",
+             static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    close(fds[1]);
+    fd_ = fds[0];
     reader_ = std::thread([this] {
       char buf[4096];
-      while (fgets(buf, sizeof(buf), pipe_) != nullptr) {
+      ssize_t n;
+      while ((n = read(fd_, buf, sizeof(buf))) > 0) {
         std::lock_guard lock(mu_);
-        lines_ += buf;
+        lines_.append(buf, static_cast<std::size_t>(n));
       }
     });
     wait_until([&] { return redis.cli({"PUBSUB", "NUMPAT"}) != "0"; }, 5000ms);
   }
   ~PatternListener() {
-    std::system("pkill -f \"PSUBSCRIBE room:\\*\" >/dev/null 2>&1");
-    if (reader_.joinable()) reader_.join();
-    pclose(pipe_);
+    if (pid_ > 0) {
+      kill(pid_, SIGTERM);
+      waitpid(pid_, nullptr, 0);
+    }
+    if (reader_.joinable()) reader_.join();  // the pipe closed with its writer
+    if (fd_ >= 0) close(fd_);
   }
   std::string text() {
     std::lock_guard lock(mu_);
@@ -69,7 +91,8 @@ class PatternListener {
   }
 
  private:
-  FILE* pipe_ = nullptr;
+  pid_t pid_ = -1;
+  int fd_ = -1;
   std::thread reader_;
   std::mutex mu_;
   std::string lines_;

@@ -2,6 +2,7 @@
 // released and the join proceeds, a live one is never evicted (one instance and across two).
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <optional>
 #include <thread>
 
@@ -63,14 +64,24 @@ TEST(StaleProbe, LiveMemberAnswersAndIsNeverEvicted) {
   auto a = join(server->port(), "live");
   auto b = join(server->port(), "live");
   ASSERT_TRUE(a && b);
-  // Both members keep reading (and so answer pings) while the third tries to join.
-  std::thread reader_a([&] { EXPECT_TRUE(a->silent_for(1500ms)); });
-  std::thread reader_b([&] { EXPECT_TRUE(b->silent_for(1500ms)); });
+  // Both members keep reading (and so answer pings) until the third has its answer.
+  std::atomic<bool> answered{false};
+  std::vector<std::string> heard_a, heard_b;
+  auto keep_reading = [&answered](WsClient& c, std::vector<std::string>& heard) {
+    while (!answered) {
+      if (auto m = c.recv(20ms)) heard.push_back(*m);
+    }
+  };
+  std::thread reader_a([&] { keep_reading(*a, heard_a); });
+  std::thread reader_b([&] { keep_reading(*b, heard_b); });
   auto c = join(server->port(), "live");
-  ASSERT_TRUE(c);
-  auto closed = c->wait_close(3000ms);
+  std::optional<CloseInfo> closed;
+  if (c) closed = c->wait_close(3000ms);
+  answered = true;
   reader_a.join();
   reader_b.join();
+  ASSERT_TRUE(c);
+  EXPECT_TRUE(heard_a.empty() && heard_b.empty()) << "neither heard a departure";
   ASSERT_TRUE(closed);
   EXPECT_EQ(closed->code, 1000);
   EXPECT_EQ(closed->reason, "Room is full");
