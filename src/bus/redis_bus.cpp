@@ -770,8 +770,7 @@ void RedisBus::publish(const std::string& room_id, const std::string& sender_id,
                        const std::string& sender_session, const SharedText& data) {
   // Serialized on the sender's loop; the bus loop only queues the bytes.
   std::string envelope = relay_envelope(sender_id, *data, instance_id_, now_us());
-  asio::post(ioc_, [this, room_id, sender_id, sender_session, data,
-                    envelope = std::move(envelope)]() mutable {
+  asio::post(ioc_, [this, room_id, sender_session, data, envelope = std::move(envelope)]() mutable {
     const auto started = SteadyClock::now();
     auto it = channels_.find(room_id);
     if (sender_session.empty() && (it == channels_.end() || !it->second.resumable)) {
@@ -782,15 +781,14 @@ void RedisBus::publish(const std::string& room_id, const std::string& sender_id,
       return;
     }
     eval(kRelayScript,
-         {room_sessions_key(room_id), room_key(room_id), std::move(envelope), *data, sender_id,
-          sender_session, instance_id_, std::to_string(config_.resume_buffer_messages),
+         {room_sessions_key(room_id), room_key(room_id), std::move(envelope), *data, sender_session,
+          instance_id_, std::to_string(config_.resume_buffer_messages),
           std::to_string(config_.resume_buffer_bytes),
           std::to_string(std::chrono::milliseconds(kSessionTtl).count())},
-         2, RedisOp::kPublish, [this, sender_id](const redisReply* r) {
+         2, RedisOp::kPublish, [this, room_id](const redisReply* r) {
            if (r && r->type == REDIS_REPLY_INTEGER && r->integer < 0) {
              // Its session was resumed elsewhere: the client re-sends it there.
-             log_.debug("Relay from a session resumed elsewhere not sent",
-                        {{"clientId", sender_id}});
+             log_.debug("Relay from a session resumed elsewhere not sent", {{"roomId", room_id}});
            }
          });
   });

@@ -191,21 +191,21 @@ return 1
 )lua";
 
 // KEYS: room-resumable:{room}, room:{room} (the channel, and the set of members).
-// ARGV: envelope, data, sender client id, sender session id ('' = not resumable), instance,
-// max messages, max bytes, TTL ms.
+// ARGV: envelope, data, sender session id ('' = not resumable), instance, max messages, max
+// bytes, TTL ms.
 // The relay of one client message: numbers it for every other resumable session of the room
 // (logged), then publishes the envelope with "seqs":{clientId:n,...} added. A resumable sender
 // counts the message as received, atomically with its relay; a sender whose session was resumed
 // elsewhere (fenced) is not relayed: its client re-sends from `received`. Returns -1 when fenced.
 inline constexpr const char* kRelay = SIGSRV_RESUME_APPEND_LUA R"lua(
-if ARGV[4] ~= '' then
-  local smeta = 'resume:' .. ARGV[4]
-  if redis.call('HGET', smeta, 'owner') ~= ARGV[5] then return -1 end
+if ARGV[3] ~= '' then
+  local smeta = 'resume:' .. ARGV[3]
+  if redis.call('HGET', smeta, 'owner') ~= ARGV[4] then return -1 end
   redis.call('HINCRBY', smeta, 'received', 1)
 end
 local seqs = {}
 for _, sid in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  if sid ~= ARGV[4] then
+  if sid ~= ARGV[3] then
     local client = redis.call('HGET', 'resume:' .. sid, 'client')
     if not client then
       redis.call('SREM', KEYS[1], sid)
@@ -213,8 +213,8 @@ for _, sid in ipairs(redis.call('SMEMBERS', KEYS[1])) do
       -- Released without its session ending (its instance crashed): nothing to keep for it.
       redis.call('SREM', KEYS[1], sid)
       redis.call('DEL', 'resume:' .. sid, 'resume-log:' .. sid)
-    elseif client ~= ARGV[3] then
-      local n = append(sid, ARGV[2], tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[8])
+    else
+      local n = append(sid, ARGV[2], tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7])
       seqs[#seqs + 1] = cjson.encode(client) .. ':' .. n
     end
   end

@@ -55,22 +55,31 @@ uint64_t ResumableMember::adopt(std::shared_ptr<Room> room, std::weak_ptr<WsSess
   last_seq_ = last_seq;
   socket_ = std::move(socket);
   socket_loop_ = socket_loop;
-  if (was_suspended) {
-    notify_peers(std::make_shared<const std::string>(peer_resumed_message(client_id_)));
-    server_.bus().publish_presence(room_->id(), client_id_, PresenceEvent::kResumed);
-  }
+  if (was_suspended) announce(PresenceEvent::kResumed);
   return generation.fetch_add(1) + 1;
 }
 
-void ResumableMember::forward(const SharedText& numbered) {
+template <class F>
+void ResumableMember::on_socket(F f) {
   auto socket = socket_.lock();
   if (!socket) return;
   if (socket_loop_ == home_.index) {
-    socket->deliver(numbered);
+    f(*socket);
     return;
   }
   boost::asio::post(server_.loop(socket_loop_).ioc,
-                    [socket = std::move(socket), numbered] { socket->deliver(numbered); });
+                    [socket = std::move(socket), f = std::move(f)] { f(*socket); });
+}
+
+void ResumableMember::forward(const SharedText& numbered) {
+  on_socket([numbered](WsSession& s) { s.deliver(numbered); });
+}
+
+void ResumableMember::announce(PresenceEvent event) {
+  notify_peers(std::make_shared<const std::string>(event == PresenceEvent::kSuspended
+                                                       ? peer_suspended_message(client_id_)
+                                                       : peer_resumed_message(client_id_)));
+  server_.bus().publish_presence(room_->id(), client_id_, event);
 }
 
 void ResumableMember::close_socket(Rejection r) {
@@ -152,14 +161,7 @@ void ResumableMember::taken_over() {
 }
 
 void ResumableMember::probe() {
-  auto socket = socket_.lock();
-  if (!socket) return;
-  if (socket_loop_ == home_.index) {
-    socket->probe();
-    return;
-  }
-  boost::asio::post(server_.loop(socket_loop_).ioc,
-                    [socket = std::move(socket)] { socket->probe(); });
+  on_socket([](WsSession& s) { s.probe(); });
 }
 
 void ResumableMember::socket_ended(uint64_t ended_generation, bool client_closed) {
@@ -187,8 +189,7 @@ void ResumableMember::socket_ended(uint64_t ended_generation, bool client_closed
                                           {"roomId", room_->id()},
                                           {"resumeWindowMs", server_.config().resume_window_ms}});
   if (shared_) server_.bus().session_suspended(ref());
-  notify_peers(std::make_shared<const std::string>(peer_suspended_message(client_id_)));
-  server_.bus().publish_presence(room_->id(), client_id_, PresenceEvent::kSuspended);
+  announce(PresenceEvent::kSuspended);
   if (draining) {
     server_.hand_over_session();
     return;
@@ -247,8 +248,7 @@ ResumableMember::Claim ResumableMember::claim(std::weak_ptr<WsSession> socket, u
   socket_loop_ = socket_loop;
   if (state == MemberLifecycle::State::kSuspended) {
     end_suspension();
-    notify_peers(std::make_shared<const std::string>(peer_resumed_message(client_id_)));
-    server_.bus().publish_presence(room_->id(), client_id_, PresenceEvent::kResumed);
+    announce(PresenceEvent::kResumed);
   }
   return out;
 }

@@ -57,7 +57,8 @@ class ResumableMember final : public Peer, public std::enable_shared_from_this<R
   void socket_ended(uint64_t generation, bool client_closed);
 
   struct Claim {
-    enum class Result { kResumed, kNotRecovered, kGone } result = Result::kGone;
+    // kGone: the token is refused (the session left); kError: the bus failed (1011).
+    enum class Result { kResumed, kNotRecovered, kGone, kError } result = Result::kGone;
     std::vector<SharedText> replay;  // kResumed: every message after lastSeq, in order
     uint64_t received = 0;           // kResumed: client messages accepted in this session
     uint64_t generation = 0;         // kResumed: the new socket's
@@ -95,7 +96,12 @@ class ResumableMember final : public Peer, public std::enable_shared_from_this<R
   void depart(bool tombstone);
   void notify_peers(const SharedText& note);
   void arm_window();
+  // Runs `f` with the attached socket on the socket's loop (at once when that is this one).
+  template <class F>
+  void on_socket(F f);
   void forward(const SharedText& numbered);
+  // Tells the peers (with events, here and on other instances) it was suspended or resumed.
+  void announce(PresenceEvent event);
   void close_socket(Rejection r);
   void end_suspension();
 

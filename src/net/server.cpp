@@ -117,10 +117,11 @@ void Server::begin_drain() {
   // Suspended sessions cannot be resumed on an instance that is going away: in process they
   // leave now, on their own loops, so their seats are free and their peers told before the
   // exit; on a bus that shares sessions they stay suspended there, handed over.
-  for (auto& member : resumables_.live()) {
-    if (bus_.shares_sessions()) {
-      hand_over_session();
-    } else {
+  auto members = resumables_.live();
+  if (bus_.shares_sessions()) {
+    if (!members.empty()) hand_over_session();
+  } else {
+    for (auto& member : members) {
       boost::asio::post(member->home().ioc, [member] { member->leave(); });
     }
   }
@@ -221,17 +222,21 @@ void Server::deliver_remote(const std::string& room_id, std::string_view sender_
   }
 }
 
-void Server::deliver_numbered(const std::string& room_id, std::string_view client_id, uint64_t seq,
-                              const SharedText& text) {
+template <class F>
+void Server::post_to_numbered(const std::string& room_id, std::string_view client_id, F f) {
   auto room = rooms_.find(room_id);
   if (!room) return;
   Targets targets;
   room->collect_id(client_id, targets);
   for (auto& t : targets) {
     if (!t.numbered) continue;
-    boost::asio::post(loops_[t.loop]->ioc,
-                      [peer = std::move(t.peer), seq, text] { peer->deliver_numbered(seq, text); });
+    boost::asio::post(loops_[t.loop]->ioc, [peer = std::move(t.peer), f] { f(*peer); });
   }
+}
+
+void Server::deliver_numbered(const std::string& room_id, std::string_view client_id, uint64_t seq,
+                              const SharedText& text) {
+  post_to_numbered(room_id, client_id, [seq, text](Peer& p) { p.deliver_numbered(seq, text); });
 }
 
 void Server::presence_remote(const std::string& room_id, std::string_view client_id,
@@ -242,14 +247,7 @@ void Server::presence_remote(const std::string& room_id, std::string_view client
   }
   if (event == PresenceEvent::kTakeover) {
     // Another instance resumed this member's session: our copy lets go, without a departure.
-    auto room = rooms_.find(room_id);
-    if (!room) return;
-    Targets targets;
-    room->collect_id(client_id, targets);
-    for (auto& t : targets) {
-      if (!t.numbered) continue;
-      boost::asio::post(loops_[t.loop]->ioc, [peer = std::move(t.peer)] { peer->taken_over(); });
-    }
+    post_to_numbered(room_id, client_id, [](Peer& p) { p.taken_over(); });
     return;
   }
   auto room = rooms_.find(room_id);

@@ -128,6 +128,9 @@ class Server final : public BusListener {
 
  private:
   void schedule_heartbeat(Loop& loop);
+  // Runs `f` on its own loop for the numbered (resumable, bus-numbered) member `client_id`.
+  template <class F>
+  void post_to_numbered(const std::string& room_id, std::string_view client_id, F f);
   void watch_drain(std::chrono::steady_clock::time_point deadline);
   void stop_all();
 

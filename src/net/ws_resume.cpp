@@ -59,26 +59,40 @@ void WsSession::resume_session() {
   });
 }
 
+namespace {
+
+// A claim that did not resume, as the socket takes it.
+ResumableMember::Claim unresumed(SessionClaim::Result r) {
+  using Result = ResumableMember::Claim::Result;
+  ResumableMember::Claim claim;
+  claim.result = r == SessionClaim::Result::kLeft    ? Result::kGone
+                 : r == SessionClaim::Result::kError ? Result::kError
+                                                     : Result::kNotRecovered;
+  return claim;
+}
+
+}  // namespace
+
 void WsSession::claim_shared(const std::string& session_id, uint64_t last_seq) {
   const std::string room_id = *upgrade_->params.room_id;
   server_.bus().session_claim(
       room_id, session_id, last_seq,
       [self = shared_from_this(), room_id, session_id](SessionClaim c) {
-        // On the bus' loop, in order with its deliveries: the member is in the room before the
-        // next message numbered for it is handed out, and adopt() runs on the member's loop
-        // before that message does.
+        // On the bus' loop, in order with its deliveries: a member new here is in the room before
+        // the next message numbered for it is handed out, and adopt() is posted to the member's
+        // loop ahead of that message.
         using Result = SessionClaim::Result;
         Server& server = self->server_;
+        auto [found, member] = server.resumables().find(session_id);
+        const bool held_here = found == ResumeRegistry::Found::kLive;
         if (c.result != Result::kResumed) {
           if (c.result == Result::kNotCovered || c.result == Result::kGone ||
               c.result == Result::kUnknown) {
             // The session is over: whoever holds it lets go, the member leaves, and this socket
             // joins afresh. Unknown to Redis (it lost its data) but held here: same.
-            auto [found, old] = server.resumables().find(session_id);
-            const bool held_here = found == ResumeRegistry::Found::kLive;
             if (held_here) {
-              if (c.client_id.empty()) c.client_id = old->client_id();
-              boost::asio::post(old->home().ioc, [old] { old->taken_over(); });
+              if (c.client_id.empty()) c.client_id = member->client_id();
+              boost::asio::post(member->home().ioc, [member] { member->taken_over(); });
             }
             if (!c.client_id.empty()) {
               server.bus().publish_presence(room_id, c.client_id, PresenceEvent::kTakeover);
@@ -90,68 +104,43 @@ void WsSession::claim_shared(const std::string& session_id, uint64_t last_seq) {
               }
             }
           }
-          boost::asio::post(self->loop_.ioc, [self, c = std::move(c)]() mutable {
-            self->on_shared_claim(nullptr, 0, false, nullptr, std::move(c));
+          boost::asio::post(self->loop_.ioc, [self, claim = unresumed(c.result)]() mutable {
+            self->on_resume_claimed(nullptr, std::move(claim));
           });
           return;
         }
         server.bus().publish_presence(room_id, c.client_id, PresenceEvent::kTakeover);
-        auto [found, member] = server.resumables().find(session_id);
-        if (found != ResumeRegistry::Found::kLive) {
+        std::shared_ptr<Room> room;
+        if (!held_here) {
           member = std::make_shared<ResumableMember>(server, self->loop_, session_id, c.client_id);
           server.resumables().add(member);
+          room = server.rooms().attach(
+              room_id, Member{c.client_id, member, member.get(), member->home().index, true, true});
         }
-        boost::asio::post(member->home().ioc, [self, member, room_id, c = std::move(c)]() mutable {
+        boost::asio::post(member->home().ioc, [self, member, room_id, room = std::move(room),
+                                               c = std::move(c)]() mutable {
+          ResumableMember::Claim claim;
           if (member->has_left()) {
-            // It left here (its window ran out) while the claim was on its way: the seat is
-            // gone, so the claim is void.
-            SessionClaim gone;
-            gone.result = SessionClaim::Result::kGone;
-            boost::asio::post(self->loop_.ioc, [self, gone = std::move(gone)]() mutable {
-              self->on_shared_claim(nullptr, 0, false, nullptr, std::move(gone));
-            });
-            return;
+            // It left here (its window ran out, or another instance took it) while the claim was
+            // on its way: the claim is void, and what it took (a place in the local room, a
+            // listening reference) goes back.
+            if (room) self->server_.rooms().detach(room, c.client_id);
+            self->server_.bus().release_room(room_id);
+            claim = unresumed(SessionClaim::Result::kGone);
+          } else {
+            if (!room) room = member->room();
+            claim.result = ResumableMember::Claim::Result::kResumed;
+            claim.generation = member->adopt(room, self, self->loop_.index, c.seq, c.was_suspended);
+            claim.after_gap = member->take_resynced();
+            claim.room = std::move(room);
+            claim.replay = std::move(c.replay);
+            claim.received = c.received;
           }
-          std::shared_ptr<Room> room = member->room();
-          if (!room) {
-            room = self->server_.rooms().attach(room_id, Member{c.client_id, member, member.get(),
-                                                                member->home().index, true, true});
-          }
-          const uint64_t generation =
-              member->adopt(room, self, self->loop_.index, c.seq, c.was_suspended);
-          const bool after_gap = member->take_resynced();
-          boost::asio::post(self->loop_.ioc, [self, member, generation, after_gap,
-                                              room = std::move(room), c = std::move(c)]() mutable {
-            self->on_shared_claim(member, generation, after_gap, std::move(room), std::move(c));
+          boost::asio::post(self->loop_.ioc, [self, member, claim = std::move(claim)]() mutable {
+            self->on_resume_claimed(member, std::move(claim));
           });
         });
       });
-}
-
-void WsSession::on_shared_claim(const std::shared_ptr<ResumableMember>& member, uint64_t generation,
-                                bool after_gap, std::shared_ptr<Room> room, SessionClaim c) {
-  using Result = SessionClaim::Result;
-  ResumableMember::Claim claim;
-  switch (c.result) {
-    case Result::kResumed:
-      claim.result = ResumableMember::Claim::Result::kResumed;
-      claim.replay = std::move(c.replay);
-      claim.received = c.received;
-      claim.generation = generation;
-      claim.room = std::move(room);
-      claim.after_gap = after_gap;
-      break;
-    case Result::kLeft:
-      claim.result = ResumableMember::Claim::Result::kGone;
-      break;
-    case Result::kError:
-      reject(kInternalError, RejectReason::kInternalError);
-      return;
-    default:
-      claim.result = ResumableMember::Claim::Result::kNotRecovered;
-      break;
-  }
-  on_resume_claimed(member, std::move(claim));
 }
 
 void WsSession::on_resume_claimed(const std::shared_ptr<ResumableMember>& member,
@@ -159,6 +148,10 @@ void WsSession::on_resume_claimed(const std::shared_ptr<ResumableMember>& member
   using Result = ResumableMember::Claim::Result;
   if (claim.result == Result::kGone) {
     refuse_resume(kInvalidResumeToken);
+    return;
+  }
+  if (claim.result == Result::kError) {
+    reject(kInternalError, RejectReason::kInternalError);
     return;
   }
   if (claim.result == Result::kNotRecovered) {

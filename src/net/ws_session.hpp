@@ -61,8 +61,6 @@ class WsSession final : public Peer, public std::enable_shared_from_this<WsSessi
   void send_join();
   void resume_session();
   void claim_shared(const std::string& session_id, uint64_t last_seq);
-  void on_shared_claim(const std::shared_ptr<ResumableMember>& member, uint64_t generation,
-                       bool after_gap, std::shared_ptr<Room> room, SessionClaim c);
   void count_unrelayed();
   void refuse_resume(Rejection r);
   void on_joined(JoinResult result);
