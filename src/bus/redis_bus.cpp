@@ -7,6 +7,7 @@
 #include <charconv>
 
 #include "bus/redis_scripts.hpp"
+#include "signaling/resume.hpp"
 
 namespace sigsrv {
 
@@ -469,8 +470,11 @@ void RedisBus::on_message(std::string_view channel, std::string_view payload) {
     }
     // Numbered notices come from whichever instance owns the session, this one included.
     if (p->event == PresenceEvent::kNumbered) {
-      listener_->deliver_numbered(room, p->client_id, p->seq,
-                                  std::make_shared<const std::string>(std::move(p->data)));
+      auto text = std::make_shared<const std::string>(std::move(p->data));
+      if (auto it = channels_.find(room); it != channels_.end()) {
+        note_numbered(it->second, p->client_id, p->seq, text, true);
+      }
+      listener_->deliver_numbered(room, p->client_id, p->seq, text);
       return;
     }
     if (p->origin_server_id != instance_id_) {
@@ -487,8 +491,13 @@ void RedisBus::on_message(std::string_view channel, std::string_view payload) {
     return;
   }
   const std::string room = std::string(channel.substr(5));
+  auto data = std::make_shared<const std::string>(std::move(env->data));
   if (!env->seqs.empty()) {
-    if (auto it = channels_.find(room); it != channels_.end()) it->second.resumable = true;
+    if (auto it = channels_.find(room); it != channels_.end()) {
+      it->second.resumable = true;
+      for (const auto& [client, seq] : env->seqs)
+        note_numbered(it->second, client, seq, data, false);
+    }
   }
   // Our own relays were delivered locally already, but for the resumable members they were
   // numbered for; so were our departure notices.
@@ -496,9 +505,7 @@ void RedisBus::on_message(std::string_view channel, std::string_view payload) {
       env->origin_server_id == instance_id_ || env->source_instance == instance_id_;
   if (from_here) {
     if (!env->seqs.empty()) {
-      listener_->deliver_remote(room, env->sender_id,
-                                std::make_shared<const std::string>(std::move(env->data)),
-                                env->seqs, true);
+      listener_->deliver_remote(room, env->sender_id, data, env->seqs, true);
     }
     return;
   }
@@ -508,9 +515,27 @@ void RedisBus::on_message(std::string_view channel, std::string_view payload) {
     if (lag >= 0) m.cross_instance_relay.observe(static_cast<double>(lag) / 1e6);
   }
   m.bus_messages_received.inc();
-  listener_->deliver_remote(room, env->sender_id,
-                            std::make_shared<const std::string>(std::move(env->data)), env->seqs,
-                            false);
+  listener_->deliver_remote(room, env->sender_id, data, env->seqs, false);
+}
+
+void RedisBus::note_numbered(Channel& ch, const std::string& client_id, uint64_t seq,
+                             const SharedText& data, bool has_seq) {
+  if (ch.claims == 0 || ch.numbered_during_claims.size() >= config_.resume_buffer_messages) return;
+  ch.numbered_during_claims.push_back(Channel::Numbered{client_id, seq, data, has_seq});
+}
+
+void RedisBus::complete_claim(Channel& ch, SessionClaim& c) {
+  if (c.result == SessionClaim::Result::kResumed) {
+    // In the order read, which is the order numbered; a hole ends it (the next message after it
+    // is a gap for the member, and its resync replays from Redis).
+    for (const auto& n : ch.numbered_during_claims) {
+      if (n.client_id != c.client_id || n.seq != c.seq + 1) continue;
+      c.replay.push_back(n.has_seq ? n.data
+                                   : std::make_shared<const std::string>(with_seq(*n.data, n.seq)));
+      c.seq = n.seq;
+    }
+  }
+  if (ch.claims > 0 && --ch.claims == 0) ch.numbered_during_claims.clear();
 }
 
 void RedisBus::tick() {
@@ -859,7 +884,9 @@ void RedisBus::session_claim(const std::string& room_id, const std::string& sess
             done(SessionClaim{});
             return;
           }
-          channels_[room_id].resumable = true;
+          Channel& ch = channels_[room_id];
+          ch.resumable = true;
+          ++ch.claims;
           eval(kSessionClaimScript,
                {session_key(session_id), session_log_key(session_id), room_key(room_id),
                 owners_key(room_id), session_left_key(session_id), room_id, instance_id_,
@@ -867,6 +894,10 @@ void RedisBus::session_claim(const std::string& room_id, const std::string& sess
                 std::to_string(std::chrono::milliseconds(kSessionTtl).count()), session_id},
                5, RedisOp::kSession, [this, room_id, done = std::move(done)](const redisReply* r) {
                  SessionClaim c = parse_claim(r);
+                 // Subscribed (held by this claim): the room's channel is still here.
+                 if (auto it = channels_.find(room_id); it != channels_.end()) {
+                   complete_claim(it->second, c);
+                 }
                  if (c.result != SessionClaim::Result::kResumed) release(room_id);
                  done(std::move(c));
                });

@@ -102,7 +102,26 @@ class RedisBus final : public Bus {
     // numbered by the session's owner on arrival (session_append).
     bool resumable = false;
     std::vector<std::function<void(bool)>> waiters;
+    // Session claims in flight for this room, and what was numbered meanwhile. The claim's reply
+    // (command connection) and the room's traffic (subscriber connection) have no order between
+    // them: a message numbered just after the claim can be read before its reply, and would then
+    // miss both the replay and the resumed socket. Kept until the last claim is answered, at
+    // most resume_buffer_messages entries; past that the newest are not kept, which shows up as
+    // a gap (a resync, never a hole).
+    unsigned claims = 0;
+    struct Numbered {
+      std::string client_id;
+      uint64_t seq;
+      SharedText data;
+      bool has_seq;  // a numbered notice's text carries its seq; a relay's gets it per recipient
+    };
+    std::vector<Numbered> numbered_during_claims;
   };
+  // Records a numbered message for the claims in flight in `ch`, if any.
+  void note_numbered(Channel& ch, const std::string& client_id, uint64_t seq,
+                     const SharedText& data, bool has_seq);
+  // Appends to a resumed claim what the subscriber read before its reply, from lastSeq on.
+  void complete_claim(Channel& ch, SessionClaim& c);
 
   // Everything below runs on the bus loop only.
   void on_command_up();

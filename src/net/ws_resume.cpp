@@ -136,6 +136,13 @@ void WsSession::claim_shared(const std::string& session_id, uint64_t last_seq) {
             claim.replay = std::move(c.replay);
             claim.received = c.received;
           }
+          // On the socket's loop, ahead of anything the member forwards after adopt(): at once
+          // when that is this loop (a post would let relays already queued here run first, and
+          // the socket, not open yet, would drop them).
+          if (&member->home() == &self->loop_) {
+            self->on_resume_claimed(member, std::move(claim));
+            return;
+          }
           boost::asio::post(self->loop_.ioc, [self, member, claim = std::move(claim)]() mutable {
             self->on_resume_claimed(member, std::move(claim));
           });
