@@ -1,5 +1,5 @@
-// WebSocket session, admission: the connect checks in contract order, the join, the probe retry.
-#include "net/ws_session.hpp"
+// WebSocket admission: the connect checks in contract order, the join, the probe retry.
+#include "net/ws_admission.hpp"
 
 #include <random>
 
@@ -7,8 +7,6 @@
 #include <boost/asio/post.hpp>
 
 #include "net/server.hpp"
-#include "net/ws_upgrade.hpp"
-#include "obs/metrics.hpp"
 #include "signaling/resume.hpp"
 
 namespace sigsrv {
@@ -41,48 +39,48 @@ RejectReason reason_of(const Rejection& r) {
 
 }  // namespace
 
-void WsSession::reject(Rejection r, RejectReason reason) {
+void WsAdmission::refuse(Rejection r, RejectReason reason) {
   metrics().rejected(reason).inc();
-  server_.log().debug("Connection refused",
-                      {{"code", static_cast<unsigned>(r.code)}, {"reason", r.reason}, {"ip", ip_}});
-  if (!refusal_) refusal_ = r;
-  accept();
+  s_.server().log().debug(
+      "Connection refused",
+      {{"code", static_cast<unsigned>(r.code)}, {"reason", r.reason}, {"ip", s_.ip()}});
+  s_.refuse(r);
 }
 
-void WsSession::admit() {
-  const Config& cfg = server_.config();
-  Upgrade& u = *upgrade_;
+void WsAdmission::admit() {
+  Server& server = s_.server();
+  const Config& cfg = server.config();
   ConnectFacts facts;
-  facts.draining = server_.draining();
-  facts.breaker_open = server_.bus().breaker_open();
+  facts.draining = server.draining();
+  facts.breaker_open = server.bus().breaker_open();
   facts.over_max_connections =
-      cfg.max_connections > 0 && server_.websocket_count.load() > cfg.max_connections;
-  facts.has_host = u.has_host;
-  facts.params = &u.params;
-  facts.is_tls = ws_.next_layer().is_tls();
-  facts.forwarded_proto = u.forwarded_proto;
-  if (u.origin) facts.origin = *u.origin;
-  facts.subprotocol_offered = u.subprotocol_offered;
-  if (auto r = check_before_auth(server_.admission(), facts)) {
-    reject(*r, reason_of(*r));
+      cfg.max_connections > 0 && server.websocket_count.load() > cfg.max_connections;
+  facts.has_host = has_host;
+  facts.params = &params;
+  facts.is_tls = s_.is_tls();
+  facts.forwarded_proto = forwarded_proto;
+  if (origin) facts.origin = *origin;
+  facts.subprotocol_offered = subprotocol_offered;
+  if (auto r = check_before_auth(server.admission(), facts)) {
+    refuse(*r, reason_of(*r));
     return;
   }
   // Rows 8-10, after the cheap checks: a signature check costs tens of microseconds.
   const std::string_view token =
-      !u.params.token.empty() ? std::string_view(u.params.token) : u.authorization_token;
+      !params.token.empty() ? std::string_view(params.token) : authorization_token;
   TokenOutcome outcome = TokenOutcome::kInvalid;
-  const JwtKey* key = server_.jwt_key();
+  const JwtKey* key = server.jwt_key();
   std::shared_ptr<const JwtKey> jwks_key;  // keeps a JWKS key alive past a set swap
-  if (cfg.enable_auth && !token.empty() && key == nullptr && server_.jwks() != nullptr) {
-    KeyPick pick = pick_jwks_key(server_.jwks()->current().get(), jwt_kid(token));
-    if (!pick.key && pick.refetch_may_help && !u.jwks_waited) {
+  if (cfg.enable_auth && !token.empty() && key == nullptr && server.jwks() != nullptr) {
+    KeyPick pick = pick_jwks_key(server.jwks()->current().get(), jwt_kid(token));
+    if (!pick.key && pick.refetch_may_help && !jwks_waited_) {
       // Wait (within the handshake deadline) for a fetch, then run the checks again; a socket
       // the deadline closed meanwhile is dropped, never joined.
-      u.jwks_waited = true;
-      const JwksWait wait = server_.jwks()->await_refresh(
-          std::chrono::steady_clock::now(), [self = shared_from_this()] {
-            boost::asio::post(self->loop_.ioc, [self] {
-              if (self->ws_.next_layer().socket().is_open()) self->admit();
+      jwks_waited_ = true;
+      const JwksWait wait = server.jwks()->await_refresh(
+          std::chrono::steady_clock::now(), [self = s_.shared_from_this()] {
+            boost::asio::post(self->loop().ioc, [self] {
+              if (WsAdmission* a = self->admission(); a && self->socket_open()) a->admit();
             });
           });
       if (wait == JwksWait::kWaiting) return;
@@ -90,164 +88,169 @@ void WsSession::admit() {
     }
     jwks_key = std::move(pick.key);
     key = jwks_key.get();
-    if (key == nullptr) server_.log().debug("Token refused", {{"err", pick.reason}});
+    if (key == nullptr) server.log().debug("Token refused", {{"err", pick.reason}});
   }
   if (cfg.enable_auth && !token.empty() && key != nullptr) {
     const auto now = std::chrono::duration_cast<std::chrono::seconds>(
                          std::chrono::system_clock::now().time_since_epoch())
                          .count();
-    const JwtResult jr = verify_jwt(token, *key, server_.jwt_policy(), *u.params.room_id, now);
+    const JwtResult jr = verify_jwt(token, *key, server.jwt_policy(), *params.room_id, now);
     outcome = jr.outcome;
     // The reason only (expired, bad signature, ...); the token itself is never logged.
-    if (outcome != TokenOutcome::kValid) server_.log().debug("Token refused", {{"err", jr.reason}});
+    if (outcome != TokenOutcome::kValid) server.log().debug("Token refused", {{"err", jr.reason}});
   }
   if (auto r = check_auth(cfg.enable_auth, !token.empty(), outcome)) {
-    reject(*r, *r == kForbidden ? RejectReason::kForbidden : RejectReason::kUnauthorized);
+    refuse(*r, *r == kForbidden ? RejectReason::kForbidden : RejectReason::kUnauthorized);
     return;
   }
   // Row 11: counted only for connections that passed the cheap checks.
-  if (auto allowed = server_.bus().connection_allowed_now(ip_, cfg.rate_limit_conn_per_10s)) {
+  if (auto allowed = server.bus().connection_allowed_now(s_.ip(), cfg.rate_limit_conn_per_10s)) {
     after_rate_check(*allowed);
     return;
   }
-  server_.bus().check_connection(
-      ip_, cfg.rate_limit_conn_per_10s, [self = shared_from_this()](bool ok) {
-        boost::asio::post(self->loop_.ioc, [self, ok] { self->after_rate_check(ok); });
-      });
+  server.bus().check_connection(s_.ip(), cfg.rate_limit_conn_per_10s,
+                                [self = s_.shared_from_this()](bool ok) {
+                                  boost::asio::post(self->loop().ioc, [self, ok] {
+                                    if (WsAdmission* a = self->admission()) a->after_rate_check(ok);
+                                  });
+                                });
 }
 
-void WsSession::after_rate_check(bool allowed) {
+void WsAdmission::after_rate_check(bool allowed) {
   if (!allowed) {
     metrics().drops(RateScope::kConnectIp).inc();
-    reject(kRateLimited, RejectReason::kRateLimited);
+    refuse(kRateLimited, RejectReason::kRateLimited);
     return;
   }
-  if (upgrade_->params.resume == ConnectParams::Resume::kToken) {
+  if (params.resume == ConnectParams::Resume::kToken) {
     resume_session();
     return;
   }
   join_room();
 }
 
-void WsSession::join_room() {
+void WsAdmission::join_room() {
   client_id_ = random_client_id();
-  events_ = upgrade_->params.events;
   // Two more tries after a probe: the first soon after the probe's deadline, the second later,
   // for a release that reaches Redis from another instance.
-  join_retries_left_ = server_.config().stale_member_probe_ms > 0 ? 2 : 0;
+  join_retries_left_ = s_.server().config().stale_member_probe_ms > 0 ? 2 : 0;
   send_join();
 }
 
-void WsSession::send_join() {
-  server_.bus().join(*upgrade_->params.room_id, client_id_, server_.config().room_capacity,
-                     [self = shared_from_this()](JoinResult r) {
-                       boost::asio::dispatch(self->loop_.ioc, [self, r] { self->on_joined(r); });
-                     });
+void WsAdmission::send_join() {
+  Server& server = s_.server();
+  server.bus().join(*params.room_id, client_id_, server.config().room_capacity,
+                    [self = s_.shared_from_this()](JoinResult r) {
+                      boost::asio::dispatch(self->loop().ioc, [self, r] {
+                        if (WsAdmission* a = self->admission()) a->on_joined(r);
+                      });
+                    });
 }
 
-void WsSession::on_joined(JoinResult result) {
-  const std::string room_id = *upgrade_->params.room_id;
+void WsAdmission::on_joined(JoinResult result) {
+  Server& server = s_.server();
+  Loop& loop = s_.loop();
+  const std::string room_id = *params.room_id;
   if (result.status == JoinResult::Status::kFull && join_retries_left_ > 0) {
     // A member whose connection died silently holds its seat until two heartbeats pass; ask
     // every instance holding this room's members to ping them now (PROTOCOL.md section 8).
     const bool first = join_retries_left_-- == 2;
     if (first) {
       metrics().stale_member_probes.inc();
-      server_.probe_room(room_id);
-      server_.bus().publish_presence(room_id, client_id_, PresenceEvent::kProbe);
+      server.probe_room(room_id);
+      server.bus().publish_presence(room_id, client_id_, PresenceEvent::kProbe);
     }
-    probe_timer_ = std::make_unique<boost::asio::steady_timer>(loop_.ioc);
-    probe_timer_->expires_after(
-        std::chrono::milliseconds(server_.config().stale_member_probe_ms) +
+    retry_timer_ = std::make_unique<boost::asio::steady_timer>(loop.ioc);
+    retry_timer_->expires_after(
+        std::chrono::milliseconds(server.config().stale_member_probe_ms) +
         (first ? std::chrono::milliseconds(150) : std::chrono::milliseconds(500)));
     // The wait owns the session (nothing else does before the upgrade); the handshake deadline
     // still bounds it.
-    probe_timer_->async_wait([self = shared_from_this()](boost::system::error_code ec) {
-      if (!ec && self->ws_.next_layer().socket().is_open()) self->send_join();
+    retry_timer_->async_wait([self = s_.shared_from_this()](boost::system::error_code ec) {
+      if (ec || !self->socket_open()) return;
+      if (WsAdmission* a = self->admission()) a->send_join();
     });
     return;
   }
-  probe_timer_.reset();
+  retry_timer_.reset();
   if (result.status == JoinResult::Status::kFull) {
-    reject(kRoomFull, RejectReason::kRoomFull);
+    refuse(kRoomFull, RejectReason::kRoomFull);
     return;
   }
   if (result.status == JoinResult::Status::kError) {
-    reject(kInternalError, RejectReason::kInternalError);
+    refuse(kInternalError, RejectReason::kInternalError);
     return;
   }
-  if (server_.draining()) {
+  if (server.draining()) {
     // The drain started while the join was in flight: undo it and refuse like row 1.
-    server_.bus().leave(room_id, client_id_);
-    reject(draining_rejection(server_.config().shutdown_close_code), RejectReason::kDraining);
+    server.bus().leave(room_id, client_id_);
+    refuse(draining_rejection(server.config().shutdown_close_code), RejectReason::kDraining);
     return;
   }
-  const bool resumable = upgrade_->params.resume != ConnectParams::Resume::kNone;
-  const bool shared = server_.bus().shares_sessions();
+  const bool resumable = params.resume != ConnectParams::Resume::kNone;
+  const bool shared = server.bus().shares_sessions();
   if (resumable && shared && session_id_.empty()) {
     // The session starts in the bus before anyone can hear of the member, so that everything
     // relayed to it from then on is numbered for it.
     session_id_ = random_session_id();
-    server_.bus().session_open(
-        SessionRef{room_id, session_id_, client_id_}, [self = shared_from_this(), result](bool ok) {
-          boost::asio::post(self->loop_.ioc, [self, result, ok] {
-            if (ok) {
-              self->on_joined(result);
-              return;
-            }
-            self->server_.bus().leave(*self->upgrade_->params.room_id, self->client_id_);
-            self->reject(kInternalError, RejectReason::kInternalError);
-          });
-        });
+    server.bus().session_open(SessionRef{room_id, session_id_, client_id_},
+                              [self = s_.shared_from_this(), result](bool ok) {
+                                boost::asio::post(self->loop().ioc, [self, result, ok] {
+                                  WsAdmission* a = self->admission();
+                                  if (!a) return;
+                                  if (ok) {
+                                    a->on_joined(result);
+                                    return;
+                                  }
+                                  self->server().bus().leave(*a->params.room_id, a->client_id_);
+                                  a->refuse(kInternalError, RejectReason::kInternalError);
+                                });
+                              });
     return;
   }
-  joined_ = true;
+  MemberRelay& m = s_.member();
+  m.client_id = client_id_;
+  m.joined = true;
   std::string welcome;
   if (resumable) {
     // The member, not this socket, is in the room: it outlives the socket for a resume.
     if (session_id_.empty()) session_id_ = random_session_id();
-    resumable_ = std::make_shared<ResumableMember>(server_, loop_, session_id_, client_id_);
-    room_ = server_.rooms().attach(
-        room_id, Member{client_id_, resumable_, resumable_.get(), loop_.index, true, shared});
-    resumable_->start(room_, weak_from_this(), loop_.index);
-    generation_ = 1;
-    server_.resumables().add(resumable_);
-    welcome = resumable_welcome_message(
-        client_id_, room_id, result.members - 1, resumable_->session_id(),
-        mint_resume_token(server_.resume_key(), room_id, resumable_->session_id()),
-        server_.config().resume_window_ms);
+    m.resumable = std::make_shared<ResumableMember>(server, loop, session_id_, client_id_);
+    m.room = server.rooms().attach(
+        room_id, Member{client_id_, m.resumable, m.resumable.get(), loop.index, true, shared});
+    m.resumable->start(m.room, s_.weak_from_this(), loop.index);
+    m.generation = 1;
+    server.resumables().add(m.resumable);
+    welcome =
+        resumable_welcome_message(client_id_, room_id, result.members - 1, session_id_,
+                                  mint_resume_token(server.resume_key(), room_id, session_id_),
+                                  server.config().resume_window_ms);
   } else {
-    room_ = server_.rooms().attach(
-        room_id, Member{client_id_, weak_from_this(), this, loop_.index, events_, false});
-    if (events_) welcome = welcome_message(client_id_, room_id, result.members - 1);
+    m.room = server.rooms().attach(
+        room_id, Member{client_id_, s_.weak_from_this(), &s_, loop.index, params.events, false});
+    if (params.events) welcome = welcome_message(client_id_, room_id, result.members - 1);
   }
-  loop_slot = loop_.sessions.size();
-  loop_.sessions.push_back(this);
-  registered_ = true;
-  state_ = State::kOpen;
-  metrics().active_connections.inc();
-  server_.log().info(
+  s_.open();
+  server.log().info(
       "Client joined room",
-      {{"clientId", client_id_}, {"roomId", room_id}, {"localCount", room_->size()}});
+      {{"clientId", client_id_}, {"roomId", room_id}, {"localCount", m.room->size()}});
 
   Targets others;
-  room_->collect_others(self_peer(), others);
-  if (not_recovered_) {
-    deliver(std::make_shared<const std::string>(resumed_message(false, 0)));
-  }
-  if (!welcome.empty()) deliver(std::make_shared<const std::string>(std::move(welcome)));
-  server_.bus().publish_presence(room_id, client_id_, PresenceEvent::kJoined,
-                                 resumable_ != nullptr);
+  m.room->collect_others(m.self_peer(s_), others);
+  if (not_recovered_) s_.deliver(std::make_shared<const std::string>(resumed_message(false, 0)));
+  if (!welcome.empty()) s_.deliver(std::make_shared<const std::string>(std::move(welcome)));
+  server.bus().publish_presence(room_id, client_id_, PresenceEvent::kJoined,
+                                m.resumable != nullptr);
   SharedText joined_note;
   for (auto& t : others) {
     if (!t.wants_events) continue;
     if (!joined_note)
       joined_note = std::make_shared<const std::string>(peer_joined_message(client_id_));
-    send_to(std::move(t), joined_note);
+    server.send_from(loop.index, std::move(t), joined_note);
   }
   // Reading starts only after the upgrade: whatever the client sends from its open event on is
   // relayed in order, never dropped because its join was in flight.
-  accept();
+  s_.accept();
 }
 
 }  // namespace sigsrv

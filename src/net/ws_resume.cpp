@@ -1,38 +1,37 @@
-// WebSocket session, resume: refusals, the claim (in process or through the bus), the attach.
-#include "net/ws_session.hpp"
+// WebSocket admission, resume: refusals, the claim (in process or through the bus), the attach.
+#include "net/ws_admission.hpp"
 
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
 
 #include "net/server.hpp"
-#include "net/ws_upgrade.hpp"
-#include "obs/metrics.hpp"
 #include "signaling/resume.hpp"
 
 namespace sigsrv {
 
-void WsSession::refuse_resume(Rejection r) {
+void WsAdmission::refuse_resume(Rejection r) {
   metrics().resumes(ResumeResult::kRefused).inc();
-  reject(r, RejectReason::kInvalidResume);
+  refuse(r, RejectReason::kInvalidResume);
 }
 
-void WsSession::resume_session() {
-  const ConnectParams& p = upgrade_->params;
+void WsAdmission::resume_session() {
+  Server& server = s_.server();
+  const ConnectParams& p = params;
   const auto last_seq = parse_last_seq(p.last_seq);
   if (!last_seq) {
     refuse_resume(kInvalidLastSeq);
     return;
   }
-  const auto session_id = verify_resume_token(server_.resume_key(), p.resume_token, *p.room_id);
+  const auto session_id = verify_resume_token(server.resume_key(), p.resume_token, *p.room_id);
   if (!session_id) {
     refuse_resume(kInvalidResumeToken);
     return;
   }
-  if (server_.bus().shares_sessions()) {
+  if (server.bus().shares_sessions()) {
     claim_shared(*session_id, *last_seq);
     return;
   }
-  auto [found, member] = server_.resumables().find(*session_id);
+  auto [found, member] = server.resumables().find(*session_id);
   if (found == ResumeRegistry::Found::kLeft) {
     refuse_resume(kInvalidResumeToken);
     return;
@@ -47,14 +46,15 @@ void WsSession::resume_session() {
   }
   // The claim runs on the member's loop; its answer comes back here before anything the member
   // forwards after it (posts from one thread run in order).
-  if (&member->home() == &loop_) {
-    on_resume_claimed(member, member->claim(weak_from_this(), loop_.index, *last_seq));
+  Loop& loop = s_.loop();
+  if (&member->home() == &loop) {
+    on_resume_claimed(member, member->claim(s_.weak_from_this(), loop.index, *last_seq));
     return;
   }
-  boost::asio::post(member->home().ioc, [self = shared_from_this(), member, last = *last_seq] {
-    auto claim = member->claim(self, self->loop_.index, last);
-    boost::asio::post(self->loop_.ioc, [self, member, claim = std::move(claim)]() mutable {
-      self->on_resume_claimed(member, std::move(claim));
+  boost::asio::post(member->home().ioc, [self = s_.shared_from_this(), member, last = *last_seq] {
+    auto claim = member->claim(self, self->loop().index, last);
+    boost::asio::post(self->loop().ioc, [self, member, claim = std::move(claim)]() mutable {
+      if (WsAdmission* a = self->admission()) a->on_resume_claimed(member, std::move(claim));
     });
   });
 }
@@ -73,16 +73,16 @@ ResumableMember::Claim unresumed(SessionClaim::Result r) {
 
 }  // namespace
 
-void WsSession::claim_shared(const std::string& session_id, uint64_t last_seq) {
-  const std::string room_id = *upgrade_->params.room_id;
-  server_.bus().session_claim(
+void WsAdmission::claim_shared(const std::string& session_id, uint64_t last_seq) {
+  const std::string room_id = *params.room_id;
+  s_.server().bus().session_claim(
       room_id, session_id, last_seq,
-      [self = shared_from_this(), room_id, session_id](SessionClaim c) {
+      [self = s_.shared_from_this(), room_id, session_id](SessionClaim c) {
         // On the bus' loop, in order with its deliveries: a member new here is in the room before
         // the next message numbered for it is handed out, and adopt() is posted to the member's
         // loop ahead of that message.
         using Result = SessionClaim::Result;
-        Server& server = self->server_;
+        Server& server = self->server();
         auto [found, member] = server.resumables().find(session_id);
         const bool held_here = found == ResumeRegistry::Found::kLive;
         if (c.result != Result::kResumed) {
@@ -104,15 +104,15 @@ void WsSession::claim_shared(const std::string& session_id, uint64_t last_seq) {
               }
             }
           }
-          boost::asio::post(self->loop_.ioc, [self, claim = unresumed(c.result)]() mutable {
-            self->on_resume_claimed(nullptr, std::move(claim));
+          boost::asio::post(self->loop().ioc, [self, claim = unresumed(c.result)]() mutable {
+            if (WsAdmission* a = self->admission()) a->on_resume_claimed(nullptr, std::move(claim));
           });
           return;
         }
         server.bus().publish_presence(room_id, c.client_id, PresenceEvent::kTakeover);
         std::shared_ptr<Room> room;
         if (!held_here) {
-          member = std::make_shared<ResumableMember>(server, self->loop_, session_id, c.client_id);
+          member = std::make_shared<ResumableMember>(server, self->loop(), session_id, c.client_id);
           server.resumables().add(member);
           room = server.rooms().attach(
               room_id, Member{c.client_id, member, member.get(), member->home().index, true, true});
@@ -124,13 +124,14 @@ void WsSession::claim_shared(const std::string& session_id, uint64_t last_seq) {
             // It left here (its window ran out, or another instance took it) while the claim was
             // on its way: the claim is void, and what it took (a place in the local room, a
             // listening reference) goes back.
-            if (room) self->server_.rooms().detach(room, c.client_id);
-            self->server_.bus().release_room(room_id);
+            if (room) self->server().rooms().detach(room, c.client_id);
+            self->server().bus().release_room(room_id);
             claim = unresumed(SessionClaim::Result::kGone);
           } else {
             if (!room) room = member->room();
             claim.result = ResumableMember::Claim::Result::kResumed;
-            claim.generation = member->adopt(room, self, self->loop_.index, c.seq, c.was_suspended);
+            claim.generation =
+                member->adopt(room, self, self->loop().index, c.seq, c.was_suspended);
             claim.after_gap = member->take_resynced();
             claim.room = std::move(room);
             claim.replay = std::move(c.replay);
@@ -139,26 +140,27 @@ void WsSession::claim_shared(const std::string& session_id, uint64_t last_seq) {
           // On the socket's loop, ahead of anything the member forwards after adopt(): at once
           // when that is this loop (a post would let relays already queued here run first, and
           // the socket, not open yet, would drop them).
-          if (&member->home() == &self->loop_) {
-            self->on_resume_claimed(member, std::move(claim));
+          auto answer = [self, member, claim = std::move(claim)]() mutable {
+            if (WsAdmission* a = self->admission()) a->on_resume_claimed(member, std::move(claim));
+          };
+          if (&member->home() == &self->loop()) {
+            answer();
             return;
           }
-          boost::asio::post(self->loop_.ioc, [self, member, claim = std::move(claim)]() mutable {
-            self->on_resume_claimed(member, std::move(claim));
-          });
+          boost::asio::post(self->loop().ioc, std::move(answer));
         });
       });
 }
 
-void WsSession::on_resume_claimed(const std::shared_ptr<ResumableMember>& member,
-                                  ResumableMember::Claim claim) {
+void WsAdmission::on_resume_claimed(const std::shared_ptr<ResumableMember>& member,
+                                    ResumableMember::Claim claim) {
   using Result = ResumableMember::Claim::Result;
   if (claim.result == Result::kGone) {
     refuse_resume(kInvalidResumeToken);
     return;
   }
   if (claim.result == Result::kError) {
-    reject(kInternalError, RejectReason::kInternalError);
+    refuse(kInternalError, RejectReason::kInternalError);
     return;
   }
   if (claim.result == Result::kNotRecovered) {
@@ -168,33 +170,29 @@ void WsSession::on_resume_claimed(const std::shared_ptr<ResumableMember>& member
     return;
   }
   // Attached: from here this socket's end is the member's business (suspend or leave).
-  resumable_ = member;
-  session_id_ = member->session_id();
-  generation_ = claim.generation;
-  client_id_ = member->client_id();
-  events_ = true;
-  room_ = std::move(claim.room);
-  joined_ = true;
-  if (server_.draining()) {
-    reject(draining_rejection(server_.config().shutdown_close_code), RejectReason::kDraining);
+  Server& server = s_.server();
+  MemberRelay& m = s_.member();
+  m.resumable = member;
+  m.generation = claim.generation;
+  m.client_id = member->client_id();
+  m.room = std::move(claim.room);
+  m.joined = true;
+  if (server.draining()) {
+    refuse(draining_rejection(server.config().shutdown_close_code), RejectReason::kDraining);
     return;
   }
-  loop_slot = loop_.sessions.size();
-  loop_.sessions.push_back(this);
-  registered_ = true;
-  state_ = State::kOpen;
-  Metrics& m = metrics();
-  m.active_connections.inc();
-  m.resumes(ResumeResult::kRecovered).inc();
-  m.replayed_messages.inc(claim.replay.size());
-  if (claim.after_gap) m.bus_messages_recovered.inc(claim.replay.size());
-  server_.log().info("Client resumed", {{"clientId", client_id_},
-                                        {"roomId", room_->id()},
-                                        {"replayed", claim.replay.size()},
-                                        {"received", claim.received}});
-  deliver(std::make_shared<const std::string>(resumed_message(true, claim.received)));
-  for (const auto& text : claim.replay) deliver(text);
-  accept();
+  s_.open();
+  Metrics& mx = metrics();
+  mx.resumes(ResumeResult::kRecovered).inc();
+  mx.replayed_messages.inc(claim.replay.size());
+  if (claim.after_gap) mx.bus_messages_recovered.inc(claim.replay.size());
+  server.log().info("Client resumed", {{"clientId", m.client_id},
+                                       {"roomId", m.room->id()},
+                                       {"replayed", claim.replay.size()},
+                                       {"received", claim.received}});
+  s_.deliver(std::make_shared<const std::string>(resumed_message(true, claim.received)));
+  for (const auto& text : claim.replay) s_.deliver(text);
+  s_.accept();
 }
 
 }  // namespace sigsrv

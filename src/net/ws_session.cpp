@@ -7,9 +7,8 @@
 #include <boost/beast/websocket/rfc6455.hpp>
 
 #include "net/server.hpp"
-#include "net/ws_upgrade.hpp"
+#include "net/ws_admission.hpp"
 #include "obs/metrics.hpp"
-#include "signaling/resume.hpp"
 
 namespace sigsrv {
 
@@ -36,10 +35,7 @@ void for_each_token(std::string_view v, F f) {
 }  // namespace
 
 WsSession::WsSession(Server& server, Loop& loop, MaybeTlsStream stream)
-    : server_(server),
-      loop_(loop),
-      ws_(std::move(stream)),
-      bucket_(server.config().rate_limit_messages_per_10s, Clock::now()) {
+    : server_(server), loop_(loop), ws_(std::move(stream)), member_(server.config()) {
   server_.websocket_count.fetch_add(1, std::memory_order_relaxed);
 }
 
@@ -50,8 +46,8 @@ WsSession::~WsSession() {
 
 void WsSession::start(Request request) {
   const Config& cfg = server_.config();
-  upgrade_ = std::make_unique<Upgrade>();
-  Upgrade& u = *upgrade_;
+  admission_ = std::make_unique<WsAdmission>(*this);
+  WsAdmission& u = *admission_;
   u.params = parse_connect_target(request.target(), cfg.room_id_max_length);
   u.has_host = request.count(http::field::host) > 0 && !request[http::field::host].empty();
   if (auto it = request.find(http::field::origin); it != request.end())
@@ -108,7 +104,7 @@ void WsSession::start(Request request) {
   // The HTTP deadline ended with the request; this one covers admission and the upgrade (a join
   // that Redis never answers must not hold the socket).
   arm_deadline();
-  admit();
+  u.admit();
 }
 
 void WsSession::arm_deadline() {
@@ -123,14 +119,27 @@ void WsSession::arm_deadline() {
   });
 }
 
+void WsSession::refuse(Rejection r) {
+  if (!refusal_) refusal_ = r;
+  accept();
+}
+
+void WsSession::open() {
+  loop_slot = loop_.sessions.size();
+  loop_.sessions.push_back(this);
+  registered_ = true;
+  state_ = State::kOpen;
+  metrics().active_connections.inc();
+}
+
 void WsSession::accept() {
-  ws_.async_accept(upgrade_->request, [self = shared_from_this()](boost::system::error_code e) {
+  ws_.async_accept(admission_->request, [self = shared_from_this()](boost::system::error_code e) {
     self->on_accepted(e);
   });
 }
 
 void WsSession::on_accepted(boost::system::error_code ec) {
-  upgrade_.reset();
+  admission_.reset();
   deadline_.reset();  // cancels the wait; an open connection carries no timer
   if (ec) {
     end();  // the upgrade failed: undo the join, if any
@@ -144,10 +153,7 @@ void WsSession::on_accepted(boost::system::error_code ec) {
   MaybeTlsStream& stream = ws_.next_layer();
   stream.enable_coalescing();
   if (stream.coalescing()) {
-    for (std::size_t i = queue_head_; i < queue_.size(); ++i) stream.write_text_frame(*queue_[i]);
-    queue_.clear();
-    queue_head_ = 0;
-    unsent_bytes_ = 0;
+    outbox_.drain([&stream](const std::string& m) { stream.write_text_frame(m); });
   }
   if (refusal_) {
     const Rejection r = *refusal_;
@@ -156,7 +162,7 @@ void WsSession::on_accepted(boost::system::error_code ec) {
     return;
   }
   if (state_ != State::kOpen) return;
-  if (queue_head_ < queue_.size()) write_next();
+  write_next();
   read();
   if (probe_after_accept_) probe();
 }
@@ -179,7 +185,7 @@ void WsSession::read() {
 void WsSession::on_read(boost::system::error_code ec) {
   if (ec) {
     // Beast reports the client's close frame as `closed` (and has answered it).
-    if (ec == websocket::error::closed) client_closed_ = true;
+    if (ec == websocket::error::closed) member_.client_closed = true;
     end();
     return;
   }
@@ -195,7 +201,7 @@ void WsSession::on_read(boost::system::error_code ec) {
   }
   if (state_ == State::kOpen) {
     const auto data = read_buffer_.cdata();
-    handle_message(std::string_view(static_cast<const char*>(data.data()), data.size()));
+    member_.on_message(*this, std::string_view(static_cast<const char*>(data.data()), data.size()));
   }
   read_buffer_.clear();
   // A large message (an SDP offer or answer, a few KB) grew the buffer; give the memory back
@@ -205,50 +211,43 @@ void WsSession::on_read(boost::system::error_code ec) {
 }
 
 void WsSession::deliver(const SharedText& message) {
-  if (state_ != State::kOpen || overloaded_) return;
+  if (state_ != State::kOpen) return;
   MaybeTlsStream& stream = ws_.next_layer();
-  // Unsent: queued here, or in the stream's write buffer but not yet on the socket.
-  const std::size_t unsent = unsent_bytes_ + stream.buffered() + message->size();
-  if (unsent > server_.config().backpressure_close_threshold_bytes) {
-    overloaded_ = true;
-    metrics().backpressure_closes.inc();
-    server_.log().warn("Closing slow client", {{"clientId", client_id_},
-                                               {"roomId", room_ ? room_->id() : std::string()},
-                                               {"unsentBytes", unsent}});
-    // Not closed right here: deliver() runs inside someone else's relay, departure or drain
-    // walk, and a close would re-enter it. The close is a handler of its own.
-    boost::asio::post(loop_.ioc, [self = shared_from_this()] { self->close_with(kOverloaded); });
-    return;
+  switch (outbox_.offer(message->size(), stream.buffered(),
+                        server_.config().backpressure_close_threshold_bytes)) {
+    case Outbox::Offer::kRefused:
+      return;
+    case Outbox::Offer::kOverloaded:
+      metrics().backpressure_closes.inc();
+      server_.log().warn("Closing slow client",
+                         {{"clientId", member_.client_id},
+                          {"roomId", member_.room ? member_.room->id() : std::string()},
+                          {"unsentBytes", outbox_.bytes() + stream.buffered() + message->size()}});
+      // Not closed right here: deliver() runs inside someone else's relay, departure or drain
+      // walk, and a close would re-enter it. The close is a handler of its own.
+      boost::asio::post(loop_.ioc, [self = shared_from_this()] { self->close_with(kOverloaded); });
+      return;
+    case Outbox::Offer::kAccepted:
+      break;
   }
   metrics().messages_delivered.inc();
   if (accepted_ && stream.coalescing()) {
     stream.write_text_frame(*message);
     return;
   }
-  unsent_bytes_ += message->size();
-  queue_.push_back(message);
-  if (!writing_ && accepted_) write_next();
+  outbox_.push(message);
+  if (accepted_) write_next();
 }
 
 void WsSession::write_next() {
-  writing_ = true;
-  const SharedText& msg = queue_[queue_head_];
+  const std::string* msg = outbox_.begin_write();
+  if (msg == nullptr) return;  // a write in flight, or nothing queued
   ws_.text(true);
   ws_.async_write(boost::asio::buffer(*msg),
                   [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
-                    auto& q = self->queue_;
-                    self->unsent_bytes_ -= q[self->queue_head_]->size();
-                    q[self->queue_head_].reset();
-                    ++self->queue_head_;
-                    if (self->queue_head_ == q.size()) {
-                      q.clear();
-                      self->queue_head_ = 0;
-                    }
-                    self->writing_ = false;
+                    self->outbox_.end_write();
                     // A failed write ends the session through the read side.
-                    if (!ec && self->queue_head_ < q.size() && self->state_ == State::kOpen) {
-                      self->write_next();
-                    }
+                    if (!ec && self->state_ == State::kOpen) self->write_next();
                   });
 }
 
@@ -259,18 +258,12 @@ void WsSession::close_with(Rejection r) {
     return;
   }
   state_ = State::kClosing;
-  // Drop what was not yet handed to the socket; the write in flight (queue head) finishes first.
-  if (queue_.size() > queue_head_ + (writing_ ? 1 : 0)) {
-    for (std::size_t i = queue_head_ + (writing_ ? 1 : 0); i < queue_.size(); ++i) {
-      unsent_bytes_ -= queue_[i]->size();
-    }
-    queue_.resize(queue_head_ + (writing_ ? 1 : 0));
-  }
+  outbox_.drop_unsent();
   // A reader too slow for its backlog gets the close frame without the backlog before it.
   if (r == kOverloaded) ws_.next_layer().discard_pending();
   // The member is out as soon as the server decides to close it: its peers hear at once, and
   // its seat is free, without waiting for a client that may never answer the close.
-  depart();
+  member_.depart(*this);
   // Without a read pending, Beast's close reads up to the peer's close frame itself; either way
   // the session ends here or in on_read, whichever comes first (end() runs once).
   ws_.async_close(websocket::close_reason(static_cast<websocket::close_code>(r.code), r.reason),
@@ -283,7 +276,7 @@ void WsSession::heartbeat_tick() {
   if (state_ != State::kOpen || !accepted_) return;
   if (!alive_) {
     metrics().heartbeat_terminations.inc();
-    server_.log().info("Terminating unresponsive client", {{"clientId", client_id_}});
+    server_.log().info("Terminating unresponsive client", {{"clientId", member_.client_id}});
     terminate();
     return;
   }
@@ -319,7 +312,7 @@ void WsSession::probe() {
     if (self->answered_probe_ || self->state_ != State::kOpen) return;
     metrics().stale_members_released.inc();
     self->server_.log().info("Releasing member that did not answer a probe",
-                             {{"clientId", self->client_id_}});
+                             {{"clientId", self->member_.client_id}});
     self->terminate();
   });
 }
@@ -345,7 +338,7 @@ void WsSession::end() {
   state_ = State::kEnded;
   if (deadline_) deadline_->cancel();
   unregister();
-  depart();
+  member_.depart(*this);
 }
 
 }  // namespace sigsrv

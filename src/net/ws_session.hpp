@@ -1,4 +1,6 @@
-// One WebSocket peer: admission, read loop, bounded write queue, heartbeat, close.
+// One WebSocket connection, socket side: upgrade, read loop, bounded writes, heartbeat, probe,
+// close. The connect checks and the join before the upgrade are WsAdmission's; what the session
+// is as a room member (limits, verdicts, fan-out, departure) is MemberRelay's.
 #pragma once
 
 #include <boost/asio/ip/tcp.hpp>
@@ -10,20 +12,17 @@
 #include <memory>
 #include <optional>
 #include <string>
-#include <vector>
 
-#include "bus/bus.hpp"
-#include "limits/token_bucket.hpp"
-#include "net/resumable_member.hpp"
+#include "limits/outbox.hpp"
+#include "net/member_relay.hpp"
 #include "net/tls_stream.hpp"
-#include "obs/metrics.hpp"
 #include "signaling/admission.hpp"
 #include "signaling/rooms.hpp"
-#include "signaling/verdict_queue.hpp"
 
 namespace sigsrv {
 
 class Server;
+class WsAdmission;
 struct Loop;
 
 class WsSession final : public Peer, public std::enable_shared_from_this<WsSession> {
@@ -33,7 +32,7 @@ class WsSession final : public Peer, public std::enable_shared_from_this<WsSessi
   WsSession(Server& server, Loop& loop, MaybeTlsStream stream);
   ~WsSession() override;
 
-  // Completes the upgrade for `request`, then runs the connect checks.
+  // Reads the upgrade request's facts, then hands over to the admission.
   void start(Request request);
   // Queues a message for this peer; on this session's loop only.
   void deliver(const SharedText& message) override;
@@ -43,95 +42,60 @@ class WsSession final : public Peer, public std::enable_shared_from_this<WsSessi
   void probe() override;
   // Graceful close with a code and reason (drain, backpressure, refused connect).
   void close_with(Rejection r);
-  // The answer to this socket's resume claim, on this session's loop.
-  void on_resume_claimed(const std::shared_ptr<ResumableMember>& member,
-                         ResumableMember::Claim claim);
+
+  // For the session's collaborators, on its loop.
+  Server& server() const { return server_; }
+  Loop& loop() const { return loop_; }
+  const std::string& ip() const { return ip_; }
+  bool is_tls() { return ws_.next_layer().is_tls(); }
+  // False once the socket was closed (handshake deadline): an admission still under way stops.
+  bool socket_open() { return ws_.next_layer().socket().is_open(); }
+  MemberRelay& member() { return member_; }
+  // Null once the upgrade has completed: the admission is over.
+  WsAdmission* admission() const { return admission_.get(); }
+  // The admission's two outcomes, each followed by accept(). Refused: the close code goes out
+  // right after the upgrade (the first refusal wins). Admitted: registered with the loop and
+  // open for deliveries (queued until the upgrade is out), with member() filled in.
+  void refuse(Rejection r);
+  void open();
+  // Completes the upgrade; then a refusal is sent, or reading starts.
+  void accept();
 
   std::size_t loop_slot = 0;  // index in Loop::sessions, maintained by the loop's owner
 
  private:
   enum class State { kUpgrading, kAdmitting, kOpen, kClosing, kEnded };
-  struct Upgrade;  // request facts kept from the upgrade until admission is decided
 
-  void accept();
   void on_accepted(boost::system::error_code ec);
-  void admit();
-  void after_rate_check(bool allowed);
-  void join_room();
-  void send_join();
-  void resume_session();
-  void claim_shared(const std::string& session_id, uint64_t last_seq);
-  void count_unrelayed();
-  void refuse_resume(Rejection r);
-  void on_joined(JoinResult result);
-  void reject(Rejection r, RejectReason reason);
   void read();
   void on_read(boost::system::error_code ec);
-  void handle_message(std::string_view text);
-  void on_verdict(MessageVerdict verdict);
-  void process(std::string_view text, MessageVerdict verdict);
-  void relay(const SharedText& message);
-  void send_to(Target&& target, const SharedText& message);
-  // This member as the room knows it: the session itself, or its ResumableMember.
-  const Peer* self_peer() const;
-  // A notice to this client: numbered through the member when the session is resumable.
-  void notify_self(const SharedText& message);
   void arm_deadline();
-  void depart();
   void write_next();
   void terminate();
   void unregister();
   void end();
-  void leave_room();
 
   Server& server_;
   Loop& loop_;
   boost::beast::websocket::stream<MaybeTlsStream> ws_;
   boost::beast::flat_buffer read_buffer_;
-  std::unique_ptr<Upgrade> upgrade_;
+  std::unique_ptr<WsAdmission> admission_;  // from start() until the upgrade completes
   State state_ = State::kUpgrading;
-
-  std::string client_id_;
   std::string ip_;
-  std::shared_ptr<Room> room_;
-  TokenBucket bucket_;
-  VerdictQueue awaiting_;       // messages waiting for the bus' window verdict (Redis bus)
-  bool leave_pending_ = false;  // ended while verdicts were pending: leave after the last one
-
-  // Outbound queue, bounded by BACKPRESSURE_CLOSE_THRESHOLD_BYTES of unsent data: a recipient
-  // that lets it grow past the cap is closed with 1013 and its queue dropped, so a slow reader
-  // never holds memory without bound nor slows the sender (who is never blocked).
-  std::vector<SharedText> queue_;
-  std::size_t queue_head_ = 0;
-  std::size_t unsent_bytes_ = 0;
-  bool writing_ = false;
+  MemberRelay member_;
+  Outbox outbox_;  // bounded by BACKPRESSURE_CLOSE_THRESHOLD_BYTES; see Outbox for the policy
 
   bool alive_ = true;                 // a pong arrived since the last heartbeat tick
   bool answered_probe_ = true;        // a pong arrived since the last probe began
   bool probe_after_accept_ = false;   // probed while its upgrade was still being written
   bool ping_in_flight_ = false;       // Beast allows one outstanding ping
-  bool events_ = false;               // events=1: welcome and peer-joined
   bool registered_ = false;           // in loop_.sessions
-  bool joined_ = false;               // member of the bus room and the local registry
   bool accepted_ = false;             // the 101 went out; writes and reads may start
   std::optional<Rejection> refusal_;  // close code to send once the upgrade completes
-  bool overloaded_ = false;           // over the backpressure cap; the close is posted
   // HANDSHAKE_TIMEOUT_MS for admission + upgrade, then again for a closing handshake; absent
   // while the session is open, so an idle connection carries no timer.
   std::unique_ptr<boost::asio::steady_timer> deadline_;
-
-  // resume=1: the member this socket is attached to, as its `generation_`-th socket. A socket
-  // whose generation is no longer the member's has been taken over (4001) and stops relaying.
-  std::shared_ptr<ResumableMember> resumable_;
-  uint64_t generation_ = 0;
-  std::string session_id_;      // the resumable session's id (set before the member exists)
-  bool client_closed_ = false;  // the client sent a close frame: it left (no suspension)
-  bool not_recovered_ = false;  // a resume fell back to a fresh join: resumed:false first
-
-  // Joining a full room: the members were probed; the join is tried again after the probe.
-  unsigned join_retries_left_ = 0;
-  // A probe in progress (as a member) or a join waiting for one (as a joiner); absent otherwise,
-  // so an idle connection carries no timer.
+  // A probe in progress; absent otherwise, so an idle connection carries no timer.
   std::unique_ptr<boost::asio::steady_timer> probe_timer_;
 };
 

@@ -1,0 +1,167 @@
+// A WebSocket session as a room member: rate and window checks, validation, fan-out, departure.
+#include "net/member_relay.hpp"
+
+#include <boost/asio/post.hpp>
+
+#include "net/server.hpp"
+#include "net/ws_session.hpp"
+#include "obs/metrics.hpp"
+
+namespace sigsrv {
+
+namespace {
+
+const std::string kNoSession;
+
+}  // namespace
+
+MemberRelay::MemberRelay(const Config& config)
+    : bucket_(config.rate_limit_messages_per_10s, Clock::now()) {}
+
+const Peer* MemberRelay::self_peer(const WsSession& s) const {
+  if (resumable) return resumable.get();
+  return &s;
+}
+
+void MemberRelay::on_message(WsSession& s, std::string_view text) {
+  Server& server = s.server();
+  const Config& cfg = server.config();
+  Metrics& m = metrics();
+  m.messages_received.inc();
+  if (resumable) {
+    // Taken over by a resume elsewhere: what this socket still reads is not the session's.
+    if (resumable->generation.load(std::memory_order_relaxed) != generation) return;
+    // Every message read counts, relayed or not: the client re-sends from this count.
+    resumable->received.fetch_add(1, std::memory_order_relaxed);
+  }
+  if (!bucket_.try_take(Clock::now())) {
+    m.drops(RateScope::kConnection).inc();
+    count_unrelayed(s);
+    return;
+  }
+  const MessageLimits limits{cfg.rate_limit_ip_msgs_per_10s, cfg.rate_limit_room_msgs_per_10s};
+  // A bus either always decides at once or never does, so messages cannot overtake those still
+  // waiting in awaiting_.
+  if (auto verdict = server.bus().message_verdict_now(s.ip(), room->id(), limits)) {
+    process(s, text, *verdict);
+    return;
+  }
+  server.bus().check_message(
+      s.ip(), room->id(), limits, [self = s.shared_from_this()](MessageVerdict v) {
+        boost::asio::post(self->loop().ioc, [self, v] { self->member().on_verdict(*self, v); });
+      });
+  // Verdicts come back in the order asked, so messages keep their order while they wait (see
+  // VerdictQueue for its bounds); one over them is dropped and counted as a connection drop.
+  if (!awaiting_.push(text)) m.drops(RateScope::kConnection).inc();
+}
+
+void MemberRelay::on_verdict(WsSession& s, MessageVerdict verdict) {
+  if (awaiting_.empty()) return;
+  const std::string text = awaiting_.pop();
+  // Still relayed after the socket ended: the client sent it before it left. A dropped one is
+  // counted here, in order with the relays before it.
+  if (joined) {
+    if (text.empty()) {
+      count_unrelayed(s);
+    } else {
+      process(s, text, verdict);
+    }
+  }
+  if (awaiting_.empty() && leave_pending_) leave(s);
+}
+
+void MemberRelay::process(WsSession& s, std::string_view text, MessageVerdict verdict) {
+  Metrics& m = metrics();
+  if (verdict == MessageVerdict::kIpLimited) {
+    m.drops(RateScope::kIp).inc();
+    count_unrelayed(s);
+    return;
+  }
+  if (verdict == MessageVerdict::kRoomLimited) {
+    m.drops(RateScope::kRoom).inc();
+    count_unrelayed(s);
+    return;
+  }
+  ParsedMessage parsed = parse_client_message(text);
+  switch (parsed.kind) {
+    case ParsedMessage::Kind::kNotJson:
+      m.messages_invalid_json.inc();
+      count_unrelayed(s);
+      return;
+    case ParsedMessage::Kind::kSchemaError:
+      m.schema_rejects.inc();
+      count_unrelayed(s);
+      notify_self(s, schema_error_message());
+      return;
+    case ParsedMessage::Kind::kValid:
+      relay(s, std::make_shared<const std::string>(std::move(parsed.text)));
+      return;
+  }
+}
+
+void MemberRelay::relay(WsSession& s, const SharedText& message) {
+  const auto start = Clock::now();
+  Server& server = s.server();
+  Targets targets;
+  room->collect_others(self_peer(s), targets);
+  for (auto& t : targets) {
+    // Numbered members get it from the bus, with their number.
+    if (!t.numbered) server.send_from(s.loop().index, std::move(t), message);
+  }
+  server.bus().publish(room->id(), client_id, resumable ? resumable->session_id() : kNoSession,
+                       message);
+  metrics().messages_forwarded.inc();
+  metrics().fanout_duration.observe(std::chrono::duration<double>(Clock::now() - start).count());
+}
+
+void MemberRelay::count_unrelayed(WsSession& s) {
+  // With shared sessions `received` lives in the bus, where relays count themselves; a message
+  // that is not relayed is counted there too, in order with them.
+  if (resumable && s.server().bus().shares_sessions()) {
+    s.server().bus().session_count(SessionRef{room->id(), resumable->session_id(), client_id});
+  }
+}
+
+void MemberRelay::notify_self(WsSession& s, const SharedText& message) {
+  if (!resumable) {
+    s.deliver(message);
+    return;
+  }
+  if (&resumable->home() == &s.loop()) {
+    resumable->deliver(message);
+    return;
+  }
+  boost::asio::post(resumable->home().ioc,
+                    [member = resumable, message] { member->deliver(message); });
+}
+
+void MemberRelay::depart(WsSession& s) {
+  // Messages still waiting for their verdict go first; the departure follows them.
+  if (awaiting_.empty()) {
+    leave(s);
+  } else {
+    leave_pending_ = true;
+  }
+}
+
+void MemberRelay::leave(WsSession& s) {
+  if (!joined) return;
+  joined = false;
+  if (resumable) {
+    // The member decides, on its own loop: suspend (seat held) or leave (close frame).
+    if (&resumable->home() == &s.loop()) {
+      resumable->socket_ended(generation, client_closed);
+    } else {
+      boost::asio::post(resumable->home().ioc,
+                        [member = resumable, gen = generation, closed = client_closed] {
+                          member->socket_ended(gen, closed);
+                        });
+    }
+    room.reset();
+    return;
+  }
+  s.server().depart(room, &s, client_id, s.loop().index);
+  room.reset();
+}
+
+}  // namespace sigsrv
