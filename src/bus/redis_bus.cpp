@@ -395,17 +395,43 @@ void RedisBus::eval(Script script, std::vector<std::string> keys_and_args, std::
     for (const auto& a : *args) argv.push_back(a);
     command_.command(argv, std::move(cb));
   };
-  send(false, [this, send, op, started, done = std::move(done)](const redisReply* r) mutable {
+  const uint64_t ticket = next_eval_++;
+  send(false, [this, send, op, started, ticket,
+               done = std::move(done)](const redisReply* r) mutable {
     if (r && r->type == REDIS_REPLY_ERROR && reply_text(r).rfind("NOSCRIPT", 0) == 0) {
-      send(true, [this, op, started, done = std::move(done)](const redisReply* r2) {
+      // The retry goes to the back of the pipeline; until it is answered, the answers of every
+      // later eval are held, so callers still get them in the order they asked.
+      evals_retrying_.insert(ticket);
+      send(true, [this, op, started, ticket, done = std::move(done)](const redisReply* r2) mutable {
         record(op, !is_error(r2), started);
-        done(r2);
+        evals_retrying_.erase(ticket);
+        complete_eval(ticket, r2, done);
+        release_held_evals();
       });
       return;
     }
     record(op, !is_error(r), started);
-    done(r);
+    complete_eval(ticket, r, done);
   });
+}
+
+void RedisBus::complete_eval(uint64_t ticket, const redisReply* r,
+                             RedisConnection::Callback& done) {
+  if (evals_retrying_.empty() || ticket < *evals_retrying_.begin()) {
+    done(r);
+    return;
+  }
+  // An earlier eval is being retried: this answer waits for it (a copy: `r` is freed on return).
+  evals_held_.emplace(ticket, HeldEval{std::move(done), r ? copy_reply(*r) : nullptr});
+}
+
+void RedisBus::release_held_evals() {
+  while (!evals_held_.empty() &&
+         (evals_retrying_.empty() || evals_held_.begin()->first < *evals_retrying_.begin())) {
+    auto held = std::move(evals_held_.begin()->second);
+    evals_held_.erase(evals_held_.begin());
+    held.done(held.reply.get());
+  }
 }
 
 void RedisBus::subscribe(const std::string& room_id, std::function<void(bool)> done) {

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <map>
 #include <optional>
 #include <set>
 #include <string>
@@ -130,8 +131,13 @@ class RedisBus final : public Bus {
   void resync_members();
   void update_readiness();
   void end_gap();
+  // Runs a script (EVALSHA, or EVAL when Redis lost it). Callers get the answers in the order
+  // they asked, retries included: each eval takes a ticket, and an answer that arrives while an
+  // earlier ticket is being retried is held until that one is answered.
   void eval(Script script, std::vector<std::string> keys_and_args, std::size_t nkeys, RedisOp op,
             RedisConnection::Callback done);
+  void complete_eval(uint64_t ticket, const redisReply* r, RedisConnection::Callback& done);
+  void release_held_evals();
   void subscribe(const std::string& room_id, std::function<void(bool)> done);
   void send_subscribe(const std::string& room_id, Channel& ch);
   void release(const std::string& room_id);
@@ -186,6 +192,15 @@ class RedisBus final : public Bus {
   std::size_t resubscribes_outstanding_ = 0;
   bool subscriptions_resynced_ = false;
   std::unordered_map<std::string, Channel> channels_;  // by room id
+  // Eval tickets (see eval()). Bounded by the command pipeline (RedisConnection::kMaxPending):
+  // every held answer belongs to a command that was in it.
+  uint64_t next_eval_ = 0;
+  std::set<uint64_t> evals_retrying_;
+  struct HeldEval {
+    RedisConnection::Callback done;
+    ReplyPtr reply;  // null: the command failed
+  };
+  std::map<uint64_t, HeldEval> evals_held_;
   // Leaves that Redis did not take (it was down): retried when it is back, so a member that
   // left during an outage does not hold its room's slot.
   std::set<std::pair<std::string, std::string>> failed_leaves_;

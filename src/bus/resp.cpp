@@ -103,6 +103,31 @@ bool RespReader::feed(const char* data, std::size_t size) {
   return redisReaderFeed(reader_, data, size) == REDIS_OK;
 }
 
+ReplyPtr copy_reply(const redisReply& r) {
+  // calloc/malloc as hiredis' own reader allocates, so that freeReplyObject frees the copy.
+  ReplyPtr out(static_cast<redisReply*>(std::calloc(1, sizeof(redisReply))));
+  if (!out) throw std::bad_alloc();
+  redisReply& c = *out;
+  c.type = r.type;
+  c.integer = r.integer;
+  const bool has_text =
+      r.type == REDIS_REPLY_STRING || r.type == REDIS_REPLY_STATUS || r.type == REDIS_REPLY_ERROR;
+  if (has_text && r.str != nullptr) {
+    c.str = static_cast<char*>(std::malloc(r.len + 1));
+    if (c.str == nullptr) throw std::bad_alloc();
+    std::memcpy(c.str, r.str, r.len);
+    c.str[r.len] = '\0';
+    c.len = r.len;
+  }
+  if (r.type == REDIS_REPLY_ARRAY && r.element != nullptr && r.elements > 0) {
+    c.element = static_cast<redisReply**>(std::calloc(r.elements, sizeof(redisReply*)));
+    if (c.element == nullptr) throw std::bad_alloc();
+    c.elements = r.elements;
+    for (std::size_t i = 0; i < r.elements; ++i) c.element[i] = copy_reply(*r.element[i]).release();
+  }
+  return out;
+}
+
 ReplyPtr RespReader::next(bool* error) {
   void* reply = nullptr;
   if (redisReaderGetReply(reader_, &reply) != REDIS_OK) {

@@ -23,6 +23,10 @@ struct ReplyDeleter {
 };
 using ReplyPtr = std::unique_ptr<redisReply, ReplyDeleter>;
 
+// A deep copy of `r`, freed like a parsed reply (freeReplyObject): for a reply that must outlive
+// the callback it was handed to.
+ReplyPtr copy_reply(const redisReply& r);
+
 // Incremental reply parser over hiredis' redisReader.
 class RespReader {
  public:

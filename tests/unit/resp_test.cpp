@@ -424,5 +424,31 @@ TEST(RespReaderTest, HugeArrayHeaderIsAnErrorNotAnAllocation) {
   EXPECT_EQ(r->elements, 2u);
 }
 
+// --- copy_reply ---
+
+TEST(RespCopyTest, DeepCopyOutlivesTheOriginalAndFreesLikeOne) {
+  ReplyPtr copy;
+  {
+    const ReplyPtr r =
+        ReadOne("*5\r\n$2\r\nok\r\n:42\r\n$-1\r\n*2\r\n+PONG\r\n-ERR no\r\n$3\r\na\0b\r\n"sv);
+    ASSERT_NE(r, nullptr);
+    copy = copy_reply(*r);
+  }  // the original is freed here; ASan would catch a copy that still points into it
+  ASSERT_EQ(copy->type, REDIS_REPLY_ARRAY);
+  ASSERT_EQ(copy->elements, 5u);
+  EXPECT_EQ(reply_text(copy->element[0]), "ok");
+  EXPECT_EQ(copy->element[1]->type, REDIS_REPLY_INTEGER);
+  EXPECT_EQ(copy->element[1]->integer, 42);
+  EXPECT_EQ(copy->element[2]->type, REDIS_REPLY_NIL);
+  const redisReply* nested = copy->element[3];
+  ASSERT_EQ(nested->type, REDIS_REPLY_ARRAY);
+  ASSERT_EQ(nested->elements, 2u);
+  EXPECT_EQ(nested->element[0]->type, REDIS_REPLY_STATUS);
+  EXPECT_EQ(reply_text(nested->element[0]), "PONG");
+  EXPECT_TRUE(is_error(nested->element[1]));
+  EXPECT_EQ(reply_text(nested->element[1]), "ERR no");
+  EXPECT_EQ(reply_text(copy->element[4]), "a\0b"sv) << "binary-safe";
+}
+
 }  // namespace
 }  // namespace sigsrv
