@@ -117,8 +117,11 @@ class Bus {
   // Relay `data` to members of the room on other instances (local members are served directly,
   // except resumable ones on a bus that shares sessions: it numbers the message for them).
   // `sender_session`: the sender's resumable session id, empty when it has none.
+  // `count_forwarded`: the message reached nobody locally, so it counts as forwarded only once
+  // the bus has it (Redis accepted the publish); a failed publish is not a forwarded message.
   virtual void publish(const std::string& room_id, const std::string& sender_id,
-                       const std::string& sender_session, const SharedText& data) = 0;
+                       const std::string& sender_session, const SharedText& data,
+                       bool count_forwarded) = 0;
   // Tell other instances that `client_id` joined, was suspended or resumed (for their members
   // that asked for presence), or (kProbe) that they should probe their members of the room.
   // `resumable`: the member joining is (kJoined only).

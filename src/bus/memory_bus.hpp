@@ -20,9 +20,10 @@ class MemoryBus final : public Bus {
   void join(const std::string& room_id, const std::string& client_id, unsigned capacity,
             JoinCallback done) override;
   void leave(const std::string& room_id, const std::string& client_id) override;
-  // Every member is local and already served by relay: nothing crosses an instance.
-  void publish(const std::string&, const std::string&, const std::string&,
-               const SharedText&) override {}
+  // Every member is local and already served by relay: nothing crosses an instance (and a
+  // message that reached nobody locally reached nobody).
+  void publish(const std::string&, const std::string&, const std::string&, const SharedText&,
+               bool) override {}
   void publish_presence(const std::string&, const std::string&, PresenceEvent, bool) override {}
   void publish_departure(const std::string&, const std::string&) override {}
   std::optional<MessageVerdict> message_verdict_now(std::string_view ip, std::string_view room_id,

@@ -818,16 +818,19 @@ void RedisBus::publish_on(std::string channel, std::string body) {
 }
 
 void RedisBus::publish(const std::string& room_id, const std::string& sender_id,
-                       const std::string& sender_session, const SharedText& data) {
+                       const std::string& sender_session, const SharedText& data,
+                       bool count_forwarded) {
   // Serialized on the sender's loop; the bus loop only queues the bytes.
   std::string envelope = relay_envelope(sender_id, *data, instance_id_, now_us());
-  asio::post(ioc_, [this, room_id, sender_session, data, envelope = std::move(envelope)]() mutable {
+  asio::post(ioc_, [this, room_id, sender_session, data, count_forwarded,
+                    envelope = std::move(envelope)]() mutable {
     const auto started = SteadyClock::now();
     auto it = channels_.find(room_id);
     if (sender_session.empty() && (it == channels_.end() || !it->second.resumable)) {
       command_.command({"PUBLISH", room_key(room_id), envelope},
-                       [this, started](const redisReply* r) {
+                       [this, started, count_forwarded](const redisReply* r) {
                          record(RedisOp::kPublish, !is_error(r), started);
+                         if (count_forwarded && !is_error(r)) metrics().messages_forwarded.inc();
                        });
       return;
     }
@@ -836,11 +839,13 @@ void RedisBus::publish(const std::string& room_id, const std::string& sender_id,
           instance_id_, std::to_string(config_.resume_buffer_messages),
           std::to_string(config_.resume_buffer_bytes),
           std::to_string(std::chrono::milliseconds(kSessionTtl).count())},
-         2, RedisOp::kPublish, [this, room_id](const redisReply* r) {
+         2, RedisOp::kPublish, [this, room_id, count_forwarded](const redisReply* r) {
            if (r && r->type == REDIS_REPLY_INTEGER && r->integer < 0) {
              // Its session was resumed elsewhere: the client re-sends it there.
              log_.debug("Relay from a session resumed elsewhere not sent", {{"roomId", room_id}});
+             return;
            }
+           if (count_forwarded && !is_error(r)) metrics().messages_forwarded.inc();
          });
   });
 }

@@ -45,7 +45,8 @@ class RedisBus final : public Bus {
   void leave(const std::string& room_id, const std::string& client_id) override;
   void release_seat(const std::string& room_id, const std::string& client_id) override;
   void publish(const std::string& room_id, const std::string& sender_id,
-               const std::string& sender_session, const SharedText& data) override;
+               const std::string& sender_session, const SharedText& data,
+               bool count_forwarded) override;
   bool shares_sessions() const override { return true; }
   void session_open(const SessionRef& s, std::function<void(bool ok)> done) override;
   void session_append(const SessionRef& s, const SharedText& text) override;

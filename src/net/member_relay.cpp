@@ -104,13 +104,17 @@ void MemberRelay::relay(WsSession& s, const SharedText& message) {
   Server& server = s.server();
   Targets targets;
   room->collect_others(self_peer(s), targets);
+  bool delivered = false;
   for (auto& t : targets) {
     // Numbered members get it from the bus, with their number.
-    if (!t.numbered) server.send_from(s.loop().index, std::move(t), message);
+    if (t.numbered) continue;
+    server.send_from(s.loop().index, std::move(t), message);
+    delivered = true;
   }
+  // Forwarded once: now when a member here got it, else when the bus has it.
+  if (delivered) metrics().messages_forwarded.inc();
   server.bus().publish(room->id(), client_id, resumable ? resumable->session_id() : kNoSession,
-                       message);
-  metrics().messages_forwarded.inc();
+                       message, !delivered);
   metrics().fanout_duration.observe(std::chrono::duration<double>(Clock::now() - start).count());
 }
 

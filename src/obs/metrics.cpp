@@ -79,7 +79,9 @@ std::string Metrics::render() const {
   gauge(out, "cloudgaming_circuit_breaker_open", "1 while the Redis circuit breaker is open.",
         circuit_breaker_open.value());
   counter(out, "cloudgaming_messages_forwarded_total",
-          "Valid client messages relayed to their room.", messages_forwarded.value());
+          "Valid client messages that reached someone: delivered to a member here, or accepted by "
+          "Redis.",
+          messages_forwarded.value());
   counter(out, "cloudgaming_schema_rejects_total", "Messages failing schema validation.",
           schema_rejects.value());
   header(out, "cloudgaming_rate_limit_drops_total", "counter",

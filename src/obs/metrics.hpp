@@ -88,7 +88,7 @@ struct Metrics {
   Gauge local_rooms;           // rooms with at least one member on this instance
   Gauge redis_up;              // 1 while the Redis bus answers; 0 on the embedded bus
   Gauge circuit_breaker_open;  // 1 while the Redis breaker refuses new connections
-  Counter messages_forwarded;  // valid client messages relayed to their room (once per message)
+  Counter messages_forwarded;  // valid messages delivered here or accepted by Redis (once each)
   Counter schema_rejects;      // objects failing validation (sender got schema-error)
   std::array<Counter, 4> rate_limit_drops;  // by RateScope
   Counter backpressure_closes;              // recipients closed with 1013 for unsent bytes

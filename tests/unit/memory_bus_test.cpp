@@ -109,7 +109,7 @@ TEST(MemoryBusTest, EmptiedRoomStartsAfresh) {
 TEST(MemoryBusTest, PublishIsANoOp) {
   MemoryBus bus;
   Join(bus, "r", "a", 2);
-  bus.publish("r", "a", "", peer_disconnected_message());
+  bus.publish("r", "a", "", peer_disconnected_message(), true);
   bus.publish_departure("r", "a");
   EXPECT_EQ(bus.members("r"), 1u);
 }
