@@ -135,6 +135,7 @@ int main(int argc, char** argv) {
   }
 
   sigsrv::Logger log(config.log_level, config.pretty_logs, config.instance_id);
+  for (const auto& w : result.warnings) log.warn("Configuration taken, but check it", {{"why", w}});
   std::unique_ptr<sigsrv::Bus> bus;
   if (!redis_endpoint) {
     bus = std::make_unique<sigsrv::MemoryBus>();

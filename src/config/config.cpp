@@ -14,7 +14,16 @@
 namespace sigsrv {
 namespace {
 
-using Apply = std::function<std::optional<std::string>(Config&, const std::string&)>;
+// Sets a field from a variable's value; an error (returned) stops start-up, a warning (appended
+// to the list) is logged once the server starts.
+using Warnings = std::vector<std::string>;
+using Apply = std::function<std::optional<std::string>(Config&, const std::string&, Warnings&)>;
+using PlainApply = std::optional<std::string> (*)(Config&, const std::string&);
+
+// An applier that never warns.
+Apply plain(PlainApply f) {
+  return [f](Config& c, const std::string& v, Warnings&) { return f(c, v); };
+}
 
 struct Option {
   OptionInfo info;
@@ -36,14 +45,22 @@ std::optional<uint64_t> to_uint(const std::string& v) {
   return out;
 }
 
-// Numeric option within [lo, hi], stored through `set`.
+// Numeric option of at least `lo`. Past `hi` (the largest value the server can use) it is
+// `hi`, with a warning: the replaced server took any positive integer, and a value it took must
+// not stop this one from starting.
 template <class T>
 Apply number(T Config::*field, uint64_t lo, uint64_t hi) {
-  return [field, lo, hi](Config& c, const std::string& v) -> std::optional<std::string> {
-    auto n = to_uint(v);
-    if (!n) return "must be a whole number";
-    if (*n < lo || *n > hi) {
-      return "must be between " + std::to_string(lo) + " and " + std::to_string(hi);
+  return [field, lo, hi](Config& c, const std::string& v,
+                         Warnings& warnings) -> std::optional<std::string> {
+    const bool digits = !v.empty() && std::all_of(v.begin(), v.end(), [](unsigned char ch) {
+      return ch >= '0' && ch <= '9';
+    });
+    if (!digits) return "must be a whole number";
+    auto n = to_uint(v);  // null: more than 64 bits of digits
+    if (n && *n < lo) return "must be at least " + std::to_string(lo);
+    if (!n || *n > hi) {
+      warnings.push_back(v + " is more than this server uses; " + std::to_string(hi) + " applies");
+      n = hi;
     }
     c.*field = static_cast<T>(*n);
     return std::nullopt;
@@ -53,7 +70,7 @@ Apply number(T Config::*field, uint64_t lo, uint64_t hi) {
 // PORT and WS_PORT (a plain port) or HEALTH_PORT (an optional one).
 template <class T>
 Apply port_into(T Config::*field) {
-  return [field](Config& c, const std::string& v) -> std::optional<std::string> {
+  return [field](Config& c, const std::string& v, Warnings&) -> std::optional<std::string> {
     auto n = parse_port(v);
     if (!n) return "must be a port number from 0 to 65535";
     c.*field = *n;
@@ -62,7 +79,7 @@ Apply port_into(T Config::*field) {
 }
 
 Apply boolean(bool Config::*field) {
-  return [field](Config& c, const std::string& v) -> std::optional<std::string> {
+  return [field](Config& c, const std::string& v, Warnings&) -> std::optional<std::string> {
     std::string l = v;
     std::transform(l.begin(), l.end(), l.begin(),
                    [](unsigned char ch) { return std::tolower(ch); });
@@ -78,7 +95,7 @@ Apply boolean(bool Config::*field) {
 }
 
 Apply text(std::string Config::*field) {
-  return [field](Config& c, const std::string& v) -> std::optional<std::string> {
+  return [field](Config& c, const std::string& v, Warnings&) -> std::optional<std::string> {
     c.*field = v;
     return std::nullopt;
   };
@@ -145,7 +162,7 @@ const std::vector<Option>& options() {
        port_into(&Config::health_port)},
       {{"REDIS_URL", "--redis-url", "-",
         "redis://[user:password@]host:port[/db]; unset = embedded single-instance bus."},
-       apply_redis_url},
+       plain(apply_redis_url)},
       {{"REDIS_TLS_CA_FILE", "--redis-tls-ca-file", "system CAs",
         "rediss://: PEM CA bundle that signs the Redis server's certificate."},
        text(&Config::redis_tls_ca_file)},
@@ -187,16 +204,16 @@ const std::vector<Option>& options() {
        number(&Config::room_id_max_length, 1, 4096)},
       {{"MESSAGE_MAX_BYTES", "--message-max-bytes", "262144",
         "Max message size; a larger one closes the socket with 1009."},
-       number(&Config::message_max_bytes, 64, 64ULL << 20)},
+       number(&Config::message_max_bytes, 1, 64ULL << 20)},
       {{"BACKPRESSURE_CLOSE_THRESHOLD_BYTES", "--backpressure-close-threshold-bytes", "5242880",
         "Unsent bytes a recipient may accumulate before it is closed with 1013."},
        number(&Config::backpressure_close_threshold_bytes, 1, 1ULL << 32)},
       {{"HEARTBEAT_INTERVAL_MS", "--heartbeat-interval-ms", "30000",
         "Ping interval; a client silent for a whole interval is terminated."},
-       number(&Config::heartbeat_interval_ms, 10, 3600000)},
+       number(&Config::heartbeat_interval_ms, 1, 3600000)},
       {{"HANDSHAKE_TIMEOUT_MS", "--handshake-timeout-ms", "5000",
         "Time allowed for the HTTP request and WebSocket upgrade."},
-       number(&Config::handshake_timeout_ms, 10, 600000)},
+       number(&Config::handshake_timeout_ms, 1, 600000)},
       {{"MAX_CONNECTIONS", "--max-connections", "0",
         "WebSocket connections per instance; beyond it 1013. 0 = unlimited."},
        number(&Config::max_connections, 0, 100000000)},
@@ -225,9 +242,9 @@ const std::vector<Option>& options() {
        number(&Config::drain_timeout_ms, 0, 3600000)},
       {{"SHUTDOWN_CLOSE_CODE", "--shutdown-close-code", "1012",
         "Close code sent to clients when draining."},
-       apply_close_code},
+       plain(apply_close_code)},
       {{"LOG_LEVEL", "--log-level", "info", "trace, debug, info, warn, error, fatal or silent."},
-       apply_log_level},
+       plain(apply_log_level)},
       {{"PRETTY_LOGS", "--pretty-logs", "false", "One readable line per event instead of JSON."},
        boolean(&Config::pretty_logs)},
       {{"REQUIRE_WSS", "--require-wss", "false",
@@ -239,7 +256,7 @@ const std::vector<Option>& options() {
       {{"TLS_KEY_FILE", "--tls-key-file", "-", "PEM private key of TLS_CERT_FILE."},
        text(&Config::tls_key_file)},
       {{"ALLOWED_ORIGINS", "--allowed-origins", "(all)", "Comma-separated allowed origins."},
-       apply_origins},
+       plain(apply_origins)},
       {{"SUBPROTOCOL", "--subprotocol", "-", "WebSocket subprotocol clients must offer."},
        text(&Config::subprotocol)},
       {{"ENABLE_AUTH", "--enable-auth", "false", "Require a JWT (query token or Bearer header)."},
@@ -341,6 +358,39 @@ const Option* find_flag(const std::string& flag) {
 
 }  // namespace
 
+std::vector<std::string> unwise_settings(const Config& c) {
+  std::vector<std::string> out;
+  const auto n = [](auto v) { return std::to_string(v); };
+  if (c.message_max_bytes < 256) {
+    out.push_back("MESSAGE_MAX_BYTES=" + n(c.message_max_bytes) +
+                  ": smaller than most signaling messages (an ICE candidate is about 200 bytes, an "
+                  "SDP several KB); each larger one closes its sender with 1009");
+  }
+  if (c.backpressure_close_threshold_bytes < c.message_max_bytes) {
+    out.push_back("BACKPRESSURE_CLOSE_THRESHOLD_BYTES=" + n(c.backpressure_close_threshold_bytes) +
+                  ": below MESSAGE_MAX_BYTES=" + n(c.message_max_bytes) +
+                  "; one large message can close its recipient with 1013");
+  }
+  if (c.heartbeat_interval_ms < 1000) {
+    out.push_back("HEARTBEAT_INTERVAL_MS=" + n(c.heartbeat_interval_ms) +
+                  ": a client that does not answer a ping within that time is terminated; busy "
+                  "or mobile clients need seconds");
+  }
+  if (c.handshake_timeout_ms < 500) {
+    out.push_back("HANDSHAKE_TIMEOUT_MS=" + n(c.handshake_timeout_ms) +
+                  ": clients on slow links cannot complete the HTTP request and upgrade in time");
+  }
+  // The joiner's two retries come after the probe's deadline + 150 ms and + 500 ms.
+  if (c.stale_member_probe_ms > 0 && c.stale_member_probe_ms + 500 >= c.handshake_timeout_ms) {
+    out.push_back("STALE_MEMBER_PROBE_MS=" + n(c.stale_member_probe_ms) +
+                  ": a join into a full room waits for the probe longer than "
+                  "HANDSHAKE_TIMEOUT_MS=" +
+                  n(c.handshake_timeout_ms) +
+                  " allows, so it times out instead of taking a dead member's seat");
+  }
+  return out;
+}
+
 std::optional<uint16_t> parse_port(std::string_view text) {
   unsigned value = 0;
   const char* end = text.data() + text.size();
@@ -441,12 +491,15 @@ std::variant<LoadResult, ConfigError> load_config(const Env& environment, const 
     // An empty value means "not set" (platforms sometimes export PORT=""); for text options the
     // default is what empty would mean anyway.
     if (v.empty()) continue;
-    if (auto err = o.apply(result.config, v)) {
+    Warnings warnings;
+    if (auto err = o.apply(result.config, v, warnings)) {
       const std::string shown = is_secret_variable(o.info.env) ? "(hidden)" : "'" + v + "'";
       return ConfigError{o.info.env, std::string(o.info.env) + "=" + shown + ": " + *err};
     }
+    for (auto& w : warnings) result.warnings.push_back(std::string(o.info.env) + "=" + w);
   }
   if (auto err = validate(result.config)) return *err;
+  for (auto& w : unwise_settings(result.config)) result.warnings.push_back(std::move(w));
   return result;
 }
 

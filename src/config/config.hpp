@@ -127,7 +127,14 @@ struct ConfigError {
 struct LoadResult {
   enum class Action { kRun, kHelp, kVersion } action = Action::kRun;
   Config config;
+  // Legal but unwise values, and values past what the server uses (then clamped): logged at
+  // start-up, never a reason to refuse it (the replaced server took them).
+  std::vector<std::string> warnings;
 };
+
+// The settings of `c` that are legal but likely to hurt, each as one sentence naming the
+// variable.
+std::vector<std::string> unwise_settings(const Config& c);
 
 using Env = std::map<std::string, std::string>;
 

@@ -303,8 +303,8 @@ TEST(ConfigTest, InvalidValuesNameTheVariable) {
       {{{"ROOM_CAPACITY", "2.5"}}, "ROOM_CAPACITY"},
       {{{"ROOM_CAPACITY", "1e3"}}, "ROOM_CAPACITY"},
       {{{"ROOM_CAPACITY", "+3"}}, "ROOM_CAPACITY"},
-      {{{"MESSAGE_MAX_BYTES", "99999999999999999999999"}}, "MESSAGE_MAX_BYTES"},
-      {{{"HEARTBEAT_INTERVAL_MS", "5"}}, "HEARTBEAT_INTERVAL_MS"},
+      {{{"MESSAGE_MAX_BYTES", "0"}}, "MESSAGE_MAX_BYTES"},
+      {{{"HEARTBEAT_INTERVAL_MS", "-5"}}, "HEARTBEAT_INTERVAL_MS"},
       {{{"RATE_LIMIT_CONN_PER_10S", "0"}}, "RATE_LIMIT_CONN_PER_10S"},
       {{{"LOG_LEVEL", "verbose"}}, "LOG_LEVEL"},
       {{{"PRETTY_LOGS", "maybe"}}, "PRETTY_LOGS"},
@@ -334,6 +334,66 @@ TEST(ConfigTest, InvalidValuesNameTheVariable) {
     EXPECT_EQ(e.variable, c.variable) << shown;
     EXPECT_NE(e.message.find(c.variable), std::string::npos) << shown << " -> " << e.message;
   }
+}
+
+// Loads and expects success; returns the warnings.
+std::vector<std::string> Warnings(const Env& env) {
+  auto r = load_config(env, {}, {});
+  EXPECT_TRUE(std::holds_alternative<LoadResult>(r)) << std::get<ConfigError>(r).message;
+  if (!std::holds_alternative<LoadResult>(r)) return {};
+  return std::get<LoadResult>(r).warnings;
+}
+
+bool names(const std::vector<std::string>& warnings, const std::string& variable) {
+  for (const auto& w : warnings) {
+    if (w.rfind(variable + "=", 0) == 0) return true;
+  }
+  return false;
+}
+
+TEST(ConfigTest, EveryPositiveIntegerTheReplacedServerTookIsTaken) {
+  // The replaced server's rule for its numeric variables: any positive integer.
+  const char* const node_numbers[] = {"ROOM_CAPACITY",
+                                      "ROOM_TTL_SECONDS",
+                                      "ROOM_ID_MAX_LENGTH",
+                                      "MESSAGE_MAX_BYTES",
+                                      "BACKPRESSURE_CLOSE_THRESHOLD_BYTES",
+                                      "HEARTBEAT_INTERVAL_MS",
+                                      "RATE_LIMIT_CONN_PER_10S",
+                                      "RATE_LIMIT_MESSAGES_PER_10S",
+                                      "RATE_LIMIT_IP_MSGS_PER_10S",
+                                      "RATE_LIMIT_ROOM_MSGS_PER_10S",
+                                      "CB_ERROR_THRESHOLD",
+                                      "CB_OPEN_MS",
+                                      "DRAIN_TIMEOUT_MS"};
+  for (const char* v : node_numbers) {
+    for (const char* value : {"1", "16", "99999999999", "99999999999999999999999"}) {
+      auto r = load_config({{v, value}}, {}, {});
+      EXPECT_TRUE(std::holds_alternative<LoadResult>(r))
+          << v << "=" << value << ": " << std::get<ConfigError>(r).message;
+    }
+  }
+  EXPECT_EQ(Load({{"MESSAGE_MAX_BYTES", "16"}}).message_max_bytes, 16u);
+  EXPECT_EQ(Load({{"HEARTBEAT_INTERVAL_MS", "5"}}).heartbeat_interval_ms, 5u);
+  // Past what the server uses: the most it uses, and a warning naming the variable.
+  EXPECT_EQ(Load({{"MESSAGE_MAX_BYTES", "99999999999999999999999"}}).message_max_bytes, 64u << 20);
+  EXPECT_EQ(Load({{"ROOM_ID_MAX_LENGTH", "100000"}}).room_id_max_length, 4096u);
+  EXPECT_TRUE(names(Warnings({{"ROOM_ID_MAX_LENGTH", "100000"}}), "ROOM_ID_MAX_LENGTH"));
+  EXPECT_TRUE(names(Warnings({{"RATE_LIMIT_IP_MSGS_PER_10S", "99999999999"}}),
+                    "RATE_LIMIT_IP_MSGS_PER_10S"));
+}
+
+TEST(ConfigTest, LegalButUnwiseValuesWarnAndDefaultsDoNot) {
+  EXPECT_TRUE(Warnings({}).empty());
+  EXPECT_TRUE(names(Warnings({{"MESSAGE_MAX_BYTES", "16"}}), "MESSAGE_MAX_BYTES"));
+  EXPECT_TRUE(names(Warnings({{"HEARTBEAT_INTERVAL_MS", "5"}}), "HEARTBEAT_INTERVAL_MS"));
+  EXPECT_TRUE(names(Warnings({{"HANDSHAKE_TIMEOUT_MS", "50"}}), "HANDSHAKE_TIMEOUT_MS"));
+  EXPECT_TRUE(names(Warnings({{"BACKPRESSURE_CLOSE_THRESHOLD_BYTES", "1000"}}),
+                    "BACKPRESSURE_CLOSE_THRESHOLD_BYTES"));
+  // The probe's wait does not fit in the handshake deadline.
+  EXPECT_TRUE(names(Warnings({{"STALE_MEMBER_PROBE_MS", "4800"}}), "STALE_MEMBER_PROBE_MS"));
+  EXPECT_FALSE(names(Warnings({{"STALE_MEMBER_PROBE_MS", "0"}}), "STALE_MEMBER_PROBE_MS"));
+  EXPECT_FALSE(names(Warnings({{"STALE_MEMBER_PROBE_MS", "4000"}}), "STALE_MEMBER_PROBE_MS"));
 }
 
 TEST(ConfigTest, ErrorShowsNonSecretValue) {
