@@ -150,12 +150,6 @@ std::optional<std::string> WsClient::recv(std::chrono::milliseconds timeout) {
   return m;
 }
 
-bool WsClient::silent_for(std::chrono::milliseconds window) {
-  impl_->arm_read();
-  impl_->run_until([&] { return !impl_->inbox.empty() || !impl_->open; }, window);
-  return impl_->inbox.empty() && impl_->open;
-}
-
 bool WsClient::wait_pings(int count, std::chrono::milliseconds timeout) {
   const long target = impl_->pings + count;
   impl_->arm_read();
