@@ -6,6 +6,7 @@
 #include <chrono>
 
 #include "../support/test_jwk.hpp"
+#include "admission.hpp"
 #include "harness.hpp"
 #include "ws_client.hpp"
 
@@ -47,7 +48,7 @@ std::optional<CloseInfo> outcome(uint16_t port, const std::string& target,
   auto c = WsClient::connect(port, target, options, &err);
   EXPECT_TRUE(c) << err;
   if (!c) return CloseInfo{-1, err};
-  return c->wait_close(300ms);  // nullopt: admitted and still open
+  return refusal(*c);  // nullopt: admitted (its probe was answered)
 }
 
 }  // namespace

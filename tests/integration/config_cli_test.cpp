@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "admission.hpp"
 #include "harness.hpp"
 #include "ws_client.hpp"
 
@@ -126,13 +127,10 @@ int admitted_before_full(uint16_t port, const std::string& room, int limit = 10)
   for (int i = 0; i <= limit; ++i) {
     auto c = join(port, room);
     if (!c) return -1;
-    if (!c->silent_for(150ms)) {
-      const auto closed = c->wait_close(1000ms);
-      EXPECT_TRUE(closed);
-      if (!closed) return -1;
-      EXPECT_EQ(closed->code, 1000);
-      EXPECT_EQ(closed->reason, "Room is full");
-      return i;
+    const std::string outcome = admission(*c);
+    if (outcome != "admitted") {
+      EXPECT_EQ(outcome, "close 1000 'Room is full'");
+      return outcome == "close 1000 'Room is full'" ? i : -1;
     }
     members.push_back(std::move(c));
   }
@@ -314,7 +312,7 @@ TEST(ConfigCliPrecedence, DotEnvIsHonoured) {
   ASSERT_TRUE(server);
   auto a = join(server->port(), "dotenv");
   ASSERT_TRUE(a);
-  EXPECT_TRUE(a->silent_for(150ms));
+  EXPECT_EQ(admission(*a), "admitted");
   auto b = join(server->port(), "dotenv");
   ASSERT_TRUE(b);
   const auto closed = b->wait_close();

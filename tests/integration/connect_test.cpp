@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "admission.hpp"
 #include "harness.hpp"
 #include "ws_client.hpp"
 
@@ -44,8 +45,8 @@ void expect_refused(uint16_t port, const std::string& target, int code, const st
   expect_refused(port, target, ConnectOptions{}, code, reason);
 }
 
-// Connects and expects the socket to stay open (the server refuses right after the 101, so a
-// refusal would arrive well within the window). Returns the open client.
+// Connects and expects the server to admit the client: its probe is answered (see admission()),
+// where a refusal would have closed the socket instead. Returns the open client.
 std::unique_ptr<WsClient> expect_accepted(uint16_t port, const std::string& target,
                                           const ConnectOptions& options = {}) {
   SCOPED_TRACE("target " + target);
@@ -53,11 +54,9 @@ std::unique_ptr<WsClient> expect_accepted(uint16_t port, const std::string& targ
   auto c = WsClient::connect(port, target, options, &err);
   EXPECT_TRUE(c) << err;
   if (!c) return nullptr;
-  if (!c->silent_for(200ms)) {
-    const auto closed = c->wait_close(100ms);
-    ADD_FAILURE() << "expected to be admitted, got close "
-                  << (closed ? std::to_string(closed->code) + " '" + closed->reason + "'"
-                             : std::string("(a message)"));
+  const std::string outcome = admission(*c);
+  if (outcome != "admitted") {
+    ADD_FAILURE() << "expected to be admitted, got " << outcome;
     return nullptr;
   }
   return c;
@@ -448,7 +447,9 @@ TEST(ConnectRow12, RefusedConnectionsDoNotOccupyARoomSlot) {
   ASSERT_TRUE(c) << "a room-full refusal kept a slot, or the leaver's slot was not freed";
   c->send(R"({"type":"answer","sdp":"y"})");
   EXPECT_EQ(a->recv(), R"({"type":"answer","sdp":"y"})");
-  EXPECT_TRUE(a->silent_for(150ms)) << "refused clients must never be announced as leaving";
+  // Refused clients must never be announced as leaving: a's next message is c's marker.
+  c->send(R"({"type":"offer","sdp":"marker"})");
+  EXPECT_EQ(a->recv(), R"({"type":"offer","sdp":"marker"})");
   EXPECT_EQ(scrape(port, "cloudgaming_active_connections"), 2.0);
 }
 
@@ -531,7 +532,7 @@ TEST(ConnectMaxConnections, ThirdConnectionIsRefusedAtCapacity) {
   std::unique_ptr<WsClient> c;
   EXPECT_TRUE(wait_until([&] {
     c = WsClient::connect(port, "/?roomId=m1");
-    return c && c->silent_for(100ms);
+    return c && admission(*c) == "admitted";
   }));
 }
 

@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "../support/test_jwk.hpp"
+#include "admission.hpp"
 #include "harness.hpp"
 #include "ws_client.hpp"
 
@@ -173,13 +174,13 @@ Env jwks_env(const std::string& url, Env extra = {}) {
   return relaxed_limits(extra);
 }
 
-// nullopt: admitted (and still open); else how the server closed the connection.
+// nullopt: admitted (its probe was answered); else how the server closed the connection.
 std::optional<CloseInfo> try_connect(uint16_t port, const std::string& jwt,
                                      const std::string& room = "r1") {
   std::string err;
   auto c = WsClient::connect(port, "/?roomId=" + room + "&token=" + jwt, {}, &err);
   if (!c) return CloseInfo{-1, err};
-  return c->wait_close(300ms);
+  return refusal(*c);
 }
 
 bool admitted(uint16_t port, const std::string& jwt) {

@@ -87,15 +87,16 @@ TEST(LifecycleHeartbeat, ClientThatNeverAnswersPingsIsTerminated) {
   ASSERT_TRUE(a && silent);
   // From here on `silent` is not read from, so it answers no ping; `a` reads while it waits.
   const auto start = Clock::now();
-  EXPECT_EQ(a->recv(1500ms), kPeerDisconnected) << "after " << ms_since(start) << " ms\n"
+  // Nominal: within two intervals (400 ms); the deadline allows a loaded machine.
+  EXPECT_EQ(a->recv(5000ms), kPeerDisconnected) << "after " << ms_since(start) << " ms\n"
                                                 << server->output();
   EXPECT_EQ(scrape(server->port(), "cloudgaming_heartbeat_terminations_total"), 1.0);
   // The server cut the socket without a close frame.
   auto closed = silent->wait_close(2000ms);
   ASSERT_TRUE(closed);
   EXPECT_EQ(closed->code, 1006) << closed->reason;
-  // `a` answered every ping and is still a working member.
-  EXPECT_TRUE(a->silent_for(100ms));
+  // `a` answered every ping and is still a working member, told of the departure once: its next
+  // message is a newcomer's.
   auto c = join(server->port(), "hb");
   ASSERT_TRUE(c);
   c->send(R"({"type":"offer","sdp":"after"})");
@@ -109,15 +110,15 @@ TEST(LifecycleHeartbeat, ClientThatKeepsReadingStaysConnectedAcrossIntervals) {
   ASSERT_TRUE(server);
   auto k = join(server->port(), "alive");
   ASSERT_TRUE(k);
-  // Reading (and so answering pings) for six heartbeat intervals.
+  // Reading (and so answering pings) across six heartbeat intervals: a reading client is never
+  // terminated. Counted in pings, not in time.
   const auto start = Clock::now();
-  while (Clock::now() - start < 1200ms) {
-    ASSERT_TRUE(k->silent_for(50ms)) << "closed or messaged after " << ms_since(start) << " ms";
-  }
+  ASSERT_TRUE(k->wait_pings(6)) << "closed after " << ms_since(start) << " ms";
   EXPECT_EQ(scrape(server->port(), "cloudgaming_heartbeat_terminations_total"), 0.0);
   EXPECT_EQ(scrape(server->port(), "cloudgaming_active_connections"), 1.0);
   auto peer = join(server->port(), "alive");
   ASSERT_TRUE(peer);
+  // Still a member, and nothing reached it meanwhile: its first message is the peer's.
   peer->send(R"({"type":"offer","sdp":"still-here"})");
   EXPECT_EQ(k->recv(), R"({"type":"offer","sdp":"still-here"})");
   EXPECT_EQ(stop_after_disconnect(*server, k, peer), 0);
@@ -162,9 +163,9 @@ TEST(LifecycleBackpressure, SlowReaderIsClosedWith1013AndTheSenderIsNeverBlocked
   EXPECT_EQ(closed->code, 1013);
   EXPECT_EQ(closed->reason, "Server overloaded");
   EXPECT_EQ(a->recv(), kPeerDisconnected);
-  EXPECT_TRUE(a->silent_for(100ms));
   EXPECT_EQ(scrape(server->port(), "cloudgaming_backpressure_closes_total"), 1.0);
-  // A still relays to a new member, both ways.
+  // A still relays to a new member, both ways; B's departure came once (A's next message after
+  // it is C's answer).
   auto c = join(server->port(), "bp");
   ASSERT_TRUE(c);
   a->send(R"({"type":"offer","sdp":"to-c"})");
@@ -313,12 +314,17 @@ TEST(LifecycleMessageSize, OversizedMessageClosesTheSenderWith1009AndIsNotRelaye
   auto closed = sender->read_close(3000ms);
   ASSERT_TRUE(closed) << "no close frame reached the sender";
   EXPECT_EQ(closed->code, 1009) << closed->reason;
-  // The next thing B hears is the sender's departure, not the big message.
+  // The next thing B hears is the sender's departure, not the big message (the sender's
+  // messages all come before its departure).
   EXPECT_EQ(b->recv(), kPeerDisconnected);
-  EXPECT_TRUE(b->silent_for(100ms));
   EXPECT_EQ(scrape(server->port(), "cloudgaming_messages_forwarded_total"), 1.0);
   EXPECT_EQ(scrape(server->port(), "cloudgaming_oversize_closes_total"), 1.0);
-  EXPECT_EQ(stop_after_disconnect(*server, b), 0);
+  // Nor after it: B's next message is a newcomer's marker.
+  auto c = join(server->port(), "max");
+  ASSERT_TRUE(c);
+  c->send(R"({"type":"offer","sdp":"marker"})");
+  EXPECT_EQ(b->recv(), R"({"type":"offer","sdp":"marker"})");
+  EXPECT_EQ(stop_after_disconnect(*server, b, c), 0);
 }
 
 // A WebSocket library client that takes a moment to answer the close must still see a clean
@@ -345,7 +351,8 @@ TEST(LifecycleMessageSize, SenderThatAnswersTheCloseLateStillSeesACleanClose1009
 namespace {
 
 // Two reading clients in a room; `sig` must close both with `code` "Server draining" and the
-// process must exit 0 within DRAIN_TIMEOUT_MS (3000) plus a margin.
+// process must exit 0. Both answer the close, so the drain ends as soon as they have: nominal well
+// within DRAIN_TIMEOUT_MS (3000).
 void expect_drain(int sig, const Env& extra, int code) {
   Env env = relaxed_limits({{"DRAIN_TIMEOUT_MS", "3000"}});
   for (const auto& [k, v] : extra) env[k] = v;
@@ -362,8 +369,9 @@ void expect_drain(int sig, const Env& extra, int code) {
     EXPECT_EQ(closed->code, code);
     EXPECT_EQ(closed->reason, "Server draining");
   }
-  EXPECT_EQ(wait_for_exit(*server, 4500ms), 0) << server->output();
-  EXPECT_LT(ms_since(start), 3000 + 1500);
+  // 4x DRAIN_TIMEOUT_MS, for a loaded machine: a drain that never ends still fails.
+  EXPECT_EQ(wait_for_exit(*server, 12000ms), 0) << server->output();
+  EXPECT_LT(ms_since(start), 4 * 3000);
 }
 
 }  // namespace
@@ -381,7 +389,10 @@ TEST(LifecycleDrain, ShutdownCloseCodeChangesTheCode) {
 }
 
 TEST(LifecycleDrain, ReadinessIs503WhileDrainingAndTheDrainIsBoundedByItsTimeout) {
-  auto server = ServerProcess::start(relaxed_limits({{"DRAIN_TIMEOUT_MS", "3000"}}));
+  // The close handshake's own timeout (HANDSHAKE_TIMEOUT_MS) far above the drain's, so that only
+  // DRAIN_TIMEOUT_MS can end the drain within the bound below.
+  auto server = ServerProcess::start(
+      relaxed_limits({{"DRAIN_TIMEOUT_MS", "3000"}, {"HANDSHAKE_TIMEOUT_MS", "60000"}}));
   ASSERT_TRUE(server);
   auto a = join(server->port(), "ready");
   // Never answers the close frame (it only reads at the end): it holds the drain.
@@ -392,23 +403,26 @@ TEST(LifecycleDrain, ReadinessIs503WhileDrainingAndTheDrainIsBoundedByItsTimeout
   EXPECT_EQ(before.body, "ready");
   const auto start = Clock::now();
   ASSERT_EQ(kill(server->pid(), SIGTERM), 0);
+  // A 503 answer comes from the running process, so from within the drain (`idle` holds it open
+  // until DRAIN_TIMEOUT_MS); that is what is checked, not how fast the poll saw it.
   HttpResult during;
   EXPECT_TRUE(wait_until(
       [&] {
         during = http_get(server->port(), "/readyz", 500ms);
         return during.status == 503;
       },
-      2000ms))
+      3000ms))
       << "last /readyz: " << during.status << " " << during.body;
   EXPECT_EQ(during.body, "not-ready");
-  EXPECT_LT(ms_since(start), 2500) << "the drain should still be running";
   EXPECT_EQ(scrape(server->port(), "cloudgaming_draining"), 1.0);
   auto closed = a->wait_close(4000ms);
   ASSERT_TRUE(closed);
   EXPECT_EQ(closed->code, 1012);
   // `idle` never answers the close, so the drain ends at DRAIN_TIMEOUT_MS, still with exit 0.
-  EXPECT_EQ(wait_for_exit(*server, 4500ms), 0) << server->output();
-  EXPECT_LT(ms_since(start), 3000 + 1500);
+  // Nominal 3 s; bounded at 4x that for a loaded machine, still far below the 60 s after which
+  // the close handshake's timeout would have ended it instead.
+  EXPECT_EQ(wait_for_exit(*server, 12000ms), 0) << server->output();
+  EXPECT_LT(ms_since(start), 4 * 3000);
   // The close frame was sent to `idle` too, before the process went away.
   auto idle_closed = idle->read_close(2000ms);
   ASSERT_TRUE(idle_closed);
@@ -440,9 +454,11 @@ TEST(LifecycleDrain, NewConnectionDuringDrainIsRefusedWith1012) {
   auto closed = idle->wait_close();
   ASSERT_TRUE(closed);
   EXPECT_EQ(closed->code, 1012);
+  // Nominal: at once. The bound only has to tell that from the end of DRAIN_TIMEOUT_MS (30 s),
+  // with room for a loaded machine.
   const auto start = Clock::now();
-  EXPECT_EQ(wait_for_exit(*server, 3000ms), 0) << server->output();
-  EXPECT_LT(ms_since(start), 3000);
+  EXPECT_EQ(wait_for_exit(*server, 10000ms), 0) << server->output();
+  EXPECT_LT(ms_since(start), 10000);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -532,7 +548,6 @@ TEST(LifecycleMetrics, ConnectionRateLimitRelaysExactlyTheBucket) {
   for (int i = 0; i < 10; ++i) burst.push_back(candidate("c" + std::to_string(i)));
   a->send_all(burst);
   for (int i = 0; i < 5; ++i) EXPECT_EQ(b->recv(), burst[i]) << i;
-  EXPECT_TRUE(b->silent_for(300ms)) << "more than 5 of 10 messages were relayed";
   EXPECT_TRUE(
       metric_is(server->port(), "cloudgaming_rate_limit_drops_total{scope=\"connection\"}", 5.0))
       << http_get(server->port(), "/metrics").body;
@@ -541,6 +556,10 @@ TEST(LifecycleMetrics, ConnectionRateLimitRelaysExactlyTheBucket) {
   // The limit is per connection: B still has its own tokens.
   b->send(R"({"type":"answer","sdp":"b"})");
   EXPECT_EQ(a->recv(), R"({"type":"answer","sdp":"b"})");
+  // No more than 5 of the 10 were relayed: A's departure, which follows all its messages, is
+  // the next thing B hears.
+  a->close();
+  EXPECT_EQ(b->recv(), kPeerDisconnected) << "more than 5 of 10 messages were relayed";
   EXPECT_EQ(stop_after_disconnect(*server, a, b), 0);
 }
 
@@ -555,7 +574,10 @@ TEST(LifecycleMetrics, RoomRateLimitIsSharedByTheMembers) {
   for (const char* m : {"a0", "a1", "a2"}) EXPECT_EQ(b->recv(), candidate(m));
   b->send_all({candidate("b0"), candidate("b1"), candidate("b2")});
   EXPECT_EQ(a->recv(), candidate("b0"));
-  EXPECT_TRUE(a->silent_for(300ms)) << "the room limit let more than 4 messages through";
+  // The room allows nothing more for 10 s, so B's departure (which follows all B's messages) is
+  // the marker: it is the next thing A hears.
+  b->close();
+  EXPECT_EQ(a->recv(), kPeerDisconnected) << "the room limit let more than 4 messages through";
   EXPECT_TRUE(metric_is(server->port(), "cloudgaming_rate_limit_drops_total{scope=\"room\"}", 2.0))
       << http_get(server->port(), "/metrics").body;
   EXPECT_EQ(scrape(server->port(), "cloudgaming_rate_limit_drops_total{scope=\"connection\"}"),

@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <thread>
 
+#include "admission.hpp"
 #include "harness.hpp"
 #include "ws_client.hpp"
 
@@ -121,10 +122,18 @@ TEST(RedisBus, RelaysBothWaysBetweenInstancesInOrder) {
     ASSERT_TRUE(got) << "lost " << i;
     ASSERT_EQ(*got, burst[i]);
   }
-  EXPECT_TRUE(a->silent_for(150ms)) << "no echo of a's own messages";
+  // No echo of a's own messages: a's next message is b's marker, published after all of a's.
+  b->send(R"({"type":"offer","sdp":"marker-b"})");
+  EXPECT_EQ(a->recv(), R"({"type":"offer","sdp":"marker-b"})") << "an echo of a's own message";
   a->close();
   EXPECT_EQ(b->recv(), R"({"type":"peer-disconnected"})");
-  EXPECT_TRUE(b->silent_for(200ms)) << "exactly one peer-disconnected";
+  // Exactly one peer-disconnected: b's next message is the marker of a newcomer on a's instance.
+  ASSERT_TRUE(wait_until([&] { return redis->cli({"SCARD", "room:x1"}) == "1"; }));
+  auto c = join(s1->port(), "x1");
+  ASSERT_TRUE(c);
+  ASSERT_EQ(admission(*c), "admitted");
+  c->send(R"({"type":"offer","sdp":"marker-c"})");
+  EXPECT_EQ(b->recv(), R"({"type":"offer","sdp":"marker-c"})") << "more than one departure";
 }
 
 TEST(RedisBus, ConcurrentJoinsAcrossThreeInstancesNeverExceedCapacity) {
@@ -145,11 +154,13 @@ TEST(RedisBus, ConcurrentJoinsAcrossThreeInstancesNeverExceedCapacity) {
   int admitted = 0, full = 0;
   for (auto& c : clients) {
     ASSERT_TRUE(c);
-    auto closed = c->wait_close(300ms);
-    if (!closed) {
+    const std::string outcome = admission(*c);
+    if (outcome == "admitted") {
       ++admitted;
-    } else if (closed->code == 1000 && closed->reason == "Room is full") {
+    } else if (outcome == "close 1000 'Room is full'") {
       ++full;
+    } else {
+      ADD_FAILURE() << outcome;
     }
   }
   EXPECT_EQ(admitted, 2);
@@ -236,15 +247,19 @@ TEST(RedisBus, SurvivesRedisRestartAndRestoresState) {
   redis = RedisProcess::start(redis_port);
   ASSERT_TRUE(redis);
   const auto back = std::chrono::steady_clock::now();
-  // Cross-instance relay resumes within 2 s of Redis answering (plus the test's own slack).
+  // Cross-instance relay resumes once the bus has reconnected (backoff at most 1 s) and
+  // resubscribed: nominal within 2 s of Redis answering. Sent again until one arrives (a message
+  // published while the subscriber is still away is lost by design).
   bool delivered = false;
-  while (!delivered && std::chrono::steady_clock::now() - back < 10s) {
+  while (!delivered && std::chrono::steady_clock::now() - back < 20s) {
     a->send(R"({"type":"offer","sdp":"after"})");
     auto got = b->recv(100ms);
     delivered = got && *got == R"({"type":"offer","sdp":"after"})";
   }
   EXPECT_TRUE(delivered);
-  EXPECT_LT(std::chrono::steady_clock::now() - back, 2500ms);
+  // 5x the nominal 2 s, for a loaded machine: still fails when relay only comes back by some much
+  // later path (a breaker's reset, a periodic reconnect) or never.
+  EXPECT_LT(std::chrono::steady_clock::now() - back, 10s);
   EXPECT_TRUE(wait_until([&] { return ready(*s1) && ready(*s2); }, 5000ms));
   // Membership re-asserted in the empty Redis.
   EXPECT_EQ(redis->cli({"SCARD", "room:outage"}), "2");
@@ -264,13 +279,22 @@ TEST(RedisBus, CrashedInstanceReleasesItsSeatsWithinTheLease) {
   ASSERT_TRUE(a && b);
   s1->kill_now();
   const auto killed = std::chrono::steady_clock::now();
+  // Until the crashed instance's seats are released each join is refused as full.
   bool admitted = false;
-  while (!admitted && std::chrono::steady_clock::now() - killed < 10s) {
+  std::string outcome;
+  while (!admitted && std::chrono::steady_clock::now() - killed < 20s) {
     auto c = join(s2->port(), "crash");
-    admitted = c && !c->wait_close(100ms);
+    if (!c) break;
+    outcome = admission(*c);
+    admitted = outcome == "admitted";
+    EXPECT_TRUE(admitted || outcome == "close 1000 'Room is full'") << outcome;
+    if (!admitted) std::this_thread::sleep_for(50ms);  // the next try, not a quiet window
   }
-  EXPECT_TRUE(admitted);
-  EXPECT_LT(std::chrono::steady_clock::now() - killed, 5s) << "within the 2 s lease, plus slack";
+  EXPECT_TRUE(admitted) << outcome;
+  // Released within INSTANCE_LEASE_TTL_MS + 1 s (PROTOCOL.md section 8): nominal 3 s here. The
+  // bound is over 3x that, for a loaded machine; it still fails for seats that are never released
+  // or only released by some much later path.
+  EXPECT_LT(std::chrono::steady_clock::now() - killed, 10s) << "within the 2 s lease + 1 s";
 }
 
 TEST(RedisBus, NotReadyUntilRedisAppears) {
@@ -304,7 +328,7 @@ TEST(RedisBus, ConnectionRateLimitIsSharedAcrossInstances) {
   for (int i = 0; i < 4; ++i) {
     ok.push_back(join((i % 2 ? s2 : s1)->port(), "shared-limit"));
     ASSERT_TRUE(ok.back());
-    EXPECT_FALSE(ok.back()->wait_close(100ms)) << "connection " << i << " must be admitted";
+    EXPECT_EQ(admission(*ok.back()), "admitted") << "connection " << i;
   }
   auto fifth = join(s2->port(), "shared-limit");
   ASSERT_TRUE(fifth);
@@ -384,13 +408,17 @@ TEST(RedisBus, PresenceCrossesInstancesOnlyForClientsThatOptedIn) {
   EXPECT_EQ(j.at("action"), "peer-joined");
   const std::string remote_id(j.at("payload").at("clientId").as_string());
   EXPECT_EQ(redis->cli({"SISMEMBER", "room:pres", remote_id}), "1") << remote_id;
-  EXPECT_TRUE(plain->silent_for(200ms)) << "no presence for a client that did not opt in";
+  // No presence for a client that did not opt in: plain's first message is the newcomer's
+  // marker, published by its instance after the newcomer's peer-joined.
+  remote->send(R"({"type":"offer","sdp":"marker"})");
+  EXPECT_EQ(plain->recv(), R"({"type":"offer","sdp":"marker"})")
+      << "presence reached a client that did not opt in";
   // Presence never goes out on room:{id}, which Node instances relay to every client.
   EXPECT_EQ(node_view.text().find("peer-joined"), std::string::npos) << node_view.text();
   // A welcome on the second instance counts members on both.
   auto late = WsClient::connect(s2->port(), "/?roomId=pres&events=1", {}, &err);
   ASSERT_TRUE(late) << err;
-  auto closed = late->wait_close(300ms);
+  auto closed = late->wait_close();
   ASSERT_TRUE(closed) << "room of 3 is full";
   EXPECT_EQ(closed->reason, "Room is full");
 }
@@ -428,6 +456,6 @@ TEST(RedisBus, ScriptsReloadAfterScriptFlush) {
   // EVALSHA now answers NOSCRIPT: the join falls back to EVAL and succeeds.
   auto a = join(s1->port(), "flushed");
   ASSERT_TRUE(a);
-  EXPECT_FALSE(a->wait_close(300ms));
+  EXPECT_EQ(admission(*a), "admitted");
   EXPECT_EQ(redis->cli({"SCARD", "room:flushed"}), "1");
 }

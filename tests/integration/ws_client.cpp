@@ -25,6 +25,7 @@ struct WsClient::Impl {
   std::deque<std::string> inbox;
   bool reading = false;
   bool open = true;
+  long pings = 0;  // pings read (Beast answers each one while reading)
   std::optional<CloseInfo> closed;
   std::string subprotocol;
 
@@ -121,6 +122,9 @@ std::unique_ptr<WsClient> WsClient::connect(uint16_t port, const std::string& ta
     return nullptr;
   }
   impl->subprotocol = std::string(res[http::field::sec_websocket_protocol]);
+  impl->ws.control_callback([raw = impl.get()](websocket::frame_type kind, beast::string_view) {
+    if (kind == websocket::frame_type::ping) ++raw->pings;
+  });
   return std::unique_ptr<WsClient>(new WsClient(std::move(impl)));
 }
 
@@ -146,10 +150,11 @@ std::optional<std::string> WsClient::recv(std::chrono::milliseconds timeout) {
   return m;
 }
 
-bool WsClient::silent_for(std::chrono::milliseconds window) {
+bool WsClient::wait_pings(int count, std::chrono::milliseconds timeout) {
+  const long target = impl_->pings + count;
   impl_->arm_read();
-  impl_->run_until([&] { return !impl_->inbox.empty() || !impl_->open; }, window);
-  return impl_->inbox.empty() && impl_->open;
+  impl_->run_until([&] { return impl_->pings >= target || !impl_->open; }, timeout);
+  return impl_->pings >= target && impl_->open;
 }
 
 std::optional<CloseInfo> WsClient::wait_close(std::chrono::milliseconds timeout) {

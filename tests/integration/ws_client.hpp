@@ -37,8 +37,9 @@ class WsClient {
   void send_all(const std::vector<std::string>& texts);
   // The next message, or nullopt on timeout or close.
   std::optional<std::string> recv(std::chrono::milliseconds timeout = 3000ms);
-  // True when no message arrives within `window` (and the connection stays open).
-  bool silent_for(std::chrono::milliseconds window);
+  // Reads (keeping messages for recv) until `count` more pings have arrived, each answered as it
+  // is read; false when the connection ends or the deadline passes first.
+  bool wait_pings(int count, std::chrono::milliseconds timeout = 10000ms);
   // Reads (discarding messages) until the server closes; nullopt if still open at the deadline.
   std::optional<CloseInfo> wait_close(std::chrono::milliseconds timeout = 5000ms);
   // Closes from the client side with 1000 and waits for the handshake to finish.
