@@ -230,8 +230,13 @@ const std::vector<Option>& options() {
         "Max messages per room per 10 s."},
        number(&Config::rate_limit_room_msgs_per_10s, 1, kMaxU32)},
       {{"TRUST_PROXY", "--trust-proxy", "false",
-        "Take the client IP from the first X-Forwarded-For entry (behind a load balancer)."},
+        "Take the client IP from X-Forwarded-For (behind a load balancer): the entry the "
+        "trusted proxy appended."},
        boolean(&Config::trust_proxy)},
+      {{"TRUSTED_PROXY_HOPS", "--trusted-proxy-hops", "1",
+        "TRUST_PROXY: trusted proxies in front of the server; the client IP is that many "
+        "X-Forwarded-For entries from the right."},
+       number(&Config::trusted_proxy_hops, 1, 64)},
       {{"CB_ERROR_THRESHOLD", "--cb-error-threshold", "5",
         "Consecutive Redis failures that open the circuit breaker."},
        number(&Config::cb_error_threshold, 1, kMaxU32)},

@@ -58,8 +58,10 @@ struct Config {
   unsigned rate_limit_messages_per_10s = 200;
   unsigned rate_limit_ip_msgs_per_10s = 400;
   unsigned rate_limit_room_msgs_per_10s = 800;
-  bool trust_proxy =
-      false;  // TRUST_PROXY: take the client IP from X-Forwarded-For (behind a load balancer).
+  // TRUST_PROXY: take the client IP from X-Forwarded-For (behind a load balancer): the entry
+  // TRUSTED_PROXY_HOPS from the right, the one our outermost trusted proxy appended.
+  bool trust_proxy = false;
+  unsigned trusted_proxy_hops = 1;
 
   // --- circuit breaker (Redis bus) ---
   unsigned cb_error_threshold = 5;

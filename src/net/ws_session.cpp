@@ -59,10 +59,13 @@ void WsSession::start(Request request) {
   const auto remote = ws_.next_layer().socket().remote_endpoint(ec);
   ip_ = ec ? "unknown" : remote.address().to_string();
   if (cfg.trust_proxy) {
-    for_each_token(request["X-Forwarded-For"], [&, first = true](std::string_view t) mutable {
-      if (first) ip_ = std::string(t);
-      first = false;
-    });
+    // Every X-Forwarded-For field, in order: a proxy may add its own line instead of appending.
+    std::vector<std::string_view> fields;
+    const auto [first, last] = request.equal_range("X-Forwarded-For");
+    for (auto it = first; it != last; ++it) fields.push_back(it->value());
+    if (auto forwarded = forwarded_client_ip(fields, cfg.trusted_proxy_hops); !forwarded.empty()) {
+      ip_ = std::move(forwarded);
+    }
   }
 
   // Subprotocol: select SUBPROTOCOL when offered; without it, echo the first offer (as `ws` does)

@@ -4,6 +4,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace sigsrv {
 
@@ -26,5 +27,12 @@ ConnectParams parse_connect_target(std::string_view target, std::size_t room_id_
 
 // Token from an `Authorization: Bearer ...` header value; empty when not a bearer token.
 std::string_view bearer_token(std::string_view authorization);
+
+// The client address behind `hops` trusted proxies, from the X-Forwarded-For entries in header
+// order (every field's comma-separated list, joined): each proxy appends the address it saw, so
+// the entry `hops` from the right is the one our outermost trusted proxy saw; entries left of it
+// were written by the client and are never taken. Fewer entries than hops: the leftmost (all of
+// them came from trusted proxies). None: empty (use the socket's peer).
+std::string forwarded_client_ip(const std::vector<std::string_view>& fields, unsigned hops);
 
 }  // namespace sigsrv

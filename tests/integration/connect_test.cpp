@@ -382,6 +382,40 @@ TEST(ConnectRow11, RateLimitedConnectionsDoNotTakeARoomSlot) {
   EXPECT_EQ(scrape(port, "cloudgaming_active_connections"), 2.0);
 }
 
+TEST(ConnectRow11, BehindAProxyTheAddressItAppendedIsTheClientNotWhatTheClientWrote) {
+  // One trusted proxy appends the address it saw; whatever the client put before it is its own.
+  auto server = ServerProcess::start(
+      {{"RATE_LIMIT_CONN_PER_10S", "1"}, {"ROOM_CAPACITY", "10"}, {"TRUST_PROXY", "true"}});
+  ASSERT_TRUE(server);
+  const uint16_t port = server->port();
+  const std::string target = "/?roomId=xff";
+  auto a = expect_accepted(port, target, with_headers({{"X-Forwarded-For", "1.1.1.1, 10.0.0.9"}}));
+  ASSERT_TRUE(a);
+  // A fresh first entry does not buy a fresh identity.
+  expect_refused(port, target, with_headers({{"X-Forwarded-For", "2.2.2.2, 10.0.0.9"}}), 1013,
+                 "Rate limited");
+  expect_refused(port, target, with_headers({{"X-Forwarded-For", "10.0.0.9"}}), 1013,
+                 "Rate limited");
+  auto b = expect_accepted(port, target, with_headers({{"X-Forwarded-For", "1.1.1.1, 10.0.0.8"}}));
+  ASSERT_TRUE(b) << "another client behind the proxy is another address";
+}
+
+TEST(ConnectRow11, TrustedProxyHopsCountsEntriesFromTheRight) {
+  // Two trusted proxies: the client is the second entry from the right.
+  auto server = ServerProcess::start({{"RATE_LIMIT_CONN_PER_10S", "1"},
+                                      {"ROOM_CAPACITY", "10"},
+                                      {"TRUST_PROXY", "true"},
+                                      {"TRUSTED_PROXY_HOPS", "2"}});
+  ASSERT_TRUE(server);
+  const uint16_t port = server->port();
+  const std::string target = "/?roomId=xff2";
+  auto a = expect_accepted(port, target,
+                           with_headers({{"X-Forwarded-For", "6.6.6.6, 10.0.0.7, 172.16.0.1"}}));
+  ASSERT_TRUE(a);
+  expect_refused(port, target, with_headers({{"X-Forwarded-For", "7.7.7.7, 10.0.0.7, 172.16.0.2"}}),
+                 1013, "Rate limited");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Row 12: ROOM_CAPACITY.
 

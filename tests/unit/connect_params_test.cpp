@@ -164,5 +164,21 @@ TEST(BearerTokenTest, NotABearerTokenIsEmpty) {
   EXPECT_EQ(bearer_token("abc"), "");
 }
 
+TEST(ForwardedClientIpTest, TakesTheEntryTheTrustedProxyAppended) {
+  EXPECT_EQ(forwarded_client_ip({"203.0.113.7"}, 1), "203.0.113.7");
+  EXPECT_EQ(forwarded_client_ip({"1.1.1.1, 203.0.113.7"}, 1), "203.0.113.7")
+      << "the client wrote the first entry";
+  EXPECT_EQ(forwarded_client_ip({"1.1.1.1", "203.0.113.7"}, 1), "203.0.113.7")
+      << "a proxy that adds its own header line";
+  EXPECT_EQ(forwarded_client_ip({" 1.1.1.1 ,\t203.0.113.7 , 10.0.0.2"}, 2), "203.0.113.7");
+}
+
+TEST(ForwardedClientIpTest, ShortOrEmptyHeaders) {
+  EXPECT_EQ(forwarded_client_ip({"203.0.113.7"}, 3), "203.0.113.7") << "fewer entries than hops";
+  EXPECT_EQ(forwarded_client_ip({}, 1), "");
+  EXPECT_EQ(forwarded_client_ip({" , "}, 1), "");
+  EXPECT_EQ(forwarded_client_ip({"203.0.113.7"}, 0), "203.0.113.7") << "0 reads as 1";
+}
+
 }  // namespace
 }  // namespace sigsrv
