@@ -115,6 +115,20 @@ std::optional<std::string> apply_log_level(Config& c, const std::string& v) {
   return "must be one of trace, debug, info, warn, error, fatal, silent";
 }
 
+std::optional<std::string> apply_metrics_names(Config& c, const std::string& v) {
+  static const std::pair<const char*, MetricNames> kNames[] = {
+      {"both", MetricNames::kBoth},
+      {"cloudgaming", MetricNames::kCloudgaming},
+      {"signaling", MetricNames::kSignaling}};
+  for (const auto& [name, names] : kNames) {
+    if (v == name) {
+      c.metrics_names = names;
+      return std::nullopt;
+    }
+  }
+  return "must be one of both, cloudgaming, signaling";
+}
+
 std::optional<std::string> apply_origins(Config& c, const std::string& v) {
   c.allowed_origins.clear();
   std::stringstream ss(v);
@@ -250,6 +264,10 @@ const std::vector<Option>& options() {
        plain(apply_close_code)},
       {{"LOG_LEVEL", "--log-level", "info", "trace, debug, info, warn, error, fatal or silent."},
        plain(apply_log_level)},
+      {{"METRICS_NAMES", "--metrics-names", "both",
+        "Names of the spec's metrics on /metrics: cloudgaming (cloudgaming_*), signaling (the "
+        "deployed Node server's signaling_*) or both."},
+       plain(apply_metrics_names)},
       {{"PRETTY_LOGS", "--pretty-logs", "false", "One readable line per event instead of JSON."},
        boolean(&Config::pretty_logs)},
       {{"REQUIRE_WSS", "--require-wss", "false",

@@ -11,6 +11,10 @@
 
 namespace sigsrv {
 
+// METRICS_NAMES: which names the spec's metrics are served under: the spec's cloudgaming_*, the
+// deployed Node server's signaling_*, or both (other metrics are always cloudgaming_*).
+enum class MetricNames { kBoth, kCloudgaming, kSignaling };
+
 enum class LogLevel : int {
   kTrace = 10,
   kDebug = 20,
@@ -86,6 +90,7 @@ struct Config {
 
   // --- logging ---
   LogLevel log_level = LogLevel::kInfo;
+  MetricNames metrics_names = MetricNames::kBoth;
   bool pretty_logs = false;
 
   // --- security ---

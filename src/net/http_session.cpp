@@ -87,7 +87,7 @@ void HttpSession::on_read(boost::system::error_code ec) {
   }
   HttpAnswer answer = route_http(req.target(), kind_, server_.ready(), [this] {
     metrics().ready.set(server_.ready() ? 1 : 0);
-    return metrics().render();
+    return metrics().render(server_.config().metrics_names);
   });
   respond(std::move(answer), req.keep_alive(), req.method() == http::verb::head);
 }

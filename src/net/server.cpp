@@ -207,6 +207,7 @@ void Server::deliver_remote(const std::string& room_id, std::string_view sender_
                             const SharedText& data, const RecipientSeqs& seqs, bool from_here) {
   auto room = rooms_.find(room_id);
   if (!room) return;
+  const auto start = std::chrono::steady_clock::now();
   Targets targets;
   room->collect_except_id(sender_id, targets);
   std::shared_ptr<const RecipientSeqs> numbers;  // one copy, shared by the numbered recipients
@@ -220,6 +221,11 @@ void Server::deliver_remote(const std::string& room_id, std::string_view sender_
       peer->deliver_relay(data, *numbers);
     });
   }
+  // Fan-out on this path too: a message from another instance, queued to the members here (our
+  // own relays coming back were timed when they were sent).
+  if (from_here && !numbers) return;
+  metrics().fanout_duration.observe(
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
 }
 
 template <class F>

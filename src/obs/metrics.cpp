@@ -67,9 +67,35 @@ void Histogram::render(std::string& out, std::string_view name, std::string_view
   sample(out, std::string(name) + "_count", labels, static_cast<double>(count_.load()));
 }
 
-std::string Metrics::render() const {
-  std::string out;
-  out.reserve(8192);
+void Histogram::render(std::string& out, std::string_view name, std::string_view labels,
+                       std::span<const double> bounds) const {
+  const std::string bucket = std::string(name) + "_bucket";
+  const std::string prefix = labels.empty() ? std::string() : std::string(labels) + ",";
+  uint64_t cumulative = 0;
+  char le[48];
+  std::size_t next = 0;  // the next of `bounds` to emit
+  for (std::size_t i = 0; i < kBounds.size() && next < bounds.size(); ++i) {
+    cumulative += buckets_[i].load(std::memory_order_relaxed);
+    if (kBounds[i] != bounds[next]) continue;
+    std::snprintf(le, sizeof(le), "le=\"%g\"", bounds[next++]);
+    sample(out, bucket, prefix + le, static_cast<double>(cumulative));
+  }
+  std::snprintf(le, sizeof(le), "le=\"+Inf\"");
+  sample(out, bucket, prefix + le, static_cast<double>(count_.load()));
+  sample(out, std::string(name) + "_sum", labels, static_cast<double>(sum_ns_.load()) / 1e9);
+  sample(out, std::string(name) + "_count", labels, static_cast<double>(count_.load()));
+}
+
+void Histogram::add_to(Histogram& into) const {
+  for (std::size_t i = 0; i < buckets_.size(); ++i) {
+    into.buckets_[i].fetch_add(buckets_[i].load(std::memory_order_relaxed),
+                               std::memory_order_relaxed);
+  }
+  into.count_.fetch_add(count_.load(std::memory_order_relaxed), std::memory_order_relaxed);
+  into.sum_ns_.fetch_add(sum_ns_.load(std::memory_order_relaxed), std::memory_order_relaxed);
+}
+
+void Metrics::render_spec_cloudgaming(std::string& out) const {
   gauge(out, "cloudgaming_active_connections", "Open WebSocket connections on this instance.",
         active_connections.value());
   gauge(out, "cloudgaming_local_rooms", "Rooms with at least one member on this instance.",
@@ -102,6 +128,53 @@ std::string Metrics::render() const {
   header(out, "cloudgaming_fanout_duration_seconds", "histogram",
          "Time to queue a message to every local recipient and publish it on the bus.");
   fanout_duration.render(out, "cloudgaming_fanout_duration_seconds", {});
+}
+
+// The deployed Node server's names for the spec's metrics (PROTOCOL.md section 6), from the same
+// counters: its rate-limit drops carry no label (the message scopes summed; refused connections
+// are counted in connections_rejected), its Redis latency is one histogram over every operation.
+void Metrics::render_spec_signaling(std::string& out) const {
+  gauge(out, "signaling_active_connections", "Open WebSocket connections on this instance.",
+        active_connections.value());
+  gauge(out, "signaling_local_rooms", "Rooms with at least one member on this instance.",
+        local_rooms.value());
+  gauge(out, "signaling_redis_up", "1 when Redis answers, 0 when down or not configured.",
+        redis_up.value());
+  gauge(out, "signaling_circuit_breaker_open", "1 while the Redis circuit breaker is open.",
+        circuit_breaker_open.value());
+  counter(out, "signaling_messages_forwarded_total",
+          "Valid client messages that reached someone: delivered to a member here, or accepted by "
+          "Redis.",
+          messages_forwarded.value());
+  counter(out, "signaling_schema_rejections_total", "Messages failing schema validation.",
+          schema_rejects.value());
+  double drops = 0;
+  for (RateScope s : {RateScope::kConnection, RateScope::kIp, RateScope::kRoom}) {
+    drops += rate_limit_drops[static_cast<std::size_t>(s)].value();
+  }
+  counter(out, "signaling_rate_limit_drops_total", "Messages dropped by rate limits.", drops);
+  counter(out, "signaling_backpressure_closes_total",
+          "Connections closed with 1013 for exceeding the unsent-bytes threshold.",
+          backpressure_closes.value());
+  static constexpr std::array<double, 9> kRedisBounds = {0.001, 0.005, 0.01, 0.025, 0.05,
+                                                         0.1,   0.25,  0.5,  1.0};
+  Histogram redis;
+  for (const auto& h : redis_operation_duration) h.add_to(redis);
+  header(out, "signaling_redis_cmd_latency_seconds", "histogram",
+         "Redis round-trip time, every operation.");
+  redis.render(out, "signaling_redis_cmd_latency_seconds", {}, kRedisBounds);
+  static constexpr std::array<double, 7> kFanoutBounds = {0.0005, 0.001, 0.0025, 0.005,
+                                                          0.01,   0.025, 0.05};
+  header(out, "signaling_fanout_latency_seconds", "histogram",
+         "Time to queue a message to every local recipient (and publish it, for its sender).");
+  fanout_duration.render(out, "signaling_fanout_latency_seconds", {}, kFanoutBounds);
+}
+
+std::string Metrics::render(MetricNames names) const {
+  std::string out;
+  out.reserve(12288);
+  if (names != MetricNames::kSignaling) render_spec_cloudgaming(out);
+  if (names != MetricNames::kCloudgaming) render_spec_signaling(out);
 
   counter(out, "cloudgaming_connections_accepted_total", "TCP connections accepted.",
           connections_accepted.value());

@@ -4,9 +4,12 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "config/config.hpp"
 
 namespace sigsrv {
 
@@ -33,12 +36,17 @@ class Gauge {
 // Fixed buckets in seconds; observations are lock-free.
 class Histogram {
  public:
-  static constexpr std::array<double, 14> kBounds = {0.00001, 0.000025, 0.00005, 0.0001, 0.00025,
-                                                     0.0005,  0.001,    0.0025,  0.005,  0.01,
-                                                     0.025,   0.05,     0.1,     1.0};
+  static constexpr std::array<double, 16> kBounds = {
+      0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025,
+      0.005,   0.01,     0.025,   0.05,   0.1,     0.25,   0.5,   1.0};
   void observe(double seconds);
   uint64_t count() const { return count_.load(std::memory_order_relaxed); }
   void render(std::string& out, std::string_view name, std::string_view labels) const;
+  // The same observations with fewer buckets: `bounds` must be some of kBounds, ascending.
+  void render(std::string& out, std::string_view name, std::string_view labels,
+              std::span<const double> bounds) const;
+  // Adds this histogram's counts into `into` (to render several as one).
+  void add_to(Histogram& into) const;
 
  private:
   std::array<std::atomic<uint64_t>, kBounds.size() + 1> buckets_{};
@@ -143,8 +151,13 @@ struct Metrics {
   Counter& jwks_refresh(bool ok) { return jwks_refresh_total[ok ? 1 : 0]; }
   Counter& resumes(ResumeResult r) { return resumes_total[static_cast<std::size_t>(r)]; }
 
-  // Prometheus text exposition, including process_* gauges.
-  std::string render() const;
+  // Prometheus text exposition, including process_* gauges; the spec's metrics under the names
+  // METRICS_NAMES picks.
+  std::string render(MetricNames names = MetricNames::kBoth) const;
+
+ private:
+  void render_spec_cloudgaming(std::string& out) const;
+  void render_spec_signaling(std::string& out) const;
 };
 
 // One per process; sessions, buses and the HTTP routes all count here.

@@ -169,6 +169,61 @@ TEST(MetricsTest, RenderShowsValues) {
   EXPECT_EQ(s.at("cloudgaming_crashed_members_released_total"), 3);
 }
 
+TEST(MetricsTest, SignalingNamesCarryTheSameValuesWithTheDeployedServersBuckets) {
+  Metrics m;
+  m.active_connections.set(42);
+  m.local_rooms.set(3);
+  m.redis_up.set(1);
+  m.messages_forwarded.inc(12543);
+  m.schema_rejects.inc(7);
+  m.drops(RateScope::kConnection).inc(2);
+  m.drops(RateScope::kIp).inc(3);
+  m.drops(RateScope::kRoom).inc(4);
+  m.drops(RateScope::kConnectIp).inc(5);  // refused connections, not messages
+  m.backpressure_closes.inc();
+  m.redis_op(RedisOp::kPublish).observe(0.0004);
+  m.redis_op(RedisOp::kJoin).observe(0.003);
+  m.redis_op(RedisOp::kJoin).observe(2.0);
+  m.fanout_duration.observe(0.00002);
+  m.fanout_duration.observe(0.0008);
+  m.fanout_duration.observe(0.2);
+  const auto s = Samples(m.render(MetricNames::kBoth));
+  for (const char* name : {"active_connections", "local_rooms", "redis_up", "circuit_breaker_open",
+                           "messages_forwarded_total", "backpressure_closes_total"}) {
+    EXPECT_EQ(s.at(std::string("signaling_") + name), s.at(std::string("cloudgaming_") + name))
+        << name;
+  }
+  EXPECT_EQ(s.at("signaling_schema_rejections_total"), 7);
+  EXPECT_EQ(s.at("signaling_rate_limit_drops_total"), 2 + 3 + 4);
+  // One Redis histogram over every operation, buckets 0.001..1.
+  EXPECT_EQ(s.at("signaling_redis_cmd_latency_seconds_bucket{le=\"0.001\"}"), 1);
+  EXPECT_EQ(s.at("signaling_redis_cmd_latency_seconds_bucket{le=\"0.005\"}"), 2);
+  EXPECT_EQ(s.at("signaling_redis_cmd_latency_seconds_bucket{le=\"1\"}"), 2);
+  EXPECT_EQ(s.at("signaling_redis_cmd_latency_seconds_bucket{le=\"+Inf\"}"), 3);
+  EXPECT_EQ(s.at("signaling_redis_cmd_latency_seconds_count"), 3);
+  EXPECT_NEAR(s.at("signaling_redis_cmd_latency_seconds_sum"), 2.0034, 1e-6);
+  EXPECT_EQ(s.count("signaling_redis_cmd_latency_seconds_bucket{le=\"1e-05\"}"), 0u);
+  // Fan-out, buckets 0.0005..0.05.
+  EXPECT_EQ(s.at("signaling_fanout_latency_seconds_bucket{le=\"0.0005\"}"), 1);
+  EXPECT_EQ(s.at("signaling_fanout_latency_seconds_bucket{le=\"0.001\"}"), 2);
+  EXPECT_EQ(s.at("signaling_fanout_latency_seconds_bucket{le=\"0.05\"}"), 2);
+  EXPECT_EQ(s.at("signaling_fanout_latency_seconds_bucket{le=\"+Inf\"}"), 3);
+  EXPECT_EQ(s.at("signaling_fanout_latency_seconds_count"), 3);
+}
+
+TEST(MetricsTest, MetricsNamesPicksTheSpecsNamesTheDeployedOnesOrBoth) {
+  Metrics m;
+  const auto cloud = Samples(m.render(MetricNames::kCloudgaming));
+  const auto sig = Samples(m.render(MetricNames::kSignaling));
+  EXPECT_EQ(cloud.count("cloudgaming_active_connections"), 1u);
+  EXPECT_EQ(cloud.count("signaling_active_connections"), 0u);
+  EXPECT_EQ(sig.count("signaling_active_connections"), 1u);
+  EXPECT_EQ(sig.count("cloudgaming_active_connections"), 0u);
+  // Metrics the deployed server never had keep their one name either way.
+  EXPECT_EQ(sig.count("cloudgaming_resume_resyncs_total"), 1u);
+  EXPECT_EQ(sig.count("process_resident_memory_bytes"), 1u);
+}
+
 TEST(MetricsTest, EveryRedisOpHasItsSeries) {
   Metrics m;
   const auto s = Samples(m.render());
