@@ -6,6 +6,7 @@
 #include <boost/beast/http/write.hpp>
 #include <boost/beast/websocket/rfc6455.hpp>
 
+#include "net/loop_owned.hpp"
 #include "net/server.hpp"
 #include "net/ws_session.hpp"
 #include "obs/metrics.hpp"
@@ -82,7 +83,8 @@ void HttpSession::on_read(boost::system::error_code ec) {
   deadline_.cancel();
   auto& req = parser_->get();
   if (kind_ == PortKind::kMain && boost::beast::websocket::is_upgrade(req)) {
-    std::make_shared<WsSession>(server_, loop_, std::move(stream_))->start(parser_->release());
+    make_loop_owned<WsSession>(loop_.ioc, server_, loop_, std::move(stream_))
+        ->start(parser_->release());
     return;
   }
   HttpAnswer answer = route_http(req.target(), kind_, server_.ready(), [this] {

@@ -6,6 +6,7 @@
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
 
+#include "net/loop_owned.hpp"
 #include "net/server.hpp"
 #include "signaling/resume.hpp"
 
@@ -215,7 +216,7 @@ void WsAdmission::on_joined(JoinResult result) {
   if (resumable) {
     // The member, not this socket, is in the room: it outlives the socket for a resume.
     if (session_id_.empty()) session_id_ = random_session_id();
-    m.resumable = std::make_shared<ResumableMember>(server, loop, session_id_, client_id_);
+    m.resumable = make_loop_owned<ResumableMember>(loop.ioc, server, loop, session_id_, client_id_);
     m.room = server.rooms().attach(
         room_id, Member{client_id_, m.resumable, m.resumable.get(), loop.index, true, shared});
     m.resumable->start(m.room, s_.weak_from_this(), loop.index);

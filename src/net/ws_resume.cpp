@@ -4,6 +4,7 @@
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
 
+#include "net/loop_owned.hpp"
 #include "net/server.hpp"
 #include "signaling/resume.hpp"
 
@@ -112,7 +113,8 @@ void WsAdmission::claim_shared(const std::string& session_id, uint64_t last_seq)
         server.bus().publish_presence(room_id, c.client_id, PresenceEvent::kTakeover);
         std::shared_ptr<Room> room;
         if (!held_here) {
-          member = std::make_shared<ResumableMember>(server, self->loop(), session_id, c.client_id);
+          member = make_loop_owned<ResumableMember>(self->loop().ioc, server, self->loop(),
+                                                    session_id, c.client_id);
           server.resumables().add(member);
           room = server.rooms().attach(
               room_id, Member{c.client_id, member, member.get(), member->home().index, true, true});
