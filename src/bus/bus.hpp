@@ -21,6 +21,7 @@ namespace sigsrv {
 struct JoinResult {
   enum class Status { kJoined, kFull, kError } status = Status::kError;
   std::size_t members = 0;  // room size after the join, this member included
+  uint64_t epoch = 0;       // the bus' membership epoch when the join completed (joined_locally)
 };
 
 // Verdict of the shared 10 s windows on one message (PROTOCOL.md section 2).
@@ -108,6 +109,15 @@ class Bus {
   // Atomic capacity-checked join across all instances.
   virtual void join(const std::string& room_id, const std::string& client_id, unsigned capacity,
                     JoinCallback done) = 0;
+  // The member a join admitted is now attached here (in local_members()). A bus that re-asserts
+  // local membership after losing its state (Redis restarted) and did so between the join and
+  // this call re-asserts this member too: it was not local yet when the others were.
+  virtual void joined_locally(const std::string& room_id, const std::string& client_id,
+                              uint64_t join_epoch) {
+    (void)room_id;
+    (void)client_id;
+    (void)join_epoch;
+  }
   virtual void leave(const std::string& room_id, const std::string& client_id) = 0;
   // Frees a member's seat for an instance that does not hold it (leave() also drops the holder's
   // listening on the room).

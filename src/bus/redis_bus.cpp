@@ -249,6 +249,7 @@ void RedisBus::on_command_up() {
 void RedisBus::resync_members() {
   // Re-add every member connected here (Redis may have restarted empty), and retry the
   // leaves Redis missed while it was away. Ready only once all of it is answered.
+  members_epoch_.fetch_add(1);
   auto members = listener_->local_members();
   auto leaves = std::vector<std::pair<std::string, std::string>>(failed_leaves_.begin(),
                                                                  failed_leaves_.end());
@@ -739,52 +740,54 @@ void RedisBus::join(const std::string& room_id, const std::string& client_id, un
                     JoinCallback done) {
   asio::post(ioc_, [this, room_id, client_id, capacity, done = std::move(done)]() mutable {
     // Listen on the room before joining it, so nothing published after the join is missed.
-    subscribe(
-        room_id, [this, room_id, client_id, capacity, done = std::move(done)](bool ok) mutable {
-          if (!ok) {
-            record(RedisOp::kSubscribe, false, SteadyClock::now());
-            done(JoinResult{JoinResult::Status::kError, 0});
-            return;
-          }
-          // Whether the room already has resumable sessions (joined before we listened):
-          // asked in the same pipeline, so the join waits for nothing more.
-          command_.command({"EXISTS", room_sessions_key(room_id)},
-                           [this, room_id](const redisReply* r) {
-                             if (r && r->type == REDIS_REPLY_INTEGER && r->integer > 0) {
-                               auto it = channels_.find(room_id);
-                               if (it != channels_.end()) it->second.resumable = true;
-                             }
-                           });
-          eval(kJoinScript,
-               {room_key(room_id), owners_key(room_id), client_id, std::to_string(capacity),
-                instance_id_, kLeasePrefix, std::to_string(now_us())},
-               2, RedisOp::kJoin,
-               [this, room_id, client_id, done = std::move(done)](const redisReply* r) {
-                 if (is_error(r) || r->type != REDIS_REPLY_ARRAY || r->elements == 0 ||
-                     r->element[0]->type != REDIS_REPLY_INTEGER) {
-                   // No reply at all: the script may have run before the connection dropped. The
-                   // leave is idempotent, so queue one to be sure the refused client holds no seat.
-                   if (r == nullptr) failed_leaves_.insert({room_id, client_id});
-                   release(room_id);
-                   done(JoinResult{JoinResult::Status::kError, 0});
-                   return;
-                 }
-                 // Members of crashed instances the join dropped to make room: our members hear of
-                 // them before this client is attached to the room, so it never does.
-                 if (r->elements > 1) {
-                   const std::size_t n = announce_released(room_id, r, 1, nullptr);
-                   log_.info("Join released members of instances whose lease is gone",
-                             {{"roomId", room_id}, {"released", n}});
-                 }
-                 const long long size = r->element[0]->integer;
-                 if (size < 0) {
-                   release(room_id);
-                   done(JoinResult{JoinResult::Status::kFull, 0});
-                   return;
-                 }
-                 done(JoinResult{JoinResult::Status::kJoined, static_cast<std::size_t>(size)});
-               });
-        });
+    subscribe(room_id,
+              [this, room_id, client_id, capacity, done = std::move(done)](bool ok) mutable {
+                if (!ok) {
+                  record(RedisOp::kSubscribe, false, SteadyClock::now());
+                  done(JoinResult{JoinResult::Status::kError, 0});
+                  return;
+                }
+                // Whether the room already has resumable sessions (joined before we listened):
+                // asked in the same pipeline, so the join waits for nothing more.
+                command_.command({"EXISTS", room_sessions_key(room_id)},
+                                 [this, room_id](const redisReply* r) {
+                                   if (r && r->type == REDIS_REPLY_INTEGER && r->integer > 0) {
+                                     auto it = channels_.find(room_id);
+                                     if (it != channels_.end()) it->second.resumable = true;
+                                   }
+                                 });
+                eval(kJoinScript,
+                     {room_key(room_id), owners_key(room_id), client_id, std::to_string(capacity),
+                      instance_id_, kLeasePrefix, std::to_string(now_us())},
+                     2, RedisOp::kJoin,
+                     [this, room_id, client_id, done = std::move(done)](const redisReply* r) {
+                       if (is_error(r) || r->type != REDIS_REPLY_ARRAY || r->elements == 0 ||
+                           r->element[0]->type != REDIS_REPLY_INTEGER) {
+                         // No reply at all: the script may have run before the connection dropped.
+                         // The leave is idempotent, so queue one to be sure the refused client
+                         // holds no seat.
+                         if (r == nullptr) failed_leaves_.insert({room_id, client_id});
+                         release(room_id);
+                         done(JoinResult{JoinResult::Status::kError, 0});
+                         return;
+                       }
+                       // Members of crashed instances the join dropped to make room: our members
+                       // hear of them before this client is attached to the room, so it never does.
+                       if (r->elements > 1) {
+                         const std::size_t n = announce_released(room_id, r, 1, nullptr);
+                         log_.info("Join released members of instances whose lease is gone",
+                                   {{"roomId", room_id}, {"released", n}});
+                       }
+                       const long long size = r->element[0]->integer;
+                       if (size < 0) {
+                         release(room_id);
+                         done(JoinResult{JoinResult::Status::kFull, 0});
+                         return;
+                       }
+                       done(JoinResult{JoinResult::Status::kJoined, static_cast<std::size_t>(size),
+                                       members_epoch_.load()});
+                     });
+              });
   });
 }
 
@@ -933,6 +936,16 @@ void RedisBus::session_claim(const std::string& room_id, const std::string& sess
                  done(std::move(c));
                });
         });
+  });
+}
+
+void RedisBus::joined_locally(const std::string& room_id, const std::string& client_id,
+                              uint64_t join_epoch) {
+  if (members_epoch_.load() == join_epoch) return;  // no re-assertion missed it
+  // Ahead of any leave of this member: both are posted from its session's loop, in order.
+  asio::post(ioc_, [this, room_id, client_id] {
+    eval(kRejoinScript, {room_key(room_id), owners_key(room_id), client_id, instance_id_}, 2,
+         RedisOp::kRejoin, [](const redisReply*) {});
   });
 }
 

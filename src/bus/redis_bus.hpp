@@ -43,6 +43,8 @@ class RedisBus final : public Bus {
   void join(const std::string& room_id, const std::string& client_id, unsigned capacity,
             JoinCallback done) override;
   void leave(const std::string& room_id, const std::string& client_id) override;
+  void joined_locally(const std::string& room_id, const std::string& client_id,
+                      uint64_t join_epoch) override;
   void release_seat(const std::string& room_id, const std::string& client_id) override;
   void publish(const std::string& room_id, const std::string& sender_id,
                const std::string& sender_session, const SharedText& data,
@@ -190,6 +192,9 @@ class RedisBus final : public Bus {
   std::array<std::string, kScriptCount> shas_;
   bool scripts_loaded_ = false;
   bool members_resynced_ = false;
+  // Bumped when a re-assertion of local membership starts: a join that completed before it and
+  // was attached after it read local_members() is re-asserted by joined_locally().
+  std::atomic<uint64_t> members_epoch_{0};
   std::size_t resubscribes_outstanding_ = 0;
   bool subscriptions_resynced_ = false;
   std::unordered_map<std::string, Channel> channels_;  // by room id

@@ -232,6 +232,7 @@ void WsAdmission::on_joined(JoinResult result) {
     if (params.events) welcome = welcome_message(client_id_, room_id, result.members - 1);
   }
   s_.open();
+  server.bus().joined_locally(room_id, client_id_, result.epoch);
   server.log().info(
       "Client joined room",
       {{"clientId", client_id_}, {"roomId", room_id}, {"localCount", m.room->size()}});
