@@ -17,6 +17,7 @@
 // append whole frames on the connection's one thread, so they never interleave.
 #pragma once
 
+#include <array>
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
@@ -33,6 +34,18 @@
 
 namespace sigsrv {
 
+// Told when Beast starts a closing teardown: its close frame is written (or buffered), whether it
+// answers the client's close frame, fails the connection for a protocol error, or ends a close
+// the server began. After that the socket ends when the client closes it, which a client may never
+// do.
+class TeardownObserver {
+ public:
+  virtual void on_teardown() = 0;
+
+ protected:
+  ~TeardownObserver() = default;
+};
+
 class MaybeTlsStream {
  public:
   using tcp = boost::asio::ip::tcp;
@@ -44,7 +57,9 @@ class MaybeTlsStream {
       : plain_(std::move(other.plain_)),
         tls_(std::move(other.tls_)),
         coalesce_(other.coalesce_),
-        out_(std::move(other.out_)) {
+        out_(std::move(other.out_)),
+        close_code_(other.close_code_),
+        teardown_observer_(other.teardown_observer_) {
     if (out_) out_->owner = this;
   }
   MaybeTlsStream& operator=(MaybeTlsStream&&) = delete;
@@ -77,8 +92,8 @@ class MaybeTlsStream {
     if (out_) out_->pending.clear();
   }
   // Appends one unmasked, unfragmented text frame (RFC 6455 section 5.2) carrying `payload`.
-  // Coalescing streams only. After a write error the frame is dropped: the read side ends the
-  // connection.
+  // Coalescing streams only. After a write error or Beast's close frame the frame is dropped: the
+  // read side ends the connection.
   void write_text_frame(std::string_view payload);
   // Nothing buffered or in flight.
   bool idle() const { return !out_ || (!out_->flushing && out_->pending.empty()); }
@@ -100,8 +115,31 @@ class MaybeTlsStream {
     }
   }
 
+  // The next close frame written carries `code` in place of the one Beast put there. Beast
+  // answers a client's close frame with its code whenever it deems the code valid, and it deems
+  // 5000-65535 valid, which RFC 6455 leaves undefined (section 7.4.2): the session replaces that
+  // echo with 1002. Beast writes the frame in one call, so it is found whole in one write.
+  void replace_next_close_code(uint16_t code) { close_code_ = code; }
+
+  // `o` (which must outlive the stream's operations) hears of every teardown from now on.
+  void observe_teardown(TeardownObserver* o) { teardown_observer_ = o; }
+  void notify_teardown() {
+    if (teardown_observer_) teardown_observer_->on_teardown();
+  }
+
   template <class ConstBuffers, class Handler>
   void async_write_some(const ConstBuffers& buffers, Handler&& handler) {
+    if (close_code_ != 0 && rewrite_close_frame(buffers)) [[unlikely]] {
+      write_some(boost::asio::const_buffer(rewritten_.data(), rewritten_.size()),
+                 std::forward<Handler>(handler));
+      return;
+    }
+    write_some(buffers, std::forward<Handler>(handler));
+  }
+
+ private:
+  template <class ConstBuffers, class Handler>
+  void write_some(const ConstBuffers& buffers, Handler&& handler) {
     if (tls_) {
       tls_->async_write_some(buffers, std::forward<Handler>(handler));
       return;
@@ -119,13 +157,32 @@ class MaybeTlsStream {
       const std::size_t old = o.pending.size();
       o.pending.resize(old + n);
       boost::asio::buffer_copy(boost::asio::buffer(o.pending.data() + old, n), buffers);
+      // Beast's frames come whole, one or more per call. Its close frame is the last frame of
+      // the connection (RFC 6455 section 5.5.1): relayed frames offered after it are dropped,
+      // as after a write error, though they would still fit before the teardown.
+      if (n != 0 && static_cast<unsigned char>(o.pending[old]) == 0x88) {
+        o.error = boost::asio::error::shut_down;
+      }
       schedule_flush();
     }
     boost::asio::post(plain_.get_executor(),
                       [h = std::forward<Handler>(handler), ec, n]() mutable { h(ec, ec ? 0 : n); });
   }
 
- private:
+  // When `buffers` hold Beast's answer to a close frame (FIN close, unmasked, a code and no
+  // reason): a copy in rewritten_ with the code replaced by close_code_ (then cleared). Beast
+  // writes nothing after it, so the copy outlives the write.
+  template <class ConstBuffers>
+  bool rewrite_close_frame(const ConstBuffers& buffers) {
+    if (boost::asio::buffer_size(buffers) != rewritten_.size()) return false;
+    boost::asio::buffer_copy(boost::asio::buffer(rewritten_), buffers);
+    if (rewritten_[0] != static_cast<char>(0x88) || rewritten_[1] != 2) return false;
+    rewritten_[2] = static_cast<char>(close_code_ >> 8);
+    rewritten_[3] = static_cast<char>(close_code_ & 0xFF);
+    close_code_ = 0;
+    return true;
+  }
+
   // Coalesced writes. Shared with the handlers of the flush, which may run after the stream is
   // gone (they then only release this).
   struct Outbox {
@@ -182,6 +239,9 @@ class MaybeTlsStream {
   std::unique_ptr<TlsLayer> tls_;
   bool coalesce_ = false;
   std::shared_ptr<Outbox> out_;
+  uint16_t close_code_ = 0;          // replace_next_close_code(); 0: none
+  std::array<char, 4> rewritten_{};  // the rewritten close frame (a TLS write reads it)
+  TeardownObserver* teardown_observer_ = nullptr;
 };
 
 inline void MaybeTlsStream::write_text_frame(std::string_view payload) {
@@ -223,6 +283,7 @@ inline void teardown(boost::beast::role_type role, MaybeTlsStream& s,
 
 template <class Handler>
 void async_teardown(boost::beast::role_type role, MaybeTlsStream& s, Handler&& handler) {
+  s.notify_teardown();
   if (!s.idle()) {
     // The close frame is still in the write buffer: shut the socket down once it is out.
     // (The WebSocket close operation keeps the stream's owner alive meanwhile.)

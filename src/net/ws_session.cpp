@@ -32,6 +32,9 @@ void for_each_token(std::string_view v, F f) {
   }
 }
 
+// The highest close code RFC 6455 defines a range for (4000-4999: private use, section 7.4.2).
+constexpr uint16_t kMaxCloseCode = 4999;
+
 }  // namespace
 
 WsSession::WsSession(Server& server, Loop& loop, MaybeTlsStream stream)
@@ -93,7 +96,17 @@ void WsSession::start(Request request) {
   ws_.read_message_max(0);  // no Beast limit: read() enforces MESSAGE_MAX_BYTES itself
   ws_.auto_fragment(false);
   ws_.control_callback([this](websocket::frame_type kind, beast::string_view) {
-    if (kind == websocket::frame_type::pong) alive_ = answered_probe_ = true;
+    if (kind == websocket::frame_type::pong) {
+      alive_ = answered_probe_ = true;
+    } else if (kind == websocket::frame_type::close) {
+      // The client left (Beast calls this for a valid close frame only); Beast answers it next.
+      member_.client_closed = true;
+      // Beast refuses the codes RFC 6455 reserves but echoes those above 4999, which it leaves
+      // undefined: answer them as a protocol error, like the reserved ones.
+      if (ws_.reason().code > kMaxCloseCode) {
+        ws_.next_layer().replace_next_close_code(websocket::close_code::protocol_error);
+      }
+    }
   });
 
   // Beast refuses an upgrade without Host (HTTP 400), but the contract answers it after the
@@ -155,6 +168,7 @@ void WsSession::on_accepted(boost::system::error_code ec) {
   // keeps Beast's writes.
   MaybeTlsStream& stream = ws_.next_layer();
   stream.enable_coalescing();
+  stream.observe_teardown(this);
   if (stream.coalescing()) {
     outbox_.drain([&stream](const std::string& m) { stream.write_text_frame(m); });
   }
@@ -272,6 +286,17 @@ void WsSession::close_with(Rejection r) {
   ws_.async_close(websocket::close_reason(static_cast<websocket::close_code>(r.code), r.reason),
                   [self = shared_from_this()](boost::system::error_code) { self->end(); });
   // A peer that never reads cannot take the close frame: give it the handshake timeout, then cut.
+  arm_deadline();
+}
+
+void WsSession::on_teardown() {
+  // close_with() has done this already for the closes the server begins.
+  if (state_ != State::kOpen) return;
+  // Beast's read now waits for the client to end the socket, with no deadline of its own: the
+  // member is out at once, as in close_with(), and the socket gets the handshake timeout.
+  state_ = State::kClosing;
+  outbox_.drop_unsent();
+  member_.depart(*this);
   arm_deadline();
 }
 

@@ -25,7 +25,9 @@ class Server;
 class WsAdmission;
 struct Loop;
 
-class WsSession final : public Peer, public std::enable_shared_from_this<WsSession> {
+class WsSession final : public Peer,
+                        public TeardownObserver,
+                        public std::enable_shared_from_this<WsSession> {
  public:
   using Request = boost::beast::http::request<boost::beast::http::empty_body>;
 
@@ -67,6 +69,8 @@ class WsSession final : public Peer, public std::enable_shared_from_this<WsSessi
   enum class State { kUpgrading, kAdmitting, kOpen, kClosing, kEnded };
 
   void on_accepted(boost::system::error_code ec);
+  // Beast sent its close frame on its own (the client's close answered, or a protocol error).
+  void on_teardown() override;
   void read();
   void on_read(boost::system::error_code ec);
   void arm_deadline();

@@ -205,6 +205,14 @@ class WssClient {
     return res;
   }
 
+  // Starts the closing handshake with `code`; the server's answering close frame, once in, is
+  // close_reason().
+  void close(uint16_t code) {
+    bool done = false;
+    ws_.async_close(websocket::close_reason(code), [&](error_code) { done = true; });
+    run_until(ioc_, done, socket());
+  }
+
   websocket::close_reason close_reason() const { return ws_.reason(); }
   error_code last_error() const { return last_error_; }
 
@@ -242,6 +250,23 @@ TEST(Tls, WssRelaysBothWaysAndSatisfiesRequireWss) {
   EXPECT_EQ(b->recv(), R"({"type":"offer","sdp":"v=0 a"})");
   ASSERT_TRUE(b->send(R"({"type":"answer","sdp":"v=0 b"})"));
   EXPECT_EQ(a->recv(), R"({"type":"answer","sdp":"v=0 b"})");
+}
+
+// The answer to a client's close frame goes through the TLS write path too: a valid code is
+// echoed, one RFC 6455 leaves undefined (above 4999) is answered with 1002.
+TEST(Tls, CloseCodeIsEchoedOrRefusedWith1002) {
+  auto server = ServerProcess::start(tls_env());
+  ASSERT_TRUE(server);
+  auto ctx = client_context(pki().ca_cert);
+  auto peer = wss_join(server->port(), ctx, "/?roomId=tls-close");
+  ASSERT_TRUE(peer);
+  for (const auto& [sent, answered] : {std::pair{4000, 4000}, std::pair{5000, 1002}}) {
+    auto c = wss_join(server->port(), ctx, "/?roomId=tls-close");
+    ASSERT_TRUE(c);
+    c->close(static_cast<uint16_t>(sent));
+    EXPECT_EQ(c->close_reason().code, answered) << "sent " << sent;
+    EXPECT_EQ(peer->recv(), R"({"type":"peer-disconnected"})");
+  }
 }
 
 TEST(Tls, HealthAndMetricsAnswerOverHttpsOnTheSamePort) {
