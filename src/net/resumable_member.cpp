@@ -52,6 +52,7 @@ uint64_t ResumableMember::adopt(std::shared_ptr<Room> room, std::weak_ptr<WsSess
     close_socket(kResumedElsewhere);
   }
   window_.cancel();
+  inbound.clear_overload();
   last_seq_ = last_seq;
   socket_ = std::move(socket);
   socket_loop_ = socket_loop;
@@ -160,6 +161,10 @@ void ResumableMember::taken_over() {
   room_.reset();
 }
 
+void ResumableMember::overloaded() {
+  on_socket([](WsSession& s) { s.overloaded(); });
+}
+
 void ResumableMember::probe() {
   on_socket([](WsSession& s) { s.probe(); });
 }
@@ -244,6 +249,7 @@ ResumableMember::Claim ResumableMember::claim(std::weak_ptr<WsSession> socket, u
   out.received = received.load();
   out.generation = generation.fetch_add(1) + 1;
   out.room = room_;
+  inbound.clear_overload();
   socket_ = std::move(socket);
   socket_loop_ = socket_loop;
   if (state == MemberLifecycle::State::kSuspended) {

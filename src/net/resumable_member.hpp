@@ -44,6 +44,8 @@ class ResumableMember final : public Peer, public std::enable_shared_from_this<R
   void deliver_relay(const SharedText& data, const RecipientSeqs& seqs) override;
   void deliver_numbered(uint64_t seq, const SharedText& text) override;
   void taken_over() override;
+  // Posts to the member went past its budget: its socket is the slow one.
+  void overloaded() override;
 
   // The opening socket joined `room`: attaches it as generation 1.
   void start(std::shared_ptr<Room> room, std::weak_ptr<WsSession> socket, unsigned socket_loop);

@@ -163,11 +163,30 @@ void Server::watch_drain(std::chrono::steady_clock::time_point deadline) {
   });
 }
 
-void Server::post_to(Target&& target, const SharedText& message) {
+template <class F>
+void Server::post_bounded(Target&& target, std::size_t bytes, F f) {
+  Peer& peer = *target.peer;
+  auto& ioc = loops_[target.loop]->ioc;
+  switch (peer.inbound.reserve(bytes, config_.backpressure_close_threshold_bytes)) {
+    case InboundBudget::Reserve::kRefused:
+      return;
+    case InboundBudget::Reserve::kOverloaded:
+      boost::asio::post(ioc, [peer = std::move(target.peer)] { peer->overloaded(); });
+      return;
+    case InboundBudget::Reserve::kReserved:
+      break;
+  }
   // Posts from one thread run in order, so a sender's order holds across loops. The reference
   // moves into the handler, so the peer is released on its own loop.
-  boost::asio::post(loops_[target.loop]->ioc,
-                    [peer = std::move(target.peer), message] { peer->deliver(message); });
+  boost::asio::post(ioc, [peer = std::move(target.peer), bytes, f = std::move(f)] {
+    peer->inbound.release(bytes);
+    f(*peer);
+  });
+}
+
+void Server::post_to(Target&& target, const SharedText& message) {
+  post_bounded(std::move(target), message->size(),
+               [message](Peer& peer) { peer.deliver(message); });
 }
 
 void Server::send_from(unsigned from_loop, Target&& target, const SharedText& message) {
@@ -217,9 +236,8 @@ void Server::deliver_remote(const std::string& room_id, std::string_view sender_
       continue;
     }
     if (!numbers) numbers = std::make_shared<const RecipientSeqs>(seqs);
-    boost::asio::post(loops_[t.loop]->ioc, [peer = std::move(t.peer), data, numbers] {
-      peer->deliver_relay(data, *numbers);
-    });
+    post_bounded(std::move(t), data->size(),
+                 [data, numbers](Peer& peer) { peer.deliver_relay(data, *numbers); });
   }
   // Fan-out on this path too: a message from another instance, queued to the members here (our
   // own relays coming back were timed when they were sent).

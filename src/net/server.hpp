@@ -90,6 +90,10 @@ class Server final : public BusListener {
   Loop& loop(unsigned i) { return *loops_[i]; }
   Loop& next_loop();
   // Hands `message` to `target` on the target's own loop (one post), from any thread.
+  // Posts `f(peer)` to the target's loop if its InboundBudget takes `bytes` more; else drops it
+  // (and, the first time, has the peer closed as overloaded).
+  template <class F>
+  void post_bounded(Target&& target, std::size_t bytes, F f);
   void post_to(Target&& target, const SharedText& message);
   // Same, called on loop `from_loop`: a target on that loop gets it at once, without a post.
   void send_from(unsigned from_loop, Target&& target, const SharedText& message);

@@ -235,14 +235,7 @@ void WsSession::deliver(const SharedText& message) {
     case Outbox::Offer::kRefused:
       return;
     case Outbox::Offer::kOverloaded:
-      metrics().backpressure_closes.inc();
-      server_.log().warn("Closing slow client",
-                         {{"clientId", member_.client_id},
-                          {"roomId", member_.room ? member_.room->id() : std::string()},
-                          {"unsentBytes", outbox_.bytes() + stream.buffered() + message->size()}});
-      // Not closed right here: deliver() runs inside someone else's relay, departure or drain
-      // walk, and a close would re-enter it. The close is a handler of its own.
-      boost::asio::post(loop_.ioc, [self = shared_from_this()] { self->close_with(kOverloaded); });
+      overload(outbox_.bytes() + stream.buffered() + message->size());
       return;
     case Outbox::Offer::kAccepted:
       break;
@@ -250,10 +243,29 @@ void WsSession::deliver(const SharedText& message) {
   metrics().messages_delivered.inc();
   if (accepted_ && stream.coalescing()) {
     stream.write_text_frame(*message);
-    return;
+  } else {
+    outbox_.push(message);
+    if (accepted_) write_next();
   }
-  outbox_.push(message);
-  if (accepted_) write_next();
+  // What other loops check their posts against (Server::post_bounded).
+  inbound.set_unsent(outbox_.bytes() + stream.buffered());
+}
+
+void WsSession::overloaded() {
+  overload(outbox_.bytes() + ws_.next_layer().buffered() + inbound.inbound());
+}
+
+void WsSession::overload(std::size_t unsent) {
+  if (overload_reported_ || state_ != State::kOpen) return;
+  overload_reported_ = true;
+  metrics().backpressure_closes.inc();
+  server_.log().warn("Closing slow client",
+                     {{"clientId", member_.client_id},
+                      {"roomId", member_.room ? member_.room->id() : std::string()},
+                      {"unsentBytes", unsent}});
+  // Not closed right here: deliver() runs inside someone else's relay, departure or drain
+  // walk, and a close would re-enter it. The close is a handler of its own.
+  boost::asio::post(loop_.ioc, [self = shared_from_this()] { self->close_with(kOverloaded); });
 }
 
 void WsSession::write_next() {

@@ -44,6 +44,8 @@ class WsSession final : public Peer,
   void probe() override;
   // Graceful close with a code and reason (drain, backpressure, refused connect).
   void close_with(Rejection r);
+  // Other loops' posts to it went past its backpressure budget.
+  void overloaded() override;
 
   // For the session's collaborators, on its loop.
   Server& server() const { return server_; }
@@ -69,6 +71,8 @@ class WsSession final : public Peer,
   enum class State { kUpgrading, kAdmitting, kOpen, kClosing, kEnded };
 
   void on_accepted(boost::system::error_code ec);
+  // Over BACKPRESSURE_CLOSE_THRESHOLD_BYTES (`unsent`): counted, logged and closed with 1013, once.
+  void overload(std::size_t unsent);
   // Beast sent its close frame on its own (the client's close answered, or a protocol error).
   void on_teardown() override;
   void read();
@@ -95,6 +99,7 @@ class WsSession final : public Peer,
   bool ping_in_flight_ = false;       // Beast allows one outstanding ping
   bool registered_ = false;           // in loop_.sessions
   bool accepted_ = false;             // the 101 went out; writes and reads may start
+  bool overload_reported_ = false;    // closed as overloaded (outbox or inbound budget)
   std::optional<Rejection> refusal_;  // close code to send once the upgrade completes
   // HANDSHAKE_TIMEOUT_MS for admission + upgrade, then again for a closing handshake; absent
   // while the session is open, so an idle connection carries no timer.

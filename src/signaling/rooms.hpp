@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "limits/inbound_budget.hpp"
 #include "signaling/protocol.hpp"
 
 namespace sigsrv {
@@ -36,6 +37,11 @@ class Peer {
     deliver(text);
   }
   virtual void taken_over() {}
+  // Messages posted to this peer from other loops went past its budget (see InboundBudget):
+  // close it as overloaded. On the peer's own loop.
+  virtual void overloaded() {}
+
+  InboundBudget inbound;  // what other loops have posted to it and its loop has not taken yet
 };
 
 struct Member {
