@@ -162,6 +162,9 @@ void ResumableMember::taken_over() {
 }
 
 void ResumableMember::overloaded() {
+  // In process, what was not posted was never numbered: a resume must answer recovered:false.
+  // (With shared sessions the bus numbered it, and the resume's replay has it.)
+  if (!shared_) log_.mark_lost();
   on_socket([](WsSession& s) { s.overloaded(); });
 }
 

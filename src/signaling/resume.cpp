@@ -150,7 +150,7 @@ SharedText SessionLog::append(std::string_view message) {
 }
 
 std::optional<std::vector<SharedText>> SessionLog::replay_after(uint64_t last_seq) const {
-  if (last_seq > this->last_seq()) return std::nullopt;
+  if (lost_ || last_seq > this->last_seq()) return std::nullopt;
   if (last_seq + 1 < first_kept_) return std::nullopt;
   std::vector<SharedText> out;
   out.reserve(static_cast<std::size_t>(next_seq_ - 1 - last_seq));

@@ -60,8 +60,12 @@ class SessionLog {
   // The messages after `last_seq`, in order; nullopt when they are not all kept any more, or
   // when `last_seq` is beyond anything sent (a client cannot have received those).
   std::optional<std::vector<SharedText>> replay_after(uint64_t last_seq) const;
+  // Messages for the session were dropped before they could be numbered (its connection was
+  // overloaded): no resume can be complete any more, so every replay answers nullopt.
+  void mark_lost() { lost_ = true; }
 
  private:
+  bool lost_ = false;
   ResumeLimits limits_;
   std::deque<SharedText> kept_;  // seqs first_kept_ .. next_seq_ - 1
   uint64_t first_kept_ = 1;

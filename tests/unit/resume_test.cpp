@@ -90,6 +90,15 @@ TEST(SessionLog, NumbersGapFreeAndReplaysExactlyTheRest) {
   EXPECT_FALSE(log.replay_after(6)) << "a seq never sent cannot have been received";
 }
 
+TEST(SessionLog, MessagesLostBeforeNumberingMakeEveryReplayIncomplete) {
+  SessionLog log({256, 1 << 20});
+  log.append(R"({"type":"offer","sdp":"m1"})");
+  ASSERT_TRUE(log.replay_after(1));
+  log.mark_lost();
+  EXPECT_FALSE(log.replay_after(1)) << "even with nothing numbered since: something was dropped";
+  EXPECT_FALSE(log.replay_after(0));
+}
+
 TEST(SessionLog, CountOverflowDropsOldestAndThenRefusesTheGap) {
   SessionLog log({3, 1 << 20});
   for (int i = 0; i < 5; ++i) log.append(R"({"type":"control","action":"x"})");
