@@ -766,7 +766,7 @@ void RedisBus::join(const std::string& room_id, const std::string& client_id, un
                          // No reply at all: the script may have run before the connection dropped.
                          // The leave is idempotent, so queue one to be sure the refused client
                          // holds no seat.
-                         if (r == nullptr) failed_leaves_.insert({room_id, client_id});
+                         if (r == nullptr) remember_failed_leave(room_id, client_id);
                          release(room_id);
                          done(JoinResult{JoinResult::Status::kError, 0});
                          return;
@@ -807,8 +807,20 @@ void RedisBus::send_leave(const std::string& room_id, const std::string& client_
       kLeaveScript,
       {room_key(room_id), owners_key(room_id), client_id, std::to_string(config_.room_ttl_seconds)},
       2, RedisOp::kLeave, [this, room_id, client_id](const redisReply* r) {
-        if (is_error(r)) failed_leaves_.insert({room_id, client_id});
+        if (is_error(r)) remember_failed_leave(room_id, client_id);
       });
+}
+
+void RedisBus::remember_failed_leave(const std::string& room_id, const std::string& client_id) {
+  if (failed_leaves_.size() < kMaxFailedLeaves) {
+    failed_leaves_.insert({room_id, client_id});
+    return;
+  }
+  metrics().redis_leaves_abandoned.inc();
+  if (metrics().redis_leaves_abandoned.value() == 1) {
+    log_.warn("Too many leaves waiting for Redis; further ones are not retried",
+              {{"max", kMaxFailedLeaves}});
+  }
 }
 
 void RedisBus::publish_on(std::string channel, std::string body) {

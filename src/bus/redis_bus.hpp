@@ -26,6 +26,9 @@ namespace sigsrv {
 // results are handed back through the callbacks (the sessions post them to their own loops).
 class RedisBus final : public Bus {
  public:
+  // Leaves Redis missed (it was down) kept for a retry when it is back; see failed_leaves_.
+  static constexpr std::size_t kMaxFailedLeaves = 100000;
+
   // `tls` is the rediss:// client context (null for redis://).
   RedisBus(const Config& config, const RedisEndpoint& endpoint,
            std::shared_ptr<boost::asio::ssl::context> tls, Logger& log);
@@ -208,8 +211,11 @@ class RedisBus final : public Bus {
   };
   std::map<uint64_t, HeldEval> evals_held_;
   // Leaves that Redis did not take (it was down): retried when it is back, so a member that
-  // left during an outage does not hold its room's slot.
+  // left during an outage does not hold its room's slot. Bounded: past kMaxFailedLeaves a leave
+  // is not kept (counted, logged): its seat stays taken until this instance's lease lapses (a
+  // restart), when the crash reaper of another instance releases it.
   std::set<std::pair<std::string, std::string>> failed_leaves_;
+  void remember_failed_leave(const std::string& room_id, const std::string& client_id);
   bool fail_open_logged_ = false;
   std::chrono::steady_clock::time_point last_lease_refresh_{};
   bool lease_held_ = false;  // a lease refresh succeeded in this process

@@ -152,7 +152,7 @@ void RedisConnection::enqueue(std::span<const std::string_view> args, Callback d
 }
 
 void RedisConnection::command(std::span<const std::string_view> args, Callback done) {
-  if (state_ != State::kUp || pending_.size() >= kMaxPending) {
+  if (state_ != State::kUp || pending_.size() >= kMaxPending || unsent_bytes() >= kMaxUnsentBytes) {
     // Not connected, or too far behind: fail now, but never re-enter the caller.
     asio::post(ioc_, [done = std::move(done)] { done(nullptr); });
     return;

@@ -66,7 +66,11 @@ class RedisConnection {
   // Replies owed beyond this fail at once (counted by the caller): a Redis that stopped
   // answering must not grow memory without bound until the reply timeout trips.
   static constexpr std::size_t kMaxPending = 100000;
+  // And beyond this many encoded bytes not yet taken by the socket (a Redis that stopped
+  // reading): a command past it fails at once, so memory stays bounded by bytes too.
+  static constexpr std::size_t kMaxUnsentBytes = 64 << 20;
   std::size_t pending() const { return pending_.size() + (out_.empty() ? 0 : 1); }
+  std::size_t unsent_bytes() const { return out_.size() + writing_.size(); }
   // Subscriber mode: SUBSCRIBE/UNSUBSCRIBE, answered through the hooks. Dropped while down
   // (the owner resubscribes from on_up).
   void send(std::initializer_list<std::string_view> args);

@@ -46,26 +46,33 @@ void MemberRelay::on_message(WsSession& s, std::string_view text) {
     process(s, text, *verdict);
     return;
   }
+  // Verdicts come back in the order asked, so messages keep their order while they wait (see
+  // VerdictQueue for its bounds); one over them is dropped, counted as a connection drop, and
+  // costs no Redis round trip.
+  if (!awaiting_.push(text)) {
+    m.drops(RateScope::kConnection).inc();
+    // Accounted for in order: after the messages still waiting, or now when none is.
+    if (awaiting_.empty()) count_unrelayed(s);
+    return;
+  }
   server.bus().check_message(
       s.ip(), room->id(), limits, [self = s.shared_from_this()](MessageVerdict v) {
         boost::asio::post(self->loop().ioc, [self, v] { self->member().on_verdict(*self, v); });
       });
-  // Verdicts come back in the order asked, so messages keep their order while they wait (see
-  // VerdictQueue for its bounds); one over them is dropped and counted as a connection drop.
-  if (!awaiting_.push(text)) m.drops(RateScope::kConnection).inc();
 }
 
 void MemberRelay::on_verdict(WsSession& s, MessageVerdict verdict) {
   if (awaiting_.empty()) return;
-  const std::string text = awaiting_.pop();
-  // Still relayed after the socket ended: the client sent it before it left. A dropped one is
-  // counted here, in order with the relays before it.
+  const VerdictQueue::Waiting w = awaiting_.pop();
+  // Still relayed after the socket ended: the client sent it before it left. Those refused
+  // behind it (the queue was full) are counted right after it, in arrival order.
   if (joined) {
-    if (text.empty()) {
+    if (w.text.empty()) {
       count_unrelayed(s);
     } else {
-      process(s, text, verdict);
+      process(s, w.text, verdict);
     }
+    for (uint32_t i = 0; i < w.dropped_after; ++i) count_unrelayed(s);
   }
   if (awaiting_.empty() && leave_pending_) leave(s);
 }

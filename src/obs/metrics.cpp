@@ -268,6 +268,10 @@ std::string Metrics::render(MetricNames names) const {
   counter(out, "cloudgaming_stale_members_released_total",
           "Members released for not answering such a ping within STALE_MEMBER_PROBE_MS.",
           stale_members_released.value());
+  counter(out, "cloudgaming_redis_leaves_abandoned_total",
+          "Leaves Redis missed while down that were not kept for a retry (over 100,000 waiting); "
+          "their seats stay taken until this instance's lease lapses.",
+          redis_leaves_abandoned.value());
 
   const ProcessStats ps = read_process_stats();
   gauge(out, "process_resident_memory_bytes", "Resident memory size in bytes.", ps.resident_bytes);

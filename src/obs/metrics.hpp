@@ -143,6 +143,8 @@ struct Metrics {
   // released because they did not answer one.
   Counter stale_member_probes;
   Counter stale_members_released;
+  // Leaves Redis missed while down and that were past the bound of those kept for a retry.
+  Counter redis_leaves_abandoned;
 
   Counter& drops(RateScope s) { return rate_limit_drops[static_cast<std::size_t>(s)]; }
   Counter& rejected(RejectReason r) { return connections_rejected[static_cast<std::size_t>(r)]; }

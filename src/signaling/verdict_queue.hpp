@@ -2,22 +2,26 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace sigsrv {
 
-// FIFO of message texts: a vector and a read index rather than std::deque, whose empty state
-// alone allocates ~600 bytes, paid by every connection. Compacted once half of it is consumed,
-// so a queue that never fully drains still stays bounded by what it holds.
-class TextFifo {
+// FIFO: a vector and a read index rather than std::deque, whose empty state alone allocates
+// ~600 bytes, paid by every connection. Compacted once half of it is consumed, so a queue that
+// never fully drains still stays bounded by what it holds.
+template <class T>
+class Fifo {
  public:
   bool empty() const { return head_ == items_.size(); }
   std::size_t size() const { return items_.size() - head_; }
-  void push(std::string_view text) { items_.emplace_back(text); }
-  std::string pop() {
-    std::string text = std::move(items_[head_++]);
+  void push(T item) { items_.push_back(std::move(item)); }
+  T& back() { return items_.back(); }
+  T pop() {
+    T item = std::move(items_[head_++]);
     if (head_ == items_.size()) {
       items_.clear();
       head_ = 0;
@@ -25,47 +29,55 @@ class TextFifo {
       items_.erase(items_.begin(), items_.begin() + static_cast<std::ptrdiff_t>(head_));
       head_ = 0;
     }
-    return text;
+    return item;
   }
 
  private:
-  std::vector<std::string> items_;
+  std::vector<T> items_;
   std::size_t head_ = 0;
 };
 
-// One entry per verdict asked, so that verdicts (which come back in the order asked) meet their
-// messages. Bounded: past kMaxMessages or kMaxBytes waiting, a message is not kept; an empty
-// placeholder takes its place so the next verdict still meets the right message. pop() returns
-// an empty text for it (and for a message that was itself empty, which is dropped alike: it is
-// not JSON). The wait is one Redis round trip, bounded by the bus' reply timeout, so the bound
-// only bites on a client that floods faster than Redis answers.
+// Messages waiting for their verdict, one entry per verdict asked, so that verdicts (which come
+// back in the order asked) meet their messages. Bounded: past kMaxMessages or kMaxBytes waiting,
+// push() refuses a message and the caller drops it without asking for a verdict (no Redis round
+// trip is spent on it). A message dropped so is remembered behind the last one waiting and handed
+// back with it, so the caller accounts for it in arrival order. The wait is one Redis round trip,
+// bounded by the bus' reply timeout, so the bound only bites on a client that floods faster than
+// Redis answers.
 class VerdictQueue {
  public:
   static constexpr std::size_t kMaxMessages = 1024;
   static constexpr std::size_t kMaxBytes = 1 << 20;
 
-  // False when `text` is over the bounds: a placeholder waits for its verdict instead.
+  struct Waiting {
+    std::string text;            // the message the verdict is for (empty: not JSON)
+    uint32_t dropped_after = 0;  // messages refused after it, before the next one was kept
+  };
+
+  // False (and nothing kept) when `text` is over the bounds: drop it, ask for no verdict. It is
+  // then counted in dropped_after of the last message waiting (call only when !empty(); with
+  // nothing waiting there is no order to keep).
   bool push(std::string_view text) {
     if (fifo_.size() >= kMaxMessages || bytes_ + text.size() > kMaxBytes) {
-      fifo_.push({});
+      if (!fifo_.empty()) ++fifo_.back().dropped_after;
       return false;
     }
     bytes_ += text.size();
-    fifo_.push(text);
+    fifo_.push(Waiting{std::string(text), 0});
     return true;
   }
-  // The message the next verdict is for; empty: nothing to relay. Call only when !empty().
-  std::string pop() {
-    std::string text = fifo_.pop();
-    bytes_ -= text.size();
-    return text;
+  // The message the next verdict is for, with the drops that followed it. Only when !empty().
+  Waiting pop() {
+    Waiting w = fifo_.pop();
+    bytes_ -= w.text.size();
+    return w;
   }
   bool empty() const { return fifo_.empty(); }
   std::size_t size() const { return fifo_.size(); }
   std::size_t bytes() const { return bytes_; }
 
  private:
-  TextFifo fifo_;
+  Fifo<Waiting> fifo_;
   std::size_t bytes_ = 0;
 };
 

@@ -57,3 +57,27 @@ TEST(RedisBusMembership, AJoinAttachedAfterARestartsResyncIsReasserted) {
 
 }  // namespace
 }  // namespace sigsrv
+
+namespace sigsrv {
+namespace {
+
+TEST(RedisBusMembership, LeavesWaitingForRedisAreBounded) {
+  auto redis = testing_support::RedisProcess::start();
+  ASSERT_TRUE(redis);
+  RunningBus rb(redis->url());
+  ASSERT_TRUE(testing_support::wait_until([&] { return rb.bus->ready(); }, 5000ms));
+  redis->kill_now();
+  ASSERT_TRUE(testing_support::wait_until([&] { return !rb.bus->ready(); }, 5000ms));
+  const uint64_t before = metrics().redis_leaves_abandoned.value();
+  // Leaves Redis cannot take are kept for a retry, up to the bound; the rest are counted.
+  constexpr std::size_t kOver = 50;
+  for (std::size_t i = 0; i < RedisBus::kMaxFailedLeaves + kOver; ++i) {
+    rb.bus->leave("gone", "client:" + std::to_string(i));
+  }
+  EXPECT_TRUE(testing_support::wait_until(
+      [&] { return metrics().redis_leaves_abandoned.value() - before == kOver; }, 30000ms))
+      << metrics().redis_leaves_abandoned.value() - before;
+}
+
+}  // namespace
+}  // namespace sigsrv

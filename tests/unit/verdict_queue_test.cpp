@@ -1,4 +1,4 @@
-// The verdict queue: order, bounds, and placeholders that keep verdicts meeting their messages.
+// The verdict queue: order and bounds (a refused message takes no place and asks no verdict).
 #include "signaling/verdict_queue.hpp"
 
 #include <gtest/gtest.h>
@@ -12,43 +12,49 @@ TEST(VerdictQueue, MessagesComeOutInArrivalOrderWithTheirBytesAccounted) {
   EXPECT_TRUE(q.push("three"));
   EXPECT_EQ(q.size(), 2u);
   EXPECT_EQ(q.bytes(), 8u);
-  EXPECT_EQ(q.pop(), "one");
-  EXPECT_EQ(q.pop(), "three");
+  EXPECT_EQ(q.pop().text, "one");
+  EXPECT_EQ(q.pop().text, "three");
   EXPECT_TRUE(q.empty());
   EXPECT_EQ(q.bytes(), 0u);
 }
 
-TEST(VerdictQueue, PastTheCountAPlaceholderKeepsTheNextVerdictAligned) {
+TEST(VerdictQueue, PastTheCountAMessageIsRefusedAndRidesBehindTheLastOneWaiting) {
   VerdictQueue q;
   for (std::size_t i = 0; i < VerdictQueue::kMaxMessages; ++i) {
     ASSERT_TRUE(q.push("m" + std::to_string(i)));
   }
   EXPECT_FALSE(q.push("over"));
-  EXPECT_EQ(q.size(), VerdictQueue::kMaxMessages + 1) << "one entry per verdict asked";
-  for (std::size_t i = 0; i < VerdictQueue::kMaxMessages; ++i) {
-    ASSERT_EQ(q.pop(), "m" + std::to_string(i));
+  EXPECT_FALSE(q.push("over again"));
+  EXPECT_EQ(q.size(), VerdictQueue::kMaxMessages) << "one entry per verdict asked";
+  for (std::size_t i = 0; i + 1 < VerdictQueue::kMaxMessages; ++i) {
+    const auto w = q.pop();
+    ASSERT_EQ(w.text, "m" + std::to_string(i));
+    ASSERT_EQ(w.dropped_after, 0u);
   }
-  EXPECT_EQ(q.pop(), "") << "the dropped message's verdict meets its placeholder";
+  const auto last = q.pop();
+  EXPECT_EQ(last.dropped_after, 2u) << "the refused ones are accounted for after the last kept";
   EXPECT_TRUE(q.empty());
   EXPECT_TRUE(q.push("after")) << "room again once drained";
-  EXPECT_EQ(q.pop(), "after");
+  EXPECT_EQ(q.pop().text, "after");
 }
 
-TEST(VerdictQueue, PastTheBytesTheMessageIsDroppedButLaterSmallOnesFit) {
+TEST(VerdictQueue, PastTheBytesTheMessageIsRefusedButLaterSmallOnesFit) {
   VerdictQueue q;
   const std::string big(VerdictQueue::kMaxBytes - 10, 'x');
   EXPECT_TRUE(q.push(big));
   EXPECT_FALSE(q.push(std::string(11, 'y')));
   EXPECT_TRUE(q.push(std::string(10, 'z')));
   EXPECT_EQ(q.bytes(), VerdictQueue::kMaxBytes);
-  EXPECT_EQ(q.pop(), big);
-  EXPECT_EQ(q.pop(), "");
-  EXPECT_EQ(q.pop(), std::string(10, 'z'));
+  EXPECT_EQ(q.size(), 2u);
+  const auto first = q.pop();
+  EXPECT_EQ(first.text, big);
+  EXPECT_EQ(first.dropped_after, 1u);
+  EXPECT_EQ(q.pop().text, std::string(10, 'z'));
   EXPECT_EQ(q.bytes(), 0u);
 }
 
-TEST(TextFifo, KeepsOrderAcrossCompactionsWhenItNeverFullyDrains) {
-  TextFifo f;
+TEST(Fifo, KeepsOrderAcrossCompactionsWhenItNeverFullyDrains) {
+  Fifo<std::string> f;
   int next_in = 0, next_out = 0;
   for (int round = 0; round < 5000; ++round) {
     f.push(std::to_string(next_in++));
