@@ -101,32 +101,21 @@ Apply text(std::string Config::*field) {
   };
 }
 
-std::optional<std::string> apply_log_level(Config& c, const std::string& v) {
-  static const std::pair<const char*, LogLevel> kLevels[] = {
-      {"trace", LogLevel::kTrace},  {"debug", LogLevel::kDebug}, {"info", LogLevel::kInfo},
-      {"warn", LogLevel::kWarn},    {"error", LogLevel::kError}, {"fatal", LogLevel::kFatal},
-      {"silent", LogLevel::kSilent}};
-  for (const auto& [name, level] : kLevels) {
-    if (v == name) {
-      c.log_level = level;
-      return std::nullopt;
+// An option that takes one of a few names, each standing for a value of `field`.
+template <class T>
+Apply choice(T Config::*field, std::vector<std::pair<std::string, T>> names) {
+  std::string error = "must be one of ";
+  for (std::size_t i = 0; i < names.size(); ++i) error += (i ? ", " : "") + names[i].first;
+  return [field, names = std::move(names), error](Config& c, const std::string& v,
+                                                  Warnings&) -> std::optional<std::string> {
+    for (const auto& [name, value] : names) {
+      if (v == name) {
+        c.*field = value;
+        return std::nullopt;
+      }
     }
-  }
-  return "must be one of trace, debug, info, warn, error, fatal, silent";
-}
-
-std::optional<std::string> apply_metrics_names(Config& c, const std::string& v) {
-  static const std::pair<const char*, MetricNames> kNames[] = {
-      {"both", MetricNames::kBoth},
-      {"cloudgaming", MetricNames::kCloudgaming},
-      {"signaling", MetricNames::kSignaling}};
-  for (const auto& [name, names] : kNames) {
-    if (v == name) {
-      c.metrics_names = names;
-      return std::nullopt;
-    }
-  }
-  return "must be one of both, cloudgaming, signaling";
+    return error;
+  };
 }
 
 std::optional<std::string> apply_origins(Config& c, const std::string& v) {
@@ -263,11 +252,19 @@ const std::vector<Option>& options() {
         "Close code sent to clients when draining."},
        plain(apply_close_code)},
       {{"LOG_LEVEL", "--log-level", "info", "trace, debug, info, warn, error, fatal or silent."},
-       plain(apply_log_level)},
+       choice(&Config::log_level, {{"trace", LogLevel::kTrace},
+                                   {"debug", LogLevel::kDebug},
+                                   {"info", LogLevel::kInfo},
+                                   {"warn", LogLevel::kWarn},
+                                   {"error", LogLevel::kError},
+                                   {"fatal", LogLevel::kFatal},
+                                   {"silent", LogLevel::kSilent}})},
       {{"METRICS_NAMES", "--metrics-names", "both",
         "Names of the spec's metrics on /metrics: cloudgaming (cloudgaming_*), signaling (the "
         "deployed Node server's signaling_*) or both."},
-       plain(apply_metrics_names)},
+       choice(&Config::metrics_names, {{"both", MetricNames::kBoth},
+                                       {"cloudgaming", MetricNames::kCloudgaming},
+                                       {"signaling", MetricNames::kSignaling}})},
       {{"PRETTY_LOGS", "--pretty-logs", "false", "One readable line per event instead of JSON."},
        boolean(&Config::pretty_logs)},
       {{"REQUIRE_WSS", "--require-wss", "false",

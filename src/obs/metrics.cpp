@@ -95,19 +95,28 @@ void Histogram::add_to(Histogram& into) const {
   into.sum_ns_.fetch_add(sum_ns_.load(std::memory_order_relaxed), std::memory_order_relaxed);
 }
 
-void Metrics::render_spec_cloudgaming(std::string& out) const {
-  gauge(out, "cloudgaming_active_connections", "Open WebSocket connections on this instance.",
+// The spec's metrics whose names differ only by prefix (cloudgaming_ or signaling_).
+void Metrics::render_spec_shared(std::string& out, std::string_view prefix) const {
+  const auto name = [prefix](std::string_view n) { return std::string(prefix) + std::string(n); };
+  gauge(out, name("active_connections"), "Open WebSocket connections on this instance.",
         active_connections.value());
-  gauge(out, "cloudgaming_local_rooms", "Rooms with at least one member on this instance.",
+  gauge(out, name("local_rooms"), "Rooms with at least one member on this instance.",
         local_rooms.value());
-  gauge(out, "cloudgaming_redis_up", "1 when Redis answers, 0 when down or not configured.",
+  gauge(out, name("redis_up"), "1 when Redis answers, 0 when down or not configured.",
         redis_up.value());
-  gauge(out, "cloudgaming_circuit_breaker_open", "1 while the Redis circuit breaker is open.",
+  gauge(out, name("circuit_breaker_open"), "1 while the Redis circuit breaker is open.",
         circuit_breaker_open.value());
-  counter(out, "cloudgaming_messages_forwarded_total",
+  counter(out, name("messages_forwarded_total"),
           "Valid client messages that reached someone: delivered to a member here, or accepted by "
           "Redis.",
           messages_forwarded.value());
+  counter(out, name("backpressure_closes_total"),
+          "Connections closed with 1013 for exceeding the unsent-bytes threshold.",
+          backpressure_closes.value());
+}
+
+void Metrics::render_spec_cloudgaming(std::string& out) const {
+  render_spec_shared(out, "cloudgaming_");
   counter(out, "cloudgaming_schema_rejects_total", "Messages failing schema validation.",
           schema_rejects.value());
   header(out, "cloudgaming_rate_limit_drops_total", "counter",
@@ -116,9 +125,6 @@ void Metrics::render_spec_cloudgaming(std::string& out) const {
     sample(out, "cloudgaming_rate_limit_drops_total",
            std::string("scope=\"") + kRateScopes[i] + "\"", rate_limit_drops[i].value());
   }
-  counter(out, "cloudgaming_backpressure_closes_total",
-          "Connections closed with 1013 for exceeding the unsent-bytes threshold.",
-          backpressure_closes.value());
   header(out, "cloudgaming_redis_operation_duration_seconds", "histogram",
          "Redis round-trip time by operation.");
   for (std::size_t i = 0; i < redis_operation_duration.size(); ++i) {
@@ -134,28 +140,14 @@ void Metrics::render_spec_cloudgaming(std::string& out) const {
 // counters: its rate-limit drops carry no label (the message scopes summed; refused connections
 // are counted in connections_rejected), its Redis latency is one histogram over every operation.
 void Metrics::render_spec_signaling(std::string& out) const {
-  gauge(out, "signaling_active_connections", "Open WebSocket connections on this instance.",
-        active_connections.value());
-  gauge(out, "signaling_local_rooms", "Rooms with at least one member on this instance.",
-        local_rooms.value());
-  gauge(out, "signaling_redis_up", "1 when Redis answers, 0 when down or not configured.",
-        redis_up.value());
-  gauge(out, "signaling_circuit_breaker_open", "1 while the Redis circuit breaker is open.",
-        circuit_breaker_open.value());
-  counter(out, "signaling_messages_forwarded_total",
-          "Valid client messages that reached someone: delivered to a member here, or accepted by "
-          "Redis.",
-          messages_forwarded.value());
+  render_spec_shared(out, "signaling_");
   counter(out, "signaling_schema_rejections_total", "Messages failing schema validation.",
           schema_rejects.value());
   double drops = 0;
   for (RateScope s : {RateScope::kConnection, RateScope::kIp, RateScope::kRoom}) {
-    drops += rate_limit_drops[static_cast<std::size_t>(s)].value();
+    drops += static_cast<double>(rate_limit_drops[static_cast<std::size_t>(s)].value());
   }
   counter(out, "signaling_rate_limit_drops_total", "Messages dropped by rate limits.", drops);
-  counter(out, "signaling_backpressure_closes_total",
-          "Connections closed with 1013 for exceeding the unsent-bytes threshold.",
-          backpressure_closes.value());
   static constexpr std::array<double, 9> kRedisBounds = {0.001, 0.005, 0.01, 0.025, 0.05,
                                                          0.1,   0.25,  0.5,  1.0};
   Histogram redis;

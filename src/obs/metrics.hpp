@@ -158,6 +158,7 @@ struct Metrics {
   std::string render(MetricNames names = MetricNames::kBoth) const;
 
  private:
+  void render_spec_shared(std::string& out, std::string_view prefix) const;
   void render_spec_cloudgaming(std::string& out) const;
   void render_spec_signaling(std::string& out) const;
 };
