@@ -268,6 +268,9 @@ std::string Metrics::render(MetricNames names) const {
   counter(out, "cloudgaming_stale_members_released_total",
           "Members released for not answering such a ping within STALE_MEMBER_PROBE_MS.",
           stale_members_released.value());
+  counter(out, "cloudgaming_log_lines_dropped_total",
+          "Log lines dropped because the log writer could not keep up (its queue was full).",
+          log_lines_dropped.value());
 
   const ProcessStats ps = read_process_stats();
   gauge(out, "process_resident_memory_bytes", "Resident memory size in bytes.", ps.resident_bytes);

@@ -143,6 +143,8 @@ struct Metrics {
   // released because they did not answer one.
   Counter stale_member_probes;
   Counter stale_members_released;
+  // Log lines dropped because the log writer could not keep up (its queue was full).
+  Counter log_lines_dropped;
 
   Counter& drops(RateScope s) { return rate_limit_drops[static_cast<std::size_t>(s)]; }
   Counter& rejected(RejectReason r) { return connections_rejected[static_cast<std::size_t>(r)]; }
