@@ -1,19 +1,66 @@
-// Log line formatting: JSON with pino's field names, or a pretty single line.
+// Log line formatting (JSON with pino's field names, or a pretty single line) and the writer
+// thread that writes the lines.
 #include "obs/logger.hpp"
 
 #include <unistd.h>
 
-#include <boost/json/serialize.hpp>
-#include <boost/json/string.hpp>
+#include <atomic>
+#include <charconv>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <ctime>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "obs/metrics.hpp"
 
 namespace sigsrv {
 namespace {
 
+// The escaping of boost::json::serialize, without its temporaries: '"', '\\', and control
+// characters (\b \t \n \f \r, the others as \u00XX); everything else, UTF-8 included, as is.
 void append_json_string(std::string& out, std::string_view s) {
-  out += boost::json::serialize(boost::json::string(s));
+  static constexpr char kHex[] = "0123456789abcdef";
+  out += '"';
+  std::size_t run = 0;  // start of the characters not yet appended
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x20 && c != '"' && c != '\\') continue;
+    out.append(s.data() + run, i - run);
+    run = i + 1;
+    out += '\\';
+    switch (c) {
+      case '"':
+        out += '"';
+        break;
+      case '\\':
+        out += '\\';
+        break;
+      case '\b':
+        out += 'b';
+        break;
+      case '\t':
+        out += 't';
+        break;
+      case '\n':
+        out += 'n';
+        break;
+      case '\f':
+        out += 'f';
+        break;
+      case '\r':
+        out += 'r';
+        break;
+      default:
+        out += "u00";
+        out += kHex[c >> 4];
+        out += kHex[c & 15];
+    }
+  }
+  out.append(s.data() + run, s.size() - run);
+  out += '"';
 }
 
 void append_value(std::string& out, const LogField& f, bool quote_strings) {
@@ -33,7 +80,9 @@ void append_value(std::string& out, const LogField& f, bool quote_strings) {
           std::snprintf(buf, sizeof(buf), "%.6g", v);
           out += buf;
         } else {
-          out += std::to_string(v);
+          char buf[24];
+          const auto r = std::to_chars(buf, buf + sizeof(buf), v);
+          out.append(buf, r.ptr);
         }
       },
       f.value);
@@ -58,27 +107,190 @@ const char* level_name(LogLevel l) {
   }
 }
 
-void stdout_sink(std::string_view line) {
-  std::fwrite(line.data(), 1, line.size(), stdout);
-  std::fflush(stdout);
+int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
 }
 
 }  // namespace
+
+// The writer thread and the bounded queue the loops hand their lines to: the lines' bytes, one
+// after the other, in a buffer that the writer swaps for its own (empty) one and writes whole, so
+// that once the buffers have grown, a line costs one copy and no allocation.
+class LogWriter {
+ public:
+  LogWriter(const Logger& owner, Logger::Sink sink, std::size_t max_bytes)
+      : owner_(owner), sink_(sink), max_bytes_(max_bytes), thread_([this] { run(); }) {}
+
+  // Whatever is queued is written first.
+  ~LogWriter() {
+    {
+      const std::lock_guard lock(mu_);
+      stop_ = true;
+    }
+    wake_.notify_one();
+    thread_.join();
+  }
+  LogWriter(const LogWriter&) = delete;
+  LogWriter& operator=(const LogWriter&) = delete;
+
+  // Overflow policy: when the writer cannot keep up (stdout blocked, or slower than the loops
+  // produce) and the queue already holds max_bytes_ of lines, a new line below error is dropped,
+  // never waited for: a loop must not block on its log. Error lines may use a reserve of a quarter
+  // more, and fatal lines are always queued (the process is ending; fatal() then waits for them).
+  // Every drop is counted (dropped(), cloudgaming_log_lines_dropped_total), and the writer writes
+  // a line saying how many were dropped after the batch it takes next, so the log itself shows
+  // the gap. Nothing else ever waits here: the lock is held to copy the line in.
+  void push(LogLevel l, std::string_view line) {
+    std::unique_lock lock(mu_);
+    const std::size_t queued = queue_.size();
+    if (l < LogLevel::kFatal) {
+      const std::size_t bound = l >= LogLevel::kError ? max_bytes_ + max_bytes_ / 4 : max_bytes_;
+      if (line.size() > bound || queued > bound - line.size()) {
+        ++unreported_drops_;
+        dropped_.fetch_add(1, std::memory_order_relaxed);
+        metrics().log_lines_dropped.inc();
+        if (std::exchange(idle_, false)) {
+          lock.unlock();
+          wake_.notify_one();
+        }
+        return;
+      }
+    }
+    queue_.append(line);
+    if (sink_ != nullptr) ends_.push_back(queue_.size());
+    ++queued_seq_;
+    // The writer is woken for the first line after it went idle, and when a burst fills a quarter
+    // of the bound; otherwise it takes what came meanwhile when its pause after a write ends.
+    const bool eager = queue_.size() >= max_bytes_ / 4 && queued < max_bytes_ / 4;
+    if (std::exchange(idle_, false) || eager) {
+      lock.unlock();
+      wake_.notify_one();
+    }
+  }
+
+  void flush() {
+    std::unique_lock lock(mu_);
+    const uint64_t target = queued_seq_;
+    if (written_seq_ >= target) return;
+    ++flush_waiters_;
+    wake_.notify_one();
+    written_.wait(lock, [&] { return written_seq_ >= target; });
+    --flush_waiters_;
+  }
+
+  uint64_t dropped() const { return dropped_.load(std::memory_order_relaxed); }
+
+ private:
+  // After a write the writer pauses this long (unless a flush, a quarter-full queue or the
+  // destructor calls it back), so that lines logged meanwhile go out in one write, not one each.
+  static constexpr std::chrono::milliseconds kPause{5};
+  // What the writer's buffers keep between bursts; a larger one is given back after its write.
+  static constexpr std::size_t kKeepBytes = std::size_t{256} << 10;
+
+  void run() {
+    std::string batch;
+    std::vector<std::size_t> ends;
+    std::unique_lock lock(mu_);
+    for (;;) {
+      idle_ = true;
+      wake_.wait(lock, [&] { return stop_ || !queue_.empty() || unreported_drops_ > 0; });
+      idle_ = false;
+      if (queue_.empty() && unreported_drops_ == 0) break;  // stopping, everything written
+      batch.swap(queue_);
+      ends.swap(ends_);
+      const uint64_t drops = std::exchange(unreported_drops_, 0);
+      const uint64_t upto = queued_seq_;
+      lock.unlock();
+      write(batch, ends, drops);
+      if (batch.capacity() > kKeepBytes) {
+        std::string().swap(batch);
+      } else {
+        batch.clear();
+      }
+      ends.clear();
+      lock.lock();
+      written_seq_ = upto;
+      if (flush_waiters_ > 0) written_.notify_all();
+      wake_.wait_for(lock, kPause, [&] {
+        return stop_ || flush_waiters_ > 0 || queue_.size() >= max_bytes_ / 4;
+      });
+    }
+  }
+
+  // One fwrite (and fflush) per batch on stdout; a sink gets the lines one by one.
+  void write(std::string& batch, std::vector<std::size_t>& ends, uint64_t drops) {
+    if (drops > 0) {
+      batch += owner_.format(LogLevel::kWarn, now_ms(),
+                             "Log lines dropped: the log writer could not keep up",
+                             {{"dropped", drops}});
+      ends.push_back(batch.size());
+    }
+    if (sink_ == nullptr) {
+      std::fwrite(batch.data(), 1, batch.size(), stdout);
+      std::fflush(stdout);
+      return;
+    }
+    std::size_t begin = 0;
+    for (const std::size_t end : ends) {
+      sink_(std::string_view(batch).substr(begin, end - begin));
+      begin = end;
+    }
+  }
+
+  const Logger& owner_;
+  const Logger::Sink sink_;  // null: stdout
+  const std::size_t max_bytes_;
+
+  std::mutex mu_;
+  std::condition_variable wake_;     // the writer: a line while idle, a flush, a burst, stop
+  std::condition_variable written_;  // flush() callers
+  std::string queue_;                // the lines queued, whole, in order
+  std::vector<std::size_t> ends_;    // where each ends in queue_ (for a sink only)
+  uint64_t queued_seq_ = 0;          // lines queued so far
+  uint64_t written_seq_ = 0;         // of those, lines written
+  uint64_t unreported_drops_ = 0;
+  std::atomic<uint64_t> dropped_{0};
+  int flush_waiters_ = 0;
+  bool idle_ = false;  // the writer waits for a line (as opposed to writing, or its pause)
+  bool stop_ = false;
+  std::thread thread_;  // last: starts once the rest is set up
+};
 
 Logger::Logger(LogLevel level, bool pretty, std::string instance_id, Sink sink)
     : level_(level),
       pretty_(pretty),
       instance_id_(std::move(instance_id)),
       pid_(getpid()),
-      sink_(sink ? sink : stdout_sink) {
+      sink_(sink) {
   char host[256] = {};
   if (gethostname(host, sizeof(host) - 1) == 0) hostname_ = host;
+  json_context_ = ",\"pid\":" + std::to_string(pid_) + ",\"hostname\":";
+  append_json_string(json_context_, hostname_);
+  json_context_ += ",\"instanceId\":";
+  append_json_string(json_context_, instance_id_);
+  if (sink_ == nullptr) writer_ = std::make_unique<LogWriter>(*this, nullptr, kDefaultQueueBytes);
 }
+
+Logger::Logger(LogLevel level, bool pretty, std::string instance_id, Sink sink,
+               std::size_t queue_bytes)
+    : Logger(level, pretty, std::move(instance_id), sink) {
+  if (sink_ != nullptr) writer_ = std::make_unique<LogWriter>(*this, sink_, queue_bytes);
+}
+
+Logger::~Logger() = default;
 
 std::string Logger::format(LogLevel l, int64_t time_ms, std::string_view msg,
                            std::initializer_list<LogField> fields) const {
   std::string out;
-  out.reserve(192);
+  out.reserve(256);
+  format_to(out, l, time_ms, msg, fields);
+  return out;
+}
+
+void Logger::format_to(std::string& out, LogLevel l, int64_t time_ms, std::string_view msg,
+                       std::initializer_list<LogField> fields) const {
   if (pretty_) {
     const std::time_t secs = static_cast<std::time_t>(time_ms / 1000);
     std::tm tm{};
@@ -97,18 +309,14 @@ std::string Logger::format(LogLevel l, int64_t time_ms, std::string_view msg,
       append_value(out, f, false);
     }
     out += '\n';
-    return out;
+    return;
   }
+  char num[24];
   out += "{\"level\":";
-  out += std::to_string(static_cast<int>(l));
+  out.append(num, std::to_chars(num, num + sizeof(num), static_cast<int>(l)).ptr);
   out += ",\"time\":";
-  out += std::to_string(time_ms);
-  out += ",\"pid\":";
-  out += std::to_string(pid_);
-  out += ",\"hostname\":";
-  append_json_string(out, hostname_);
-  out += ",\"instanceId\":";
-  append_json_string(out, instance_id_);
+  out.append(num, std::to_chars(num, num + sizeof(num), time_ms).ptr);
+  out += json_context_;
   for (const auto& f : fields) {
     out += ',';
     append_json_string(out, f.key);
@@ -118,17 +326,29 @@ std::string Logger::format(LogLevel l, int64_t time_ms, std::string_view msg,
   out += ",\"msg\":";
   append_json_string(out, msg);
   out += "}\n";
-  return out;
 }
 
 void Logger::log(LogLevel l, std::string_view msg, std::initializer_list<LogField> fields) {
   if (!enabled(l)) return;
-  const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
-                       std::chrono::system_clock::now().time_since_epoch())
-                       .count();
-  const std::string line = format(l, now, msg, fields);
-  std::lock_guard lock(mu_);
-  sink_(line);
+  // Formatted into this thread's own buffer, which keeps its capacity: no allocation per line.
+  thread_local std::string line;
+  line.clear();
+  format_to(line, l, now_ms(), msg, fields);
+  if (!writer_) {
+    const std::lock_guard lock(mu_);
+    sink_(line);
+    return;
+  }
+  writer_->push(l, line);
+  if (l >= LogLevel::kFatal) writer_->flush();
+}
+
+void Logger::flush() {
+  if (writer_) writer_->flush();
+}
+
+uint64_t Logger::dropped() const {
+  return writer_ ? writer_->dropped() : 0;
 }
 
 std::string redact_url(std::string_view url) {

@@ -264,6 +264,9 @@ std::string Metrics::render(MetricNames names) const {
           "Leaves Redis missed while down that were not kept for a retry (over 100,000 waiting); "
           "their seats stay taken until this instance's lease lapses.",
           redis_leaves_abandoned.value());
+  counter(out, "cloudgaming_log_lines_dropped_total",
+          "Log lines dropped because the log writer could not keep up (its queue was full).",
+          log_lines_dropped.value());
 
   const ProcessStats ps = read_process_stats();
   gauge(out, "process_resident_memory_bytes", "Resident memory size in bytes.", ps.resident_bytes);

@@ -145,6 +145,8 @@ struct Metrics {
   Counter stale_members_released;
   // Leaves Redis missed while down and that were past the bound of those kept for a retry.
   Counter redis_leaves_abandoned;
+  // Log lines dropped because the log writer could not keep up (its queue was full).
+  Counter log_lines_dropped;
 
   Counter& drops(RateScope s) { return rate_limit_drops[static_cast<std::size_t>(s)]; }
   Counter& rejected(RejectReason r) { return connections_rejected[static_cast<std::size_t>(r)]; }

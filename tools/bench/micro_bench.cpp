@@ -1,11 +1,16 @@
 // Google Benchmark micro-benchmarks of the per-message path: validate + strip + serialize each
-// message type, and a relay through the room registry to in-process peers.
+// message type, a relay through the room registry to in-process peers, and what a join's log line
+// costs the loop that logs it.
 #include <benchmark/benchmark.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 #include <atomic>
+#include <cstdio>
 #include <memory>
 #include <string>
 
+#include "obs/logger.hpp"
 #include "signaling/protocol.hpp"
 #include "signaling/rooms.hpp"
 
@@ -75,6 +80,65 @@ void BM_RelayThroughRegistry(benchmark::State& state) {
   benchmark::DoNotOptimize(receiver->bytes);
 }
 BENCHMARK(BM_RelayThroughRegistry);
+
+void log_join(Logger& log) {
+  log.info("Client joined room", {{"clientId", "client:6f1c2b9e-4d1a-4b7e-9f3e-2a1d0c9b8e7f"},
+                                  {"roomId", "room-4567"},
+                                  {"localCount", 2}});
+}
+
+void BM_LogFormatJoinLine(benchmark::State& state) {
+  const Logger log(LogLevel::kInfo, false, "server:0123456789abcdef");
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(
+        log.format(LogLevel::kInfo, 1700000000123, "Client joined room",
+                   {{"clientId", "client:6f1c2b9e-4d1a-4b7e-9f3e-2a1d0c9b8e7f"},
+                    {"roomId", "room-4567"},
+                    {"localCount", 2}}));
+  }
+}
+BENCHMARK(BM_LogFormatJoinLine);
+
+// /dev/null: the cost of the write() calls without a disk's.
+std::FILE* log_file() {
+  static std::FILE* f = std::fopen("/dev/null", "w");
+  return f;
+}
+void file_sink(std::string_view line) {
+  std::fwrite(line.data(), 1, line.size(), log_file());
+  std::fflush(log_file());
+}
+
+// The line handed to the writer thread, which writes batches of 256 lines to stdout (/dev/null
+// meanwhile): the real time per line is what the loop and the writer pay together, on one CPU.
+void BM_LogJoinLineQueued(benchmark::State& state) {
+  std::fflush(stdout);
+  const int saved_stdout = dup(1);
+  const int null_fd = open("/dev/null", O_WRONLY);
+  dup2(null_fd, 1);
+  {
+    Logger log(LogLevel::kInfo, false, "server:0123456789abcdef");
+    int n = 0;
+    for (auto _ : state) {
+      log_join(log);
+      if (++n % 256 == 0) log.flush();
+    }
+    log.flush();
+    if (log.dropped() > 0) state.SkipWithError("lines dropped");
+  }
+  std::fflush(stdout);
+  dup2(saved_stdout, 1);
+  close(saved_stdout);
+  close(null_fd);
+}
+BENCHMARK(BM_LogJoinLineQueued)->UseRealTime();
+
+// The line written to a file on the logging thread, one fwrite and fflush each.
+void BM_LogJoinLineWrittenInline(benchmark::State& state) {
+  Logger log(LogLevel::kInfo, false, "server:0123456789abcdef", file_sink);
+  for (auto _ : state) log_join(log);
+}
+BENCHMARK(BM_LogJoinLineWrittenInline);
 
 }  // namespace
 
