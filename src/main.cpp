@@ -18,6 +18,7 @@
 #include "net/tls_context.hpp"
 #include "obs/logger.hpp"
 #include "obs/metrics.hpp"
+#include "obs/process_stats.hpp"
 #include "version.hpp"
 
 extern char** environ;
@@ -135,6 +136,8 @@ int main(int argc, char** argv) {
   }
 
   sigsrv::Logger log(config.log_level, config.pretty_logs, config.instance_id);
+  // /metrics reads the descriptor count this keeps, instead of walking /proc/self/fd on a loop.
+  const sigsrv::OpenFdSampler fd_sampler(std::chrono::seconds(1));
   for (const auto& w : result.warnings) log.warn("Configuration taken, but check it", {{"why", w}});
   std::unique_ptr<sigsrv::Bus> bus;
   if (!redis_endpoint) {

@@ -4,6 +4,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -26,7 +27,42 @@ double boot_time_seconds() {
   return 0;
 }
 
+double count_open_fds() {
+  double n = 0;
+  std::error_code ec;
+  for (auto it = std::filesystem::directory_iterator("/proc/self/fd", ec);
+       !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
+    n += 1;
+  }
+  return n;
+}
+
+// The running sampler's last count; negative while none runs.
+std::atomic<double> g_sampled_fds{-1};
+
 }  // namespace
+
+OpenFdSampler::OpenFdSampler(std::chrono::milliseconds period) {
+  g_sampled_fds.store(count_open_fds());
+  thread_ = std::thread([this, period] {
+    std::unique_lock lock(mu_);
+    while (!wake_.wait_for(lock, period, [this] { return stop_; })) {
+      lock.unlock();
+      g_sampled_fds.store(count_open_fds());
+      lock.lock();
+    }
+  });
+}
+
+OpenFdSampler::~OpenFdSampler() {
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+  }
+  wake_.notify_all();
+  thread_.join();
+  g_sampled_fds.store(-1);
+}
 
 ProcessStats read_process_stats() {
   ProcessStats s;
@@ -50,11 +86,8 @@ ProcessStats read_process_stats() {
       // A malformed /proc line leaves the figures at zero rather than failing the scrape.
     }
   }
-  std::error_code ec;
-  for (auto it = std::filesystem::directory_iterator("/proc/self/fd", ec);
-       !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
-    s.open_fds += 1;
-  }
+  const double sampled = g_sampled_fds.load();
+  s.open_fds = sampled >= 0 ? sampled : count_open_fds();
   rlimit rl{};
   if (getrlimit(RLIMIT_NOFILE, &rl) == 0) s.max_fds = static_cast<double>(rl.rlim_cur);
   return s;
