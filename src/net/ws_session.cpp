@@ -18,20 +18,6 @@ namespace http = beast::http;
 
 namespace {
 
-// Splits a comma-separated header value and trims each token.
-template <class F>
-void for_each_token(std::string_view v, F f) {
-  while (!v.empty()) {
-    const auto comma = v.find(',');
-    std::string_view t = v.substr(0, comma);
-    while (!t.empty() && (t.front() == ' ' || t.front() == '\t')) t.remove_prefix(1);
-    while (!t.empty() && (t.back() == ' ' || t.back() == '\t')) t.remove_suffix(1);
-    if (!t.empty()) f(t);
-    if (comma == std::string_view::npos) break;
-    v.remove_prefix(comma + 1);
-  }
-}
-
 // The highest close code RFC 6455 defines a range for (4000-4999: private use, section 7.4.2).
 constexpr uint16_t kMaxCloseCode = 4999;
 

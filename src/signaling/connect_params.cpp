@@ -104,15 +104,7 @@ std::string_view bearer_token(std::string_view authorization) {
 std::string forwarded_client_ip(const std::vector<std::string_view>& fields, unsigned hops) {
   std::vector<std::string_view> entries;
   for (std::string_view v : fields) {
-    while (!v.empty()) {
-      const auto comma = v.find(',');
-      std::string_view t = v.substr(0, comma);
-      while (!t.empty() && (t.front() == ' ' || t.front() == '\t')) t.remove_prefix(1);
-      while (!t.empty() && (t.back() == ' ' || t.back() == '\t')) t.remove_suffix(1);
-      if (!t.empty()) entries.push_back(t);
-      if (comma == std::string_view::npos) break;
-      v.remove_prefix(comma + 1);
-    }
+    for_each_token(v, [&entries](std::string_view t) { entries.push_back(t); });
   }
   if (entries.empty()) return {};
   const std::size_t from_right = std::max<std::size_t>(hops, 1);

@@ -25,6 +25,20 @@ bool is_valid_room_id(std::string_view id, std::size_t max_length);
 // `target` is the request target ("/path?roomId=...&token=..."); any path is accepted.
 ConnectParams parse_connect_target(std::string_view target, std::size_t room_id_max_length);
 
+// Splits a comma-separated header value and trims each token.
+template <class F>
+void for_each_token(std::string_view v, F f) {
+  while (!v.empty()) {
+    const auto comma = v.find(',');
+    std::string_view t = v.substr(0, comma);
+    while (!t.empty() && (t.front() == ' ' || t.front() == '\t')) t.remove_prefix(1);
+    while (!t.empty() && (t.back() == ' ' || t.back() == '\t')) t.remove_suffix(1);
+    if (!t.empty()) f(t);
+    if (comma == std::string_view::npos) break;
+    v.remove_prefix(comma + 1);
+  }
+}
+
 // Token from an `Authorization: Bearer ...` header value; empty when not a bearer token.
 std::string_view bearer_token(std::string_view authorization);
 
