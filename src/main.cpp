@@ -14,6 +14,7 @@
 #include "bus/memory_bus.hpp"
 #include "bus/redis_bus.hpp"
 #include "config/config.hpp"
+#include "net/loop_owned.hpp"
 #include "net/server.hpp"
 #include "net/tls_context.hpp"
 #include "obs/logger.hpp"
@@ -185,6 +186,8 @@ int main(int argc, char** argv) {
             {"nodeEnv", config.node_env},
             {"version", sigsrv::version()}});
   const int code = server.run();
+  // Every loop thread has ended: from here sessions released anywhere are freed at once.
+  sigsrv::mark_loops_finished();
   jwks.reset();
   // The drain's leaves and departures reach Redis within what is left of DRAIN_TIMEOUT_MS; the
   // bus then goes first. Handlers still queued on its loop (which is also the server's loop 0)

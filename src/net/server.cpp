@@ -7,6 +7,7 @@
 #include "signaling/resume.hpp"
 
 #include "net/listener.hpp"
+#include "net/loop_owned.hpp"
 #include "net/ws_session.hpp"
 #include "obs/metrics.hpp"
 
@@ -34,7 +35,25 @@ Server::Server(const Config& config, Logger& log, Bus& bus)
   if (config.health_port) health_listener_ = std::make_unique<Listener>(*this, PortKind::kHealth);
 }
 
-Server::~Server() = default;
+namespace {
+
+// io_context's shutdown (every queued handler destroyed without running) is protected: ~io_context
+// runs it, one io_context at a time.
+struct HandlerDiscard : asio::io_context {
+  static void discard(asio::io_context& ioc) { (ioc.*&HandlerDiscard::shutdown)(); }
+};
+
+}  // namespace
+
+Server::~Server() {
+  // Handlers still queued when the loops stopped hold sessions of any loop (a delivery carries its
+  // recipient to the recipient's loop, the bus' loop holds targets of all of them). Destroy them
+  // on every loop before any io_context goes, so that each session is freed while the timers and
+  // sockets of its own loop still exist, whatever the order of the loops' destruction.
+  if (loops_finished()) {
+    for (auto& loop : loops_) HandlerDiscard::discard(loop->ioc);
+  }
+}
 
 std::optional<std::string> Server::listen() {
   if (auto err = main_listener_->open(config_.host, config_.port)) return err;
