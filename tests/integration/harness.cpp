@@ -37,11 +37,19 @@ std::string make_scratch_dir() {
   return tmpl;
 }
 
-// Starts the binary with a clean environment (only PATH and `env`), output to `log_path`.
+// What a sanitizer prints when it finds a fault in the server (ASan, UBSan, LSan, TSan).
+constexpr const char* kSanitizerReports[] = {"ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+                                             "WARNING: ThreadSanitizer", "runtime error:"};
+
+// Starts the binary with a clean environment (PATH, the sanitizers' options when set, and
+// `env`), output to `log_path`.
 pid_t spawn(const Env& env, const std::vector<std::string>& args, const std::string& dir,
             const std::string& log_path) {
   std::vector<std::string> env_strings;
-  if (const char* path = std::getenv("PATH")) env_strings.push_back(std::string("PATH=") + path);
+  for (const char* name :
+       {"PATH", "ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS", "TSAN_OPTIONS"}) {
+    if (const char* v = std::getenv(name)) env_strings.push_back(std::string(name) + "=" + v);
+  }
   for (const auto& [k, v] : env) env_strings.push_back(k + "=" + v);
   std::vector<char*> envp;
   for (auto& s : env_strings) envp.push_back(s.data());
@@ -112,6 +120,11 @@ std::unique_ptr<ServerProcess> ServerProcess::start(const Env& env,
   // Test clients read (and so answer pings) only while a test waits on them: a stale-member
   // probe would rightly release the idle ones. Off unless the test is about it.
   if (!full.count("STALE_MEMBER_PROBE_MS")) full["STALE_MEMBER_PROBE_MS"] = "0";
+  // The sanitizer builds run the suite with a fixed number of loops, so cross-thread paths run
+  // whatever the machine's core count.
+  if (const char* threads = std::getenv("SIGNAL_TEST_THREADS"); threads && !full.count("THREADS")) {
+    full["THREADS"] = threads;
+  }
   p->pid_ = spawn(full, args, p->dir_, p->log_path_);
   const std::regex listening(R"re("port":(\d+),"healthPort":(-?\d+))re");
   std::smatch m;
@@ -136,12 +149,26 @@ ServerProcess::~ServerProcess() {
     kill(pid_, SIGKILL);
     wait_exit(pid_, 5000ms);
   }
+  check_sanitizer_reports();
   std::error_code ec;
   if (!dir_.empty()) std::filesystem::remove_all(dir_, ec);
 }
 
 std::string ServerProcess::output() const {
   return read_file(log_path_);
+}
+
+void ServerProcess::check_sanitizer_reports() const {
+  if (log_path_.empty()) return;
+  const std::string out = output();
+  for (const char* marker : kSanitizerReports) {
+    const auto at = out.find(marker);
+    if (at == std::string::npos) continue;
+    const auto from = out.rfind('\n', at);
+    ADD_FAILURE() << "signal-server reported a fault (" << marker << "):\n"
+                  << out.substr(from == std::string::npos ? 0 : from + 1, 8000);
+    return;
+  }
 }
 
 bool ServerProcess::wait_for_output(const std::string& needle,

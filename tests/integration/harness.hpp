@@ -48,6 +48,8 @@ class ServerProcess {
 
  private:
   ServerProcess() = default;
+  // Fails the current test if a sanitizer build of the server printed a report.
+  void check_sanitizer_reports() const;
   pid_t pid_ = -1;
   uint16_t port_ = 0;
   std::optional<uint16_t> health_port_;
