@@ -40,7 +40,10 @@ namespace {
 // io_context's shutdown (every queued handler destroyed without running) is protected: ~io_context
 // runs it, one io_context at a time.
 struct HandlerDiscard : asio::io_context {
-  static void discard(asio::io_context& ioc) { (ioc.*&HandlerDiscard::shutdown)(); }
+  static void discard(asio::execution_context& ctx) {
+    void (asio::execution_context::*shutdown_services)() = &HandlerDiscard::shutdown;
+    (ctx.*shutdown_services)();
+  }
 };
 
 }  // namespace
