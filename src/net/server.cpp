@@ -85,11 +85,24 @@ void Server::schedule_heartbeat(Loop& loop) {
   loop.heartbeat.expires_after(std::chrono::milliseconds(config_.heartbeat_interval_ms));
   loop.heartbeat.async_wait([this, &loop](boost::system::error_code ec) {
     if (ec) return;
-    // Ticks never remove sessions synchronously (terminate only closes the socket), so the
-    // list is stable while we walk it.
-    for (WsSession* s : loop.sessions) s->heartbeat_tick();
-    schedule_heartbeat(loop);
+    heartbeat_slice(loop, 0);
   });
+}
+
+void Server::heartbeat_slice(Loop& loop, std::size_t from) {
+  // Ticks never remove sessions synchronously (terminate only closes the socket), so the list is
+  // stable within a slice. Between slices sessions come and go (a leaving one swaps the last into
+  // its slot): one may miss this round's ping, which delays its dead-peer verdict by one interval,
+  // or get a second, which its ping-in-flight flag absorbs.
+  const std::size_t end = std::min(loop.sessions.size(), from + kHeartbeatSlice);
+  for (std::size_t i = from; i < end; ++i) loop.sessions[i]->heartbeat_tick();
+  if (end < loop.sessions.size()) {
+    boost::asio::post(loop.ioc, [this, &loop, end] { heartbeat_slice(loop, end); });
+    return;
+  }
+  // The next round starts an interval after this one ends, so that two rounds never overlap: a
+  // session pinged late in one would be ticked again before its pong could come back.
+  schedule_heartbeat(loop);
 }
 
 int Server::run() {

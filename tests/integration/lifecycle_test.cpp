@@ -105,6 +105,35 @@ TEST(LifecycleHeartbeat, ClientThatNeverAnswersPingsIsTerminated) {
   EXPECT_EQ(stop_after_disconnect(*server, a, silent, c), 0);
 }
 
+TEST(LifecycleHeartbeat, EverySessionOfALoopIsPingedThoughTheRoundIsSliced) {
+  // One loop with more sessions than one heartbeat slice pings at a time (128): the later slices
+  // are walked too, and rounds go on while sessions leave between slices.
+  auto server =
+      ServerProcess::start(relaxed_limits({{"HEARTBEAT_INTERVAL_MS", "300"}, {"THREADS", "1"}}));
+  ASSERT_TRUE(server);
+  constexpr int kSilent = 300;
+  std::vector<std::unique_ptr<WsClient>> silent;
+  for (int i = 0; i < kSilent; ++i) {
+    silent.push_back(join(server->port(), "slice-" + std::to_string(i)));
+    ASSERT_TRUE(silent.back());
+  }
+  auto k = join(server->port(), "slice-reader");
+  ASSERT_TRUE(k);
+  // Every silent session is cut, whichever slice it sits in, while the reading one (moved about
+  // as the others leave) answers a ping each round and is never cut.
+  const auto deadline = Clock::now() + 20s;
+  while (scrape(server->port(), "cloudgaming_heartbeat_terminations_total") != double{kSilent} &&
+         Clock::now() < deadline) {
+    ASSERT_TRUE(k->wait_pings(1)) << "the reading session was cut";
+  }
+  EXPECT_EQ(scrape(server->port(), "cloudgaming_heartbeat_terminations_total"), double{kSilent});
+  ASSERT_TRUE(k->wait_pings(3));
+  EXPECT_EQ(scrape(server->port(), "cloudgaming_heartbeat_terminations_total"), double{kSilent});
+  EXPECT_EQ(scrape(server->port(), "cloudgaming_active_connections"), 1.0);
+  silent.clear();
+  EXPECT_EQ(stop_after_disconnect(*server, k), 0);
+}
+
 TEST(LifecycleHeartbeat, ClientThatKeepsReadingStaysConnectedAcrossIntervals) {
   auto server = ServerProcess::start(relaxed_limits({{"HEARTBEAT_INTERVAL_MS", "200"}}));
   ASSERT_TRUE(server);
