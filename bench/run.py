@@ -358,6 +358,47 @@ def conditions_summary(runs):
 
 # ------------------------------------------------------------------ scenarios
 
+def scrape_gauge(port, name):
+    """One unlabelled sample from the server's /metrics (0 when absent or unreachable)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            for line in r.read().decode().splitlines():
+                if line.startswith(name + " "):
+                    return float(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+class Scraper:
+    """GET /metrics every `period` seconds on a thread of its own, as Prometheus would; keeps
+    each answer's wall time in seconds."""
+
+    def __init__(self, port, period):
+        import threading
+        self.port, self.period, self.times = port, period, []
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+
+    def _loop(self):
+        while not self.done.is_set():
+            t0 = time.time()
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as r:
+                    r.read()
+                self.times.append(time.time() - t0)
+            except OSError:
+                pass
+            self.done.wait(max(0.0, self.period - (time.time() - t0)))
+
+    def stop(self):
+        self.done.set()
+        self.thread.join()
+        return self.times
+
+
+
 class Runner:
     def __init__(self, args, procs):
         self.a = args
@@ -587,11 +628,63 @@ class Runner:
                                    "summary": relay_summary(runs)})
         return out
 
+    def metrics_scrape(self):
+        """Relay p99 at the budget rate with many connections open, /metrics scraped every 100 ms
+        or not at all, runs interleaved so that both see the same machine."""
+        conns = min(15000, self.hold_conns)
+        s = Server(self.procs, "server-scrape", threads=1)
+        holder = None
+        runs = {"quiet": [], "scraped": []}
+        scrapes = []
+        try:
+            holder = self.procs.spawn(
+                "scrape-hold",
+                ["taskset", "-c", BENCH_CPU, self.procs.binaries["bench"], "hold", "--url", s.url,
+                 "--conns", str(conns), "--concurrency", "500", "--hold", "3600",
+                 "--source-ips", "127.0.0.2-127.0.0.9"], base_env())
+            deadline = time.time() + 120
+            while scrape_gauge(s.port, "cloudgaming_active_connections") < conns:
+                if time.time() > deadline or holder.poll() is not None:
+                    raise RuntimeError(f"signal-bench hold did not open {conns} connections")
+                time.sleep(0.5)
+            for i in range(self.repeats):
+                for mode in ("quiet", "scraped"):
+                    scraper = Scraper(s.port, 0.1) if mode == "scraped" else None
+                    try:
+                        r = run_bench(self.procs, self.relay_args(s.url, BUDGET_RATE),
+                                      [s.pid], [s.pid], log_name=f"metrics_{mode}")
+                    finally:
+                        if scraper:
+                            scrapes += scraper.stop()
+                    res = r["result"] or {}
+                    log(f"  {mode} run {i + 1}/{self.repeats}: p99 "
+                        f"{res.get('latency_us', {}).get('p99')} us, lost {res.get('lost')}")
+                    runs[mode].append(r)
+        finally:
+            if holder:
+                self.procs.stop(holder)
+            s.stop()
+        scrapes.sort()
+        pick = (lambda q: round(scrapes[min(len(scrapes) - 1, int(q * len(scrapes)))] * 1e3, 2)
+                if scrapes else None)
+        return {"title": f"relay p99 at {BUDGET_RATE} msg/s with {conns} connections open, "
+                         "/metrics scraped every 100 ms or not",
+                "setup": {"bus": "embedded", "instances": 1, "threads": 1, "held_conns": conns,
+                          "rate": BUDGET_RATE, "scrape_period_ms": 100,
+                          "pinning": f"server CPU {SERVER_CPU}; signal-bench (relay and hold) "
+                                     f"CPU {BENCH_CPU}; the scraper unpinned",
+                          "server_env": s.settings},
+                "runs": runs["quiet"] + runs["scraped"],
+                "summary": {"quiet": relay_summary(runs["quiet"]),
+                            "scraped": relay_summary(runs["scraped"]),
+                            "scrapes": len(scrapes), "scrape_ms_p50": pick(0.5),
+                            "scrape_ms_p99": pick(0.99)}}
+
 
 SCENARIOS = ["relay_embedded_max", "relay_redis_one_max", "relay_redis_two_max",
              "relay_redis_one_max_unpinned", "relay_redis_two_max_unpinned",
              "latency_embedded", "latency_redis_one", "latency_redis_two",
-             "connect_embedded", "hold_embedded", "relay_threads"]
+             "connect_embedded", "hold_embedded", "relay_threads", "metrics_scrape"]
 
 
 def main():

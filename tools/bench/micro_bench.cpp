@@ -1,6 +1,6 @@
 // Google Benchmark micro-benchmarks of the per-message path: validate + strip + serialize each
-// message type, a relay through the room registry to in-process peers, and what a join's log line
-// costs the loop that logs it.
+// message type, a relay through the room registry to in-process peers, what a join's log line
+// costs the loop that logs it, and what a /metrics answer costs the loop that serves it.
 #include <benchmark/benchmark.h>
 #include <fcntl.h>
 #include <unistd.h>
@@ -11,6 +11,8 @@
 #include <string>
 
 #include "obs/logger.hpp"
+#include "obs/metrics.hpp"
+#include "obs/process_stats.hpp"
 #include "signaling/protocol.hpp"
 #include "signaling/rooms.hpp"
 
@@ -139,6 +141,25 @@ void BM_LogJoinLineWrittenInline(benchmark::State& state) {
   for (auto _ : state) log_join(log);
 }
 BENCHMARK(BM_LogJoinLineWrittenInline);
+
+// One /metrics body with both name sets (the default), as the loop that answers a scrape builds
+// it: counters and histograms are atomics, open descriptors come from the sampler thread, so the
+// cost does not depend on how many connections are open.
+void BM_MetricsRender(benchmark::State& state) {
+  const OpenFdSampler sampler(std::chrono::seconds(10));
+  for (auto _ : state) {
+    std::string body = metrics().render(MetricNames::kBoth);
+    benchmark::DoNotOptimize(body.data());
+    state.counters["bytes"] = static_cast<double>(body.size());
+  }
+}
+BENCHMARK(BM_MetricsRender);
+
+// Its share spent reading /proc/self/stat for the process_* gauges.
+void BM_ProcessStats(benchmark::State& state) {
+  for (auto _ : state) benchmark::DoNotOptimize(read_process_stats());
+}
+BENCHMARK(BM_ProcessStats);
 
 }  // namespace
 
