@@ -7,8 +7,10 @@ packages=(g++ cmake ninja-build ccache pkg-config
           libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev libssl-dev libhiredis-dev)
 if [ "${1:-build}" = "test" ]; then
   packages+=(libgtest-dev libgmock-dev googletest libbenchmark-dev redis-server clang-format-14 clang-tidy-14 clang-14 libclang-rt-14-dev curl dpkg-dev systemd python3-yaml openssl)
-  # e2e tests (tests/e2e): headless Chromium, and ip/unshare for their network namespace.
-  packages+=(chromium iproute2 util-linux)
+  # e2e tests (tests/e2e): headless Chromium, ip/unshare for their network namespace, and
+  # coturn's turnserver (the TURN test starts its own on free loopback ports; the coturn service
+  # the package enables is neither needed nor started by the tests).
+  packages+=(chromium iproute2 util-linux coturn)
   # They need node >= 20 with npm; a node already on PATH is kept (Debian's is older).
   command -v node >/dev/null || packages+=(nodejs npm)
 fi

@@ -171,6 +171,15 @@ int main(int argc, char** argv) {
     log.info("Using Redis bus; not ready until Redis answers",
              {{"bus", "redis"}, {"redisUrl", sigsrv::redact_url(config.redis_url)}});
   }
+  if (!config.turn_urls.empty()) {
+    // The URLs only: TURN_SECRET never reaches a log line.
+    std::string urls;
+    for (const auto& u : config.turn_urls) urls += (urls.empty() ? "" : ",") + u;
+    log.info("Handing ICE servers to clients that opt in (events=1, resume=1)",
+             {{"turnUrls", urls},
+              {"turnCredentials", !config.turn_secret.empty()},
+              {"turnExpirySeconds", config.turn_expiry_seconds}});
+  }
   bus->start(server);
   // Not waited for: /healthz and /readyz answer meanwhile, and a token that arrives before the
   // first key set waits for it within HANDSHAKE_TIMEOUT_MS.

@@ -3,7 +3,12 @@
 // is resumable: after a network blip the client resumes it and the call goes on untouched;
 // when the server could not keep it (`session-lost`), the call is set up again.
 //
-// Query parameters: server (ws URL, default ws://<this host>:3002), room, autojoin=1.
+// ICE servers come from the server's welcome when it hands some out (TURN_URLS, TURN_SECRET);
+// the page shows which candidate pair the call uses: host (same network), srflx (through NATs,
+// found by STUN) or relay (through a TURN server).
+//
+// Query parameters: server (ws URL, default ws://<this host>:3002), room, autojoin=1, relay=1
+// (iceTransportPolicy 'relay': TURN only, to try the TURN server).
 import { SignalingClient } from '../js/signaling-client.js';
 
 const $ = (id) => document.getElementById(id);
@@ -29,6 +34,12 @@ const demo = {
   offersSent: 0,
   offersReceived: 0,
   answersReceived: 0,
+  iceServers: [], // the URLs the server handed out (welcome / resumed)
+  iceTransportPolicy: params.get('relay') === '1' ? 'relay' : 'all',
+  localCandidates: [], // types of the candidates gathered: host, srflx, relay
+  gathering: 'new', // iceGatheringState
+  iceErrors: [], // icecandidateerror: {code, text, url} (401: a TURN credential refused)
+  pair: null, // the selected candidate pair: {local, remote, protocol, relayProtocol, ...}
   errors: [],
 };
 window.demo = demo;
@@ -68,6 +79,44 @@ function show() {
   $('frames').textContent = String(demo.frames);
   $('setupMs').textContent =
     demo.bothJoinedAt && demo.connectedAt ? `${(demo.connectedAt - demo.bothJoinedAt).toFixed(0)} ms` : '-';
+  $('iceServers').textContent = demo.iceServers.length
+    ? `${demo.iceServers.join(' ')}${demo.iceTransportPolicy === 'relay' ? ' (relay only)' : ''}`
+    : 'none from the server';
+  const p = demo.pair;
+  $('pair').textContent = p
+    ? `${p.local} ↔ ${p.remote} (${p.protocol}${p.relayProtocol ? `, to TURN over ${p.relayProtocol}` : ''}): ` +
+      `${p.localAddress} ↔ ${p.remoteAddress}`
+    : demo.iceErrors.length
+      ? `none; ICE server errors: ${[...new Set(demo.iceErrors.map((e) => `${e.code} ${e.text}`))].join(', ')}`
+      : '-';
+}
+
+// The candidate pair ICE selected, from getStats(): its two ends' types say how the call goes.
+async function updatePair() {
+  const p = pc;
+  if (!p) return;
+  const stats = await p.getStats();
+  if (p !== pc) return;
+  let pair = null;
+  stats.forEach((r) => {
+    if (r.type === 'transport' && r.selectedCandidatePairId) pair = stats.get(r.selectedCandidatePairId);
+  });
+  if (!pair) return;
+  const local = stats.get(pair.localCandidateId);
+  const remote = stats.get(pair.remoteCandidateId);
+  const was = demo.pair && `${demo.pair.local}/${demo.pair.remote}`;
+  demo.pair = {
+    local: local?.candidateType,
+    remote: remote?.candidateType,
+    protocol: local?.protocol,
+    relayProtocol: local?.relayProtocol ?? null,
+    localAddress: `${local?.address}:${local?.port}`,
+    remoteAddress: `${remote?.address}:${remote?.port}`,
+  };
+  if (was !== `${demo.pair.local}/${demo.pair.remote}`) {
+    log(`candidate pair: ${demo.pair.local} ↔ ${demo.pair.remote} (${demo.pair.protocol})`);
+  }
+  show();
 }
 
 // --- the video we send: an animated canvas ---
@@ -102,13 +151,28 @@ function newPeerConnection(role) {
   demo.role = role;
   demo.pcState = 'new';
   pendingCandidates = [];
-  pc = new RTCPeerConnection({ iceServers: [] });
+  demo.localCandidates = [];
+  demo.iceErrors = [];
+  demo.pair = null;
+  // The server's ICE servers (TURN credentials of this client's own), when it hands some out.
+  pc = new RTCPeerConnection(client.rtcConfiguration({ iceTransportPolicy: demo.iceTransportPolicy }));
   pc.onicecandidate = (e) => {
     const c = e.candidate;
     if (!c || !c.candidate) return; // end of candidates: nothing to signal
     // candidate:<foundation> <component> <transport> <priority> <address> <port> typ <type>
     log(`local candidate ${c.candidate.split(' ').slice(4, 8).join(' ')}`);
+    demo.localCandidates.push(c.type ?? c.candidate.split(' ')[7]);
     client.sendCandidate(c.toJSON());
+  };
+  pc.onicecandidateerror = (e) => {
+    // 401: the TURN server refused the credential (expired, or signed with another secret).
+    demo.iceErrors.push({ code: e.errorCode, text: e.errorText, url: e.url });
+    log(`ICE server error ${e.errorCode} ${e.errorText} (${e.url})`);
+    show();
+  };
+  pc.onicegatheringstatechange = () => {
+    demo.gathering = pc.iceGatheringState;
+    show();
   };
   pc.onconnectionstatechange = () => {
     demo.pcState = pc.connectionState;
@@ -116,6 +180,7 @@ function newPeerConnection(role) {
       demo.connectedAt = now();
       log(`connected ${(demo.connectedAt - demo.bothJoinedAt).toFixed(1)} ms after both joined`);
     }
+    if (pc.connectionState === 'connected') updatePair().catch(fail);
     log(`peer connection: ${pc.connectionState}`);
     show();
   };
@@ -159,6 +224,7 @@ function useChannel(channel) {
 
 function ping() {
   if (dc?.readyState === 'open') dc.send(JSON.stringify({ kind: 'ping', t: performance.now(), from: demo.role }));
+  updatePair().catch(fail); // ICE may switch pairs during the call
 }
 
 function closePeer() {
@@ -203,13 +269,20 @@ async function answer(sdp) {
 
 function join(server, roomId) {
   client = new SignalingClient();
+  window.demoClient = client; // for the end-to-end tests
   const c = client;
   client.on('state', (s) => {
     demo.signaling = s;
     show();
   });
+  // Welcome and resumed carry them (fresh TURN credentials); a call set up after this uses them.
+  client.on('ice-servers', (list) => {
+    demo.iceServers = list.flatMap((s) => [s.urls].flat());
+    show();
+  });
   client.on('welcome', (w) => {
     demo.clientId = w.clientId;
+    if (!c.iceServers) demo.iceServers = []; // this server hands none out
     demo.session = c.session ? 'new' : 'not resumable';
     log(`joined ${w.roomId} as ${w.clientId}; ${w.peers} already there`);
     if (w.peers > 0 && !demo.bothJoinedAt) demo.bothJoinedAt = now();

@@ -11,9 +11,11 @@
  * @typedef {SdpMessage | CandidateMessage | ControlMessage} OutgoingMessage
  * @typedef {OutgoingMessage | PeerDisconnectedMessage} IncomingMessage
  *
+ * @typedef {{urls: string | string[], username?: string, credential?: string}} IceServer
+ *   one entry of RTCConfiguration.iceServers
  * @typedef {{clientId: string, roomId: string, peers: number, sessionId?: string,
- *            resumeToken?: string, resumeWindowMs?: number}} Welcome
- * @typedef {{recovered: boolean, received?: number}} Resumed
+ *            resumeToken?: string, resumeWindowMs?: number, iceServers?: IceServer[]}} Welcome
+ * @typedef {{recovered: boolean, received?: number, iceServers?: IceServer[]}} Resumed
  * @typedef {'not-recovered' | 'invalid-token' | 'invalid-lastSeq' | 'cannot-resend'} SessionLostReason
  * @typedef {{reason: SessionLostReason, dropped: number}} SessionLost
  * @typedef {{sessionId: string, resumeToken: string, resumeWindowMs: number, lastSeq: number,
@@ -28,6 +30,8 @@
  *   "ready"); `resumed` only with the resume option: true when the old session continues
  * @property {Welcome} welcome                    events=1 only: the server's welcome
  * @property {Resumed} resumed                    resume only: the server's answer to a resume
+ * @property {IceServer[]} ice-servers            the server handed out ICE servers (with fresh
+ *   TURN credentials): in a welcome, or in a resumed reply
  * @property {SessionLost} session-lost           resume only: the session is gone, renegotiate
  * @property {SdpMessage} offer
  * @property {SdpMessage} answer
@@ -200,6 +204,8 @@ export class SignalingClient {
     this._pending = null;
     /** @type {Welcome | null} */
     this.welcome = null;
+    /** @type {IceServer[] | null} */
+    this._iceServers = null;
     /** @type {ConnectOptions | null} */
     this._opts = null;
     // Resumable session (resume option, and a server that gave a token).
@@ -226,6 +232,27 @@ export class SignalingClient {
   /** Messages waiting for the socket to open. */
   get queued() {
     return this._queue.length;
+  }
+
+  /**
+   * The ICE servers the server handed out last (welcome or resumed; servers with TURN_URLS),
+   * TURN credentials included; null when it handed out none.
+   * @returns {IceServer[] | null}
+   */
+  get iceServers() {
+    return this._iceServers;
+  }
+
+  /**
+   * An RTCPeerConnection configuration: `base` with the server's ICE servers, when it handed
+   * out some; else `base` as it is (its own iceServers, or none).
+   *   new RTCPeerConnection(client.rtcConfiguration({ iceTransportPolicy: 'relay' }))
+   * @template {{iceServers?: IceServer[]}} T
+   * @param {T} [base]
+   * @returns {T & {iceServers: IceServer[]}}
+   */
+  rtcConfiguration(base = /** @type {T} */ ({})) {
+    return { ...base, iceServers: this._iceServers ?? base.iceServers ?? [] };
   }
 
   /**
@@ -523,9 +550,26 @@ export class SignalingClient {
     this._emit('session-lost', { reason, dropped });
   }
 
+  /**
+   * Takes the iceServers of a welcome or resumed payload. `fresh`: a welcome, which replaces
+   * whatever an earlier session was given (a server without TURN_URLS gives none).
+   * @param {unknown} list @param {boolean} fresh
+   */
+  _takeIceServers(list, fresh) {
+    if (!isIceServerList(list)) {
+      if (fresh) this._iceServers = null;
+      return;
+    }
+    this._iceServers = list;
+    this._emit('ice-servers', this._iceServers);
+  }
+
   /** @param {Welcome | undefined} w */
   _onWelcome(w) {
     this.welcome = w ?? null;
+    const ws = this._ws;
+    this._takeIceServers(w?.iceServers, true);
+    if (this._ws !== ws) return; // an ice-servers listener closed the client
     if (/** @type {ConnectOptions} */ (this._opts).resume) {
       this._resetSession();
       // A server that does not know resume sends no token: reconnects then join afresh.
@@ -537,7 +581,6 @@ export class SignalingClient {
         };
       }
     }
-    const ws = this._ws;
     this._emit('welcome', w);
     if (this._ws === ws && this._state !== 'open') this._ready(); // unless a listener closed
   }
@@ -547,6 +590,11 @@ export class SignalingClient {
     this._resumeAttempt = false;
     const ws = /** @type {WebSocket} */ (this._ws);
     const payload = p ?? { recovered: false };
+    // recovered:false is followed by a welcome, which carries the new session's.
+    if (payload.recovered === true) {
+      this._takeIceServers(payload.iceServers, false);
+      if (this._ws !== ws) return; // an ice-servers listener closed the client
+    }
     this._emit('resumed', payload);
     if (this._ws !== ws) return; // a listener closed the client
     if (payload.recovered !== true) {
@@ -663,6 +711,25 @@ export class SignalingClient {
     this._timer = setTimeout(() => this._open(), delayMs);
     this._emit('reconnecting', { attempt: this._attempt, delayMs, code, reason });
   }
+}
+
+/**
+ * An iceServers array RTCPeerConnection takes: entries with urls (a string or strings).
+ * @param {unknown} list
+ * @returns {list is IceServer[]}
+ */
+function isIceServerList(list) {
+  /** @param {unknown} u */
+  const isString = (u) => typeof u === 'string';
+  return (
+    Array.isArray(list) &&
+    list.every(
+      (e) =>
+        e !== null &&
+        typeof e === 'object' &&
+        (isString(e.urls) || (Array.isArray(e.urls) && e.urls.every(isString))),
+    )
+  );
 }
 
 /** @param {unknown} v @param {string} name */

@@ -50,3 +50,17 @@ rc.on('session-lost', (e) => e.reason === 'expired');
 rc.connect({ url: 'ws://localhost:3002', roomId: 'r', resume: 'tok' });
 // @ts-expect-error the session is read-only
 rc.session = null;
+
+// ICE servers from the server (TURN_URLS).
+c.on('ice-servers', (list) => list.map((s) => s.username ?? s.urls));
+/** @type {import('./signaling-client.js').IceServer[] | null} */
+const ice = c.iceServers;
+const pc = new RTCPeerConnection(
+  c.rtcConfiguration(/** @type {RTCConfiguration} */ ({ iceTransportPolicy: 'relay' })),
+);
+/** @type {RTCIceTransportPolicy | undefined} */
+const policy = c.rtcConfiguration(/** @type {RTCConfiguration} */ ({})).iceTransportPolicy;
+c.rtcConfiguration().iceServers.push({ urls: 'stun:s:3478' });
+// @ts-expect-error iceServers is read-only
+c.iceServers = [];
+export { ice, pc, policy };

@@ -3,12 +3,14 @@
 
 #include <algorithm>
 #include <charconv>
+#include <fstream>
 #include <functional>
 #include <set>
 #include <sstream>
 
 #include "auth/jwks.hpp"
 #include "bus/redis_url.hpp"
+#include "signaling/ice_servers.hpp"
 #include "version.hpp"
 
 namespace sigsrv {
@@ -147,6 +149,14 @@ std::optional<std::string> apply_redis_url(Config& c, const std::string& v) {
   return std::nullopt;
 }
 
+std::optional<std::string> apply_turn_urls(Config& c, const std::string& v) {
+  auto parsed = parse_ice_urls(v);
+  if (auto* why = std::get_if<std::string>(&parsed)) return *why;
+  c.turn_urls.clear();
+  for (auto& u : std::get<std::vector<IceUrl>>(parsed)) c.turn_urls.push_back(std::move(u.text));
+  return std::nullopt;
+}
+
 constexpr uint64_t kMaxU32 = 0xffffffffULL;
 
 // Order matters: WS_PORT before PORT so that PORT, when set, wins.
@@ -196,6 +206,19 @@ const std::vector<Option>& options() {
       {{"RESUME_SECRET", "--resume-secret", "random",
         "Key resume tokens are signed with; share it across instances."},
        text(&Config::resume_secret)},
+      {{"TURN_URLS", "--turn-urls", "-",
+        "Comma-separated stun:, turn: and turns: URLs handed to clients with events=1 or resume=1 "
+        "as iceServers (turn: and turns: with credentials from TURN_SECRET)."},
+       plain(apply_turn_urls)},
+      {{"TURN_SECRET", "--turn-secret", "-",
+        "coturn's static-auth-secret: signs the TURN credentials (use-auth-secret)."},
+       text(&Config::turn_secret)},
+      {{"TURN_SECRET_FILE", "--turn-secret-file", "-",
+        "File holding TURN_SECRET (instead of the variable)."},
+       text(&Config::turn_secret_file)},
+      {{"TURN_EXPIRY_SECONDS", "--turn-expiry-seconds", "14400",
+        "TURN credentials are valid this long after they are handed out."},
+       number(&Config::turn_expiry_seconds, 1, kMaxU32)},
       {{"THREADS", "--threads", "cores", "Event-loop threads; 0 = one per core."},
        number(&Config::threads, 0, 1024)},
       {{"ROOM_CAPACITY", "--room-capacity", "2", "Max clients per room (all instances)."},
@@ -305,7 +328,15 @@ const std::vector<Option>& options() {
 }
 
 const std::set<std::string> kSecretVariables = {"JWT_SECRET", "REDIS_URL", "JWT_PUBLIC_KEY",
-                                                "RESUME_SECRET"};
+                                                "RESUME_SECRET", "TURN_SECRET"};
+// Lists whose errors quote the item at fault themselves rather than the whole value: one item may
+// carry a password (user:pass@), and those errors never quote it.
+const std::set<std::string> kQuotesItsItem = {"TURN_URLS"};
+
+bool has_turn_url(const Config& c) {
+  return std::any_of(c.turn_urls.begin(), c.turn_urls.end(),
+                     [](const std::string& u) { return u.rfind("turn", 0) == 0; });
+}
 
 std::optional<ConfigError> validate(const Config& c) {
   if (!c.redis_url.empty()) {
@@ -362,6 +393,15 @@ std::optional<ConfigError> validate(const Config& c) {
       return ConfigError{"JWKS_URL", "JWKS_URL: " + *msg};
     }
   }
+  if (!c.turn_secret.empty() && !c.turn_secret_file.empty()) {
+    return ConfigError{"TURN_SECRET_FILE",
+                       "TURN_SECRET_FILE: set together with TURN_SECRET; set one of them"};
+  }
+  if (has_turn_url(c) && c.turn_secret.empty() && c.turn_secret_file.empty()) {
+    return ConfigError{"TURN_SECRET",
+                       "TURN_SECRET: required (or TURN_SECRET_FILE) when TURN_URLS has a turn: or "
+                       "turns: URL"};
+  }
   if (c.health_port && *c.health_port != 0 && *c.health_port == c.port) {
     return ConfigError{"HEALTH_PORT", "HEALTH_PORT: must differ from the main port (" +
                                           std::to_string(c.port) + ")"};
@@ -400,6 +440,11 @@ std::vector<std::string> unwise_settings(const Config& c) {
     out.push_back("HANDSHAKE_TIMEOUT_MS=" + n(c.handshake_timeout_ms) +
                   ": clients on slow links cannot complete the HTTP request and upgrade in time");
   }
+  if ((!c.turn_secret.empty() || !c.turn_secret_file.empty()) && !has_turn_url(c)) {
+    out.push_back((c.turn_secret_file.empty() ? std::string("TURN_SECRET=(hidden)")
+                                              : "TURN_SECRET_FILE=" + c.turn_secret_file) +
+                  ": TURN_URLS has no turn: or turns: URL, so no TURN credentials are handed out");
+  }
   // The joiner's two retries come after the probe's deadline + 150 ms and + 500 ms.
   if (c.stale_member_probe_ms > 0 && c.stale_member_probe_ms + 500 >= c.handshake_timeout_ms) {
     out.push_back("STALE_MEMBER_PROBE_MS=" + n(c.stale_member_probe_ms) +
@@ -409,6 +454,26 @@ std::vector<std::string> unwise_settings(const Config& c) {
                   " allows, so it times out instead of taking a dead member's seat");
   }
   return out;
+}
+
+std::optional<ConfigError> read_secret_files(Config& c) {
+  if (c.turn_secret_file.empty()) return std::nullopt;
+  std::ifstream in(c.turn_secret_file, std::ios::binary);
+  std::stringstream ss;
+  if (in) ss << in.rdbuf();
+  if (!in || in.bad()) {
+    return ConfigError{"TURN_SECRET_FILE",
+                       "TURN_SECRET_FILE: cannot read '" + c.turn_secret_file + "'"};
+  }
+  std::string secret = ss.str();
+  // Files written by `echo` or an editor end with a newline that is not part of the secret.
+  while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r')) secret.pop_back();
+  if (secret.empty()) {
+    return ConfigError{"TURN_SECRET_FILE", "TURN_SECRET_FILE: '" + c.turn_secret_file +
+                                               "' holds no secret (the file is empty)"};
+  }
+  c.turn_secret = std::move(secret);
+  return std::nullopt;
 }
 
 std::optional<uint16_t> parse_port(std::string_view text) {
@@ -513,12 +578,15 @@ std::variant<LoadResult, ConfigError> load_config(const Env& environment, const 
     if (v.empty()) continue;
     Warnings warnings;
     if (auto err = o.apply(result.config, v, warnings)) {
-      const std::string shown = is_secret_variable(o.info.env) ? "(hidden)" : "'" + v + "'";
-      return ConfigError{o.info.env, std::string(o.info.env) + "=" + shown + ": " + *err};
+      const std::string shown = kQuotesItsItem.count(o.info.env) ? ""
+                                : is_secret_variable(o.info.env) ? "=(hidden)"
+                                                                 : "='" + v + "'";
+      return ConfigError{o.info.env, std::string(o.info.env) + shown + ": " + *err};
     }
     for (auto& w : warnings) result.warnings.push_back(std::string(o.info.env) + "=" + w);
   }
   if (auto err = validate(result.config)) return *err;
+  if (auto err = read_secret_files(result.config)) return *err;
   for (auto& w : unwise_settings(result.config)) result.warnings.push_back(std::move(w));
   return result;
 }

@@ -84,6 +84,18 @@ struct Config {
   // answer within this is released as by a failed heartbeat, and the join is tried again. 0 = off.
   unsigned stale_member_probe_ms = 2000;
 
+  // --- ICE servers for clients that opted in (PROTOCOL.md section 9) ---
+  // TURN_URLS: stun:, turn: and turns: URLs, checked at load. The welcome (and resumed) of a
+  // client with events=1 or resume=1 carries them as iceServers; empty = nothing new is sent.
+  std::vector<std::string> turn_urls;
+  // TURN_SECRET: coturn's static-auth-secret (use-auth-secret); required with a turn:/turns: URL.
+  // TURN_SECRET_FILE names a file holding it instead (read at load, trailing newline dropped).
+  std::string turn_secret;
+  std::string turn_secret_file;
+  // TURN_EXPIRY_SECONDS: credentials are valid this long after they are handed out (the name and
+  // default of the deployed matchmaker). coturn checks it when a relay is allocated.
+  unsigned turn_expiry_seconds = 14400;
+
   // --- lifecycle ---
   unsigned drain_timeout_ms = 5000;
   uint16_t shutdown_close_code = 1012;
@@ -151,6 +163,10 @@ Env parse_dotenv(const std::string& text);
 // Precedence: flags > real environment > .env file > defaults. Secrets are never echoed in errors.
 std::variant<LoadResult, ConfigError> load_config(const Env& environment, const Env& dotenv,
                                                   const std::vector<std::string>& args);
+
+// Reads the secrets given as files (TURN_SECRET_FILE) into their fields; an error names the
+// variable. load_config() calls it once the values are valid.
+std::optional<ConfigError> read_secret_files(Config& c);
 
 std::string help_text();
 bool is_secret_variable(const std::string& env_name);

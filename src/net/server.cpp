@@ -13,6 +13,21 @@
 
 namespace sigsrv {
 
+namespace {
+
+// TURN_URLS were checked when the configuration was loaded.
+IceServers ice_servers_of(const Config& c) {
+  std::vector<IceUrl> urls;
+  for (const auto& text : c.turn_urls) {
+    if (auto parsed = parse_ice_url(text); auto* url = std::get_if<IceUrl>(&parsed)) {
+      urls.push_back(std::move(*url));
+    }
+  }
+  return IceServers(urls, c.turn_secret, c.turn_expiry_seconds);
+}
+
+}  // namespace
+
 Server::Server(const Config& config, Logger& log, Bus& bus)
     : config_(config),
       log_(log),
@@ -21,6 +36,7 @@ Server::Server(const Config& config, Logger& log, Bus& bus)
       // one restarted) refuses them as forged. Two random ids make a 256-bit key.
       resume_key_(config.resume_secret.empty() ? random_session_id() + random_session_id()
                                                : config.resume_secret),
+      ice_servers_(ice_servers_of(config)),
       origins_(config.allowed_origins) {
   policy_.shutdown_close_code = config.shutdown_close_code;
   policy_.require_wss = config.require_wss;
@@ -56,6 +72,15 @@ Server::~Server() {
   if (loops_finished()) {
     for (auto& loop : loops_) HandlerDiscard::discard(loop->ioc);
   }
+}
+
+std::string Server::ice_servers_for(std::string_view client_id) const {
+  if (ice_servers_.empty()) return {};
+  if (ice_servers_.issues_credentials()) metrics().turn_credentials_issued.inc();
+  const auto now = std::chrono::duration_cast<std::chrono::seconds>(
+                       std::chrono::system_clock::now().time_since_epoch())
+                       .count();
+  return ice_servers_.json(client_id, now);
 }
 
 std::optional<std::string> Server::listen() {

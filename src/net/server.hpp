@@ -20,6 +20,7 @@
 #include "net/resumable_member.hpp"
 #include "obs/logger.hpp"
 #include "signaling/admission.hpp"
+#include "signaling/ice_servers.hpp"
 #include "signaling/rooms.hpp"
 
 namespace sigsrv {
@@ -112,6 +113,9 @@ class Server final : public BusListener {
   // The drain left a resumable session suspended for a resume on another instance.
   void hand_over_session() { bus_.keep_lease_on_stop(); }
   const std::string& resume_key() const { return resume_key_; }
+  // TURN_URLS (PROTOCOL.md section 9): the iceServers JSON for a welcome or resumed sent to
+  // `client_id` now, a fresh TURN credential included (counted); empty when TURN_URLS is unset.
+  std::string ice_servers_for(std::string_view client_id) const;
 
   // BusListener: what other instances publish, and our membership to re-assert.
   void deliver_remote(const std::string& room_id, std::string_view sender_id,
@@ -147,6 +151,7 @@ class Server final : public BusListener {
   Bus& bus_;
   RoomRegistry rooms_;
   std::string resume_key_;  // RESUME_SECRET, or random bytes for this process alone
+  const IceServers ice_servers_;
   OriginMatcher origins_;
   AdmissionPolicy policy_;
   std::shared_ptr<const JwtKey> jwt_key_;

@@ -212,6 +212,10 @@ void WsAdmission::on_joined(JoinResult result) {
   MemberRelay& m = s_.member();
   m.client_id = client_id_;
   m.joined = true;
+  // Clients that opted in get ICE servers with a credential of their own (PROTOCOL.md section
+  // 9); a resume that fell back to this join hands the same ones in its resumed reply.
+  const std::string ice =
+      resumable || params.events ? server.ice_servers_for(client_id_) : std::string();
   std::string welcome;
   if (resumable) {
     // The member, not this socket, is in the room: it outlives the socket for a resume.
@@ -225,11 +229,11 @@ void WsAdmission::on_joined(JoinResult result) {
     welcome =
         resumable_welcome_message(client_id_, room_id, result.members - 1, session_id_,
                                   mint_resume_token(server.resume_key(), room_id, session_id_),
-                                  server.config().resume_window_ms);
+                                  server.config().resume_window_ms, ice);
   } else {
     m.room = server.rooms().attach(
         room_id, Member{client_id_, s_.weak_from_this(), &s_, loop.index, params.events, false});
-    if (params.events) welcome = welcome_message(client_id_, room_id, result.members - 1);
+    if (params.events) welcome = welcome_message(client_id_, room_id, result.members - 1, ice);
   }
   s_.open();
   server.bus().joined_locally(room_id, client_id_, result.epoch);
@@ -239,7 +243,9 @@ void WsAdmission::on_joined(JoinResult result) {
 
   Targets others;
   m.room->collect_others(m.self_peer(s_), others);
-  if (not_recovered_) s_.deliver(std::make_shared<const std::string>(resumed_message(false, 0)));
+  if (not_recovered_) {
+    s_.deliver(std::make_shared<const std::string>(resumed_message(false, 0, ice)));
+  }
   if (!welcome.empty()) s_.deliver(std::make_shared<const std::string>(std::move(welcome)));
   server.bus().publish_presence(room_id, client_id_, PresenceEvent::kJoined,
                                 m.resumable != nullptr);

@@ -192,7 +192,9 @@ void WsAdmission::on_resume_claimed(const std::shared_ptr<ResumableMember>& memb
                                        {"roomId", m.room->id()},
                                        {"replayed", claim.replay.size()},
                                        {"received", claim.received}});
-  s_.deliver(std::make_shared<const std::string>(resumed_message(true, claim.received)));
+  // Fresh ICE credentials: the ones in the welcome may be close to their expiry by now.
+  s_.deliver(std::make_shared<const std::string>(
+      resumed_message(true, claim.received, server.ice_servers_for(m.client_id))));
   for (const auto& text : claim.replay) s_.deliver(text);
   s_.accept();
 }

@@ -267,6 +267,9 @@ std::string Metrics::render(MetricNames names) const {
   counter(out, "cloudgaming_log_lines_dropped_total",
           "Log lines dropped because the log writer could not keep up (its queue was full).",
           log_lines_dropped.value());
+  counter(out, "cloudgaming_turn_credentials_issued_total",
+          "TURN credentials handed out in welcome and resumed messages (TURN_SECRET).",
+          turn_credentials_issued.value());
 
   const ProcessStats ps = read_process_stats();
   gauge(out, "process_resident_memory_bytes", "Resident memory size in bytes.", ps.resident_bytes);

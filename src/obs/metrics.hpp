@@ -147,6 +147,8 @@ struct Metrics {
   Counter redis_leaves_abandoned;
   // Log lines dropped because the log writer could not keep up (its queue was full).
   Counter log_lines_dropped;
+  // TURN credentials minted for welcomes and resumed replies (TURN_URLS with a turn: URL).
+  Counter turn_credentials_issued;
 
   Counter& drops(RateScope s) { return rate_limit_drops[static_cast<std::size_t>(s)]; }
   Counter& rejected(RejectReason r) { return connections_rejected[static_cast<std::size_t>(r)]; }

@@ -161,13 +161,24 @@ const SharedText& peer_disconnected_message() {
   return kMsg;
 }
 
-std::string welcome_message(std::string_view client_id, std::string_view room_id,
-                            std::size_t peers) {
+std::string with_ice_servers(std::string object_json, std::string_view ice_servers) {
+  if (ice_servers.empty()) return object_json;
+  object_json.pop_back();  // '}'
+  if (object_json.size() > 1) object_json += ',';
+  object_json += R"("iceServers":)";
+  object_json += ice_servers;
+  object_json += '}';
+  return object_json;
+}
+
+std::string welcome_message(std::string_view client_id, std::string_view room_id, std::size_t peers,
+                            std::string_view ice_servers) {
   json::object payload;
   payload["clientId"] = client_id;
   payload["roomId"] = room_id;
   payload["peers"] = peers;
-  return R"({"type":"control","action":"welcome","payload":)" + json::serialize(payload) + "}";
+  return R"({"type":"control","action":"welcome","payload":)" +
+         with_ice_servers(json::serialize(payload), ice_servers) + "}";
 }
 
 namespace {

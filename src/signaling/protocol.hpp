@@ -32,8 +32,12 @@ ParsedMessage parse_client_message(std::string_view input);
 // Messages the server itself sends.
 const SharedText& schema_error_message();
 const SharedText& peer_disconnected_message();
-std::string welcome_message(std::string_view client_id, std::string_view room_id,
-                            std::size_t peers);
+// `ice_servers`: the payload's iceServers array (PROTOCOL.md section 9) as JSON text; empty: none.
+std::string welcome_message(std::string_view client_id, std::string_view room_id, std::size_t peers,
+                            std::string_view ice_servers = {});
+// `{...}` -> `{...,"iceServers":ICE}`, for a payload object the server serialized itself;
+// unchanged when `ice_servers` is empty.
+std::string with_ice_servers(std::string object_json, std::string_view ice_servers);
 std::string peer_joined_message(std::string_view client_id);
 
 // What instances publish on `room:{roomId}` (PROTOCOL.md section 4). The seed fields are

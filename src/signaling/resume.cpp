@@ -110,7 +110,8 @@ std::string with_seq(std::string_view object_json, uint64_t seq) {
 
 std::string resumable_welcome_message(std::string_view client_id, std::string_view room_id,
                                       std::size_t peers, std::string_view session_id,
-                                      std::string_view resume_token, unsigned window_ms) {
+                                      std::string_view resume_token, unsigned window_ms,
+                                      std::string_view ice_servers) {
   json::object payload;
   payload["clientId"] = client_id;
   payload["roomId"] = room_id;
@@ -118,13 +119,16 @@ std::string resumable_welcome_message(std::string_view client_id, std::string_vi
   payload["sessionId"] = session_id;
   payload["resumeToken"] = resume_token;
   payload["resumeWindowMs"] = window_ms;
-  return R"({"type":"control","action":"welcome","payload":)" + json::serialize(payload) + "}";
+  return R"({"type":"control","action":"welcome","payload":)" +
+         with_ice_servers(json::serialize(payload), ice_servers) + "}";
 }
 
-std::string resumed_message(bool recovered, uint64_t received) {
-  if (!recovered) return R"({"type":"control","action":"resumed","payload":{"recovered":false}})";
-  return R"({"type":"control","action":"resumed","payload":{"recovered":true,"received":)" +
-         std::to_string(received) + "}}";
+std::string resumed_message(bool recovered, uint64_t received, std::string_view ice_servers) {
+  std::string payload = recovered
+                            ? R"({"recovered":true,"received":)" + std::to_string(received) + "}"
+                            : std::string(R"({"recovered":false})");
+  return R"({"type":"control","action":"resumed","payload":)" +
+         with_ice_servers(std::move(payload), ice_servers) + "}";
 }
 
 std::string peer_suspended_message(std::string_view client_id) {

@@ -32,11 +32,13 @@ std::optional<std::string> verify_resume_token(std::string_view key, std::string
 // `{...}` -> `{...,"seq":N}`. `object_json` is a JSON object the server wrote itself.
 std::string with_seq(std::string_view object_json, uint64_t seq);
 
-// The server's own messages to a resumable client.
+// The server's own messages to a resumable client. `ice_servers`: the payload's iceServers
+// (PROTOCOL.md section 9) as JSON text; empty: none.
 std::string resumable_welcome_message(std::string_view client_id, std::string_view room_id,
                                       std::size_t peers, std::string_view session_id,
-                                      std::string_view resume_token, unsigned window_ms);
-std::string resumed_message(bool recovered, uint64_t received);
+                                      std::string_view resume_token, unsigned window_ms,
+                                      std::string_view ice_servers = {});
+std::string resumed_message(bool recovered, uint64_t received, std::string_view ice_servers = {});
 std::string peer_suspended_message(std::string_view client_id);
 std::string peer_resumed_message(std::string_view client_id);
 

@@ -32,14 +32,17 @@ export async function launchChromium() {
   return chromium.launch({ executablePath: chromiumBin, headless: true, args: CHROMIUM_ARGS, timeout: 60000 });
 }
 
-/** Opens the demo in a new context; collects the page's console for failure reports. */
-export async function openDemo(browser, demoBase, { server, room, name }) {
+/**
+ * Opens the demo in a new context; collects the page's console for failure reports.
+ * `relay`: the page calls with iceTransportPolicy 'relay' (TURN only).
+ */
+export async function openDemo(browser, demoBase, { server, room, name, relay = false }) {
   const context = await browser.newContext({ viewport: { width: 800, height: 900 } });
   const page = await context.newPage();
   page.consoleLines = [];
   page.on('console', (m) => page.consoleLines.push(`[${name}] ${m.type()}: ${m.text()}`));
   page.on('pageerror', (e) => page.consoleLines.push(`[${name}] pageerror: ${e.message}`));
-  const q = new URLSearchParams({ server, room, autojoin: '1' });
+  const q = new URLSearchParams({ server, room, autojoin: '1', ...(relay ? { relay: '1' } : {}) });
   await page.goto(`${demoBase}/clients/demo/?${q}`);
   page.label = name;
   return { context, page };

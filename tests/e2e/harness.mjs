@@ -1,6 +1,8 @@
 // Process helpers for the end-to-end tests: start signal-server and redis-server on free
 // ports, wait for conditions with deadlines, stop everything that was started.
 import { spawn } from 'node:child_process';
+import { randomFillSync } from 'node:crypto';
+import dgram from 'node:dgram';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import net from 'node:net';
@@ -152,6 +154,105 @@ export async function startRedis({ bin = 'redis-server' } = {}) {
     // Another process took the port between the probe and the bind: try another one.
     if (tries >= 4) throw new Error(`redis-server did not start:\n${child.output}`);
   }
+}
+
+/** Whether udp4 `port` on 127.0.0.1 can be bound now. */
+function udpFree(port) {
+  return new Promise((resolve) => {
+    const sock = dgram.createSocket('udp4');
+    sock.once('error', () => resolve(false));
+    sock.bind(port, '127.0.0.1', () => sock.close(() => resolve(true)));
+  });
+}
+
+/** A loopback port free for both TCP and UDP (coturn listens on both). */
+async function freeTcpUdpPort() {
+  for (let tries = 0; tries < 20; tries++) {
+    const port = await freePort();
+    if (await udpFree(port)) return port;
+  }
+  throw new Error('no port free for both TCP and UDP on 127.0.0.1');
+}
+
+/**
+ * `count` consecutive UDP ports free on 127.0.0.1, above the usual ephemeral range (32768-60999)
+ * so that sockets the browsers open meanwhile do not land in it. Returns the first.
+ */
+async function freeUdpRange(count) {
+  for (let tries = 0; tries < 50; tries++) {
+    const base = 61000 + Math.floor(Math.random() * (65535 - 61000 - count));
+    const free = await Promise.all(Array.from({ length: count }, (_, i) => udpFree(base + i)));
+    if (free.every(Boolean)) return base;
+  }
+  throw new Error(`no ${count} consecutive free UDP ports above 61000 on 127.0.0.1`);
+}
+
+/**
+ * Resolves true when a STUN Binding request (RFC 5389) to udp 127.0.0.1:port is answered
+ * within `timeoutMs`, else false.
+ */
+export function stunAnswers(port, timeoutMs = 250) {
+  return new Promise((resolve) => {
+    const sock = dgram.createSocket('udp4');
+    const req = Buffer.alloc(20);
+    req.writeUInt16BE(0x0001, 0); // Binding request, no attributes
+    req.writeUInt32BE(0x2112a442, 4); // magic cookie
+    randomFillSync(req, 8, 12); // transaction id
+    let timer;
+    const done = (ok) => {
+      clearTimeout(timer);
+      sock.close();
+      resolve(ok);
+    };
+    timer = setTimeout(() => done(false), timeoutMs);
+    sock.on('message', (msg) => done(msg.length >= 20 && msg.readUInt16BE(0) === 0x0101));
+    sock.on('error', () => done(false));
+    sock.send(req, port, '127.0.0.1');
+  });
+}
+
+/**
+ * Starts coturn (Debian's `turnserver`) on loopback only, on free ports, with the TURN REST API
+ * scheme signal-server's credentials follow (use-auth-secret: username EXPIRY:ID, password
+ * base64(HMAC-SHA1(secret, username))); every one of `secrets` is accepted, as during a
+ * rotation. Plain UDP/TCP only (no TLS), no admin CLI, and loopback peers allowed (coturn refuses
+ * relaying to 127.0.0.0/8 by default; here both ends' relayed addresses are on it). Its own
+ * configuration files are not read (-n). Resolves once it answers a STUN Binding request.
+ * @param {{bin?: string, secrets: string[], realm?: string, relayPorts?: number}} o
+ */
+export async function startCoturn({ bin = 'turnserver', secrets, realm = 'signal-e2e', relayPorts = 20 }) {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'signal-coturn-'));
+  const port = await freeTcpUdpPort();
+  const minPort = await freeUdpRange(relayPorts);
+  const args = [
+    '-n',
+    '--listening-ip=127.0.0.1', '--relay-ip=127.0.0.1', `--listening-port=${port}`,
+    `--min-port=${minPort}`, `--max-port=${minPort + relayPorts - 1}`,
+    '--no-tls', '--no-dtls', '--no-cli', '--allow-loopback-peers', '--no-software-attribute',
+    `--realm=${realm}`, '--fingerprint', '--use-auth-secret',
+    ...secrets.map((s) => `--static-auth-secret=${s}`),
+    '--verbose', '--log-file=stdout', '--simple-log', `--pidfile=${path.join(dir, 'turnserver.pid')}`,
+    `--db=${path.join(dir, 'turndb')}`,
+  ];
+  const child = new Child('coturn', bin, args, { cwd: dir, env: { PATH: process.env.PATH } });
+  child.exited.then(() => rmSync(dir, { recursive: true, force: true }));
+  try {
+    await waitFor(async () => !child.running || (await stunAnswers(port)), {
+      timeoutMs: 10000,
+      intervalMs: 50,
+      what: 'coturn to answer STUN',
+    });
+  } catch (err) {
+    await child.stop('SIGKILL');
+    throw new Error(`${err.message}\n${child.output}`);
+  }
+  if (!child.running) {
+    throw new Error(`coturn (${bin}) did not start (exit ${child.exitCode}); install coturn ` +
+      `(scripts/deps.sh test):\n${child.output}`);
+  }
+  child.port = port;
+  child.relayPorts = [minPort, minPort + relayPorts - 1];
+  return child;
 }
 
 /** Ends every child process still running (SIGTERM, then SIGKILL). */

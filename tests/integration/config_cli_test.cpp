@@ -194,8 +194,33 @@ TEST(ConfigCliErrors, ZeroRoomCapacity) {
   expect_config_error({{"ROOM_CAPACITY", "0"}}, {}, "ROOM_CAPACITY");
 }
 
+TEST(ConfigCliErrors, TurnSettings) {
+  expect_config_error({{"TURN_URLS", "http://turn.example.com"}}, {}, "TURN_URLS");
+  expect_config_error({{"TURN_URLS", "turn:turn.example.com:3478"}}, {}, "TURN_SECRET");
+  expect_config_error({{"TURN_EXPIRY_SECONDS", "0"}}, {}, "TURN_EXPIRY_SECONDS");
+  expect_config_error({{"TURN_EXPIRY_SECONDS", "-60"}}, {}, "TURN_EXPIRY_SECONDS");
+  expect_config_error(
+      {{"TURN_URLS", "turn:turn.example.com"}, {"TURN_SECRET_FILE", "/nonexistent/turn"}}, {},
+      "TURN_SECRET_FILE");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Secrets never appear in the output.
+
+TEST(ConfigCliSecrets, TurnSecretIsNeverPrintedOnError) {
+  const std::string secret = "turn-s3cret-DO-NOT-PRINT";
+  for (const Env& env : std::vector<Env>{
+           {{"TURN_SECRET", secret}, {"TURN_SECRET_FILE", "/dev/null"}},
+           {{"TURN_SECRET", secret}, {"LOG_LEVEL", "loud"}},
+           {{"TURN_URLS", "turn:user:" + secret + "@turn.example.com"}, {"TURN_SECRET", "x"}}}) {
+    Env full = env;
+    full["WS_PORT"] = "0";
+    const RunResult r = run_server_to_exit(full, {}, kExitTimeout);
+    EXPECT_EQ(r.exit_code, 2) << r.output;
+    EXPECT_FALSE(r.output.empty()) << "an error must say something";
+    EXPECT_FALSE(contains(r.output, secret)) << r.output;
+  }
+}
 
 TEST(ConfigCliSecrets, JwtSecretIsNeverPrintedOnError) {
   const std::string secret = "jwt-s3cret-DO-NOT-PRINT";

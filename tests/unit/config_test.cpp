@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdio>
+#include <fstream>
 #include <set>
 #include <string>
 #include <variant>
@@ -429,6 +431,69 @@ TEST(ConfigTest, SecretsAreNotEchoedInErrors) {
   EXPECT_TRUE(is_secret_variable("JWT_SECRET"));
   EXPECT_TRUE(is_secret_variable("REDIS_URL"));
   EXPECT_FALSE(is_secret_variable("WS_PORT"));
+}
+
+// --- ICE servers (PROTOCOL.md section 9) ---
+
+TEST(ConfigTest, TurnDefaultsAndValues) {
+  const Config d = Load({});
+  EXPECT_TRUE(d.turn_urls.empty());
+  EXPECT_EQ(d.turn_secret, "");
+  EXPECT_EQ(d.turn_expiry_seconds, 14400u);  // the deployed matchmaker's default
+  const Config c = Load({{"TURN_URLS", "stun:s:3478, turn:t:3478?transport=udp,turns:t:443"},
+                         {"TURN_SECRET", "k"},
+                         {"TURN_EXPIRY_SECONDS", "600"}});
+  EXPECT_EQ(c.turn_urls,
+            (std::vector<std::string>{"stun:s:3478", "turn:t:3478?transport=udp", "turns:t:443"}));
+  EXPECT_EQ(c.turn_secret, "k");
+  EXPECT_EQ(c.turn_expiry_seconds, 600u);
+  // STUN alone needs no secret.
+  EXPECT_EQ(Load({{"TURN_URLS", "stun:s:3478"}}).turn_urls.size(), 1u);
+}
+
+TEST(ConfigTest, BadTurnSettingsNameTheVariable) {
+  EXPECT_EQ(LoadError({{"TURN_URLS", "http://t:3478"}}).variable, "TURN_URLS");
+  EXPECT_EQ(LoadError({{"TURN_URLS", "stun:s:3478,turn:t:3478"}}).variable, "TURN_SECRET");
+  EXPECT_EQ(LoadError({{"TURN_URLS", "turns:t:443"}}).variable, "TURN_SECRET");
+  for (const char* expiry : {"0", "-1", "abc", "1.5"}) {
+    EXPECT_EQ(LoadError({{"TURN_EXPIRY_SECONDS", expiry}}).variable, "TURN_EXPIRY_SECONDS")
+        << expiry;
+  }
+  EXPECT_EQ(LoadError({{"TURN_SECRET", "a"}, {"TURN_SECRET_FILE", "/dev/null"}}).variable,
+            "TURN_SECRET_FILE");
+  const ConfigError missing =
+      LoadError({{"TURN_URLS", "turn:t:3478"}, {"TURN_SECRET_FILE", "/nonexistent/turn-secret"}});
+  EXPECT_EQ(missing.variable, "TURN_SECRET_FILE");
+  EXPECT_NE(missing.message.find("/nonexistent/turn-secret"), std::string::npos);
+  EXPECT_EQ(LoadError({{"TURN_URLS", "turn:t:3478"}, {"TURN_SECRET_FILE", "/dev/null"}}).variable,
+            "TURN_SECRET_FILE");  // empty
+}
+
+TEST(ConfigTest, TurnSecretFromAFileWithoutItsNewline) {
+  const std::string path = ::testing::TempDir() + "turn-secret-test";
+  {
+    std::ofstream out(path, std::ios::binary);
+    out << "s3cr3t from a file\r\n";
+  }
+  const Config c = Load({{"TURN_URLS", "turn:t:3478"}, {"TURN_SECRET_FILE", path}});
+  EXPECT_EQ(c.turn_secret, "s3cr3t from a file");
+  std::remove(path.c_str());
+}
+
+TEST(ConfigTest, TurnSecretWithoutTurnUrlsWarns) {
+  EXPECT_TRUE(names(Warnings({{"TURN_SECRET", "k"}}), "TURN_SECRET"));
+  EXPECT_TRUE(names(Warnings({{"TURN_SECRET", "k"}, {"TURN_URLS", "stun:s:3478"}}), "TURN_SECRET"));
+  EXPECT_TRUE(Warnings({{"TURN_SECRET", "k"}, {"TURN_URLS", "turn:t:3478"}}).empty());
+}
+
+TEST(ConfigTest, TurnSecretIsNeverEchoed) {
+  EXPECT_TRUE(is_secret_variable("TURN_SECRET"));
+  const ConfigError e =
+      LoadError({{"TURN_SECRET", "hunter2-turn"}, {"TURN_SECRET_FILE", "/dev/null"}});
+  EXPECT_EQ(e.message.find("hunter2"), std::string::npos) << e.message;
+  const ConfigError u = LoadError({{"TURN_URLS", "turn:user:hunter2-turn@t:3478"}});
+  EXPECT_EQ(u.variable, "TURN_URLS");
+  EXPECT_EQ(u.message.find("hunter2"), std::string::npos) << u.message;
 }
 
 TEST(ConfigTest, UnknownFlag) {

@@ -464,3 +464,63 @@ test('without the resume option nothing changes: no resume query, seq ignored, n
   assert.equal(log.of('session-lost').length, 0);
   c.close();
 });
+
+test('iceServers: the welcome\'s, fresh ones from resumed, rtcConfiguration() puts them in', async () => {
+  const turn = (n) => [
+    { urls: ['stun:s:3478'] },
+    { urls: ['turn:t:3478'], username: `${1000 + n}:c1`, credential: `cred${n}` },
+  ];
+  const c = client();
+  const log = record(c);
+  const ice = [];
+  c.on('ice-servers', (list) => ice.push(list));
+  assert.equal(c.iceServers, null);
+  assert.deepEqual(c.rtcConfiguration(), { iceServers: [] });
+  const p = c.connect({ url: URL_, roomId: 'r', resume: true });
+  const ws1 = FakeWebSocket.last();
+  ws1.open();
+  let seenInWelcome = null;
+  c.on('welcome', () => (seenInWelcome = c.iceServers)); // set before the welcome event
+  ws1.message(welcome(1, { iceServers: turn(1) }));
+  await p;
+  assert.deepEqual(seenInWelcome, turn(1));
+  assert.deepEqual(c.iceServers, turn(1));
+  assert.deepEqual(c.rtcConfiguration({ iceTransportPolicy: 'relay', iceServers: [{ urls: 'stun:mine' }] }), {
+    iceTransportPolicy: 'relay',
+    iceServers: turn(1),
+  });
+  // recovered:true brings fresh credentials
+  const ws2 = await drop();
+  ws2.open();
+  ws2.message({ ...resumed(true, 0), payload: { recovered: true, received: 0, iceServers: turn(2) } });
+  assert.deepEqual(c.iceServers, turn(2));
+  // recovered:false: the welcome that follows carries the new session's (one event, not two)
+  const ws3 = await drop();
+  ws3.open();
+  ws3.message({ ...resumed(false), payload: { recovered: false, iceServers: turn(3) } });
+  ws3.message(welcome(2, { iceServers: turn(4) }));
+  assert.deepEqual(c.iceServers, turn(4));
+  assert.deepEqual(ice, [turn(1), turn(2), turn(4)]);
+  // a resumed without them (an older server) keeps what the client has
+  const ws4 = await drop();
+  ws4.open();
+  ws4.message(resumed(true, 0));
+  assert.deepEqual(c.iceServers, turn(4));
+  // a welcome without them (a server without TURN_URLS): none, and the app's own are used
+  const ws5 = await drop();
+  ws5.open();
+  ws5.message(resumed(false));
+  ws5.message(welcome(3));
+  assert.equal(c.iceServers, null);
+  assert.deepEqual(c.rtcConfiguration({ iceServers: [{ urls: 'stun:mine' }] }), {
+    iceServers: [{ urls: 'stun:mine' }],
+  });
+  // junk is not handed to RTCPeerConnection
+  const ws6 = await drop();
+  ws6.open();
+  ws6.message(resumed(false));
+  ws6.message(welcome(4, { iceServers: [{ urls: 42 }] }));
+  assert.equal(c.iceServers, null);
+  assert.equal(log.of('welcome').length, 4);
+  c.close();
+});
