@@ -21,6 +21,8 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 root=$(pwd)
+invocation="bench/soak.sh"
+for a in "$@"; do [ "$a" = --no-build ] || invocation+=" $a"; done
 minutes=15
 warmup_minutes=""
 redis=0
@@ -202,7 +204,7 @@ python3 bench/soak_report record --out "$out" --bench-output "$out/soak-bench.ou
   --command "$shown" --server-env "${server_env[*]}" --bus "$([ $redis = 1 ] && echo redis || echo embedded)" \
   --pinning "server CPU $server_cpu; signal-bench$([ $redis = 1 ] && echo ' and redis-server') CPU $bench_cpu" \
   --started "$started" --loadavg-start "$loadavg_start" --loadavg-end "$loadavg_end" \
-  --invocation "bench/soak.sh$([ "$minutes" = 15 ] || echo " --minutes $minutes")$([ $redis = 0 ] || echo ' --redis')"
+  --nice "$nice_n" --invocation "$invocation"
 rm -f "$out/soak-bench.out"
 
 if [ $standard = 1 ]; then

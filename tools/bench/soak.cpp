@@ -64,9 +64,12 @@ struct SoakOptions {
   double duration = 900;     // seconds of load after every member joined
   double warmup = 180;       // drift is measured from here to the end
   double sample_every = 10;  // seconds between samples of the server
-  double join_timeout = 10;  // a join not confirmed by a probe exchange by then has failed
-  double max_drift = 2;      // percent; above it a level is not flat
-  double drift_window = 0;   // seconds at each end for drift; 0: a third of the time after warm-up
+  // A join not confirmed by a probe exchange, or a leave whose peer-disconnected was not heard,
+  // by then has failed. Generous: on a shared machine a starved server can stall for seconds,
+  // which the join times and the relay latency show; this catches what never completes.
+  double join_timeout = 30;
+  double max_drift = 2;     // percent; above it a level is not flat
+  double drift_window = 0;  // seconds at each end for drift; 0: a third of the time after warm-up
   int size = 300;
   int concurrency = 500;  // handshakes in flight while the members are first opened
   int threads = 1;
@@ -195,7 +198,7 @@ std::string json_num(double v) {
   if (v == std::floor(v) && std::fabs(v) < 1e15) {
     std::snprintf(buf, sizeof(buf), "%.0f", v);
   } else {
-    std::snprintf(buf, sizeof(buf), "%.4g", v);
+    std::snprintf(buf, sizeof(buf), "%.6g", v);
   }
   return buf;
 }
@@ -244,6 +247,9 @@ struct Counters {
   std::atomic<uint64_t> leaves_ok{0}, leaves_failed{0};
   std::atomic<uint64_t> unexpected_closes{0}, unexpected_messages{0};
   std::atomic<uint64_t> lat_count{0}, lat_sum_us{0}, lat_max_us{0};
+  // The longest gap between two of the worker's 1 ms ticks: signal-bench itself held up (its
+  // core taken by others), which would otherwise read as the server's latency.
+  std::atomic<uint64_t> tick_gap_max_us{0};
   std::atomic<uint64_t> unsent_bytes{0};  // in signal-bench's own write buffers
   std::atomic<uint64_t> outstanding{0};   // sent, not yet received, on pairs still held
 };
@@ -299,7 +305,8 @@ class SoakWorker : public WsLite::Handler {
 
   Counters counters;
   // Read once the worker stopped.
-  LatencyHistogram hist;  // relay latency during the run phase
+  LatencyHistogram hist;       // relay latency during the run phase
+  LatencyHistogram join_hist;  // churned joins: connect to both members hearing each other
   std::map<std::string, int> close_reasons;
   uint64_t lost_total() const {
     uint64_t l = counters.lost_finished.load();
@@ -392,6 +399,7 @@ class SoakWorker : public WsLite::Handler {
   }
 
   void went_live(Pair& p) {
+    if (p.churned) join_hist.record(static_cast<uint64_t>((now_ns() - p.started_ns) / 1000));
     set_state(p, Pair::State::kLive);
     (p.churned ? counters.churn_joins_ok : counters.setup_ok)
         .fetch_add(1, std::memory_order_relaxed);
@@ -531,6 +539,14 @@ class SoakWorker : public WsLite::Handler {
   }
 
   void tick() {
+    const int64_t tick_now = now_ns();
+    if (last_tick_ns_ != 0) {
+      const auto gap = static_cast<uint64_t>((tick_now - last_tick_ns_) / 1000);
+      uint64_t prev = counters.tick_gap_max_us.load(std::memory_order_relaxed);
+      while (gap > prev && !counters.tick_gap_max_us.compare_exchange_weak(prev, gap)) {
+      }
+    }
+    last_tick_ns_ = tick_now;
     const int64_t now = now_ns();
     const Phase ph = phase();
     if (ph == Phase::kSetup && setup_next_ == 0) fill_setup();
@@ -670,7 +686,7 @@ class SoakWorker : public WsLite::Handler {
   std::size_t setup_next_ = 0;
   std::size_t ip_rr_ = 0, send_rr_ = 0, churn_rr_ = 0;
   uint64_t rate_sent_ = 0, churned_ = 0;
-  int64_t last_probe_ns_ = 0, last_housekeeping_ns_ = 0;
+  int64_t last_probe_ns_ = 0, last_housekeeping_ns_ = 0, last_tick_ns_ = 0;
 };
 
 // ---------------------------------------------------------------- server readings
@@ -1012,6 +1028,7 @@ int run_soak(int argc, char** argv) {
   const double setup_s = std::chrono::duration<double>(SteadyClock::now() - setup_t0).count();
 
   std::vector<Sample> samples;
+  double bench_gap_max_ms = 0;
   uint64_t last_received = 0;
   double last_cpu = empty.cpu_seconds;
   auto take_sample = [&](double t, double dt) {
@@ -1055,14 +1072,17 @@ int run_soak(int argc, char** argv) {
     x.v["bench_unsent_bytes"] = static_cast<double>(total(&Counters::unsent_bytes));
     x.v["delivered_per_s"] = dt > 0 ? static_cast<double>(received - last_received) / dt : 0;
     last_received = received;
-    uint64_t lat_n = 0, lat_sum = 0, lat_max = 0;
+    uint64_t lat_n = 0, lat_sum = 0, lat_max = 0, tick_gap = 0;
     for (auto& w : workers) {
       lat_n += w->counters.lat_count.exchange(0);
       lat_sum += w->counters.lat_sum_us.exchange(0);
       lat_max = std::max(lat_max, w->counters.lat_max_us.exchange(0));
+      tick_gap = std::max(tick_gap, w->counters.tick_gap_max_us.exchange(0));
     }
     x.v["latency_mean_us"] = lat_n ? static_cast<double>(lat_sum) / lat_n : 0;
     x.v["latency_max_us"] = static_cast<double>(lat_max);
+    x.v["bench_tick_gap_max_ms"] = static_cast<double>(tick_gap) / 1000;
+    bench_gap_max_ms = std::max(bench_gap_max_ms, static_cast<double>(tick_gap) / 1000);
     x.v["loadavg_1m"] = loadavg_1m();
     const auto scrape_t0 = SteadyClock::now();
     x.metrics = scrape_metrics(s.target.endpoint, s.target.host_header);
@@ -1091,13 +1111,18 @@ int run_soak(int argc, char** argv) {
     const auto t0 = SteadyClock::now();
     s.run_start_ns = t0.time_since_epoch().count();
     s.phase = static_cast<int>(Phase::kRun);
+    auto elapsed = [&t0] { return std::chrono::duration<double>(SteadyClock::now() - t0).count(); };
     take_sample(0, 0);
-    for (int k = 1;; ++k) {
-      const double t = std::min(opt.duration, opt.sample_every * k);
-      std::this_thread::sleep_until(
-          t0 + std::chrono::duration_cast<SteadyClock::duration>(std::chrono::duration<double>(t)));
+    // Samples are stamped with when they were taken; after one that took long (a server that
+    // did not answer /metrics for a while) the next waits for the next period, not at once.
+    for (;;) {
+      const double next = std::min(
+          opt.duration, (std::floor(elapsed() / opt.sample_every + 1e-9) + 1) * opt.sample_every);
+      std::this_thread::sleep_until(t0 + std::chrono::duration_cast<SteadyClock::duration>(
+                                             std::chrono::duration<double>(next)));
+      const double t = elapsed();
       take_sample(t, t - samples.back().t);
-      if (t >= opt.duration) break;
+      if (next >= opt.duration) break;
     }
     run_s = std::chrono::duration<double>(SteadyClock::now() - t0).count();
     // Stop sending and churning; what is in flight has 5 s to arrive.
@@ -1112,11 +1137,12 @@ int run_soak(int argc, char** argv) {
   for (auto& w : workers) w->stop();
   for (auto& t : threads) t.join();
 
-  LatencyHistogram hist;
+  LatencyHistogram hist, join_hist;
   uint64_t lost = 0, leaving = 0, joining = 0;
   std::map<std::string, int> reasons;
   for (auto& w : workers) {
     hist.merge(w->hist);
+    join_hist.merge(w->join_hist);
     lost += w->lost_total();
     leaving += w->pairs_in_state(Pair::State::kLeaving);
     joining += w->pairs_in_state(Pair::State::kJoining);
@@ -1235,6 +1261,10 @@ int run_soak(int argc, char** argv) {
     << ",\"unexpected_closes\":" << unexpected << ",\"unexpected_messages\":" << unexpected_msgs
     << ",\"latency_us\":{\"p50\":" << hist.quantile(0.5) << ",\"p99\":" << hist.quantile(0.99)
     << ",\"p999\":" << hist.quantile(0.999) << ",\"max\":" << hist.max() << "}"
+    << ",\"join_ms\":{\"p50\":" << json_num(join_hist.quantile(0.5) / 1000.0)
+    << ",\"p99\":" << json_num(join_hist.quantile(0.99) / 1000.0)
+    << ",\"max\":" << json_num(join_hist.max() / 1000.0) << "}"
+    << ",\"bench_tick_gap_max_ms\":" << json_num(bench_gap_max_ms)
     << ",\"server_empty\":{\"rss_kb\":" << empty.rss_kb << ",\"fds\":" << empty_fds << "}"
     << ",\"max_drift_pct\":" << json_num(opt.max_drift) << ",\"drift_pct\":{" << drifts << "}"
     << ",\"levels\":{" << levels << "},\"not_flat\":[" << not_flat << "]"
