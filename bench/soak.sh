@@ -16,6 +16,7 @@
 # Builds the Release binaries in build/bench, starts the server (and with --redis its own
 # redis-server) on free ports with the rate limits far above the load, as bench/run.sh does, and
 # stops them however it exits. Server on CPU 0, signal-bench (and redis-server) on CPU 1.
+# --nice N runs them all at that priority (e.g. -5 on a machine shared with compiles; needs root).
 # Exit status: signal-bench's (0 when clean and flat).
 set -euo pipefail
 
