@@ -120,7 +120,7 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 work=$(mktemp -d /tmp/signal-soak.XXXXXX)  # no .env for the server to pick up here
-server_pid=""; redis_pid=""; server_status=""
+server_pid=""; redis_pid=""; bench_pid=""; server_status=""
 stopped_status=0
 stop_pid() { # PID: TERM, 5 s, then KILL; its exit status in stopped_status
   local pid=$1
@@ -133,6 +133,7 @@ stop_pid() { # PID: TERM, 5 s, then KILL; its exit status in stopped_status
   wait "$pid" 2>/dev/null || stopped_status=$?
 }
 cleanup() {
+  if [ -n "$bench_pid" ]; then stop_pid "$bench_pid"; bench_pid=""; fi
   if [ -n "$server_pid" ]; then stop_pid "$server_pid"; server_status=$stopped_status; server_pid=""; fi
   if [ -n "$redis_pid" ]; then stop_pid "$redis_pid"; redis_pid=""; fi
   rm -rf "$work"
@@ -188,9 +189,12 @@ loadavg_start=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "soak.sh: $((duration / 60)) min $((duration % 60)) s, warm-up $warmup s, results in $out" >&2
 bench_status=0
 pin $bench_cpu
+# In the background, waited for: a signal to this script then stops everything at once.
 "${pinned[@]}" build/bench/signal-bench "${args[@]}" --series "$out/soak-series.jsonl" \
-  --pid "$server_pid" >"$out/soak-bench.out" 2> >(tee "$logs/signal-bench.log" >&2) ||
-  bench_status=$?
+  --pid "$server_pid" >"$out/soak-bench.out" 2> >(tee "$logs/signal-bench.log" >&2) &
+bench_pid=$!
+wait "$bench_pid" || bench_status=$?
+bench_pid=""
 loadavg_end=$(cut -d' ' -f1-3 /proc/loadavg)
 server_alive=0
 kill -0 "$server_pid" 2>/dev/null && server_alive=1
