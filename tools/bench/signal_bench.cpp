@@ -2,6 +2,7 @@
 //   relay   N rooms of two peers; one sends at a fixed rate (or closed loop); latency, loss, order
 //   connect handshake + join rate and setup latency (join detected by probe exchange)
 //   hold    N idle connections held with pings answered; RSS per connection of --pid
+//   soak    members held for minutes with a steady relay and churn; drift of --pid (soak.cpp)
 // Progress goes to stderr every second; the last stdout line is one JSON object.
 #include <atomic>
 #include <boost/asio/io_context.hpp>
@@ -20,6 +21,7 @@
 #include <thread>
 #include <vector>
 
+#include "soak.hpp"
 #include "stats.hpp"
 #include "ws_lite.hpp"
 
@@ -63,6 +65,8 @@ struct Options {
       << "  signal-bench connect --url ws://HOST:PORT [--conns N] [--concurrency C] [--threads T]\n"
       << "  signal-bench hold --url ws://HOST:PORT --conns N [--concurrency C] [--hold S]\n"
       << "      [--source-ips 127.0.0.2-127.0.0.9] [--threads T] [--pid PID]\n"
+      << "  signal-bench soak --url ws://HOST:PORT [--conns 15000] [--rate 2000] [--churn 10]\n"
+      << "      [--duration S] [--warmup S] [--series PATH] [--pid PID] (soak --help: all)\n"
       << "The server needs rate limits above the offered load (RATE_LIMIT_* variables).\n";
   std::exit(2);
 }
@@ -778,6 +782,7 @@ int run_hold(const Options& opt) {
 }  // namespace bench
 
 int main(int argc, char** argv) {
+  if (argc > 1 && std::string(argv[1]) == "soak") return bench::run_soak(argc, argv);
   const bench::Options opt = bench::parse_args(argc, argv);
   if (opt.mode == "relay") return bench::run_relay(opt);
   if (opt.mode == "connect") return bench::run_connect(opt);
