@@ -107,26 +107,39 @@ Loop& Server::next_loop() {
 }
 
 void Server::schedule_heartbeat(Loop& loop) {
-  loop.heartbeat.expires_after(std::chrono::milliseconds(config_.heartbeat_interval_ms));
+  loop.heartbeat.expires_after(heartbeat_step());
   loop.heartbeat.async_wait([this, &loop](boost::system::error_code ec) {
     if (ec) return;
-    heartbeat_slice(loop, 0);
+    // This step's share of the loop: a kHeartbeatSteps-th of its sessions, so each is visited
+    // once per interval and the pings (and their pongs, and the memory of the writes in flight)
+    // are spread over the interval instead of all leaving at once.
+    const std::size_t n = loop.sessions.size();
+    heartbeat_slice(loop, (n + kHeartbeatSteps - 1) / kHeartbeatSteps);
   });
 }
 
-void Server::heartbeat_slice(Loop& loop, std::size_t from) {
+std::chrono::milliseconds Server::heartbeat_step() const {
+  return std::max(std::chrono::milliseconds(1),
+                  std::chrono::milliseconds(config_.heartbeat_interval_ms / kHeartbeatSteps));
+}
+
+void Server::heartbeat_slice(Loop& loop, std::size_t left) {
   // Ticks never remove sessions synchronously (terminate only closes the socket), so the list is
-  // stable within a slice. Between slices sessions come and go (a leaving one swaps the last into
-  // its slot): one may miss this round's ping, which delays its dead-peer verdict by one interval,
-  // or get a second, which its ping-in-flight flag absorbs.
-  const std::size_t end = std::min(loop.sessions.size(), from + kHeartbeatSlice);
-  for (std::size_t i = from; i < end; ++i) loop.sessions[i]->heartbeat_tick();
-  if (end < loop.sessions.size()) {
-    boost::asio::post(loop.ioc, [this, &loop, end] { heartbeat_slice(loop, end); });
+  // stable within a slice. Between slices and steps sessions come and go (a leaving one swaps the
+  // last into its slot), so the cursor may reach a session early or skip it for a round: a tick
+  // acts only when a full interval (less one step) has passed since the session's last ping.
+  const auto now = std::chrono::steady_clock::now();
+  const auto due_after =
+      std::chrono::milliseconds(config_.heartbeat_interval_ms) - heartbeat_step();
+  for (std::size_t done = 0; done < kHeartbeatSlice && left > 0 && !loop.sessions.empty();
+       ++done, --left) {
+    if (loop.heartbeat_cursor >= loop.sessions.size()) loop.heartbeat_cursor = 0;
+    loop.sessions[loop.heartbeat_cursor++]->heartbeat_tick(now, due_after);
+  }
+  if (left > 0 && !loop.sessions.empty()) {
+    boost::asio::post(loop.ioc, [this, &loop, left] { heartbeat_slice(loop, left); });
     return;
   }
-  // The next round starts an interval after this one ends, so that two rounds never overlap: a
-  // session pinged late in one would be ticked again before its pong could come back.
   schedule_heartbeat(loop);
 }
 

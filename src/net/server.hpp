@@ -45,6 +45,7 @@ struct Loop {
   std::shared_ptr<asio::io_context> ioc_owner;  // hint 1: exactly one thread runs each loop
   asio::io_context& ioc;
   asio::steady_timer heartbeat;
+  std::size_t heartbeat_cursor = 0;  // the next session the heartbeat visits
   std::thread thread;
 };
 
@@ -135,11 +136,16 @@ class Server final : public BusListener {
   std::atomic<std::size_t> websocket_count{0};
 
  private:
-  void schedule_heartbeat(Loop& loop);
-  // Pings sessions [from, from + kHeartbeatSlice) of the loop, then posts the rest: one handler
-  // pinging 15,000 sessions held the loop's relays for tens of milliseconds every interval.
+  // The heartbeat walks each loop's sessions in kHeartbeatSteps steps per HEARTBEAT_INTERVAL_MS,
+  // at most kHeartbeatSlice sessions per handler: pinging 15,000 sessions in one handler held the
+  // loop's relays for up to a second every interval on a loaded machine, and took 12 MiB at once
+  // for the writes in flight.
+  static constexpr std::size_t kHeartbeatSteps = 32;
   static constexpr std::size_t kHeartbeatSlice = 128;
-  void heartbeat_slice(Loop& loop, std::size_t from);
+  void schedule_heartbeat(Loop& loop);
+  std::chrono::milliseconds heartbeat_step() const;
+  // Ticks the next `left` sessions from the loop's cursor, kHeartbeatSlice per handler.
+  void heartbeat_slice(Loop& loop, std::size_t left);
   // Runs `f` on its own loop for the numbered (resumable, bus-numbered) member `client_id`.
   template <class F>
   void post_to_numbered(const std::string& room_id, std::string_view client_id, F f);

@@ -298,8 +298,11 @@ void WsSession::on_teardown() {
   arm_deadline();
 }
 
-void WsSession::heartbeat_tick() {
+void WsSession::heartbeat_tick(std::chrono::steady_clock::time_point now,
+                               std::chrono::steady_clock::duration due_after) {
   if (state_ != State::kOpen || !accepted_) return;
+  if (now - last_heartbeat_ < due_after) return;
+  last_heartbeat_ = now;
   if (!alive_) {
     metrics().heartbeat_terminations.inc();
     server_.log().info("Terminating unresponsive client", {{"clientId", member_.client_id}});

@@ -38,8 +38,10 @@ class WsSession final : public Peer,
   void start(Request request);
   // Queues a message for this peer; on this session's loop only.
   void deliver(const SharedText& message) override;
-  // Called by the loop every HEARTBEAT_INTERVAL_MS.
-  void heartbeat_tick();
+  // Called by the loop's heartbeat walk; acts once `due_after` has passed since the last ping:
+  // cut if that ping found no pong, else ping again.
+  void heartbeat_tick(std::chrono::steady_clock::time_point now,
+                      std::chrono::steady_clock::duration due_after);
   // Pings now; no pong within STALE_MEMBER_PROBE_MS ends the socket as a failed heartbeat.
   void probe() override;
   // Graceful close with a code and reason (drain, backpressure, refused connect).
@@ -93,6 +95,7 @@ class WsSession final : public Peer,
   MemberRelay member_;
   Outbox outbox_;  // bounded by BACKPRESSURE_CLOSE_THRESHOLD_BYTES; see Outbox for the policy
 
+  std::chrono::steady_clock::time_point last_heartbeat_ = std::chrono::steady_clock::now();
   bool alive_ = true;                 // a pong arrived since the last heartbeat tick
   bool answered_probe_ = true;        // a pong arrived since the last probe began
   bool probe_after_accept_ = false;   // probed while its upgrade was still being written
