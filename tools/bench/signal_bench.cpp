@@ -2,6 +2,7 @@
 //   relay   N rooms of two peers; one sends at a fixed rate (or closed loop); latency, loss, order
 //   connect handshake + join rate and setup latency (join detected by probe exchange)
 //   hold    N idle connections held with pings answered; RSS per connection of --pid
+//   attack  joins under half-open requests and clients that never read (attack.cpp)
 // Progress goes to stderr every second; the last stdout line is one JSON object.
 #include <atomic>
 #include <boost/asio/io_context.hpp>
@@ -20,6 +21,7 @@
 #include <thread>
 #include <vector>
 
+#include "attack.hpp"
 #include "stats.hpp"
 #include "ws_lite.hpp"
 
@@ -63,6 +65,7 @@ struct Options {
       << "  signal-bench connect --url ws://HOST:PORT [--conns N] [--concurrency C] [--threads T]\n"
       << "  signal-bench hold --url ws://HOST:PORT --conns N [--concurrency C] [--hold S]\n"
       << "      [--source-ips 127.0.0.2-127.0.0.9] [--threads T] [--pid PID]\n"
+      << kAttackUsage
       << "The server needs rate limits above the offered load (RATE_LIMIT_* variables).\n";
   std::exit(2);
 }
@@ -71,7 +74,8 @@ Options parse_args(int argc, char** argv) {
   if (argc < 2) usage("missing mode");
   Options o;
   o.mode = argv[1];
-  if (o.mode != "relay" && o.mode != "connect" && o.mode != "hold") usage("unknown mode " + o.mode);
+  if (o.mode != "relay" && o.mode != "connect" && o.mode != "hold" && o.mode != "attack")
+    usage("unknown mode " + o.mode);
   for (int i = 2; i < argc; ++i) {
     const std::string a = argv[i];
     auto value = [&]() -> std::string {
@@ -778,6 +782,7 @@ int run_hold(const Options& opt) {
 }  // namespace bench
 
 int main(int argc, char** argv) {
+  if (argc >= 2 && std::string(argv[1]) == "attack") return bench::run_attack(argc, argv);
   const bench::Options opt = bench::parse_args(argc, argv);
   if (opt.mode == "relay") return bench::run_relay(opt);
   if (opt.mode == "connect") return bench::run_connect(opt);
