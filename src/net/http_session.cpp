@@ -21,7 +21,7 @@ constexpr std::uint32_t kHeaderLimit = 16 * 1024;
 
 HttpSession::HttpSession(Server& server, Loop& loop, PortKind kind,
                          boost::asio::ip::tcp::socket socket)
-    : server_(server), loop_(loop), kind_(kind), stream_(std::move(socket)), deadline_(loop.ioc) {}
+    : server_(server), loop_(loop), kind_(kind), stream_(std::move(socket)) {}
 
 HttpSession::~HttpSession() = default;
 
@@ -50,14 +50,17 @@ void HttpSession::start() {
 }
 
 void HttpSession::arm_deadline() {
-  deadline_.expires_after(std::chrono::milliseconds(server_.config().handshake_timeout_ms));
-  deadline_.async_wait([weak = weak_from_this()](boost::system::error_code ec) {
-    if (ec) return;
-    if (auto self = weak.lock()) {
-      metrics().handshake_timeouts.inc();
-      self->close();
-    }
-  });
+  loop_.handshakes.arm(*this);
+}
+
+void HttpSession::cancel_deadline() {
+  loop_.handshakes.cancel(*this);
+}
+
+void HttpSession::on_deadline(Why) {
+  metrics().handshake_timeouts.inc();
+  // The pending operation ends with an error and releases the session.
+  close();
 }
 
 void HttpSession::read_request() {
@@ -72,7 +75,6 @@ void HttpSession::read_request() {
 
 void HttpSession::on_read(boost::system::error_code ec) {
   if (ec == http::error::header_limit) {
-    deadline_.cancel();
     respond({431, "Request Header Fields Too Large"}, false, false);
     return;
   }
@@ -80,9 +82,10 @@ void HttpSession::on_read(boost::system::error_code ec) {
     close();
     return;
   }
-  deadline_.cancel();
   auto& req = parser_->get();
   if (kind_ == PortKind::kMain && boost::beast::websocket::is_upgrade(req)) {
+    // The WebSocket session keeps a deadline of its own for admission and the upgrade.
+    cancel_deadline();
     make_loop_owned<WsSession>(loop_.ioc, server_, loop_, std::move(stream_))
         ->start(parser_->release());
     return;
@@ -104,6 +107,7 @@ void HttpSession::respond(HttpAnswer answer, bool keep_alive, bool head) {
   response_.body() = std::move(answer.body);
   response_.prepare_payload();
   if (head) response_.body().clear();
+  // The request's deadline still runs: a client that never reads its answer is cut all the same.
   http::async_write(
       stream_, response_,
       [self = shared_from_this(), keep_alive](boost::system::error_code ec, std::size_t) {
@@ -117,7 +121,7 @@ void HttpSession::respond(HttpAnswer answer, bool keep_alive, bool head) {
 
 void HttpSession::close() {
   boost::system::error_code ec;
-  deadline_.cancel();
+  cancel_deadline();
   stream_.socket().shutdown(boost::asio::ip::tcp::socket::shutdown_both, ec);
   stream_.socket().close(ec);
 }
