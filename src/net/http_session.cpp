@@ -21,11 +21,25 @@ constexpr std::uint32_t kHeaderLimit = 16 * 1024;
 
 HttpSession::HttpSession(Server& server, Loop& loop, PortKind kind,
                          boost::asio::ip::tcp::socket socket)
-    : server_(server), loop_(loop), kind_(kind), stream_(std::move(socket)) {}
+    : server_(server), loop_(loop), kind_(kind), stream_(std::move(socket)) {
+  server_.http_count.fetch_add(1, std::memory_order_relaxed);
+  metrics().pending_handshakes.inc();
+}
 
-HttpSession::~HttpSession() = default;
+HttpSession::~HttpSession() {
+  server_.http_count.fetch_sub(1, std::memory_order_relaxed);
+  metrics().pending_handshakes.dec();
+}
 
 void HttpSession::start() {
+  // MAX_CONNECTIONS bounds these as it bounds WebSocket connections. Past it, the connection
+  // that has waited longest for its request (nearest its deadline) makes room: a client that
+  // sends its request at once is never the oldest, one that never finishes it always becomes
+  // so. (Per loop: each evicts its own oldest; connections are spread over loops evenly.)
+  const std::size_t cap = server_.config().max_connections;
+  if (cap > 0 && server_.http_count.load(std::memory_order_relaxed) > cap) {
+    loop_.handshakes.evict_oldest();
+  }
   boost::system::error_code ec;
   stream_.socket().set_option(boost::asio::ip::tcp::no_delay(true), ec);
   // The health port stays plain HTTP (probes inside the cluster); the main port speaks TLS only
@@ -57,8 +71,11 @@ void HttpSession::cancel_deadline() {
   loop_.handshakes.cancel(*this);
 }
 
-void HttpSession::on_deadline(Why) {
-  metrics().handshake_timeouts.inc();
+void HttpSession::on_deadline(Why why) {
+  if (why == Why::kExpired)
+    metrics().handshake_timeouts.inc();
+  else
+    metrics().handshake_evictions.inc();
   // The pending operation ends with an error and releases the session.
   close();
 }

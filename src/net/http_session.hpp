@@ -31,7 +31,7 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession>,
  private:
   void arm_deadline();
   void cancel_deadline();
-  // The deadline passed: the connection closes.
+  // The deadline passed, or MAX_CONNECTIONS made this the oldest connection to go.
   void on_deadline(Why why) override;
   void read_request();
   void on_read(boost::system::error_code ec);

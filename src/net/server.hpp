@@ -136,6 +136,8 @@ class Server final : public BusListener {
   // WebSocket sessions alive (from the upgrade request to the end): counted against
   // MAX_CONNECTIONS, and the drain waits for zero.
   std::atomic<std::size_t> websocket_count{0};
+  // Connections in their HTTP phase (HttpSession alive): also bounded by MAX_CONNECTIONS.
+  std::atomic<std::size_t> http_count{0};
 
  private:
   void schedule_heartbeat(Loop& loop);
