@@ -17,11 +17,18 @@ namespace http = boost::beast::http;
 namespace {
 // Node's default maximum header size; larger requests get 431.
 constexpr std::uint32_t kHeaderLimit = 16 * 1024;
+// The read buffer's cap: enough for the parser to see a header pass kHeaderLimit (431), never
+// more, however much a client sends at once. A request that is never finished holds at most this.
+constexpr std::size_t kReadBufferLimit = kHeaderLimit + 1024;
 }  // namespace
 
 HttpSession::HttpSession(Server& server, Loop& loop, PortKind kind,
                          boost::asio::ip::tcp::socket socket)
-    : server_(server), loop_(loop), kind_(kind), stream_(std::move(socket)) {
+    : server_(server),
+      loop_(loop),
+      kind_(kind),
+      stream_(std::move(socket)),
+      buffer_(kReadBufferLimit) {
   server_.http_count.fetch_add(1, std::memory_order_relaxed);
   metrics().pending_handshakes.inc();
 }
