@@ -717,6 +717,7 @@ const std::vector<std::string> kMetrics = {
     "cloudgaming_heartbeat_terminations_total",
     "cloudgaming_connections_rejected_total{reason=\"at_capacity\"}",
     "cloudgaming_active_connections",
+    "cloudgaming_handshake_evictions_total",
 };
 
 void raise_open_files_limit() {
@@ -876,7 +877,8 @@ int run_attack(int argc, char** argv) {
       R"("rss_bytes_per_half_open":%.0f,"rss_bytes_per_stuck_pair_peak":%.0f,)"
       R"("rss_bytes_per_attack_conn_peak":%.0f},)"
       R"("metrics":{"handshake_timeouts":%.0f,"backpressure_closes":%.0f,)"
-      R"("connections_accepted":%.0f,"heartbeat_terminations":%.0f,"rejected_at_capacity":%.0f}})",
+      R"("connections_accepted":%.0f,"heartbeat_terminations":%.0f,"rejected_at_capacity":%.0f,)"
+      R"("handshake_evictions":%.0f}})",
       opt.half_open, opt.stuck, opt.half_open_bytes, opt.stuck_msg_bytes, opt.stuck_rate,
       opt.legit_rate, measured_s, ramp_failed ? "true" : "false",
       samples ? static_cast<double>(half_sum) / static_cast<double>(samples) : 0.0, half_min,
@@ -904,7 +906,7 @@ int run_attack(int argc, char** argv) {
       opt.pid && opt.stuck ? per(peak_rss_kb, rss_half_open_kb, opt.stuck) : -1.0,
       opt.pid && attack_conns ? per(peak_rss_kb, base.rss_kb, attack_conns) : -1.0,
       delta(kMetrics[0]), delta(kMetrics[1]), delta(kMetrics[2]), delta(kMetrics[3]),
-      delta(kMetrics[4]));
+      delta(kMetrics[4]), delta(kMetrics[6]));
   std::cout << buf << std::endl;
   return (legit.failed.load() > 0 || h.count() == 0 || !p99_met || ramp_failed) ? 1 : 0;
 }
