@@ -46,9 +46,13 @@ SERVER_ENV = {
 
 # Scheduling priority of every process the run starts (--nice); 0 leaves them as they are.
 NICE = 0
+# Real-time priority (--rt, SCHED_FIFO) of every process the run starts; 0: none.
+RT = 0
 
 
 def with_nice(argv):
+    if RT:
+        argv = ["chrt", "-f", str(RT)] + argv
     return (["nice", "-n", str(NICE)] + argv) if NICE else argv
 
 
@@ -213,10 +217,11 @@ def wait_http_ok(port, path, proc, timeout=20):
 
 
 class Server:
-    def __init__(self, procs, name, threads=1, redis_port=None, cpus=SERVER_CPU):
+    def __init__(self, procs, name, threads=1, redis_port=None, cpus=SERVER_CPU, extra_env=None):
         self.port = free_port()
         env = base_env()
         env.update(SERVER_ENV)
+        env.update(extra_env or {})
         env.update({"THREADS": str(threads), "WS_PORT": str(self.port)})
         if redis_port:
             env["REDIS_URL"] = f"redis://127.0.0.1:{redis_port}"
@@ -414,6 +419,11 @@ class Runner:
         default_hold = max(1000, (hard - 2000) // 1000 * 1000) if hard != resource.RLIM_INFINITY else 18000
         self.hold_conns = args.hold_conns or (1000 if q else default_hold)
         self.hold_seconds = 1 if q else 5
+        # Admission under attack: the 10,000 half-open requests and 2,000 members that
+        # never read; each needs a descriptor in the server and one in signal-bench (with their
+        # partners, 14,000 of the 20,000 here).
+        self.attack = {"half_open": 1000 if q else 10000, "stuck": 200 if q else 2000,
+                       "duration": 3 if q else 30}
 
     def relay_args(self, url, rate, window=1, url_b=None, timing=None, bench_threads=1):
         args = ["relay", "--url", url]
@@ -603,6 +613,54 @@ class Runner:
                     "runs_ok": sum(1 for r in runs if r["ok"]), "runs": len(runs),
                     **conditions_summary(runs)}}
 
+    def attack_embedded(self):
+        # A fresh server per run: its first RSS reading is the empty process. Stuck members are
+        # closed for backpressure at 256 KiB (rather than the default 5 MiB), so that within a
+        # run each fills its queue, is closed, and comes back.
+        a = self.attack
+        attack_env = {"BACKPRESSURE_CLOSE_THRESHOLD_BYTES": "262144"}
+        runs = []
+        for i in range(self.repeats):
+            s = Server(self.procs, "server-attack", threads=1, extra_env=attack_env)
+            try:
+                time.sleep(0.5)
+                r = run_bench(self.procs, ["attack", "--url", s.url, "--half-open", a["half_open"],
+                                           "--stuck", a["stuck"], "--stuck-msg-bytes", 16384,
+                                           "--stuck-rate", 2, "--legit-rate", 50,
+                                           "--duration", a["duration"],
+                                           "--source-ips", "127.0.0.2-127.0.0.9"],
+                              [s.pid], [s.pid], log_name="attack")
+            finally:
+                s.stop()
+            res = r["result"] or {}
+            log(f"  attack run {i + 1}/{self.repeats}: join p99 "
+                f"{res.get('legit', {}).get('join_us', {}).get('p99')} us, peak RSS "
+                f"{res.get('server', {}).get('rss_kb_peak')} KiB, exit {r['exit_code']}")
+            runs.append(r)
+        return {"title": f"joins under attack ({a['half_open']:,} half-open requests, "
+                         f"{a['stuck']:,} members that never read)",
+                "setup": {"bus": "embedded", "instances": 1, "threads": 1, **a,
+                          "legit_pairs_per_s": 50, "stuck_msg_bytes": 16384, "stuck_rate": 2,
+                          "pinning": f"server CPU {SERVER_CPU}; signal-bench CPU {BENCH_CPU}",
+                          "server_env": s.settings},
+                "runs": runs,
+                "summary": {
+                    "join_p50_us": median_of(runs, lambda r: r["legit"]["join_us"]["p50"]),
+                    "join_p99_us": median_of(runs, lambda r: r["legit"]["join_us"]["p99"]),
+                    "join_max_us": median_of(runs, lambda r: r["legit"]["join_us"]["max"]),
+                    "failed_pairs": sum(r["result"]["legit"]["failed_pairs"] for r in runs
+                                        if r["result"]),
+                    "rss_kb_peak": median_of(runs, lambda r: r["server"]["rss_kb_peak"]),
+                    "rss_bytes_per_half_open": median_of(
+                        runs, lambda r: r["server"]["rss_bytes_per_half_open"]),
+                    "rss_bytes_per_stuck_pair_peak": median_of(
+                        runs, lambda r: r["server"]["rss_bytes_per_stuck_pair_peak"]),
+                    "handshake_timeouts": median_of(runs, lambda r: r["metrics"]["handshake_timeouts"]),
+                    "backpressure_closes": median_of(
+                        runs, lambda r: r["metrics"]["backpressure_closes"]),
+                    "runs_ok": sum(1 for r in runs if r["ok"]), "runs": len(runs),
+                    **conditions_summary(runs)}}
+
     def relay_threads(self):
         # THREADS=1 pinned is relay_embedded_max. Pinned THREADS=2 shows the cost of two loops on
         # one core; unpinned, the server may use both cores (and shares them with the bench).
@@ -684,7 +742,8 @@ class Runner:
 SCENARIOS = ["relay_embedded_max", "relay_redis_one_max", "relay_redis_two_max",
              "relay_redis_one_max_unpinned", "relay_redis_two_max_unpinned",
              "latency_embedded", "latency_redis_one", "latency_redis_two",
-             "connect_embedded", "hold_embedded", "relay_threads", "metrics_scrape"]
+             "connect_embedded", "hold_embedded", "relay_threads", "metrics_scrape",
+             "attack_embedded"]
 
 
 def main():
@@ -698,10 +757,14 @@ def main():
     ap.add_argument("--only", default="", help="comma-separated scenario names")
     ap.add_argument("--nice", type=int, default=0,
                     help="run every process under nice -n N (negative: ahead of other load)")
+    ap.add_argument("--rt", type=int, default=0,
+                    help="run every process under chrt -f N (SCHED_FIFO: other load never "
+                         "preempts them; needs root)")
     args = ap.parse_args()
 
-    global NICE
+    global NICE, RT
     NICE = args.nice
+    RT = args.rt
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     out = os.path.abspath(args.out)
@@ -724,12 +787,13 @@ def main():
         sys.exit(f"unknown scenario(s): {', '.join(unknown)}; known: {', '.join(SCENARIOS)}")
     started = datetime.datetime.now(datetime.timezone.utc)
     flags = ((" --quick" if args.quick else "") + (f" --nice {NICE}" if NICE else "") +
+             (f" --rt {RT}" if RT else "") +
              (f" --only {args.only}" if args.only else "") +
              (f" --hold-conns {args.hold_conns}" if args.hold_conns else "") +
              (f" --repeats {args.repeats}" if args.repeats != 3 else ""))
     combined = {"generated_by": "bench/run.sh" + flags,
                 "started": started.isoformat(timespec="seconds"),
-                "quick": args.quick, "nice": NICE, "machine": machine_info(),
+                "quick": args.quick, "nice": NICE, "rt": RT, "machine": machine_info(),
                 "workload": {"rooms": ROOMS, "size_bytes": SIZE, "type": "candidate"},
                 "scenarios": {}}
     runner = Runner(args, procs)

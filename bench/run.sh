@@ -2,9 +2,9 @@
 # Runs every performance scenario with signal-bench and regenerates the performance page.
 #
 #   bench/run.sh [--quick] [--out DIR] [--hold-conns N] [--repeats N] [--only a,b] [--nice N]
-#                [--no-build]
+#                [--rt N] [--no-build]
 #
-# Full run (~13 minutes): results in bench/results/ (one JSON per scenario, results.json with all
+# Full run (~16 minutes): results in bench/results/ (one JSON per scenario, results.json with all
 # of them and the machine), then bench/report rewrites the generated part of docs/PERFORMANCE.md
 # and docs/perf-p99.svg.
 # --quick: about two seconds per scenario, to check that the scripts work; results and a copy of
@@ -12,6 +12,7 @@
 # Installs what is missing (Debian packages), builds the Release binaries in build/bench, raises
 # the open-files limit to the hard limit, starts and stops every server and redis-server itself.
 # --nice N runs them all at that priority (e.g. -5 on a machine shared with compiles; needs root).
+# --rt N runs them all under chrt -f N (SCHED_FIFO): other work never preempts them (needs root).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -24,8 +25,8 @@ while [ $# -gt 0 ]; do
     --quick) quick=1; pass+=(--quick) ;;
     --out) out="$2"; shift ;;
     --no-build) build=0 ;;
-    --hold-conns|--repeats|--only|--nice) pass+=("$1" "$2"); shift ;;
-    -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --hold-conns|--repeats|--only|--nice|--rt) pass+=("$1" "$2"); shift ;;
+    -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
   esac
   shift

@@ -17,15 +17,36 @@ namespace http = boost::beast::http;
 namespace {
 // Node's default maximum header size; larger requests get 431.
 constexpr std::uint32_t kHeaderLimit = 16 * 1024;
+// The read buffer's cap: enough for the parser to see a header pass kHeaderLimit (431), never
+// more, however much a client sends at once. A request that is never finished holds at most this.
+constexpr std::size_t kReadBufferLimit = kHeaderLimit + 1024;
 }  // namespace
 
 HttpSession::HttpSession(Server& server, Loop& loop, PortKind kind,
                          boost::asio::ip::tcp::socket socket)
-    : server_(server), loop_(loop), kind_(kind), stream_(std::move(socket)), deadline_(loop.ioc) {}
+    : server_(server),
+      loop_(loop),
+      kind_(kind),
+      stream_(std::move(socket)),
+      buffer_(kReadBufferLimit) {
+  server_.http_count.fetch_add(1, std::memory_order_relaxed);
+  metrics().pending_handshakes.inc();
+}
 
-HttpSession::~HttpSession() = default;
+HttpSession::~HttpSession() {
+  server_.http_count.fetch_sub(1, std::memory_order_relaxed);
+  metrics().pending_handshakes.dec();
+}
 
 void HttpSession::start() {
+  // MAX_CONNECTIONS bounds these as it bounds WebSocket connections. Past it, the connection
+  // that has waited longest for its request (nearest its deadline) makes room: a client that
+  // sends its request at once is never the oldest, one that never finishes it always becomes
+  // so. (Per loop: each evicts its own oldest; connections are spread over loops evenly.)
+  const std::size_t cap = server_.config().max_connections;
+  if (cap > 0 && server_.http_count.load(std::memory_order_relaxed) > cap) {
+    loop_.handshakes.evict_oldest();
+  }
   boost::system::error_code ec;
   stream_.socket().set_option(boost::asio::ip::tcp::no_delay(true), ec);
   // The health port stays plain HTTP (probes inside the cluster); the main port speaks TLS only
@@ -50,14 +71,20 @@ void HttpSession::start() {
 }
 
 void HttpSession::arm_deadline() {
-  deadline_.expires_after(std::chrono::milliseconds(server_.config().handshake_timeout_ms));
-  deadline_.async_wait([weak = weak_from_this()](boost::system::error_code ec) {
-    if (ec) return;
-    if (auto self = weak.lock()) {
-      metrics().handshake_timeouts.inc();
-      self->close();
-    }
-  });
+  loop_.handshakes.arm(*this);
+}
+
+void HttpSession::cancel_deadline() {
+  loop_.handshakes.cancel(*this);
+}
+
+void HttpSession::on_deadline(Why why) {
+  if (why == Why::kExpired)
+    metrics().handshake_timeouts.inc();
+  else
+    metrics().handshake_evictions.inc();
+  // The pending operation ends with an error and releases the session.
+  close();
 }
 
 void HttpSession::read_request() {
@@ -72,7 +99,6 @@ void HttpSession::read_request() {
 
 void HttpSession::on_read(boost::system::error_code ec) {
   if (ec == http::error::header_limit) {
-    deadline_.cancel();
     respond({431, "Request Header Fields Too Large"}, false, false);
     return;
   }
@@ -80,9 +106,10 @@ void HttpSession::on_read(boost::system::error_code ec) {
     close();
     return;
   }
-  deadline_.cancel();
   auto& req = parser_->get();
   if (kind_ == PortKind::kMain && boost::beast::websocket::is_upgrade(req)) {
+    // The WebSocket session keeps a deadline of its own for admission and the upgrade.
+    cancel_deadline();
     make_loop_owned<WsSession>(loop_.ioc, server_, loop_, std::move(stream_))
         ->start(parser_->release());
     return;
@@ -104,6 +131,7 @@ void HttpSession::respond(HttpAnswer answer, bool keep_alive, bool head) {
   response_.body() = std::move(answer.body);
   response_.prepare_payload();
   if (head) response_.body().clear();
+  // The request's deadline still runs: a client that never reads its answer is cut all the same.
   http::async_write(
       stream_, response_,
       [self = shared_from_this(), keep_alive](boost::system::error_code ec, std::size_t) {
@@ -117,7 +145,7 @@ void HttpSession::respond(HttpAnswer answer, bool keep_alive, bool head) {
 
 void HttpSession::close() {
   boost::system::error_code ec;
-  deadline_.cancel();
+  cancel_deadline();
   stream_.socket().shutdown(boost::asio::ip::tcp::socket::shutdown_both, ec);
   stream_.socket().close(ec);
 }

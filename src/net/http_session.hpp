@@ -2,7 +2,6 @@
 #pragma once
 
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/message.hpp>
@@ -11,6 +10,7 @@
 #include <memory>
 #include <optional>
 
+#include "limits/deadline_list.hpp"
 #include "net/http_routes.hpp"
 #include "net/tls_stream.hpp"
 
@@ -19,7 +19,10 @@ namespace sigsrv {
 class Server;
 struct Loop;
 
-class HttpSession : public std::enable_shared_from_this<HttpSession> {
+// HANDSHAKE_TIMEOUT_MS covers the TLS handshake, then each request with its answer: the
+// session is an entry of its loop's handshake deadlines until it upgrades or closes.
+class HttpSession final : public std::enable_shared_from_this<HttpSession>,
+                          private DeadlineList::Entry {
  public:
   HttpSession(Server& server, Loop& loop, PortKind kind, boost::asio::ip::tcp::socket socket);
   ~HttpSession();
@@ -27,6 +30,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
 
  private:
   void arm_deadline();
+  void cancel_deadline();
+  // The deadline passed, or MAX_CONNECTIONS made this the oldest connection to go.
+  void on_deadline(Why why) override;
   void read_request();
   void on_read(boost::system::error_code ec);
   void respond(HttpAnswer answer, bool keep_alive, bool head);
@@ -39,9 +45,6 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   boost::beast::flat_buffer buffer_;
   std::optional<boost::beast::http::request_parser<boost::beast::http::empty_body>> parser_;
   boost::beast::http::response<boost::beast::http::string_body> response_;
-  // HANDSHAKE_TIMEOUT_MS: the TLS handshake, then each request, must finish within it, else the
-  // socket closes.
-  boost::asio::steady_timer deadline_;
 };
 
 }  // namespace sigsrv

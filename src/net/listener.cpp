@@ -36,6 +36,10 @@ std::optional<std::string> Listener::open(const std::string& host, uint16_t port
   if (acceptor_.listen(tcp::socket::max_listen_connections, ec); ec) {
     return "cannot listen on " + where + ": " + ec.message();
   }
+  // accept_ready() takes what the backlog holds without blocking.
+  if (acceptor_.non_blocking(true, ec); ec) {
+    return "cannot listen on " + where + ": " + ec.message();
+  }
   port_ = acceptor_.local_endpoint().port();
   return std::nullopt;
 }
@@ -52,25 +56,48 @@ void Listener::close() {
 
 void Listener::accept() {
   Loop& target = server_.next_loop();
-  acceptor_.async_accept(
-      target.ioc, [this, &target](boost::system::error_code ec, tcp::socket socket) {
-        if (ec == boost::asio::error::operation_aborted) return;
-        if (ec) {
-          // Out of descriptors or a transient kernel error: wait a little instead of spinning.
-          server_.log().warn("Accept failed", {{"err", ec.message()}});
-          retry_timer_.expires_after(std::chrono::milliseconds(50));
-          retry_timer_.async_wait([this](boost::system::error_code e) {
-            if (!e) accept();
-          });
-          return;
-        }
-        metrics().connections_accepted.inc();
-        boost::asio::post(target.ioc, [&server = server_, &target, kind = kind_,
-                                       s = std::move(socket)]() mutable {
-          std::make_shared<HttpSession>(server, target, kind, std::move(s))->start();
-        });
-        accept();
-      });
+  acceptor_.async_accept(target.ioc,
+                         [this, &target](boost::system::error_code ec, tcp::socket socket) {
+                           if (ec == boost::asio::error::operation_aborted) return;
+                           if (ec) {
+                             // Out of descriptors or a transient kernel error: wait a little
+                             // instead of spinning.
+                             server_.log().warn("Accept failed", {{"err", ec.message()}});
+                             retry_timer_.expires_after(std::chrono::milliseconds(50));
+                             retry_timer_.async_wait([this](boost::system::error_code e) {
+                               if (!e) accept();
+                             });
+                             return;
+                           }
+                           hand_off(target, std::move(socket));
+                           accept_ready();
+                           accept();
+                         });
+}
+
+void Listener::accept_ready() {
+  // One accept per completion would take one connection per turn of loop 0, behind every
+  // handler queued in that turn: under load (thousands of connections sending, or holding
+  // half-finished requests) the backlog then fills, and new clients' SYNs are dropped and
+  // retried after 1 s, 3 s... Taking what is ready, up to a batch per turn, keeps the backlog
+  // short. An error (none ready, EMFILE) ends the batch; the async accept reports a real one.
+  constexpr int kAcceptBatch = 64;
+  for (int i = 0; i < kAcceptBatch; ++i) {
+    Loop& target = server_.next_loop();
+    tcp::socket socket(target.ioc);
+    boost::system::error_code ec;
+    acceptor_.accept(socket, ec);
+    if (ec) return;
+    hand_off(target, std::move(socket));
+  }
+}
+
+void Listener::hand_off(Loop& target, tcp::socket socket) {
+  metrics().connections_accepted.inc();
+  boost::asio::post(target.ioc,
+                    [&server = server_, &target, kind = kind_, s = std::move(socket)]() mutable {
+                      std::make_shared<HttpSession>(server, target, kind, std::move(s))->start();
+                    });
 }
 
 }  // namespace sigsrv

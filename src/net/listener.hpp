@@ -11,6 +11,7 @@
 namespace sigsrv {
 
 class Server;
+struct Loop;
 
 class Listener {
  public:
@@ -23,6 +24,9 @@ class Listener {
 
  private:
   void accept();
+  // Takes the connections already waiting in the backlog, without blocking.
+  void accept_ready();
+  void hand_off(Loop& target, boost::asio::ip::tcp::socket socket);
   Server& server_;
   PortKind kind_;
   boost::asio::ip::tcp::acceptor acceptor_;

@@ -45,7 +45,9 @@ Server::Server(const Config& config, Logger& log, Bus& bus)
   const unsigned n =
       config.threads > 0 ? config.threads : std::max(1u, std::thread::hardware_concurrency());
   for (unsigned i = 0; i < n; ++i) {
-    loops_.push_back(std::make_unique<Loop>(i, i == 0 ? bus.loop_context() : nullptr));
+    loops_.push_back(
+        std::make_unique<Loop>(i, i == 0 ? bus.loop_context() : nullptr,
+                               std::chrono::milliseconds(config.handshake_timeout_ms)));
   }
   main_listener_ = std::make_unique<Listener>(*this, PortKind::kMain);
   if (config.health_port) health_listener_ = std::make_unique<Listener>(*this, PortKind::kHealth);

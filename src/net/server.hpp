@@ -17,6 +17,8 @@
 #include "auth/origin.hpp"
 #include "bus/bus.hpp"
 #include "config/config.hpp"
+#include "limits/deadline_list.hpp"
+#include "net/handshake_deadlines.hpp"
 #include "net/resumable_member.hpp"
 #include "obs/logger.hpp"
 #include "signaling/admission.hpp"
@@ -30,22 +32,27 @@ class WsSession;
 class Listener;
 
 // One event loop and the sessions it owns; only its own thread touches `sessions`.
-// Member order matters: `ioc` is released before `sessions`, because destroying it destroys
-// the pending handlers, and with them sessions that unregister themselves from the list; and
-// after `heartbeat` (and the server's other I/O objects on it), which must not outlive it.
+// Member order matters: `ioc` is released before `sessions` and `handshake_list`, because
+// destroying it destroys the pending handlers, and with them sessions that unregister
+// themselves from those; and after `heartbeat` and `handshakes` (and the server's other I/O
+// objects on it), which must not outlive it.
 struct Loop {
   // `shared`: the bus' loop (see Bus::loop_context()); else the loop gets its own.
-  Loop(unsigned i, std::shared_ptr<asio::io_context> shared)
+  Loop(unsigned i, std::shared_ptr<asio::io_context> shared,
+       std::chrono::milliseconds handshake_timeout)
       : index(i),
         ioc_owner(shared ? std::move(shared) : std::make_shared<asio::io_context>(1)),
         ioc(*ioc_owner),
-        heartbeat(ioc) {}
+        heartbeat(ioc),
+        handshakes(ioc, handshake_list, handshake_timeout) {}
   unsigned index;
   std::vector<WsSession*> sessions;
+  DeadlineList handshake_list;  // the HTTP sessions of this loop not yet upgraded or answered
   std::shared_ptr<asio::io_context> ioc_owner;  // hint 1: exactly one thread runs each loop
   asio::io_context& ioc;
   asio::steady_timer heartbeat;
   std::size_t heartbeat_cursor = 0;  // the next session the heartbeat visits
+  HandshakeDeadlines handshakes;
   std::thread thread;
 };
 
@@ -134,6 +141,8 @@ class Server final : public BusListener {
   // WebSocket sessions alive (from the upgrade request to the end): counted against
   // MAX_CONNECTIONS, and the drain waits for zero.
   std::atomic<std::size_t> websocket_count{0};
+  // Connections in their HTTP phase (HttpSession alive): also bounded by MAX_CONNECTIONS.
+  std::atomic<std::size_t> http_count{0};
 
  private:
   // The heartbeat walks each loop's sessions in kHeartbeatSteps steps per HEARTBEAT_INTERVAL_MS,

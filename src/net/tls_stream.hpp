@@ -88,8 +88,9 @@ class MaybeTlsStream {
   // Bytes accepted but not yet written to the socket.
   std::size_t buffered() const { return out_ ? out_->pending.size() + out_->writing.size() : 0; }
   // Drops what is buffered and not yet handed to the socket (a slow reader being closed).
+  // Its memory goes too: the socket may stay open for a closing handshake it never answers.
   void discard_pending() {
-    if (out_) out_->pending.clear();
+    if (out_) std::string().swap(out_->pending);
   }
   // Appends one unmasked, unfragmented text frame (RFC 6455 section 5.2) carrying `payload`.
   // Coalescing streams only. After a write error or Beast's close frame the frame is dropped: the

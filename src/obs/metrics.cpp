@@ -191,6 +191,12 @@ std::string Metrics::render(MetricNames names) const {
   counter(out, "cloudgaming_handshake_timeouts_total",
           "Connections dropped for not completing the upgrade in time.",
           handshake_timeouts.value());
+  gauge(out, "cloudgaming_pending_handshakes",
+        "Connections still in their TLS handshake or HTTP request (not yet upgraded).",
+        pending_handshakes.value());
+  counter(out, "cloudgaming_handshake_evictions_total",
+          "Connections still in their HTTP request closed to make room (MAX_CONNECTIONS).",
+          handshake_evictions.value());
   counter(out, "cloudgaming_tls_handshake_failures_total",
           "TLS handshakes on the server port that failed (bad client, wrong protocol, timeout).",
           tls_handshake_failures.value());

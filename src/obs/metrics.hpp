@@ -112,6 +112,10 @@ struct Metrics {
   Counter heartbeat_terminations;
   Counter oversize_closes;  // closed with 1009 for a message over MESSAGE_MAX_BYTES
   Counter handshake_timeouts;
+  // Connections in their HTTP phase (TLS handshake, request, response) right now, and those of
+  // them closed to make room when there were more than MAX_CONNECTIONS.
+  Gauge pending_handshakes;
+  Counter handshake_evictions;
   Counter tls_handshake_failures;  // TLS handshakes on the server port that failed (any cause)
   std::array<Counter, static_cast<std::size_t>(RedisOp::kCount)> redis_errors;  // by operation
   Counter rate_limit_fail_open;    // shared-window checks let through because Redis failed

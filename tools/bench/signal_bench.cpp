@@ -3,6 +3,7 @@
 //   connect handshake + join rate and setup latency (join detected by probe exchange)
 //   hold    N idle connections held with pings answered; RSS per connection of --pid
 //   soak    members held for minutes with a steady relay and churn; drift of --pid (soak.cpp)
+//   attack  joins under half-open requests and clients that never read (attack.cpp)
 // Progress goes to stderr every second; the last stdout line is one JSON object.
 #include <atomic>
 #include <boost/asio/io_context.hpp>
@@ -22,6 +23,7 @@
 #include <vector>
 
 #include "soak.hpp"
+#include "attack.hpp"
 #include "stats.hpp"
 #include "ws_lite.hpp"
 
@@ -67,6 +69,7 @@ struct Options {
       << "      [--source-ips 127.0.0.2-127.0.0.9] [--threads T] [--pid PID]\n"
       << "  signal-bench soak --url ws://HOST:PORT [--conns 15000] [--rate 2000] [--churn 10]\n"
       << "      [--duration S] [--warmup S] [--series PATH] [--pid PID] (soak --help: all)\n"
+      << kAttackUsage
       << "The server needs rate limits above the offered load (RATE_LIMIT_* variables).\n";
   std::exit(2);
 }
@@ -75,7 +78,8 @@ Options parse_args(int argc, char** argv) {
   if (argc < 2) usage("missing mode");
   Options o;
   o.mode = argv[1];
-  if (o.mode != "relay" && o.mode != "connect" && o.mode != "hold") usage("unknown mode " + o.mode);
+  if (o.mode != "relay" && o.mode != "connect" && o.mode != "hold" && o.mode != "attack")
+    usage("unknown mode " + o.mode);
   for (int i = 2; i < argc; ++i) {
     const std::string a = argv[i];
     auto value = [&]() -> std::string {
@@ -783,6 +787,7 @@ int run_hold(const Options& opt) {
 
 int main(int argc, char** argv) {
   if (argc > 1 && std::string(argv[1]) == "soak") return bench::run_soak(argc, argv);
+  if (argc >= 2 && std::string(argv[1]) == "attack") return bench::run_attack(argc, argv);
   const bench::Options opt = bench::parse_args(argc, argv);
   if (opt.mode == "relay") return bench::run_relay(opt);
   if (opt.mode == "connect") return bench::run_connect(opt);
