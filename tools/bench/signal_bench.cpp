@@ -22,8 +22,8 @@
 #include <thread>
 #include <vector>
 
-#include "soak.hpp"
 #include "attack.hpp"
+#include "soak.hpp"
 #include "stats.hpp"
 #include "ws_lite.hpp"
 
