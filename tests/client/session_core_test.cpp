@@ -40,7 +40,9 @@ const Action* find(const Actions& actions, Action::Kind kind) {
   return nullptr;
 }
 
-std::string offer(const std::string& sdp) { return R"({"type":"offer","sdp":")" + sdp + R"("})"; }
+std::string offer(const std::string& sdp) {
+  return R"({"type":"offer","sdp":")" + sdp + R"("})";
+}
 
 const char* kWelcome =
     R"({"type":"control","action":"welcome","payload":{"clientId":"me","roomId":"r","peers":1,)"
@@ -73,7 +75,7 @@ TEST(ClientPolicy, BackoffIsExponentialCappedWithEqualJitter) {
   ReconnectOptions r;  // 500 ms, x2, cap 15 s
   EXPECT_EQ(backoff_delay_ms(1, 1006, r, 0.0), 250);
   EXPECT_EQ(backoff_delay_ms(1, 1006, r, 1.0), 500);
-  EXPECT_EQ(backoff_delay_ms(3, 1006, r, 0.5), 1500);  // base 2000: [1000, 2000]
+  EXPECT_EQ(backoff_delay_ms(3, 1006, r, 0.5), 1500);   // base 2000: [1000, 2000]
   EXPECT_EQ(backoff_delay_ms(20, 1006, r, 0.0), 7500);  // capped at 15000
   EXPECT_EQ(backoff_delay_ms(20, 1006, r, 1.0), 15000);
   EXPECT_EQ(backoff_delay_ms(1, 1012, r, 0.0), 1000) << "at least draining_delay_ms after 1012";
@@ -163,8 +165,8 @@ TEST(ClientCore, ResumeAsksWithTokenAndLastSeqAndResendsAfterReceived) {
   ASSERT_NE(find(a, Action::kOpen), nullptr);
   EXPECT_EQ(find(a, Action::kOpen)->text, "/?roomId=r&events=1&resume=tok&lastSeq=1");
   c.on_opened(200);
-  a = c.on_message(R"({"type":"control","action":"resumed","payload":{"recovered":true,"received":1}})",
-                   200);
+  a = c.on_message(
+      R"({"type":"control","action":"resumed","payload":{"recovered":true,"received":1}})", 200);
   EXPECT_EQ(writes(a), (std::vector<std::string>{offer("h2"), offer("h3"), offer("h4")}));
   ev = events(a);
   ASSERT_EQ(ev.size(), 2u);
@@ -215,7 +217,8 @@ TEST(ClientCore, ResumeNeedingMessagesNoLongerKeptStartsAFreshSession) {
   ASSERT_NE(find(a, Action::kClose), nullptr);
   EXPECT_EQ(find(a, Action::kClose)->reason, "Session lost");
   bool lost = false;
-  for (const auto& e : events(a)) lost |= e.type == EventType::session_lost && e.reason == "cannot-resend";
+  for (const auto& e : events(a))
+    lost |= e.type == EventType::session_lost && e.reason == "cannot-resend";
   EXPECT_TRUE(lost);
   ASSERT_NE(find(a, Action::kSchedule), nullptr);
   a = c.on_timer();

@@ -14,7 +14,9 @@ namespace {
 
 std::atomic<bool> g_stop{false};
 
-extern "C" void on_signal(int) { g_stop = true; }
+extern "C" void on_signal(int) {
+  g_stop = true;
+}
 
 // The SDP handler stub: a real host feeds the offer to its peer connection
 // (setRemoteDescription, createAnswer, setLocalDescription) and returns the answer's SDP.
@@ -69,7 +71,9 @@ int main(int argc, char** argv) {
       case signal_client::EventType::welcome:
       case signal_client::EventType::peer_joined:
       case signal_client::EventType::peer_suspended:
-      case signal_client::EventType::peer_resumed: std::cout << " " << ev->client_id; break;
+      case signal_client::EventType::peer_resumed:
+        std::cout << " " << ev->client_id;
+        break;
       case signal_client::EventType::resumed:
         std::cout << " recovered=" << ev->recovered;
         break;
@@ -84,8 +88,11 @@ int main(int argc, char** argv) {
           exit_code = 1;
         }
         break;
-      case signal_client::EventType::protocol_error: std::cout << " " << ev->reason; break;
-      default: break;
+      case signal_client::EventType::protocol_error:
+        std::cout << " " << ev->reason;
+        break;
+      default:
+        break;
     }
     std::cout << std::endl;
   }

@@ -37,34 +37,56 @@ using Strand = asio::strand<asio::io_context::executor_type>;
 
 const char* to_string(EventType type) {
   switch (type) {
-    case EventType::open: return "open";
-    case EventType::welcome: return "welcome";
-    case EventType::offer: return "offer";
-    case EventType::answer: return "answer";
-    case EventType::candidate: return "candidate";
-    case EventType::control: return "control";
-    case EventType::peer_joined: return "peer-joined";
-    case EventType::peer_disconnected: return "peer-disconnected";
-    case EventType::peer_suspended: return "peer-suspended";
-    case EventType::peer_resumed: return "peer-resumed";
-    case EventType::resumed: return "resumed";
-    case EventType::session_lost: return "session-lost";
-    case EventType::schema_error: return "schema-error";
-    case EventType::close: return "close";
-    case EventType::reconnecting: return "reconnecting";
-    case EventType::queue_overflow: return "queue-overflow";
-    case EventType::protocol_error: return "protocol-error";
+    case EventType::open:
+      return "open";
+    case EventType::welcome:
+      return "welcome";
+    case EventType::offer:
+      return "offer";
+    case EventType::answer:
+      return "answer";
+    case EventType::candidate:
+      return "candidate";
+    case EventType::control:
+      return "control";
+    case EventType::peer_joined:
+      return "peer-joined";
+    case EventType::peer_disconnected:
+      return "peer-disconnected";
+    case EventType::peer_suspended:
+      return "peer-suspended";
+    case EventType::peer_resumed:
+      return "peer-resumed";
+    case EventType::resumed:
+      return "resumed";
+    case EventType::session_lost:
+      return "session-lost";
+    case EventType::schema_error:
+      return "schema-error";
+    case EventType::close:
+      return "close";
+    case EventType::reconnecting:
+      return "reconnecting";
+    case EventType::queue_overflow:
+      return "queue-overflow";
+    case EventType::protocol_error:
+      return "protocol-error";
   }
   return "?";
 }
 
 const char* to_string(State state) {
   switch (state) {
-    case State::idle: return "idle";
-    case State::connecting: return "connecting";
-    case State::open: return "open";
-    case State::reconnecting: return "reconnecting";
-    case State::closed: return "closed";
+    case State::idle:
+      return "idle";
+    case State::connecting:
+      return "connecting";
+    case State::open:
+      return "open";
+    case State::reconnecting:
+      return "reconnecting";
+    case State::closed:
+      return "closed";
   }
   return "?";
 }
@@ -94,7 +116,7 @@ class Transport {
   virtual void start() = 0;
   virtual void write(std::string text) = 0;
   virtual void close(int code, std::string reason) = 0;  // close frame, then the socket ends
-  virtual void abort() = 0;  // the socket ends now
+  virtual void abort() = 0;                              // the socket ends now
 };
 
 struct TransportConfig {
@@ -108,8 +130,7 @@ struct TransportConfig {
 
 // One WebSocket connection attempt. Its pending operations own it; the sink is held weakly.
 template <class NextLayer>
-class WsTransport : public Transport,
-                    public std::enable_shared_from_this<WsTransport<NextLayer>> {
+class WsTransport : public Transport, public std::enable_shared_from_this<WsTransport<NextLayer>> {
  public:
   template <class... Args>
   WsTransport(std::uint64_t id, std::weak_ptr<TransportSink> sink, TransportConfig config,
@@ -159,11 +180,11 @@ class WsTransport : public Transport,
   void on_resolved(const tcp::resolver::results_type& results) {
     if (done_) return;
     auto self = this->shared_from_this();
-    beast::get_lowest_layer(ws_).async_connect(
-        results, [self](error_code ec, const tcp::endpoint&) {
-          if (ec) return self->fail(ec);
-          self->on_connected();
-        });
+    beast::get_lowest_layer(ws_).async_connect(results,
+                                               [self](error_code ec, const tcp::endpoint&) {
+                                                 if (ec) return self->fail(ec);
+                                                 self->on_connected();
+                                               });
   }
 
   void on_connected();  // TLS handshake (wss) or straight to the upgrade
@@ -175,8 +196,9 @@ class WsTransport : public Transport,
     t.handshake_timeout = config_.handshake_timeout;
     // The server pings every HEARTBEAT_INTERVAL_MS; a network that silently stops forwarding is
     // noticed here: a ping after half the idle time, the connection dropped after all of it.
-    t.idle_timeout = config_.idle_timeout.count() > 0 ? std::chrono::nanoseconds(config_.idle_timeout)
-                                                      : websocket::stream_base::none();
+    t.idle_timeout = config_.idle_timeout.count() > 0
+                         ? std::chrono::nanoseconds(config_.idle_timeout)
+                         : websocket::stream_base::none();
     t.keep_alive_pings = true;
     ws_.set_option(t);
     ws_.read_message_max(config_.max_message_bytes);
@@ -225,8 +247,10 @@ class WsTransport : public Transport,
       if (ec) return;  // the read side reports the end of the connection
       self->outbox_.pop_front();
       if (self->closing_) {
-        if (self->outbox_.empty()) self->start_close();
-        else self->write_next();
+        if (self->outbox_.empty())
+          self->start_close();
+        else
+          self->write_next();
         return;
       }
       self->write_next();
@@ -347,7 +371,9 @@ struct Client::Impl : TransportSink, std::enable_shared_from_this<Client::Impl> 
   void apply(detail::Actions actions) {
     for (auto& a : actions) {
       switch (a.kind) {
-        case detail::Action::kOpen: open_transport(a.text); break;
+        case detail::Action::kOpen:
+          open_transport(a.text);
+          break;
         case detail::Action::kWrite:
           if (transport_) transport_->write(std::move(a.text));
           break;
@@ -355,9 +381,15 @@ struct Client::Impl : TransportSink, std::enable_shared_from_this<Client::Impl> 
           if (transport_) transport_->close(a.code, a.reason);
           transport_.reset();
           break;
-        case detail::Action::kSchedule: schedule(a.delay_ms); break;
-        case detail::Action::kCancelTimer: timer_.cancel(); break;
-        case detail::Action::kEmit: pending_events_.push_back(std::move(a.event)); break;
+        case detail::Action::kSchedule:
+          schedule(a.delay_ms);
+          break;
+        case detail::Action::kCancelTimer:
+          timer_.cancel();
+          break;
+        case detail::Action::kEmit:
+          pending_events_.push_back(std::move(a.event));
+          break;
       }
     }
     {
@@ -421,8 +453,8 @@ struct Client::Impl : TransportSink, std::enable_shared_from_this<Client::Impl> 
       Event ev;
       ev.type = EventType::protocol_error;
       ev.code = code;
-      ev.reason = "message over max_message_bytes (" +
-                  std::to_string(options_.max_message_bytes) + ")";
+      ev.reason =
+          "message over max_message_bytes (" + std::to_string(options_.max_message_bytes) + ")";
       pending_events_.push_back(std::move(ev));
     }
     apply(core_.on_closed(code, reason, clean, now_ms()));
@@ -543,7 +575,9 @@ void Client::close(int code, const std::string& reason) {
 
 namespace {
 
-bool non_empty(const std::string& s) { return !s.empty(); }
+bool non_empty(const std::string& s) {
+  return !s.empty();
+}
 
 }  // namespace
 

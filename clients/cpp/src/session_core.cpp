@@ -92,9 +92,8 @@ std::optional<Url> parse_url(const std::string& url, std::string* error) {
   }
   if (u.host.empty()) return fail("no host in URL");
   if (!port.empty()) {
-    if (port.size() > 5 || !std::all_of(port.begin(), port.end(), [](char c) {
-          return c >= '0' && c <= '9';
-        })) {
+    if (port.size() > 5 ||
+        !std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; })) {
       return fail("bad port");
     }
     if (std::stoi(port) > 65535) return fail("bad port");

@@ -24,7 +24,7 @@ struct Url {
   std::string host;  // without IPv6 brackets (what the resolver and TLS verification take)
   std::string port;
   std::string host_header;  // host[:port] as the Host header carries it
-  std::string target;  // path and query, at least "/"
+  std::string target;       // path and query, at least "/"
 };
 
 // ws:// or wss:// URLs; nullopt (and *error) for anything else.
@@ -48,9 +48,9 @@ int backoff_delay_ms(int attempt, int code, const ReconnectOptions& r, double ra
 
 struct Action {
   enum Kind {
-    kOpen,  // open a new socket to `text` (the request target); it is the current one
-    kWrite,  // write `text` on the current socket
-    kClose,  // close the current socket with a close frame (code, reason); ignore it afterwards
+    kOpen,      // open a new socket to `text` (the request target); it is the current one
+    kWrite,     // write `text` on the current socket
+    kClose,     // close the current socket with a close frame (code, reason); ignore it afterwards
     kSchedule,  // call on_timer() after delay_ms
     kCancelTimer,
     kEmit,  // deliver `event`
