@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds the .deb with cpack, extracts it, runs the packaged binary (healthz, SIGTERM -> exit 0)
-# and checks its metadata.  Usage: deb_test.sh BUILD_DIR VERSION
+# Builds the .debs with cpack: the server's (extracted, its binary run: healthz, SIGTERM -> exit 0,
+# metadata checked) and the C++ client library's -dev package (contents and Depends).
+# Usage: deb_test.sh BUILD_DIR VERSION
 set -euo pipefail
 build=$1 version=$2
 fail() { echo "FAIL: $*" >&2; exit 1; }
@@ -60,4 +61,22 @@ kill -0 "$pid" 2>/dev/null && fail "still running 15 s after SIGTERM"
 rc=0; wait "$pid" || rc=$?
 pid=""
 [ "$rc" -eq 0 ] || { cat "$scratch/server.log" >&2; fail "exit code $rc after SIGTERM, expected 0"; }
-echo "ok: $(basename "$deb"), Depends: $depends"
+
+# The client library's -dev package: headers, static library and CMake package, nothing else.
+dev="$scratch/pkg/libsignal-client-dev_${version}_amd64.deb"
+[ -f "$dev" ] || fail "expected $dev, cpack made: $(ls "$scratch/pkg")"
+dev_contents=$(dpkg-deb -c "$dev")
+for f in ./usr/include/signal_client/client.hpp ./usr/lib/libsignal_client.a \
+         ./usr/lib/cmake/signal_client/signal_client-config.cmake \
+         ./usr/lib/cmake/signal_client/signal_client-config-version.cmake \
+         ./usr/lib/cmake/signal_client/signal_client-targets.cmake; do
+  grep -q " $f\$" <<<"$dev_contents" || fail "dev package lacks $f"
+done
+grep -q "usr/bin/" <<<"$dev_contents" && fail "dev package carries a binary"
+grep -q "signal_client" <<<"$contents" && fail "server package carries the client library"
+dev_depends=$(dpkg-deb -f "$dev" Depends)
+for p in libboost1.81-dev libboost-json1.81-dev libssl-dev; do
+  [[ ", $dev_depends," == *", $p,"* || ", $dev_depends," == *", $p "* ]] ||
+    fail "dev Depends lacks $p: $dev_depends"
+done
+echo "ok: $(basename "$deb"), Depends: $depends; $(basename "$dev"), Depends: $dev_depends"
