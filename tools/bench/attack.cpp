@@ -132,45 +132,11 @@ AttackOptions parse(int argc, char** argv) {
   return o;
 }
 
-struct Target {
-  tcp::endpoint endpoint;
-  std::string host_header;
-  std::string target_prefix;  // path?query up to where roomId is appended
-};
-
 Target resolve(const std::string& url) {
-  auto u = parse_ws_url(url);
-  if (!u) usage("not a ws:// URL: " + url);
-  asio::io_context ioc;
-  tcp::resolver r(ioc);
-  boost::system::error_code ec;
-  auto results = r.resolve(u->host, std::to_string(u->port), ec);
-  if (ec || results.empty()) usage("cannot resolve " + u->host + ": " + ec.message());
-  Target t;
-  t.endpoint = *results.begin();
-  t.host_header = u->host + ":" + std::to_string(u->port);
-  t.target_prefix = u->target + (u->target.find('?') == std::string::npos ? "?" : "&") + "roomId=";
-  return t;
-}
-
-std::vector<std::string> expand_ips(const std::string& range) {
-  if (range.empty()) return {};
-  const auto dash = range.find('-');
-  if (dash == std::string::npos) return {range};
-  const auto a = asio::ip::make_address_v4(range.substr(0, dash)).to_uint();
-  const auto b = asio::ip::make_address_v4(range.substr(dash + 1)).to_uint();
-  std::vector<std::string> out;
-  for (auto x = a; x <= b; ++x) out.push_back(asio::ip::address_v4(x).to_string());
-  return out;
-}
-
-std::string json_escape(const std::string& s) {
-  std::string o;
-  for (char c : s) {
-    if (c == '"' || c == '\\') o += '\\';
-    if (static_cast<unsigned char>(c) >= 0x20) o += c;
-  }
-  return o;
+  std::string err;
+  auto t = resolve_target(url, &err);
+  if (!t) usage(err);
+  return *t;
 }
 
 // Opens a socket for `ep`, bound to `source_ip` when given.

@@ -129,47 +129,11 @@ Options parse_args(int argc, char** argv) {
   return o;
 }
 
-struct Target {
-  tcp::endpoint endpoint;
-  std::string host_header;
-  std::string target_prefix;  // path?query up to where roomId is appended
-};
-
 Target resolve(const std::string& url) {
-  auto u = parse_ws_url(url);
-  if (!u) usage("not a ws:// URL: " + url);
-  asio::io_context ioc;
-  tcp::resolver r(ioc);
-  boost::system::error_code ec;
-  auto results = r.resolve(u->host, std::to_string(u->port), ec);
-  if (ec || results.empty()) usage("cannot resolve " + u->host + ": " + ec.message());
-  Target t;
-  t.endpoint = *results.begin();
-  t.host_header = u->host + ":" + std::to_string(u->port);
-  t.target_prefix = u->target + (u->target.find('?') == std::string::npos ? "?" : "&") + "roomId=";
-  return t;
-}
-
-std::vector<std::string> expand_ips(const std::string& range) {
-  std::vector<std::string> out;
-  if (range.empty()) return out;
-  const auto dash = range.find('-');
-  const std::string first = range.substr(0, dash);
-  if (dash == std::string::npos) return {first};
-  const std::string last = range.substr(dash + 1);
-  const auto a = asio::ip::make_address_v4(first).to_uint();
-  const auto b = asio::ip::make_address_v4(last).to_uint();
-  for (auto x = a; x <= b; ++x) out.push_back(asio::ip::address_v4(x).to_string());
-  return out;
-}
-
-std::string json_escape(const std::string& s) {
-  std::string o;
-  for (char c : s) {
-    if (c == '"' || c == '\\') o += '\\';
-    o += c;
-  }
-  return o;
+  std::string err;
+  auto t = resolve_target(url, &err);
+  if (!t) usage(err);
+  return *t;
 }
 
 // ---------------------------------------------------------------- relay

@@ -150,46 +150,15 @@ SoakOptions parse_soak_args(int argc, char** argv) {
   return o;
 }
 
-struct Target {
-  tcp::endpoint endpoint;
-  std::string host_header;
-  std::string target_prefix;  // path?query up to where roomId is appended
-};
-
-Target resolve_target(const std::string& url) {
-  auto u = parse_ws_url(url);
-  if (!u) soak_usage("not a ws:// URL: " + url);
-  asio::io_context ioc;
-  tcp::resolver r(ioc);
-  boost::system::error_code ec;
-  auto results = r.resolve(u->host, std::to_string(u->port), ec);
-  if (ec || results.empty()) soak_usage("cannot resolve " + u->host + ": " + ec.message());
-  Target t;
-  t.endpoint = *results.begin();
-  t.host_header = u->host + ":" + std::to_string(u->port);
-  t.target_prefix = u->target + (u->target.find('?') == std::string::npos ? "?" : "&") + "roomId=";
-  return t;
-}
-
-std::vector<std::string> ip_range(const std::string& range) {
-  std::vector<std::string> out;
-  if (range.empty()) return out;
-  const auto dash = range.find('-');
-  if (dash == std::string::npos) return {range};
-  const auto a = asio::ip::make_address_v4(range.substr(0, dash)).to_uint();
-  const auto b = asio::ip::make_address_v4(range.substr(dash + 1)).to_uint();
-  for (auto x = a; x <= b; ++x) out.push_back(asio::ip::address_v4(x).to_string());
-  return out;
+Target resolve(const std::string& url) {
+  std::string err;
+  auto t = resolve_target(url, &err);
+  if (!t) soak_usage(err);
+  return *t;
 }
 
 std::string json_str(const std::string& s) {
-  std::string o = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') o += '\\';
-    if (static_cast<unsigned char>(c) < 0x20) continue;
-    o += c;
-  }
-  return o + "\"";
+  return "\"" + json_escape(s) + "\"";
 }
 
 std::string json_num(double v) {
@@ -977,8 +946,8 @@ int run_soak(int argc, char** argv) {
   raise_open_files();
   Shared s;
   s.opt = opt;
-  s.target = resolve_target(opt.url);
-  s.ips = ip_range(opt.source_ips);
+  s.target = resolve(opt.url);
+  s.ips = expand_ips(opt.source_ips);
   const unsigned port = s.target.endpoint.port();
 
   std::ofstream series;

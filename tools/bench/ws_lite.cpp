@@ -223,4 +223,45 @@ void WsLite::fail(int code, std::string_view reason) {
   handler_.on_closed(*this, code, reason);
 }
 
+std::optional<Target> resolve_target(const std::string& url, std::string* error) {
+  auto u = parse_ws_url(url);
+  if (!u) {
+    *error = "not a ws:// URL: " + url;
+    return std::nullopt;
+  }
+  boost::asio::io_context ioc;
+  boost::asio::ip::tcp::resolver r(ioc);
+  boost::system::error_code ec;
+  auto results = r.resolve(u->host, std::to_string(u->port), ec);
+  if (ec || results.empty()) {
+    *error = "cannot resolve " + u->host + ": " + ec.message();
+    return std::nullopt;
+  }
+  Target t;
+  t.endpoint = *results.begin();
+  t.host_header = u->host + ":" + std::to_string(u->port);
+  t.target_prefix = u->target + (u->target.find('?') == std::string::npos ? "?" : "&") + "roomId=";
+  return t;
+}
+
+std::vector<std::string> expand_ips(const std::string& range) {
+  if (range.empty()) return {};
+  const auto dash = range.find('-');
+  if (dash == std::string::npos) return {range};
+  const auto a = boost::asio::ip::make_address_v4(range.substr(0, dash)).to_uint();
+  const auto b = boost::asio::ip::make_address_v4(range.substr(dash + 1)).to_uint();
+  std::vector<std::string> out;
+  for (auto x = a; x <= b; ++x) out.push_back(boost::asio::ip::address_v4(x).to_string());
+  return out;
+}
+
+std::string json_escape(const std::string& s) {
+  std::string o;
+  for (char c : s) {
+    if (c == '"' || c == '\\') o += '\\';
+    if (static_cast<unsigned char>(c) >= 0x20) o += c;
+  }
+  return o;
+}
+
 }  // namespace bench

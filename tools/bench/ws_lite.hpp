@@ -22,6 +22,20 @@ struct Url {
 // ws://host:port/path?query; nullopt when it is not one.
 std::optional<Url> parse_ws_url(const std::string& url);
 
+// Where the bench's connections go: the server's address, the Host header, and the request
+// target up to where the room id is appended.
+struct Target {
+  boost::asio::ip::tcp::endpoint endpoint;
+  std::string host_header;
+  std::string target_prefix;  // path?query up to where roomId is appended
+};
+// Parses and resolves a ws:// URL; nullopt with *error set when it is not one or does not resolve.
+std::optional<Target> resolve_target(const std::string& url, std::string* error);
+// "127.0.0.2-127.0.0.9" (or one address) as a list of addresses; empty for "".
+std::vector<std::string> expand_ips(const std::string& range);
+// `s` with quotes and backslashes escaped and control characters dropped, for a JSON string.
+std::string json_escape(const std::string& s);
+
 // Appends one masked text frame carrying `payload`.
 void append_text_frame(std::string& out, std::string_view payload, uint32_t mask_key);
 
