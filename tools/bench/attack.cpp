@@ -55,10 +55,6 @@ using tcp = asio::ip::tcp;
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
-int64_t now_ns() {
-  return Clock::now().time_since_epoch().count();
-}
-
 struct AttackOptions {
   std::string url;
   int half_open = 10000;     // connections that send part of a request and wait
@@ -685,14 +681,6 @@ const std::vector<std::string> kMetrics = {
     "cloudgaming_active_connections",
     "cloudgaming_handshake_evictions_total",
 };
-
-void raise_open_files_limit() {
-  rlimit rl{};
-  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-    rl.rlim_cur = rl.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &rl);
-  }
-}
 
 }  // namespace
 

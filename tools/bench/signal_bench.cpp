@@ -35,10 +35,6 @@ using tcp = asio::ip::tcp;
 using SteadyClock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
-int64_t now_ns() {
-  return SteadyClock::now().time_since_epoch().count();
-}
-
 struct Options {
   std::string mode;
   std::string url, url_b;

@@ -51,10 +51,6 @@ using tcp = asio::ip::tcp;
 using SteadyClock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
-int64_t now_ns() {
-  return SteadyClock::now().time_since_epoch().count();
-}
-
 struct SoakOptions {
   std::string url;
   int conns = 15000;         // members held: idle pairs plus active pairs
@@ -931,19 +927,11 @@ double metric_sum(const std::map<std::string, double>& m, const std::string& nam
   return v;
 }
 
-void raise_open_files() {
-  rlimit rl{};
-  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-    rl.rlim_cur = rl.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &rl);
-  }
-}
-
 }  // namespace
 
 int run_soak(int argc, char** argv) {
   const SoakOptions opt = parse_soak_args(argc, argv);
-  raise_open_files();
+  raise_open_files_limit();
   Shared s;
   s.opt = opt;
   s.target = resolve(opt.url);

@@ -1,8 +1,11 @@
-// Latency histogram (1 us resolution up to 100 ms, then 1 ms up to 60 s) and /proc readings.
+// Latency histogram (1 us resolution up to 100 ms, then 1 ms up to 60 s), /proc readings, the
+// clock and the open-files limit every mode uses.
 #pragma once
 
+#include <sys/resource.h>
 #include <unistd.h>
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <fstream>
 #include <sstream>
@@ -10,6 +13,20 @@
 #include <vector>
 
 namespace bench {
+
+// Nanoseconds on the steady clock: send times travel in messages as this.
+inline int64_t now_ns() {
+  return std::chrono::steady_clock::now().time_since_epoch().count();
+}
+
+// Held and attacking connections are descriptors here as well as in the server.
+inline void raise_open_files_limit() {
+  rlimit rl{};
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+}
 
 class LatencyHistogram {
  public:
