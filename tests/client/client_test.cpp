@@ -1,16 +1,22 @@
 // The C++ client library against the real signal-server binary: relay both ways with a raw
 // (browser-shaped) WebSocket peer, resume across a silent drop and on another instance, the
-// window passing, refusals without retry storms, TLS with a test CA, and bad server input.
+// window passing, refusals without retry storms, TLS with a test CA, bad server input, and the
+// client on the caller's io_context.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
 
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
 #include <boost/json.hpp>
+#include <condition_variable>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <signal_client/client.hpp>
+#include <thread>
 
 #include "harness.hpp"
 #include "net_fixtures.hpp"
@@ -468,4 +474,59 @@ TEST(CppClient, ExampleHostAnswersAnOffer) {
   }
   EXPECT_TRUE(exited);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+}
+
+TEST(CppClient, RunsOnTheCallersIoContextWithCallbacksOnItsThread) {
+  auto server = ServerProcess::start(env_with({}));
+  ASSERT_TRUE(server);
+  boost::asio::io_context io;
+  auto work = boost::asio::make_work_guard(io);
+  std::thread runner([&] { io.run(); });
+
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<Event> events;
+  std::vector<std::thread::id> callback_threads;
+  auto opts = options(server->port(), "callers-io");
+  opts.on_event = [&](const Event& e) {
+    std::lock_guard lock(mu);
+    events.push_back(e);
+    callback_threads.push_back(std::this_thread::get_id());
+    cv.notify_all();
+  };
+  auto wait_for = [&](EventType type) -> std::optional<Event> {
+    std::unique_lock lock(mu);
+    std::optional<Event> found;
+    cv.wait_for(lock, 5s, [&] {
+      for (const auto& e : events) {
+        if (e.type == type) found = e;
+      }
+      return found.has_value();
+    });
+    return found;
+  };
+  {
+    signal_client::Client client(io, opts);
+    ASSERT_TRUE(client.connect());
+    ASSERT_TRUE(wait_for(EventType::open));
+    auto peer = browser(server->port(), "callers-io");
+    ASSERT_TRUE(peer);
+    ASSERT_TRUE(wait_for(EventType::peer_joined));
+    peer->send(R"({"type":"offer","sdp":"v=0 from the page"})");
+    auto offer = wait_for(EventType::offer);
+    ASSERT_TRUE(offer);
+    EXPECT_EQ(offer->sdp, "v=0 from the page");
+    ASSERT_TRUE(client.send_answer("v=0 from the host"));
+    auto answer = next_relayed(*peer);
+    ASSERT_TRUE(answer);
+    EXPECT_EQ(sdp_of(*answer), "v=0 from the host");
+    client.close();
+    ASSERT_TRUE(wait_for(EventType::close));
+  }
+  std::lock_guard lock(mu);
+  ASSERT_FALSE(callback_threads.empty());
+  for (const auto& id : callback_threads) EXPECT_EQ(id, runner.get_id());
+  work.reset();
+  io.stop();
+  runner.join();
 }
