@@ -391,7 +391,7 @@ void RedisBus::on_master_switched(const HostPort& to) {
   for (RedisConnection* c : {&command_, &subscriber_}) {
     const RedisEndpoint& ep = c->endpoint();
     if (c->up() && ep.host == to.host && ep.port == to.port) continue;
-    c->drop("master switched to " + to_string(to));
+    c->redirect("master switched to " + to_string(to));
   }
 }
 
@@ -402,7 +402,7 @@ void RedisBus::check_master() {
     for (RedisConnection* c : {&command_, &subscriber_}) {
       const RedisEndpoint& ep = c->endpoint();
       if (c->up() && (ep.host != a.address.host || ep.port != a.address.port)) {
-        c->drop("the sentinels name another master: " + to_string(a.address));
+        c->redirect("the sentinels name another master: " + to_string(a.address));
       }
     }
   });
@@ -440,7 +440,7 @@ void RedisBus::probe_failed(const std::string& why) {
              {"subscriber", to_string(HostPort{sub.host, sub.port})},
              {"command", to_string(HostPort{cmd.host, cmd.port})}});
   probe_failing_ = true;
-  subscriber_.drop("delivery probe failed");
+  subscriber_.redirect("delivery probe failed");
   update_readiness();
 }
 

@@ -72,6 +72,11 @@ class RedisConnection {
   void stop();
   // Drops the connection and reconnects (the server answered in a way that makes it useless).
   void drop(const std::string& why) { fail(why); }
+  // Drops the connection and reconnects after the shortest backoff: the master is elsewhere now.
+  void redirect(const std::string& why) {
+    attempt_ = 0;
+    fail(why);
+  }
   bool up() const { return state_ == State::kUp; }
 
   // Pipelined: written at once, replies matched in order. On the connection's loop only.
