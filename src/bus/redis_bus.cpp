@@ -441,6 +441,9 @@ void RedisBus::probe_failed(const std::string& why) {
              {"command", to_string(HostPort{cmd.host, cmd.port})}});
   probe_failing_ = true;
   subscriber_.redirect("delivery probe failed");
+  // The command connection may be the one on the wrong node (a switch went unheard while the old
+  // master kept answering): ask the sentinels, and move it too if they name another master.
+  check_master();
   update_readiness();
 }
 

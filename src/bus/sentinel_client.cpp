@@ -195,10 +195,10 @@ void SentinelClient::locate(Locate done) {
   q->done = std::move(done);
   q->first = preferred_;
   // Never inside the caller: the first exchange's outcome arrives from the loop anyway.
-  ask(std::move(q));
+  ask(q);
 }
 
-void SentinelClient::ask(std::shared_ptr<Query> q) {
+void SentinelClient::ask(const std::shared_ptr<Query>& q) {
   const std::size_t n = settings_.sentinels.size();
   if (q->tried == n) {
     SentinelAnswer a;

@@ -59,7 +59,7 @@ class SentinelClient {
 
  private:
   struct Query;
-  void ask(std::shared_ptr<Query> q);
+  void ask(const std::shared_ptr<Query>& q);
 
   boost::asio::io_context& ioc_;
   SentinelSettings settings_;
