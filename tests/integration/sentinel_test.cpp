@@ -137,6 +137,24 @@ TEST(Sentinel, SubscriberLeftOnAnotherNodeIsNoticedByTheDeliveryProbe) {
   EXPECT_TRUE(srv->output().find("Redis delivery probe failed") != std::string::npos);
 }
 
+TEST(Sentinel, NodeThatIsNotTheMasterIsNotUsed) {
+  // The sentinel names a replica (its answer can be stale during a failover): ROLE says slave, so
+  // the bus stays not ready until that node is a master.
+  auto master = RedisProcess::start();
+  ASSERT_TRUE(master);
+  auto replica =
+      RedisProcess::start(0, {}, {"--replicaof", "127.0.0.1", std::to_string(master->port())});
+  ASSERT_TRUE(replica);
+  auto sentinel = SentinelProcess::start(replica->port(), "mymaster", 1);
+  ASSERT_TRUE(sentinel);
+  auto srv = ServerProcess::start(sentinel_env({sentinel.get()}));
+  ASSERT_TRUE(srv);
+  ASSERT_TRUE(srv->wait_for_output("is not a master (ROLE)", 5000ms)) << srv->output();
+  EXPECT_EQ(http_get(srv->port(), "/readyz").status, 503u);
+  ASSERT_EQ(replica->cli({"REPLICAOF", "NO", "ONE"}), "OK");
+  EXPECT_TRUE(wait_until([&] { return ready(*srv); }, 5000ms)) << srv->output();
+}
+
 TEST(Sentinel, UnknownMasterNameStopsStartUpNamingTheVariable) {
   auto master = RedisProcess::start();
   ASSERT_TRUE(master);
