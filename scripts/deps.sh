@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(g++ cmake ninja-build ccache pkg-config
           libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev libssl-dev libhiredis-dev)
 if [ "${1:-build}" = "test" ]; then
-  packages+=(libgtest-dev libgmock-dev googletest libbenchmark-dev redis-server clang-format-14 clang-tidy-14 clang-14 libclang-rt-14-dev curl dpkg-dev systemd python3-yaml openssl)
+  packages+=(libgtest-dev libgmock-dev googletest libbenchmark-dev redis-server redis-sentinel clang-format-14 clang-tidy-14 clang-14 libclang-rt-14-dev curl dpkg-dev systemd python3-yaml openssl)
   # e2e tests (tests/e2e): headless Chromium, ip/unshare for their network namespace, and
   # coturn's turnserver (the TURN test starts its own on free loopback ports; the coturn service
   # the package enables is neither needed nor started by the tests).

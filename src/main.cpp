@@ -13,6 +13,7 @@
 #include "auth/jwt.hpp"
 #include "bus/memory_bus.hpp"
 #include "bus/redis_bus.hpp"
+#include "bus/sentinel_client.hpp"
 #include "config/config.hpp"
 #include "net/loop_owned.hpp"
 #include "net/server.hpp"
@@ -136,15 +137,44 @@ int main(int argc, char** argv) {
     }
   }
 
+  std::optional<sigsrv::SentinelSettings> sentinel;
+  if (!config.redis_sentinels.empty()) {
+    sentinel = sigsrv::SentinelSettings{
+        std::get<std::vector<sigsrv::HostPort>>(sigsrv::parse_sentinels(config.redis_sentinels)),
+        config.redis_sentinel_master, config.redis_sentinel_password};
+    // The data nodes' address comes from the sentinels; their password from REDIS_PASSWORD.
+    redis_endpoint.emplace();
+    redis_endpoint->password = config.redis_password;
+  }
+
   sigsrv::Logger log(config.log_level, config.pretty_logs, config.instance_id);
   // /metrics reads the descriptor count this keeps, instead of walking /proc/self/fd on a loop.
   const sigsrv::OpenFdSampler fd_sampler(std::chrono::seconds(1));
   for (const auto& w : result.warnings) log.warn("Configuration taken, but check it", {{"why", w}});
+  if (sentinel) {
+    // A master name the sentinels do not know, or a password they refuse, is a configuration
+    // error: stop now, naming the variable. Sentinels that do not answer are not (they may be
+    // starting too): the bus keeps asking, and readiness says 503 meanwhile.
+    const auto answer = sigsrv::ask_sentinels_once(*sentinel, log, std::chrono::milliseconds(1000));
+    using Kind = sigsrv::SentinelAnswer::Kind;
+    if (answer.kind == Kind::kUnknownMaster) {
+      return config_error("REDIS_SENTINEL_MASTER: the sentinels (" + config.redis_sentinels +
+                          ") know no master named '" + config.redis_sentinel_master + "'");
+    }
+    if (answer.kind == Kind::kAuthFailed) {
+      return config_error("REDIS_SENTINEL_PASSWORD: the sentinels refused it (" + answer.detail +
+                          ")");
+    }
+    if (answer.kind == Kind::kUnreachable) {
+      log.warn("No sentinel answered yet; not ready until one names the master",
+               {{"sentinels", config.redis_sentinels}, {"err", answer.detail}});
+    }
+  }
   std::unique_ptr<sigsrv::Bus> bus;
   if (!redis_endpoint) {
     bus = std::make_unique<sigsrv::MemoryBus>();
   } else {
-    bus = std::make_unique<sigsrv::RedisBus>(config, *redis_endpoint, redis_tls, log);
+    bus = std::make_unique<sigsrv::RedisBus>(config, *redis_endpoint, redis_tls, log, sentinel);
   }
   sigsrv::Server server(config, log, *bus);
   const sigsrv::JwtPolicy jwt_policy{config.jwt_alg, config.jwt_issuer, config.jwt_audience,
@@ -164,7 +194,12 @@ int main(int argc, char** argv) {
     std::cerr << "signal-server: " << *err << "\n";
     return 1;
   }
-  if (config.redis_url.empty()) {
+  if (sentinel) {
+    log.info("Using Redis bus through Sentinel; not ready until the master answers",
+             {{"bus", "redis"},
+              {"sentinels", config.redis_sentinels},
+              {"sentinelMaster", config.redis_sentinel_master}});
+  } else if (config.redis_url.empty()) {
     log.info("Using embedded in-process bus: single instance (set REDIS_URL to scale out)",
              {{"bus", "memory"}});
   } else {

@@ -124,7 +124,8 @@ int64_t steady_ns() {
 }  // namespace
 
 RedisBus::RedisBus(const Config& config, const RedisEndpoint& endpoint,
-                   std::shared_ptr<boost::asio::ssl::context> tls, Logger& log)
+                   std::shared_ptr<boost::asio::ssl::context> tls, Logger& log,
+                   std::optional<SentinelSettings> sentinel)
     : config_(config),
       log_(log),
       instance_id_(config.instance_id),
@@ -141,13 +142,43 @@ RedisBus::RedisBus(const Config& config, const RedisEndpoint& endpoint,
                    [this](std::string_view c, std::string_view p) { on_message(c, p); },
                    [this](std::string_view c) { on_subscribed(c); },
                    [this](std::string_view c) {
+                     if (c == probe_channel_) return;
                      // A later SUBSCRIBE of the same room is in flight: wait for its answer.
                      if (auto it = channels_.find(room_of_channel(c)); it != channels_.end()) {
                        it->second.confirmed = false;
                      }
                    }}),
       lease_timer_(ioc_),
-      tick_period_(sweep_period(config.instance_lease_ttl_ms)) {}
+      tick_period_(sweep_period(config.instance_lease_ttl_ms)),
+      probe_channel_("signal:probe:" + config.instance_id) {
+  if (!sentinel) return;
+  sentinel_ = std::make_unique<SentinelClient>(ioc_, std::move(*sentinel), log);
+  // Both connections ask the sentinels before every attempt, and use only a node whose ROLE is
+  // master.
+  auto locate = [this](const RedisConnection::Located& done) {
+    sentinel_->locate([this, done](const SentinelAnswer& a) {
+      const std::string& master = sentinel_->settings().master;
+      switch (a.kind) {
+        case SentinelAnswer::Kind::kAddress:
+          done(a.address, {});
+          return;
+        case SentinelAnswer::Kind::kUnknownMaster:
+          done(std::nullopt,
+               "the sentinels know no master named '" + master + "' (REDIS_SENTINEL_MASTER)");
+          return;
+        case SentinelAnswer::Kind::kAuthFailed:
+          done(std::nullopt,
+               "the sentinels refused the password (REDIS_SENTINEL_PASSWORD): " + a.detail);
+          return;
+        case SentinelAnswer::Kind::kUnreachable:
+          done(std::nullopt, "no sentinel answered (REDIS_SENTINELS): " + a.detail);
+          return;
+      }
+    });
+  };
+  command_.set_locator(locate, true);
+  subscriber_.set_locator(locate, true);
+}
 
 // Member destructors (io_context, sockets) are what the check cannot prove silent.
 // NOLINTNEXTLINE(bugprone-exception-escape)
@@ -163,6 +194,10 @@ void RedisBus::start(BusListener& listener) {
   asio::post(ioc_, [this] {
     command_.start();
     subscriber_.start();
+    if (sentinel_) {
+      sentinel_->watch([this](const HostPort& to) { on_master_switched(to); },
+                       [this] { check_master(); });
+    }
     tick();
   });
 }
@@ -189,6 +224,7 @@ void RedisBus::stop(std::chrono::milliseconds flush_budget) {
       if (command_.pending() == 0 || !command_.up() || SteadyClock::now() >= deadline) {
         command_.stop();
         subscriber_.stop();
+        if (sentinel_) sentinel_->stop();
         // Joins still waiting for a SUBSCRIBE answer hold their sessions: answer them now, so
         // that nothing of a session outlives the server that owns it.
         for (auto& [room, ch] : channels_) {
@@ -294,14 +330,22 @@ void RedisBus::on_subscriber_up() {
     ++resubscribes_outstanding_;
   }
   if (resubscribes_outstanding_ == 0) subscriptions_resynced_ = true;
+  if (sentinel_) {
+    probe_subscribed_ = false;
+    probe_sent_.reset();
+    subscriber_.send({"SUBSCRIBE", probe_channel_});
+  }
   update_readiness();
 }
 
 void RedisBus::on_down(bool command_side) {
+  // A probe in flight proves nothing either way once a connection it went through is gone.
+  probe_sent_.reset();
   if (command_side) {
     scripts_loaded_ = false;
     members_resynced_ = false;
   } else {
+    probe_subscribed_ = false;
     subscriptions_resynced_ = false;
     resubscribes_outstanding_ = 0;
     // Joins waiting for a SUBSCRIBE answer fail (1011); their references go with them.
@@ -323,7 +367,9 @@ void RedisBus::on_down(bool command_side) {
 void RedisBus::update_readiness() {
   const bool connected = command_.up() && subscriber_.up();
   metrics().redis_up.set(connected ? 1 : 0);
-  const bool ready = connected && scripts_loaded_ && members_resynced_ && subscriptions_resynced_;
+  const bool probed = !sentinel_ || (probe_subscribed_ && !probe_failing_);
+  const bool ready =
+      connected && scripts_loaded_ && members_resynced_ && subscriptions_resynced_ && probed;
   if (ready_.exchange(ready) != ready) {
     if (ready) {
       log_.info("Redis bus ready", {{"channels", channels_.size()}});
@@ -334,6 +380,71 @@ void RedisBus::update_readiness() {
       if (ever_ready_ && !gap_since_) gap_since_ = SteadyClock::now();
     }
   }
+}
+
+void RedisBus::on_master_switched(const HostPort& to) {
+  metrics().redis_master_switches.inc();
+  log_.warn("Sentinel failover: following the new master",
+            {{"master", sentinel_->settings().master}, {"address", to_string(to)}});
+  // Both connections go to the new master (a connection already there stays); the reconnect
+  // re-asserts membership and resubscribes, and resumable sessions resync across the gap.
+  for (RedisConnection* c : {&command_, &subscriber_}) {
+    const RedisEndpoint& ep = c->endpoint();
+    if (c->up() && ep.host == to.host && ep.port == to.port) continue;
+    c->redirect("master switched to " + to_string(to));
+  }
+}
+
+void RedisBus::check_master() {
+  // The watch was down (or just started): a failover may have gone unheard.
+  sentinel_->locate([this](const SentinelAnswer& a) {
+    if (a.kind != SentinelAnswer::Kind::kAddress) return;
+    for (RedisConnection* c : {&command_, &subscriber_}) {
+      const RedisEndpoint& ep = c->endpoint();
+      if (c->up() && (ep.host != a.address.host || ep.port != a.address.port)) {
+        c->redirect("the sentinels name another master: " + to_string(a.address));
+      }
+    }
+  });
+}
+
+void RedisBus::probe_delivery() {
+  if (!sentinel_ || !command_.up() || !subscriber_.up() || !probe_subscribed_) return;
+  const auto now = SteadyClock::now();
+  if (probe_sent_) {
+    if (now - *probe_sent_ >= kProbeDeadline) probe_failed("the probe did not come back in time");
+    return;
+  }
+  if (now - last_delivery_proof_ < kProbeIdle) return;
+  probe_token_ = std::to_string(++probes_sent_);
+  probe_sent_ = now;
+  command_.command({"PUBLISH", probe_channel_, probe_token_},
+                   [this, token = probe_token_](const redisReply* r) {
+                     if (!probe_sent_ || token != probe_token_) return;
+                     if (r == nullptr) {
+                       probe_sent_.reset();  // the command connection went: nothing proven
+                     } else if (r->type == REDIS_REPLY_INTEGER && r->integer == 0) {
+                       // Our subscriber is not on the node we publish to: no need to wait.
+                       probe_failed("no subscriber on the master got the probe");
+                     }
+                   });
+}
+
+void RedisBus::probe_failed(const std::string& why) {
+  probe_sent_.reset();
+  metrics().redis_delivery_probe_failures.inc();
+  const RedisEndpoint& sub = subscriber_.endpoint();
+  const RedisEndpoint& cmd = command_.endpoint();
+  log_.warn("Redis delivery probe failed: reconnecting the subscriber",
+            {{"why", why},
+             {"subscriber", to_string(HostPort{sub.host, sub.port})},
+             {"command", to_string(HostPort{cmd.host, cmd.port})}});
+  probe_failing_ = true;
+  subscriber_.redirect("delivery probe failed");
+  // The command connection may be the one on the wrong node (a switch went unheard while the old
+  // master kept answering): ask the sentinels, and move it too if they name another master.
+  check_master();
+  update_readiness();
 }
 
 void RedisBus::end_gap() {
@@ -467,6 +578,12 @@ void RedisBus::release(const std::string& room_id) {
 }
 
 void RedisBus::on_subscribed(std::string_view channel) {
+  if (channel == probe_channel_) {
+    probe_subscribed_ = true;
+    last_delivery_proof_ = {};  // probe at the next tick: readiness waits for it after a failure
+    update_readiness();
+    return;
+  }
   auto it = channels_.find(room_of_channel(channel));
   if (it == channels_.end()) return;  // released meanwhile; its UNSUBSCRIBE follows
   Channel& ch = it->second;
@@ -509,9 +626,24 @@ void RedisBus::on_message(std::string_view channel, std::string_view payload) {
     }
     return;
   }
-  if (channel.rfind("room:", 0) != 0) return;
-  // Our own relays were delivered locally already (the common case: skip them unparsed).
-  if (is_own_relay(payload, own_relay_marker_)) return;
+  if (channel.rfind("room:", 0) != 0) {
+    if (channel == probe_channel_ && probe_sent_ && payload == probe_token_) {
+      probe_sent_.reset();
+      last_delivery_proof_ = SteadyClock::now();
+      if (probe_failing_) {
+        probe_failing_ = false;
+        log_.info("Redis delivery probe came back: the subscriber receives from the master");
+        update_readiness();
+      }
+    }
+    return;
+  }
+  // Our own relays were delivered locally already (the common case: skip them unparsed). One
+  // coming back also proves that the subscriber hears the node the command connection is on.
+  if (is_own_relay(payload, own_relay_marker_)) {
+    if (sentinel_) last_delivery_proof_ = SteadyClock::now();
+    return;
+  }
   auto env = parse_bus_envelope(payload);
   if (!env) {
     log_.warn("Ignoring malformed bus message", {{"channel", channel}});
@@ -569,6 +701,7 @@ void RedisBus::tick() {
   // Every tick_period_: keeps the breaker gauge true once its open period lapses, refreshes the
   // lease every third of its TTL (well inside it), and sweeps the registry for crashed instances.
   metrics().circuit_breaker_open.set(breaker_open() ? 1 : 0);
+  probe_delivery();
   if (SteadyClock::now() - last_lease_refresh_ >=
       std::chrono::milliseconds(config_.instance_lease_ttl_ms / 3)) {
     refresh_lease();

@@ -16,6 +16,7 @@
 
 #include "bus/bus.hpp"
 #include "bus/redis_connection.hpp"
+#include "bus/sentinel_client.hpp"
 #include "config/config.hpp"
 #include "obs/metrics.hpp"
 
@@ -29,9 +30,17 @@ class RedisBus final : public Bus {
   // Leaves Redis missed (it was down) kept for a retry when it is back; see failed_leaves_.
   static constexpr std::size_t kMaxFailedLeaves = 100000;
 
-  // `tls` is the rediss:// client context (null for redis://).
+  // How long the subscriber may go without proof that it receives what the command connection
+  // publishes before a probe is sent, and how long the probe may take to come back (Sentinel).
+  static constexpr std::chrono::milliseconds kProbeIdle{2000};
+  static constexpr std::chrono::milliseconds kProbeDeadline{2000};
+
+  // `tls` is the rediss:// client context (null for redis://). With `sentinel`, the endpoint's
+  // host and port are asked of the sentinels before every connection (its credentials stay), the
+  // bus follows failovers, and a delivery probe watches the subscriber.
   RedisBus(const Config& config, const RedisEndpoint& endpoint,
-           std::shared_ptr<boost::asio::ssl::context> tls, Logger& log);
+           std::shared_ptr<boost::asio::ssl::context> tls, Logger& log,
+           std::optional<SentinelSettings> sentinel = std::nullopt);
   ~RedisBus() override;  // NOLINT(bugprone-exception-escape)
 
   std::string_view name() const override { return "redis"; }
@@ -136,6 +145,13 @@ class RedisBus final : public Bus {
   void on_down(bool command_side);
   void resync_members();
   void update_readiness();
+  // Sentinel: a failover named a new master; a (re)connected watch asks where it is now.
+  void on_master_switched(const HostPort& to);
+  void check_master();
+  // Publishes a probe on probe_channel_ when the subscriber has shown no delivery for a while;
+  // one that does not come back in time (or that no subscriber got) reconnects the subscriber.
+  void probe_delivery();
+  void probe_failed(const std::string& why);
   void end_gap();
   // Runs a script (EVALSHA, or EVAL when Redis lost it). Callers get the answers in the order
   // they asked, retries included: each eval takes a ticket, and an answer that arrives while an
@@ -227,6 +243,19 @@ class RedisBus final : public Bus {
   // that stops appearing (forgotten, or back alive) is dropped, so it counts as new if it dies
   // again.
   std::set<std::string> dead_seen_;
+
+  // Sentinel mode only (null otherwise).
+  std::unique_ptr<SentinelClient> sentinel_;
+  // The delivery probe: a channel only this instance subscribes to. A subscriber left on a node
+  // that is no longer the master (a failover it did not notice) stops getting what the command
+  // connection publishes; the probe notices, and readiness is false until one comes back.
+  const std::string probe_channel_;
+  bool probe_subscribed_ = false;
+  bool probe_failing_ = false;
+  std::optional<std::chrono::steady_clock::time_point> probe_sent_;
+  std::string probe_token_;
+  uint64_t probes_sent_ = 0;
+  std::chrono::steady_clock::time_point last_delivery_proof_{};
 };
 
 }  // namespace sigsrv

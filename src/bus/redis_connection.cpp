@@ -54,6 +54,24 @@ void RedisConnection::connect() {
   state_ = State::kConnecting;
   out_.clear();
   reader_.reset();
+  if (!locator_) {
+    dial(gen);
+    return;
+  }
+  // Asking the sentinels has its own deadlines; the connect timeout starts once we know where.
+  locator_([this, gen](std::optional<HostPort> address, const std::string& why) {
+    if (gen != generation_ || state_ != State::kConnecting) return;
+    if (!address) {
+      fail(why);
+      return;
+    }
+    endpoint_.host = address->host;
+    endpoint_.port = address->port;
+    dial(gen);
+  });
+}
+
+void RedisConnection::dial(unsigned gen) {
   stream_ = std::make_shared<MaybeTlsStream>(tcp::socket(ioc_));
   timer_.expires_after(timing_.connect_timeout);
   timer_.async_wait([this, gen](boost::system::error_code ec) {
@@ -129,6 +147,16 @@ void RedisConnection::handshake() {
   if (endpoint_.db != 0) {
     const std::string db = std::to_string(endpoint_.db);
     enqueue({"SELECT", db}, [step_failed](const redisReply* r) { step_failed(r, "SELECT"); });
+  }
+  if (require_master_) {
+    // A sentinel's answer can be stale (a failover under way), and a node can come back from a
+    // crash as a replica: only a node that says it is the master is used.
+    enqueue({"ROLE"}, [this, gen](const redisReply* r) {
+      if (gen != generation_ || role_is_master(r)) return;
+      fail(is_error(r)
+               ? "ROLE failed: " + std::string(r ? reply_text(r) : "no reply")
+               : endpoint_.host + ":" + std::to_string(endpoint_.port) + " is not a master (ROLE)");
+    });
   }
   // PING last: its reply proves the handshake went through and the server answers.
   enqueue({"PING"}, [this, gen, step_failed](const redisReply* r) {
@@ -251,7 +279,12 @@ void RedisConnection::dispatch(ReplyPtr reply) {
   }
   Pending p = std::move(pending_.front());
   pending_.pop_front();
+  const bool demoted = require_master_ && reply->type == REDIS_REPLY_ERROR &&
+                       reply_text(reply.get()).rfind("READONLY", 0) == 0;
+  const unsigned gen = generation_;
   p.done(reply.get());
+  // A write refused by a replica: this node is no longer the master. Find the one that is.
+  if (demoted && gen == generation_) fail("READONLY: the node is no longer the master");
 }
 
 void RedisConnection::fail(const std::string& why) {

@@ -9,12 +9,14 @@
 #include <deque>
 #include <functional>
 #include <initializer_list>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
 
 #include "bus/redis_url.hpp"
 #include "bus/resp.hpp"
+#include "bus/sentinel.hpp"
 #include "net/tls_stream.hpp"
 #include "obs/logger.hpp"
 
@@ -52,10 +54,29 @@ class RedisConnection {
   RedisConnection(const RedisConnection&) = delete;
   RedisConnection& operator=(const RedisConnection&) = delete;
 
+  // Where to connect, asked before every attempt (Sentinel: the current master). The answer
+  // replaces the endpoint's host and port (credentials and database stay); no address means this
+  // attempt failed for `why`, and the next one comes after the usual backoff.
+  using Located = std::function<void(std::optional<HostPort> address, const std::string& why)>;
+  using Locator = std::function<void(const Located& done)>;
+  // Before start(). `require_master`: the handshake sends ROLE and refuses a node that is not a
+  // master, and a READONLY error (the node was demoted under us) drops the connection.
+  void set_locator(Locator locate, bool require_master) {
+    locator_ = std::move(locate);
+    require_master_ = require_master;
+  }
+  // Where the connection is (or was last) connected.
+  const RedisEndpoint& endpoint() const { return endpoint_; }
+
   void start();
   void stop();
   // Drops the connection and reconnects (the server answered in a way that makes it useless).
   void drop(const std::string& why) { fail(why); }
+  // Drops the connection and reconnects after the shortest backoff: the master is elsewhere now.
+  void redirect(const std::string& why) {
+    attempt_ = 0;
+    fail(why);
+  }
   bool up() const { return state_ == State::kUp; }
 
   // Pipelined: written at once, replies matched in order. On the connection's loop only.
@@ -83,6 +104,7 @@ class RedisConnection {
   };
 
   void connect();
+  void dial(unsigned gen);
   void tls_handshake();
   void handshake();
   void read();
@@ -125,6 +147,8 @@ class RedisConnection {
   std::chrono::steady_clock::time_point last_ping_{};
   std::chrono::steady_clock::time_point last_pong_{};
   std::string last_failure_;  // logged once per distinct failure while reconnecting
+  Locator locator_;
+  bool require_master_ = false;
 };
 
 }  // namespace sigsrv

@@ -10,6 +10,7 @@
 
 #include "auth/jwks.hpp"
 #include "bus/redis_url.hpp"
+#include "bus/sentinel.hpp"
 #include "signaling/ice_servers.hpp"
 #include "version.hpp"
 
@@ -149,6 +150,19 @@ std::optional<std::string> apply_redis_url(Config& c, const std::string& v) {
   return std::nullopt;
 }
 
+std::optional<std::string> apply_sentinels(Config& c, const std::string& v) {
+  auto parsed = parse_sentinels(v);
+  if (auto* why = std::get_if<std::string>(&parsed)) return *why;
+  c.redis_sentinels = v;
+  return std::nullopt;
+}
+
+std::optional<std::string> apply_sentinel_master(Config& c, const std::string& v) {
+  if (auto why = check_master_name(v); !why.empty()) return why;
+  c.redis_sentinel_master = v;
+  return std::nullopt;
+}
+
 std::optional<std::string> apply_turn_urls(Config& c, const std::string& v) {
   auto parsed = parse_ice_urls(v);
   if (auto* why = std::get_if<std::string>(&parsed)) return *why;
@@ -185,6 +199,19 @@ const std::vector<Option>& options() {
       {{"REDIS_TLS_KEY_FILE", "--redis-tls-key-file", "-",
         "rediss://: the client certificate's private key (PEM)."},
        text(&Config::redis_tls_key_file)},
+      {{"REDIS_SENTINELS", "--redis-sentinels", "-",
+        "Comma-separated host:port of Redis Sentinels; with REDIS_SENTINEL_MASTER the bus finds "
+        "the master through them and follows failovers (instead of REDIS_URL)."},
+       plain(apply_sentinels)},
+      {{"REDIS_SENTINEL_MASTER", "--redis-sentinel-master", "-",
+        "REDIS_SENTINELS: the master name the sentinels monitor."},
+       plain(apply_sentinel_master)},
+      {{"REDIS_SENTINEL_PASSWORD", "--redis-sentinel-password", "-",
+        "REDIS_SENTINELS: password the sentinels require (AUTH)."},
+       text(&Config::redis_sentinel_password)},
+      {{"REDIS_PASSWORD", "--redis-password", "-",
+        "REDIS_SENTINELS: password of the master and replicas (requirepass/masterauth)."},
+       text(&Config::redis_password)},
       {{"INSTANCE_ID", "--instance-id", "random", "This instance's id on the bus and in logs."},
        text(&Config::instance_id)},
       {{"INSTANCE_LEASE_TTL_MS", "--instance-lease-ttl-ms", "15000",
@@ -327,8 +354,9 @@ const std::vector<Option>& options() {
   return kOptions;
 }
 
-const std::set<std::string> kSecretVariables = {"JWT_SECRET", "REDIS_URL", "JWT_PUBLIC_KEY",
-                                                "RESUME_SECRET", "TURN_SECRET"};
+const std::set<std::string> kSecretVariables = {
+    "JWT_SECRET",  "REDIS_URL",      "JWT_PUBLIC_KEY",         "RESUME_SECRET",
+    "TURN_SECRET", "REDIS_PASSWORD", "REDIS_SENTINEL_PASSWORD"};
 // Lists whose errors quote the item at fault themselves rather than the whole value: one item may
 // carry a password (user:pass@), and those errors never quote it.
 const std::set<std::string> kQuotesItsItem = {"TURN_URLS"};
@@ -338,7 +366,40 @@ bool has_turn_url(const Config& c) {
                      [](const std::string& u) { return u.rfind("turn", 0) == 0; });
 }
 
+// Sentinel's variables: one mode at a time, the master name with the list, passwords only where
+// they are used.
+std::optional<ConfigError> validate_sentinel(const Config& c) {
+  const bool sentinels = !c.redis_sentinels.empty();
+  if (sentinels && !c.redis_url.empty()) {
+    return ConfigError{
+        "REDIS_SENTINELS",
+        "REDIS_SENTINELS: set together with REDIS_URL; set one of them (REDIS_URL for "
+        "one Redis, REDIS_SENTINELS with REDIS_SENTINEL_MASTER for a Sentinel-managed "
+        "master)"};
+  }
+  if (sentinels && c.redis_sentinel_master.empty()) {
+    return ConfigError{"REDIS_SENTINEL_MASTER",
+                       "REDIS_SENTINEL_MASTER: required with REDIS_SENTINELS (the name in the "
+                       "sentinels' `sentinel monitor` line)"};
+  }
+  if (!sentinels) {
+    for (const auto& [var, value] :
+         {std::pair{"REDIS_SENTINEL_MASTER", &c.redis_sentinel_master},
+          std::pair{"REDIS_SENTINEL_PASSWORD", &c.redis_sentinel_password},
+          std::pair{"REDIS_PASSWORD", &c.redis_password}}) {
+      if (!value->empty()) {
+        const bool password = std::string_view(var) == "REDIS_PASSWORD";
+        return ConfigError{var,
+                           std::string(var) + ": set, but REDIS_SENTINELS is not" +
+                               (password ? " (with REDIS_URL the password goes in the URL)" : "")};
+      }
+    }
+  }
+  return std::nullopt;
+}
+
 std::optional<ConfigError> validate(const Config& c) {
+  if (auto err = validate_sentinel(c)) return err;
   if (!c.redis_url.empty()) {
     auto parsed = parse_redis_url(c.redis_url);
     if (auto* err = std::get_if<std::string>(&parsed)) {

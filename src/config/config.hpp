@@ -39,6 +39,13 @@ struct Config {
   std::string redis_tls_ca_file;
   std::string redis_tls_cert_file;
   std::string redis_tls_key_file;
+  // Sentinel (instead of REDIS_URL): REDIS_SENTINELS "h1:p1,h2:p2,..." (checked at load),
+  // REDIS_SENTINEL_MASTER the name they monitor, REDIS_SENTINEL_PASSWORD their AUTH password, and
+  // REDIS_PASSWORD the data nodes' (master and replicas: one password, as Sentinel expects).
+  std::string redis_sentinels;
+  std::string redis_sentinel_master;
+  std::string redis_sentinel_password;
+  std::string redis_password;
   std::string instance_id;  // INSTANCE_ID: originServerId on the bus; random when empty.
   unsigned threads = 0;     // THREADS: event loops; 0 = one per core.
   // INSTANCE_LEASE_TTL_MS: a crashed instance's members stop holding room slots this long after.

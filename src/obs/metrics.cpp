@@ -270,6 +270,13 @@ std::string Metrics::render(MetricNames names) const {
           "Leaves Redis missed while down that were not kept for a retry (over 100,000 waiting); "
           "their seats stay taken until this instance's lease lapses.",
           redis_leaves_abandoned.value());
+  counter(out, "cloudgaming_redis_master_switches_total",
+          "Sentinel failovers (+switch-master) this instance followed to a new Redis master.",
+          redis_master_switches.value());
+  counter(out, "cloudgaming_redis_delivery_probe_failures_total",
+          "Sentinel: delivery probes that did not come back to the subscriber connection, which "
+          "was then reconnected (it was not on the master).",
+          redis_delivery_probe_failures.value());
   counter(out, "cloudgaming_log_lines_dropped_total",
           "Log lines dropped because the log writer could not keep up (its queue was full).",
           log_lines_dropped.value());

@@ -149,6 +149,10 @@ struct Metrics {
   Counter stale_members_released;
   // Leaves Redis missed while down and that were past the bound of those kept for a retry.
   Counter redis_leaves_abandoned;
+  // Sentinel: failovers followed (+switch-master for our master), and delivery probes that did
+  // not come back (the subscriber was reconnected).
+  Counter redis_master_switches;
+  Counter redis_delivery_probe_failures;
   // Log lines dropped because the log writer could not keep up (its queue was full).
   Counter log_lines_dropped;
   // TURN credentials minted for welcomes and resumed replies (TURN_URLS with a turn: URL).

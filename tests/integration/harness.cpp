@@ -90,6 +90,41 @@ std::optional<int> wait_exit(pid_t pid, std::chrono::milliseconds timeout) {
 
 }  // namespace
 
+namespace {
+
+std::string run_cli(uint16_t port, const std::string& password,
+                    const std::vector<std::string>& args) {
+  std::string cmd = "redis-cli -p " + std::to_string(port) + " --no-auth-warning";
+  if (!password.empty()) cmd += " -a '" + password + "'";
+  for (const auto& a : args) {
+    std::string quoted = "'";
+    for (char c : a) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    cmd += " " + quoted + "'";
+  }
+  cmd += " 2>/dev/null";
+  std::string out;
+  if (FILE* f = popen(cmd.c_str(), "r")) {
+    char buf[4096];
+    std::size_t n;
+    while ((n = fread(buf, 1, sizeof(buf), f)) > 0) out.append(buf, n);
+    pclose(f);
+  }
+  while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
+  return out;
+}
+
+bool on_path(const std::string& name) {
+  const char* path = std::getenv("PATH");
+  std::stringstream ss(path ? path : "");
+  std::string dir;
+  while (std::getline(ss, dir, ':')) {
+    if (!dir.empty() && access((dir + "/" + name).c_str(), X_OK) == 0) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
 Env relaxed_limits(const Env& extra) {
   Env env = {{"RATE_LIMIT_MESSAGES_PER_10S", "10000000"},
              {"RATE_LIMIT_IP_MSGS_PER_10S", "100000000"},
@@ -262,23 +297,90 @@ void RedisProcess::kill_now() {
 }
 
 std::string RedisProcess::cli(const std::vector<std::string>& args) const {
-  std::string cmd = "redis-cli -p " + std::to_string(port_) + " --no-auth-warning";
-  if (!password_.empty()) cmd += " -a '" + password_ + "'";
-  for (const auto& a : args) {
-    std::string quoted = "'";
-    for (char c : a) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
-    cmd += " " + quoted + "'";
+  return run_cli(port_, password_, args);
+}
+
+std::unique_ptr<SentinelProcess> SentinelProcess::start(uint16_t master_port,
+                                                        const std::string& name, unsigned quorum,
+                                                        const std::string& password,
+                                                        const std::string& master_password) {
+  std::unique_ptr<SentinelProcess> s(new SentinelProcess());
+  s->password_ = password;
+  s->port_ = free_port();
+  s->dir_ = make_scratch_dir();
+  const std::string conf = s->dir_ + "/sentinel.conf";
+  {
+    std::ofstream out(conf);
+    out << "port " << s->port_ << "\nbind 127.0.0.1\ndir " << s->dir_ << "\n"
+        << "sentinel monitor " << name << " 127.0.0.1 " << master_port << " " << quorum << "\n"
+        << "sentinel down-after-milliseconds " << name << " 1000\n"
+        << "sentinel failover-timeout " << name << " 5000\n";
+    if (!password.empty()) out << "requirepass " << password << "\n";
+    if (!master_password.empty())
+      out << "sentinel auth-pass " << name << " " << master_password << "\n";
   }
-  cmd += " 2>/dev/null";
-  std::string out;
-  if (FILE* f = popen(cmd.c_str(), "r")) {
-    char buf[4096];
-    std::size_t n;
-    while ((n = fread(buf, 1, sizeof(buf), f)) > 0) out.append(buf, n);
-    pclose(f);
+  const bool own_binary = on_path("redis-sentinel");
+  const pid_t pid = fork();
+  if (pid == 0) {
+    if (chdir(s->dir_.c_str()) != 0) _exit(127);
+    const int fd = open((s->dir_ + "/sentinel.log").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    dup2(fd, 1);
+    dup2(fd, 2);
+    close(fd);
+    std::vector<std::string> args =
+        own_binary ? std::vector<std::string>{"redis-sentinel", conf}
+                   : std::vector<std::string>{"redis-server", conf, "--sentinel"};
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    execvp(argv[0], argv.data());
+    _exit(127);
   }
-  while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
-  return out;
+  s->pid_ = pid;
+  if (!wait_until([&] { return s->master_port(name) == master_port; }, 10000ms)) {
+    ADD_FAILURE() << "redis-sentinel did not start on port " << s->port_ << ": "
+                  << read_file(s->dir_ + "/sentinel.log");
+    return nullptr;
+  }
+  return s;
+}
+
+SentinelProcess::~SentinelProcess() {
+  kill_now();
+  std::error_code ec;
+  if (!dir_.empty()) std::filesystem::remove_all(dir_, ec);
+}
+
+void SentinelProcess::kill_now() {
+  if (pid_ <= 0) return;
+  kill(pid_, SIGKILL);
+  wait_exit(pid_, 5000ms);
+  pid_ = -1;
+}
+
+std::string SentinelProcess::cli(const std::vector<std::string>& args) const {
+  return run_cli(port_, password_, args);
+}
+
+uint16_t SentinelProcess::master_port(const std::string& name) const {
+  const std::string out = cli({"SENTINEL", "get-master-addr-by-name", name});
+  const auto nl = out.find('\n');
+  if (nl == std::string::npos) return 0;
+  try {
+    return static_cast<uint16_t>(std::stoi(out.substr(nl + 1)));
+  } catch (...) {
+    return 0;
+  }
+}
+
+std::string SentinelProcess::master_field(const std::string& field, const std::string& name) const {
+  std::istringstream in(cli({"SENTINEL", "master", name}));
+  std::string key;
+  std::string value;
+  while (std::getline(in, key) && std::getline(in, value)) {
+    if (key == field) return value;
+  }
+  return {};
 }
 
 RunResult run_server_to_exit(const Env& env, const std::vector<std::string>& args,

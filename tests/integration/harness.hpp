@@ -84,6 +84,38 @@ class RedisProcess {
   std::string password_;
 };
 
+// A real Redis Sentinel (`redis-sentinel`, or `redis-server --sentinel`) on a free port, with its
+// config file in its own scratch directory, monitoring 127.0.0.1:`master_port` as `name`
+// (down-after-milliseconds 1000, failover-timeout 5000: a failover within a few seconds). Killed by
+// pid on destruction.
+class SentinelProcess {
+ public:
+  // Null (and a test failure) when it does not start and name the master within 10 s.
+  // `password`: requirepass for the sentinel itself; `master_password`: auth-pass to the data
+  // nodes.
+  static std::unique_ptr<SentinelProcess> start(uint16_t master_port,
+                                                const std::string& name = "mymaster",
+                                                unsigned quorum = 2,
+                                                const std::string& password = {},
+                                                const std::string& master_password = {});
+  ~SentinelProcess();
+  uint16_t port() const { return port_; }
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+  std::string cli(const std::vector<std::string>& args) const;
+  // The port of the master it names now (0 when none).
+  uint16_t master_port(const std::string& name = "mymaster") const;
+  // A field of `SENTINEL master NAME` (num-slaves, num-other-sentinels, flags, ...).
+  std::string master_field(const std::string& field, const std::string& name = "mymaster") const;
+  void kill_now();
+
+ private:
+  SentinelProcess() = default;
+  pid_t pid_ = -1;
+  uint16_t port_ = 0;
+  std::string dir_;
+  std::string password_;
+};
+
 // Runs the binary to completion (config errors, --help); returns exit code and output.
 struct RunResult {
   int exit_code = -1;

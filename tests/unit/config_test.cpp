@@ -281,6 +281,44 @@ TEST(ConfigTest, TlsSettingsThatCannotWorkNameTheVariable) {
       "REDIS_TLS_KEY_FILE");
 }
 
+TEST(ConfigTest, SentinelSettings) {
+  const Config c = Load({{"REDIS_SENTINELS", "s1:26379, s2:26379"},
+                         {"REDIS_SENTINEL_MASTER", "mymaster"},
+                         {"REDIS_SENTINEL_PASSWORD", "sp"},
+                         {"REDIS_PASSWORD", "dp"}});
+  EXPECT_EQ(c.redis_sentinels, "s1:26379, s2:26379");
+  EXPECT_EQ(c.redis_sentinel_master, "mymaster");
+  EXPECT_EQ(c.redis_sentinel_password, "sp");
+  EXPECT_EQ(c.redis_password, "dp");
+  EXPECT_TRUE(c.redis_url.empty());
+  EXPECT_TRUE(is_secret_variable("REDIS_PASSWORD"));
+  EXPECT_TRUE(is_secret_variable("REDIS_SENTINEL_PASSWORD"));
+}
+
+TEST(ConfigTest, SentinelSettingsThatCannotWorkNameTheVariable) {
+  const ConfigError both = LoadError({{"REDIS_URL", "redis://:pw@r:6379"},
+                                      {"REDIS_SENTINELS", "s1:26379"},
+                                      {"REDIS_SENTINEL_MASTER", "m"}});
+  EXPECT_EQ(both.variable, "REDIS_SENTINELS");
+  EXPECT_NE(both.message.find("REDIS_URL"), std::string::npos);
+  EXPECT_EQ(both.message.find("pw"), std::string::npos);
+  EXPECT_EQ(LoadError({{"REDIS_SENTINELS", "s1:26379"}}).variable, "REDIS_SENTINEL_MASTER");
+  EXPECT_EQ(LoadError({{"REDIS_SENTINEL_MASTER", "m"}}).variable, "REDIS_SENTINEL_MASTER");
+  EXPECT_EQ(LoadError({{"REDIS_URL", "redis://r:6379"}, {"REDIS_PASSWORD", "x"}}).variable,
+            "REDIS_PASSWORD");
+  EXPECT_EQ(LoadError({{"REDIS_SENTINEL_PASSWORD", "x"}}).variable, "REDIS_SENTINEL_PASSWORD");
+  const ConfigError list =
+      LoadError({{"REDIS_SENTINELS", "s1:26379,s2"}, {"REDIS_SENTINEL_MASTER", "m"}});
+  EXPECT_EQ(list.variable, "REDIS_SENTINELS");
+  EXPECT_NE(list.message.find("'s2': expected host:port"), std::string::npos) << list.message;
+  EXPECT_EQ(
+      LoadError({{"REDIS_SENTINELS", "s1:26379"}, {"REDIS_SENTINEL_MASTER", "my master"}}).variable,
+      "REDIS_SENTINEL_MASTER");
+  // Passwords are never echoed.
+  const ConfigError pw = LoadError({{"REDIS_PASSWORD", "hunter2"}});
+  EXPECT_EQ(pw.message.find("hunter2"), std::string::npos);
+}
+
 // --- errors: each names its variable ---
 
 struct BadValue {
