@@ -26,14 +26,16 @@ void DeadlineList::arm(Entry& e, Clock::time_point due) {
   while (after != nullptr && after->due_ > due) after = after->prev_;
   e.prev_ = after;
   e.next_ = after != nullptr ? after->next_ : head_;
-  if (e.next_ != nullptr)
+  if (e.next_ != nullptr) {
     e.next_->prev_ = &e;
-  else
+  } else {
     tail_ = &e;
-  if (after != nullptr)
+  }
+  if (after != nullptr) {
     after->next_ = &e;
-  else
+  } else {
     head_ = &e;
+  }
   ++size_;
 }
 
@@ -42,14 +44,16 @@ void DeadlineList::cancel(Entry& e) {
 }
 
 void DeadlineList::unlink(Entry& e) {
-  if (e.prev_ != nullptr)
+  if (e.prev_ != nullptr) {
     e.prev_->next_ = e.next_;
-  else
+  } else {
     head_ = e.next_;
-  if (e.next_ != nullptr)
+  }
+  if (e.next_ != nullptr) {
     e.next_->prev_ = e.prev_;
-  else
+  } else {
     tail_ = e.prev_;
+  }
   e.prev_ = e.next_ = nullptr;
   e.list_ = nullptr;
   --size_;
