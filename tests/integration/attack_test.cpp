@@ -100,16 +100,15 @@ std::vector<std::unique_ptr<HalfOpen>> open_half(uint16_t port, int n, const std
   return out;
 }
 
-// Polls a metric every 50 ms (each scrape is a connection of its own) until `pred` holds.
+// Waits until the metric's sample satisfies `pred` (each scrape is a connection of its own).
 bool wait_metric(uint16_t port, const std::string& sample, const std::function<bool(double)>& pred,
                  std::chrono::milliseconds timeout) {
-  const auto deadline = Clock::now() + timeout;
-  while (true) {
-    const auto v = scrape(port, sample);
-    if (v && pred(*v)) return true;
-    if (Clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(50ms);
-  }
+  return wait_until(
+      [&] {
+        const auto v = scrape(port, sample);
+        return v && pred(*v);
+      },
+      timeout);
 }
 
 std::string candidate_of_size(std::size_t total) {
