@@ -342,8 +342,11 @@ TEST(CppClient, RateLimitedRetriesWithGrowingDelaysThenGivesUp) {
     delays.push_back(closed->delay_ms);
   }
   EXPECT_EQ(delays, (std::vector<int>{75, 150, 300})) << "backoff with jitter 0.5";
+  // The test thread stamps each close when it sees it, which can be late by a scheduling delay
+  // for one close and not for the next; 90% of the delay still proves the client waited.
   for (std::size_t i = 0; i < delays.size(); ++i) {
-    EXPECT_GE(at[i + 1] - at[i], std::chrono::milliseconds(delays[i])) << "attempt " << i + 2;
+    EXPECT_GE(at[i + 1] - at[i], std::chrono::milliseconds(delays[i] * 9 / 10))
+        << "attempt " << i + 2;
   }
   EXPECT_EQ(host.client.state(), signal_client::State::closed);
 }
