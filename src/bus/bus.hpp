@@ -87,7 +87,6 @@ class BusListener {
 class Bus {
  public:
   using JoinCallback = std::function<void(JoinResult)>;
-  using VerdictCallback = std::function<void(MessageVerdict)>;
   using AllowCallback = std::function<void(bool allowed)>;
   virtual ~Bus() = default;
 
@@ -140,15 +139,13 @@ class Bus {
   // Tell other instances' members that `client_id` left.
   virtual void publish_departure(const std::string& room_id, const std::string& client_id) = 0;
 
-  // Shared windows. A bus that can decide at once (the in-process one) answers the *_now call;
-  // one that cannot (Redis) returns nullopt there and is asked again through the callback form,
-  // whose verdicts for one caller arrive in the order asked. The split keeps the per-message path
-  // of the in-process bus free of a callback object.
-  virtual std::optional<MessageVerdict> message_verdict_now(std::string_view ip,
-                                                            std::string_view room_id,
-                                                            MessageLimits limits) = 0;
-  virtual void check_message(std::string_view ip, std::string_view room_id, MessageLimits limits,
-                             VerdictCallback done) = 0;
+  // Shared windows. A message's verdict is decided at once, from this process's count (the
+  // Redis bus reconciles it with the fleet's in the background): relay never waits for I/O.
+  // A connection's verdict is decided at once by a bus that can (the in-process one); one that
+  // cannot (Redis, where admission waits for the join script anyway) returns nullopt and is asked
+  // again through the callback form.
+  virtual MessageVerdict message_verdict(std::string_view ip, std::string_view room_id,
+                                         MessageLimits limits) = 0;
   virtual std::optional<bool> connection_allowed_now(std::string_view ip, uint32_t limit) = 0;
   virtual void check_connection(std::string_view ip, uint32_t limit, AllowCallback done) = 0;
 

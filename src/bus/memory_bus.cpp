@@ -40,9 +40,8 @@ std::size_t MemoryBus::members(const std::string& room_id) {
 
 namespace sigsrv {
 
-std::optional<MessageVerdict> MemoryBus::message_verdict_now(std::string_view ip,
-                                                             std::string_view room_id,
-                                                             MessageLimits limits) {
+MessageVerdict MemoryBus::message_verdict(std::string_view ip, std::string_view room_id,
+                                          MessageLimits limits) {
   const auto now = Clock::now();
   if (!windows_.hit("msg-ip", ip, limits.per_ip, now)) return MessageVerdict::kIpLimited;
   if (!windows_.hit("msg-room", room_id, limits.per_room, now)) return MessageVerdict::kRoomLimited;

@@ -26,12 +26,8 @@ class MemoryBus final : public Bus {
                bool) override {}
   void publish_presence(const std::string&, const std::string&, PresenceEvent, bool) override {}
   void publish_departure(const std::string&, const std::string&) override {}
-  std::optional<MessageVerdict> message_verdict_now(std::string_view ip, std::string_view room_id,
-                                                    MessageLimits limits) override;
-  void check_message(std::string_view ip, std::string_view room_id, MessageLimits limits,
-                     VerdictCallback done) override {
-    done(*message_verdict_now(ip, room_id, limits));
-  }
+  MessageVerdict message_verdict(std::string_view ip, std::string_view room_id,
+                                 MessageLimits limits) override;
   std::optional<bool> connection_allowed_now(std::string_view ip, uint32_t limit) override;
   void check_connection(std::string_view ip, uint32_t limit, AllowCallback done) override {
     done(*connection_allowed_now(ip, limit));

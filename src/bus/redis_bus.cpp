@@ -19,13 +19,13 @@ namespace {
 constexpr const char* kLeasePrefix = "signal:instance:";
 // ZSET: instance id -> lease expiry (ms, Redis clock). See redis_scripts::kLease.
 constexpr const char* kRegistryKey = "signal:instances";
-constexpr std::array<const char*, 14> kScriptBodies = {
+constexpr std::array<const char*, 15> kScriptBodies = {
     redis_scripts::kJoin,          redis_scripts::kLeave,        redis_scripts::kRejoin,
     redis_scripts::kLimit,         redis_scripts::kLease,        redis_scripts::kSweep,
     redis_scripts::kReap,          redis_scripts::kSessionOpen,  redis_scripts::kRelay,
     redis_scripts::kSessionAppend, redis_scripts::kSessionCount, redis_scripts::kSessionState,
-    redis_scripts::kSessionEnd,    redis_scripts::kSessionClaim};
-static_assert(kScriptBodies.size() == 14);
+    redis_scripts::kSessionEnd,    redis_scripts::kSessionClaim, redis_scripts::kWindowAdd};
+static_assert(kScriptBodies.size() == 15);
 // Resumable sessions' keys (see redis_scripts.hpp). Their TTL while live: refreshed by every
 // message numbered for the session; a session quiet for longer is answered recovered:false.
 constexpr std::chrono::hours kSessionTtl{24};
@@ -41,6 +41,13 @@ std::string session_left_key(std::string_view sid) {
 std::string room_sessions_key(std::string_view room_id) {
   return "room-resumable:" + std::string(room_id);
 }
+// How long message hits are counted here before they go to Redis: the overshoot a fleet can see
+// is what the other instances relay in this long plus a round trip (README "Shared limits
+// across a fleet"); against one INCRBY per key per period instead of a script per message.
+constexpr std::chrono::milliseconds kReconcilePeriod{5};
+// Keys per reconcile script call: a long batch (many rooms busy at once) is split so that no
+// single call holds Redis for long.
+constexpr std::size_t kReconcileKeysPerCall = 256;
 // Reap scripts in flight at once after a crash: enough to walk 50,000 rooms within a second,
 // few enough that relays queued behind them on the command connection barely wait.
 constexpr std::size_t kMaxReapsInFlight = 256;
@@ -149,6 +156,7 @@ RedisBus::RedisBus(const Config& config, const RedisEndpoint& endpoint,
                      }
                    }}),
       lease_timer_(ioc_),
+      reconcile_timer_(ioc_),
       tick_period_(sweep_period(config.instance_lease_ttl_ms)),
       probe_channel_("signal:probe:" + config.instance_id) {
   if (!sentinel) return;
@@ -209,6 +217,9 @@ void RedisBus::stop(std::chrono::milliseconds flush_budget) {
   asio::post(ioc_, [this, flush_budget] {
     ready_ = false;
     lease_timer_.cancel();
+    // The last hits counted here still count for the fleet's windows.
+    reconcile_timer_.cancel();
+    reconcile();
     // Our members are gone (the drain closed them); let the lease go with them, and leave the
     // registry, so that no instance takes this clean exit for a crash. Unless sessions were
     // handed over: they wait suspended for a resume elsewhere, and the lease, left to lapse, is
@@ -852,13 +863,7 @@ void RedisBus::check_limits(std::vector<std::string> keys, const std::vector<uin
   eval(kLimitScript, std::move(args), nkeys, RedisOp::kRateLimit,
        [this, done = std::move(done)](const redisReply* r) {
          if (is_error(r) || r->type != REDIS_REPLY_INTEGER) {
-           // Fail open, as the contract says: a Redis outage must not silence every room.
-           metrics().rate_limit_fail_open.inc();
-           if (!fail_open_logged_) {
-             log_.warn(
-                 "Rate limit check failed; letting traffic through while Redis is unavailable");
-             fail_open_logged_ = true;
-           }
+           fail_open(1);
            done(0);
            return;
          }
@@ -1107,19 +1112,77 @@ void RedisBus::publish_departure(const std::string& room_id, const std::string& 
   publish_on(room_key(room_id), departure_envelope(client_id, instance_id_, now_us()));
 }
 
-void RedisBus::check_message(std::string_view ip, std::string_view room_id, MessageLimits limits,
-                             VerdictCallback done) {
-  asio::post(ioc_, [this,
-                    keys = std::vector<std::string>{window_key("msg-ip", ip),
-                                                    window_key("msg-room", room_id)},
-                    limits, done = std::move(done)]() mutable {
-    check_limits(std::move(keys), {limits.per_ip, limits.per_room},
-                 [done = std::move(done)](std::size_t over) {
-                   done(over == 0   ? MessageVerdict::kAllowed
-                        : over == 1 ? MessageVerdict::kIpLimited
-                                    : MessageVerdict::kRoomLimited);
-                 });
-  });
+MessageVerdict RedisBus::message_verdict(std::string_view ip, std::string_view room_id,
+                                         MessageLimits limits) {
+  const auto now = Clock::now();
+  bool flush = false;
+  MessageVerdict v = MessageVerdict::kAllowed;
+  // In turn, as the Redis limit script does: a message refused per IP is not counted per room.
+  if (!windows_.hit(window_key("msg-ip", ip), limits.per_ip, now, &flush)) {
+    v = MessageVerdict::kIpLimited;
+  } else if (!windows_.hit(window_key("msg-room", room_id), limits.per_room, now, &flush)) {
+    v = MessageVerdict::kRoomLimited;
+  }
+  if (flush) {
+    asio::post(ioc_, [this] {
+      reconcile_timer_.expires_after(kReconcilePeriod);
+      reconcile_timer_.async_wait([this](boost::system::error_code ec) {
+        if (!ec) reconcile();
+      });
+    });
+  }
+  return v;
+}
+
+void RedisBus::reconcile() {
+  auto deltas = std::make_shared<std::vector<ReconciledWindows::Delta>>(windows_.take_unsent());
+  for (std::size_t first = 0; first < deltas->size(); first += kReconcileKeysPerCall) {
+    const std::size_t last = std::min(deltas->size(), first + kReconcileKeysPerCall);
+    std::vector<std::string> args;
+    args.reserve(2 * (last - first) + 1);
+    for (std::size_t i = first; i < last; ++i) args.push_back((*deltas)[i].key);
+    for (std::size_t i = first; i < last; ++i) args.push_back(std::to_string((*deltas)[i].count));
+    args.push_back(std::to_string(std::chrono::milliseconds(ReconciledWindows::kWindow).count()));
+    eval(kWindowAddScript, std::move(args), last - first, RedisOp::kRateLimit,
+         [this, deltas, first, last](const redisReply* r) {
+           const bool ok =
+               !is_error(r) && r->type == REDIS_REPLY_ARRAY && r->elements == 2 * (last - first);
+           const auto now = Clock::now();
+           uint64_t hits = 0;
+           for (std::size_t i = first; i < last; ++i) {
+             const auto& d = (*deltas)[i];
+             hits += d.count;
+             if (!ok) {
+               windows_.failed(d.key, d.count);
+               continue;
+             }
+             const redisReply* total = r->element[2 * (i - first)];
+             const redisReply* ttl = r->element[2 * (i - first) + 1];
+             if (total->type != REDIS_REPLY_INTEGER || ttl->type != REDIS_REPLY_INTEGER) {
+               windows_.failed(d.key, d.count);
+               continue;
+             }
+             windows_.confirm(d.key, d.count, static_cast<uint64_t>(std::max(0LL, total->integer)),
+                              std::chrono::milliseconds(std::max(0LL, ttl->integer)), now);
+           }
+           if (!ok) {
+             fail_open(hits);
+             return;
+           }
+           fail_open_logged_ = false;
+           metrics().window_hits_reconciled.inc(hits);
+         });
+  }
+}
+
+void RedisBus::fail_open(uint64_t hits) {
+  // Fail open, as the contract says: a Redis outage must not silence every room. Messages are
+  // still limited by this instance's own count.
+  metrics().rate_limit_fail_open.inc(hits);
+  if (!fail_open_logged_) {
+    log_.warn("Rate limit check failed; letting traffic through while Redis is unavailable");
+    fail_open_logged_ = true;
+  }
 }
 
 void RedisBus::check_connection(std::string_view ip, uint32_t limit, AllowCallback done) {

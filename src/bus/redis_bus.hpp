@@ -18,6 +18,7 @@
 #include "bus/redis_connection.hpp"
 #include "bus/sentinel_client.hpp"
 #include "config/config.hpp"
+#include "limits/reconciled_windows.hpp"
 #include "obs/metrics.hpp"
 
 namespace sigsrv {
@@ -74,16 +75,13 @@ class RedisBus final : public Bus {
   void publish_presence(const std::string& room_id, const std::string& client_id,
                         PresenceEvent event, bool resumable) override;
   void publish_departure(const std::string& room_id, const std::string& client_id) override;
-  // Never at once: every verdict is a round trip to Redis.
-  std::optional<MessageVerdict> message_verdict_now(std::string_view, std::string_view,
-                                                    MessageLimits) override {
-    return std::nullopt;
-  }
+  // Counted here at once; reconciled with Redis every kReconcilePeriod (see reconcile()).
+  MessageVerdict message_verdict(std::string_view ip, std::string_view room_id,
+                                 MessageLimits limits) override;
+  // A connection's verdict waits for Redis: its join does anyway.
   std::optional<bool> connection_allowed_now(std::string_view, uint32_t) override {
     return std::nullopt;
   }
-  void check_message(std::string_view ip, std::string_view room_id, MessageLimits limits,
-                     VerdictCallback done) override;
   void check_connection(std::string_view ip, uint32_t limit, AllowCallback done) override;
 
  private:
@@ -102,6 +100,7 @@ class RedisBus final : public Bus {
     kSessionStateScript,
     kSessionEndScript,
     kSessionClaimScript,
+    kWindowAddScript,
     kScriptCount
   };
   // A room this instance listens to while it has local members there: its relay channel
@@ -188,6 +187,8 @@ class RedisBus final : public Bus {
                                 std::unordered_map<std::string, std::size_t>* by_owner);
   void check_limits(std::vector<std::string> keys, const std::vector<uint32_t>& limits,
                     std::function<void(std::size_t)> done);
+  void reconcile();
+  void fail_open(uint64_t hits);
 
   const Config& config_;
   Logger& log_;
@@ -233,6 +234,10 @@ class RedisBus final : public Bus {
   std::set<std::pair<std::string, std::string>> failed_leaves_;
   void remember_failed_leave(const std::string& room_id, const std::string& client_id);
   bool fail_open_logged_ = false;
+  // Message windows: counted on the loops, added to Redis by reconcile() one period after the
+  // first hit not yet sent (so at most one batch per period, none while idle).
+  ReconciledWindows windows_;
+  boost::asio::steady_timer reconcile_timer_;
   std::chrono::steady_clock::time_point last_lease_refresh_{};
   bool lease_held_ = false;  // a lease refresh succeeded in this process
   // The tick period: the sweep's, a fraction of the lease TTL (250-500 ms), so a crash is

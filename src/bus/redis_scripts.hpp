@@ -321,4 +321,24 @@ end
 return 0
 )lua";
 
+// KEYS: rl:{namespace}:{id}:10 ... ARGV: one count per key, then the window in ms.
+// Adds a batch of hits counted on an instance (see ReconciledWindows). A key without a TTL gets
+// the window: new, or left without one by a writer that died between INCR and EXPIRE. Returns
+// {count, ttl ms} per key, flattened.
+inline constexpr const char* kWindowAdd = R"lua(
+local out = {}
+local window = ARGV[#KEYS + 1]
+for i, key in ipairs(KEYS) do
+  local n = redis.call('INCRBY', key, ARGV[i])
+  local ttl = redis.call('PTTL', key)
+  if ttl < 0 then
+    redis.call('PEXPIRE', key, window)
+    ttl = tonumber(window)
+  end
+  out[2 * i - 1] = n
+  out[2 * i] = ttl
+end
+return out
+)lua";
+
 }  // namespace sigsrv::redis_scripts

@@ -40,41 +40,7 @@ void MemberRelay::on_message(WsSession& s, std::string_view text) {
     return;
   }
   const MessageLimits limits{cfg.rate_limit_ip_msgs_per_10s, cfg.rate_limit_room_msgs_per_10s};
-  // A bus either always decides at once or never does, so messages cannot overtake those still
-  // waiting in awaiting_.
-  if (auto verdict = server.bus().message_verdict_now(s.ip(), room->id(), limits)) {
-    process(s, text, *verdict);
-    return;
-  }
-  // Verdicts come back in the order asked, so messages keep their order while they wait (see
-  // VerdictQueue for its bounds); one over them is dropped, counted as a connection drop, and
-  // costs no Redis round trip.
-  if (!awaiting_.push(text)) {
-    m.drops(RateScope::kConnection).inc();
-    // Accounted for in order: after the messages still waiting, or now when none is.
-    if (awaiting_.empty()) count_unrelayed(s);
-    return;
-  }
-  server.bus().check_message(
-      s.ip(), room->id(), limits, [self = s.shared_from_this()](MessageVerdict v) {
-        boost::asio::post(self->loop().ioc, [self, v] { self->member().on_verdict(*self, v); });
-      });
-}
-
-void MemberRelay::on_verdict(WsSession& s, MessageVerdict verdict) {
-  if (awaiting_.empty()) return;
-  const VerdictQueue::Waiting w = awaiting_.pop();
-  // Still relayed after the socket ended: the client sent it before it left. Those refused
-  // behind it (the queue was full) are counted right after it, in arrival order.
-  if (joined) {
-    if (w.text.empty()) {
-      count_unrelayed(s);
-    } else {
-      process(s, w.text, verdict);
-    }
-    for (uint32_t i = 0; i < w.dropped_after; ++i) count_unrelayed(s);
-  }
-  if (awaiting_.empty() && leave_pending_) leave(s);
+  process(s, text, server.bus().message_verdict(s.ip(), room->id(), limits));
 }
 
 void MemberRelay::process(WsSession& s, std::string_view text, MessageVerdict verdict) {
@@ -147,15 +113,6 @@ void MemberRelay::notify_self(WsSession& s, const SharedText& message) {
 }
 
 void MemberRelay::depart(WsSession& s) {
-  // Messages still waiting for their verdict go first; the departure follows them.
-  if (awaiting_.empty()) {
-    leave(s);
-  } else {
-    leave_pending_ = true;
-  }
-}
-
-void MemberRelay::leave(WsSession& s) {
   if (!joined) return;
   joined = false;
   if (resumable) {

@@ -1,5 +1,5 @@
-// A WebSocket session as a room member: who it is, its per-connection rate limit, the messages
-// waiting for the bus' window verdict, the fan-out of what it sends, and its departure.
+// A WebSocket session as a room member: who it is, its per-connection rate limit, the fan-out of
+// what it sends, and its departure.
 #pragma once
 
 #include <cstdint>
@@ -11,7 +11,6 @@
 #include "limits/token_bucket.hpp"
 #include "net/resumable_member.hpp"
 #include "signaling/rooms.hpp"
-#include "signaling/verdict_queue.hpp"
 
 namespace sigsrv {
 
@@ -38,23 +37,17 @@ class MemberRelay {
   const Peer* self_peer(const WsSession& s) const;
   // A complete message read from the client.
   void on_message(WsSession& s, std::string_view text);
-  // The bus' window verdict for the oldest message waiting (Redis bus).
-  void on_verdict(WsSession& s, MessageVerdict verdict);
   // A notice to this client: numbered through the member when the session is resumable.
   void notify_self(WsSession& s, const SharedText& message);
-  // The socket ended or is closing: the member leaves (or, resumable, is suspended) once the
-  // messages still waiting for their verdict are relayed.
+  // The socket ended or is closing: the member leaves (or, resumable, is suspended).
   void depart(WsSession& s);
 
  private:
   void process(WsSession& s, std::string_view text, MessageVerdict verdict);
   void relay(WsSession& s, const SharedText& message);
   void count_unrelayed(WsSession& s);
-  void leave(WsSession& s);
 
   TokenBucket bucket_;
-  VerdictQueue awaiting_;       // messages waiting for the bus' window verdict (Redis bus)
-  bool leave_pending_ = false;  // ended while verdicts were pending: leave after the last one
 };
 
 }  // namespace sigsrv

@@ -207,8 +207,12 @@ std::string Metrics::render(MetricNames names) const {
            redis_errors[i].value());
   }
   counter(out, "cloudgaming_rate_limit_fail_open_total",
-          "Shared rate-limit checks let through because Redis failed.",
+          "Shared rate-limit hits Redis could not count: connections let through, messages "
+          "limited by this instance's own count only.",
           rate_limit_fail_open.value());
+  counter(out, "cloudgaming_rate_limit_hits_reconciled_total",
+          "Message hits counted here and added to the shared windows in Redis.",
+          window_hits_reconciled.value());
   counter(out, "cloudgaming_bus_messages_received_total",
           "Messages from other instances delivered to members here.",
           bus_messages_received.value());

@@ -118,7 +118,9 @@ struct Metrics {
   Counter handshake_evictions;
   Counter tls_handshake_failures;  // TLS handshakes on the server port that failed (any cause)
   std::array<Counter, static_cast<std::size_t>(RedisOp::kCount)> redis_errors;  // by operation
-  Counter rate_limit_fail_open;    // shared-window checks let through because Redis failed
+  Counter rate_limit_fail_open;    // shared-window hits Redis could not count (checks of
+                                   // connections let through; messages counted here only)
+  Counter window_hits_reconciled;  // message hits added to the shared windows in Redis
   Counter bus_messages_received;   // messages from other instances delivered here
   Histogram cross_instance_relay;  // publish on one instance -> received on this one
   Gauge ready;                     // 1 when /readyz answers 200

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "harness.hpp"
+#include "obs/metrics.hpp"
 #include "running_bus.hpp"
 
 namespace sigsrv {
@@ -18,7 +19,7 @@ namespace {
 
 using namespace std::chrono_literals;
 
-TEST(RedisBusOrder, VerdictsComeBackInTheOrderAskedWhileScriptsAreFlushed) {
+TEST(RedisBusOrder, AnswersComeBackInTheOrderAskedWhileScriptsAreFlushed) {
   auto redis = testing_support::RedisProcess::start();
   ASSERT_TRUE(redis);
   RunningBus rb(redis->url());
@@ -34,14 +35,13 @@ TEST(RedisBusOrder, VerdictsComeBackInTheOrderAskedWhileScriptsAreFlushed) {
   std::condition_variable cv;
   std::vector<int> order;
   std::atomic<int> answered{0};
-  const MessageLimits limits{1000000000, 1000000000};
   std::thread producer([&] {
     for (int n = 0; n < kTotal; ++n) {
       {
         std::unique_lock lock(mu);
         cv.wait(lock, [&] { return n - static_cast<int>(order.size()) < kWindow; });
       }
-      rb.bus->check_message("10.0.0.1", "order-room", limits, [&, n](MessageVerdict) {
+      rb.bus->check_connection("10.0.0.1", 1000000000, [&, n](bool) {
         std::lock_guard lock(mu);
         order.push_back(n);
         answered = static_cast<int>(order.size());
@@ -60,6 +60,38 @@ TEST(RedisBusOrder, VerdictsComeBackInTheOrderAskedWhileScriptsAreFlushed) {
   int out_of_order = 0;
   for (std::size_t i = 0; i < order.size(); ++i) out_of_order += order[i] != static_cast<int>(i);
   EXPECT_EQ(out_of_order, 0) << "answers out of the order asked";
+}
+
+// Message verdicts are decided here at once and reconciled with the fleet's count in Redis: what
+// another instance (here redis-cli, as a Node instance would: INCR per message) counted limits
+// this one once a reconcile has brought it back, and this one's hits reach Redis.
+TEST(RedisBusWindows, HitsReachRedisAndTheFleetsCountComesBack) {
+  auto redis = testing_support::RedisProcess::start();
+  ASSERT_TRUE(redis);
+  RunningBus rb(redis->url());
+  ASSERT_TRUE(testing_support::wait_until([&] { return rb.bus->ready(); }, 5000ms));
+  const std::string key = "rl:msg-room:fleet-room:10";
+  redis->cli({"INCRBY", key, "90"});
+  const MessageLimits limits{1000000, 100};
+  const auto reconciled = [] { return metrics().window_hits_reconciled.value(); };
+  const auto before = reconciled();
+  // Not known here yet: allowed, and sent to Redis within a reconcile period.
+  EXPECT_EQ(rb.bus->message_verdict("10.0.0.9", "fleet-room", limits), MessageVerdict::kAllowed);
+  ASSERT_TRUE(testing_support::wait_until([&] { return reconciled() >= before + 2; }, 3000ms))
+      << "the IP's and the room's hit";
+  EXPECT_EQ(redis->cli({"GET", key}), "91");
+  const auto ttl = std::stoi(redis->cli({"TTL", key}));
+  EXPECT_GT(ttl, 0) << "a window the Node-style INCRBY left without a TTL gets one";
+  EXPECT_LE(ttl, 10);
+  int allowed = 0;
+  for (int i = 0; i < 20; ++i) {
+    allowed +=
+        rb.bus->message_verdict("10.0.0.9", "fleet-room", limits) == MessageVerdict::kAllowed;
+  }
+  EXPECT_EQ(allowed, 9) << "91 known + 9 = the limit";
+  ASSERT_TRUE(testing_support::wait_until([&] { return reconciled() >= before + 42; }, 3000ms));
+  EXPECT_EQ(redis->cli({"GET", key}), "111") << "refused hits count too, as INCR counts them";
+  EXPECT_EQ(redis->cli({"GET", "rl:msg-ip:10.0.0.9:10"}), "21");
 }
 
 }  // namespace

@@ -70,6 +70,7 @@ class RedisProcess {
                                              const std::vector<std::string>& extra_args = {});
   ~RedisProcess();
   uint16_t port() const { return port_; }
+  pid_t pid() const { return pid_; }  // for SIGSTOP/SIGCONT (a hung Redis)
   std::string url() const { return "redis://127.0.0.1:" + std::to_string(port_); }
   // Runs redis-cli against this server and returns its stdout (trailing newline trimmed).
   std::string cli(const std::vector<std::string>& args) const;
