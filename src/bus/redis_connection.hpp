@@ -108,6 +108,7 @@ class RedisConnection {
   void tls_handshake();
   void handshake();
   void read();
+  void schedule_flush();
   void flush();
   void dispatch(ReplyPtr reply);
   void fail(const std::string& why);
@@ -141,6 +142,7 @@ class RedisConnection {
   std::string out_;      // encoded commands not yet handed to the socket
   std::string writing_;  // the bytes of the write in flight
   bool write_in_flight_ = false;
+  bool flush_posted_ = false;    // a flush() is queued on the loop (see schedule_flush())
   std::deque<Pending> pending_;  // replies owed, in order
   RespReader reader_;
   std::array<char, 16384> read_buffer_{};
