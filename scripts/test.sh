@@ -14,7 +14,8 @@ files=$(git ls-files '*.cpp' '*.hpp' 2>/dev/null || find src tests tools -name '
 clang-format-14 --dry-run --Werror $files
 
 echo "== build (RelWithDebInfo)"
-cmake -S . -B build/test -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake -S . -B build/test -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSIGNAL_FAULT_INJECTION=ON \
+  >/dev/null
 cmake --build build/test -j "$jobs"
 
 echo "== clang-tidy (pure core)"
@@ -25,7 +26,7 @@ clang-tidy-14 -p build/test --quiet --extra-arg=-Wno-unknown-warning-option $cor
 npm_dir="$PWD/build/test/tests/e2e/npm"
 
 echo "== unit, integration and e2e suites under AddressSanitizer + UndefinedBehaviorSanitizer"
-cmake -S . -B build/asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DSIGNAL_SANITIZE=ON \
+cmake -S . -B build/asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DSIGNAL_SANITIZE=ON -DSIGNAL_FAULT_INJECTION=ON \
   -DSIGNAL_E2E_NPM_DIR="$npm_dir" >/dev/null
 cmake --build build/asan -j "$jobs" --target unit_tests integration_tests bus_tests
 export UBSAN_OPTIONS=print_stacktrace=1
@@ -39,7 +40,8 @@ client_tests='^(CppClient[.]|client_install_consumer$)'
 (cd build/asan && ctest -L 'integration|e2e' -E "$client_tests" -j "$jobs" --timeout 300 --output-on-failure)
 
 echo "== integration suite under ThreadSanitizer, THREADS=2"
-cmake -S . -B build/tsan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DSIGNAL_SANITIZE=thread >/dev/null
+cmake -S . -B build/tsan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DSIGNAL_SANITIZE=thread \
+  -DSIGNAL_FAULT_INJECTION=ON >/dev/null
 cmake --build build/tsan -j "$jobs" --target integration_tests bus_tests
 # Two loops in every server the tests start, whatever the machine's core count, so cross-loop
 # delivery, the bus' loop and the loop-owned releases all run concurrently.

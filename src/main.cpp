@@ -151,6 +151,9 @@ int main(int argc, char** argv) {
   // /metrics reads the descriptor count this keeps, instead of walking /proc/self/fd on a loop.
   const sigsrv::OpenFdSampler fd_sampler(std::chrono::seconds(1));
   for (const auto& w : result.warnings) log.warn("Configuration taken, but check it", {{"why", w}});
+#ifdef SIGNAL_FAULT_INJECTION
+  log.warn("Built with fault injection (SIGNAL_FAULT_INJECTION): a test build, never deploy it");
+#endif
   if (sentinel) {
     // A master name the sentinels do not know, or a password they refuse, is a configuration
     // error: stop now, naming the variable. Sentinels that do not answer are not (they may be

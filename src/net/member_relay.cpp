@@ -2,6 +2,7 @@
 #include "net/member_relay.hpp"
 
 #include <boost/asio/post.hpp>
+#include <stdexcept>
 
 #include "net/server.hpp"
 #include "net/ws_session.hpp"
@@ -24,6 +25,16 @@ const Peer* MemberRelay::self_peer(const WsSession& s) const {
 }
 
 void MemberRelay::on_message(WsSession& s, std::string_view text) {
+#ifdef SIGNAL_FAULT_INJECTION
+  // Test builds only (CMake SIGNAL_FAULT_INJECTION): a throw inside this session's handler, and
+  // one in a handler of its loop that belongs to no session.
+  if (text.find("fault-inject:session") != std::string_view::npos) {
+    throw std::runtime_error("injected session fault");
+  }
+  if (text.find("fault-inject:loop") != std::string_view::npos) {
+    boost::asio::post(s.loop().ioc, [] { throw std::runtime_error("injected loop fault"); });
+  }
+#endif
   Server& server = s.server();
   const Config& cfg = server.config();
   Metrics& m = metrics();

@@ -168,6 +168,10 @@ void ResumableMember::overloaded() {
   on_socket([](WsSession& s) { s.overloaded(); });
 }
 
+void ResumableMember::fault(std::string_view what) {
+  on_socket([why = std::string(what)](WsSession& s) { s.fault(why); });
+}
+
 void ResumableMember::probe() {
   on_socket([](WsSession& s) { s.probe(); });
 }

@@ -46,6 +46,8 @@ class ResumableMember final : public Peer, public std::enable_shared_from_this<R
   void taken_over() override;
   // Posts to the member went past its budget: its socket is the slow one.
   void overloaded() override;
+  // Its socket is closed with 1011; the session can be resumed, as after any other close.
+  void fault(std::string_view what) override;
 
   // The opening socket joined `room`: attaches it as generation 1.
   void start(std::shared_ptr<Room> room, std::weak_ptr<WsSession> socket, unsigned socket_loop);

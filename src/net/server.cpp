@@ -3,6 +3,7 @@
 
 #include <boost/asio/post.hpp>
 #include <csignal>
+#include <cstdlib>
 
 #include "signaling/resume.hpp"
 
@@ -169,15 +170,9 @@ int Server::run() {
 
   for (std::size_t i = 1; i < loops_.size(); ++i) {
     Loop& l = *loops_[i];
-    l.thread = std::thread([&l] {
-      auto guard = boost::asio::make_work_guard(l.ioc);
-      l.ioc.run();
-    });
+    l.thread = std::thread([this, &l] { run_loop(l); });
   }
-  {
-    auto guard = boost::asio::make_work_guard(first.ioc);
-    first.ioc.run();
-  }
+  run_loop(first);
   for (std::size_t i = 1; i < loops_.size(); ++i) {
     if (loops_[i]->thread.joinable()) loops_[i]->thread.join();
   }
@@ -238,6 +233,20 @@ void Server::watch_drain(std::chrono::steady_clock::time_point deadline) {
   });
 }
 
+namespace {
+
+// Runs a handler posted to `peer` on its loop: what it throws faults that peer alone.
+template <class F>
+void run_for(Peer& peer, F& f) {
+  try {
+    f(peer);
+  } catch (const std::exception& e) {
+    peer.fault(e.what());
+  }
+}
+
+}  // namespace
+
 template <class F>
 void Server::post_bounded(Target&& target, std::size_t bytes, F f) {
   Peer& peer = *target.peer;
@@ -255,8 +264,30 @@ void Server::post_bounded(Target&& target, std::size_t bytes, F f) {
   // moves into the handler, so the peer is released on its own loop.
   boost::asio::post(ioc, [peer = std::move(target.peer), bytes, f = std::move(f)] {
     peer->inbound.release(bytes);
-    f(*peer);
+    run_for(*peer, f);
   });
+}
+
+void Server::run_loop(Loop& l) {
+  auto guard = boost::asio::make_work_guard(l.ioc);
+  try {
+    l.ioc.run();
+    return;
+  } catch (const std::exception& e) {
+    fail_loop(l, e.what());
+  } catch (...) {
+    fail_loop(l, "an exception that is not a std::exception");
+  }
+}
+
+void Server::fail_loop(Loop& l, std::string_view what) {
+  // Outside any session: the state this loop shares (rooms, the bus, the registry) may be half
+  // updated, and other loops keep using it. Stop at once, loudly, and let the supervisor restart
+  // the instance (its members are then released by the crash reaper, or resume elsewhere).
+  log_.fatal("Unhandled failure on an event loop; exiting",
+             {{"loop", l.index}, {"err", std::string(what)}});
+  log_.flush();
+  std::_Exit(kExitLoopFailure);
 }
 
 void Server::post_to(Target&& target, const SharedText& message) {
@@ -329,7 +360,7 @@ void Server::post_to_numbered(const std::string& room_id, std::string_view clien
   room->collect_id(client_id, targets);
   for (auto& t : targets) {
     if (!t.numbered) continue;
-    boost::asio::post(loops_[t.loop]->ioc, [peer = std::move(t.peer), f] { f(*peer); });
+    boost::asio::post(loops_[t.loop]->ioc, [peer = std::move(t.peer), f] { run_for(*peer, f); });
   }
 }
 

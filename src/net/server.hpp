@@ -145,6 +145,12 @@ class Server final : public BusListener {
   std::atomic<std::size_t> http_count{0};
 
  private:
+  // Exit status when a handler outside any session threw (EX_SOFTWARE).
+  static constexpr int kExitLoopFailure = 70;
+  // Runs a loop until it stops. A session's handlers catch what they throw (the session is
+  // closed with 1011); anything else ends the process: fail_loop().
+  void run_loop(Loop& l);
+  [[noreturn]] void fail_loop(Loop& l, std::string_view what);
   // The heartbeat walks each loop's sessions in kHeartbeatSteps steps per HEARTBEAT_INTERVAL_MS,
   // at most kHeartbeatSlice sessions per handler: pinging 15,000 sessions in one handler held the
   // loop's relays for up to a second every interval on a loaded machine, and took 12 MiB at once

@@ -204,7 +204,14 @@ void WsSession::on_read(boost::system::error_code ec) {
   }
   if (state_ == State::kOpen) {
     const auto data = read_buffer_.cdata();
-    member_.on_message(*this, std::string_view(static_cast<const char*>(data.data()), data.size()));
+    // The boundary for what a client's message sets off on this loop: a throw closes this
+    // session alone (1011) and the loop goes on.
+    try {
+      member_.on_message(*this,
+                         std::string_view(static_cast<const char*>(data.data()), data.size()));
+    } catch (const std::exception& e) {
+      fault(e.what());
+    }
   }
   read_buffer_.clear();
   // A large message (an SDP offer or answer, a few KB) grew the buffer; give the memory back
@@ -235,6 +242,15 @@ void WsSession::deliver(const SharedText& message) {
   }
   // What other loops check their posts against (Server::post_bounded).
   inbound.set_unsent(outbox_.bytes() + stream.buffered());
+}
+
+void WsSession::fault(std::string_view what) {
+  metrics().session_faults.inc();
+  server_.log().error("Closing a connection whose handling failed",
+                      {{"clientId", member_.client_id},
+                       {"roomId", member_.room ? member_.room->id() : std::string()},
+                       {"err", std::string(what)}});
+  close_with(kInternalError);
 }
 
 void WsSession::overloaded() {

@@ -48,6 +48,7 @@ class WsSession final : public Peer,
   void close_with(Rejection r);
   // Other loops' posts to it went past its backpressure budget.
   void overloaded() override;
+  void fault(std::string_view what) override;
 
   // For the session's collaborators, on its loop.
   Server& server() const { return server_; }

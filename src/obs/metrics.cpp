@@ -185,6 +185,10 @@ std::string Metrics::render(MetricNames names) const {
           "Messages queued to a local recipient (one per recipient).", messages_delivered.value());
   counter(out, "cloudgaming_heartbeat_terminations_total",
           "Connections terminated for not answering a ping.", heartbeat_terminations.value());
+  counter(out, "cloudgaming_session_faults_total",
+          "Connections closed with 1011 because handling them failed unexpectedly (see the "
+          "error log).",
+          session_faults.value());
   counter(out, "cloudgaming_oversize_closes_total",
           "Connections closed with 1009 for a message over MESSAGE_MAX_BYTES.",
           oversize_closes.value());

@@ -111,6 +111,7 @@ struct Metrics {
   Counter messages_delivered;     // messages queued to a recipient (one per recipient)
   Counter heartbeat_terminations;
   Counter oversize_closes;  // closed with 1009 for a message over MESSAGE_MAX_BYTES
+  Counter session_faults;   // closed with 1011: a handler of theirs threw (a bug; see the log)
   Counter handshake_timeouts;
   // Connections in their HTTP phase (TLS handshake, request, response) right now, and those of
   // them closed to make room when there were more than MAX_CONNECTIONS.

@@ -40,6 +40,9 @@ class Peer {
   // Messages posted to this peer from other loops went past its budget (see InboundBudget):
   // close it as overloaded. On the peer's own loop.
   virtual void overloaded() {}
+  // A handler of this peer threw `what` (a bug, or memory exhausted): it is closed with 1011,
+  // counted and logged, and its loop goes on. On the peer's own loop.
+  virtual void fault(std::string_view what) = 0;
 
   InboundBudget inbound;  // what other loops have posted to it and its loop has not taken yet
 };

@@ -17,6 +17,7 @@ class FakePeer : public Peer {
  public:
   void deliver(const SharedText& message) override { received.push_back(*message); }
   void probe() override { ++probes; }
+  void fault(std::string_view) override {}
   std::vector<std::string> received;
   int probes = 0;
 };

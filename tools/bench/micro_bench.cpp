@@ -60,6 +60,7 @@ class CountingPeer final : public Peer {
  public:
   void deliver(const SharedText& m) override { bytes += m->size(); }
   void probe() override {}
+  void fault(std::string_view) override {}
   std::size_t bytes = 0;
 };
 
