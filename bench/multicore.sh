@@ -30,7 +30,7 @@ while [ $# -gt 0 ]; do
     --budget-s) budget="$2"; shift ;;
     --loops|--repeats|--hold-conns|--nice) pass+=("$1" "$2"); shift ;;
     --no-redis|--quick) pass+=("$1") ;;
-    -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) echo "multicore.sh: unknown option $1" >&2; exit 2 ;;
     *) out="$1" ;;
   esac
