@@ -95,14 +95,14 @@ def client_note(runs, lay):
     return "; ".join(notes) or None
 
 
-def loop_connections(pid, port):
-    """TCP connections on `port` owned by each event loop of `pid`, largest first.
+def socket_loops(pid, port):
+    """{client port: event loop} for the TCP connections on the server's `port`.
 
     Each loop has an io_context and so an epoll instance of its own; /proc/PID/fdinfo of an epoll
     descriptor lists the descriptors registered with it (tfd:), which says which loop a socket
-    belongs to, from outside the server.
+    belongs to, from outside the server. A loop is named by its epoll descriptor's number.
     """
-    inodes = set()
+    by_inode = {}  # socket inode -> client port
     for table in ("tcp", "tcp6"):
         try:
             with open(f"/proc/{pid}/net/{table}") as f:
@@ -110,10 +110,10 @@ def loop_connections(pid, port):
                 for line in f:
                     parts = line.split()
                     if int(parts[1].rsplit(":", 1)[1], 16) == port and parts[3] == "01":
-                        inodes.add(parts[9])
+                        by_inode[parts[9]] = int(parts[2].rsplit(":", 1)[1], 16)
         except OSError:
             pass
-    socket_fds, epoll_fds = set(), []
+    fd_port, epoll_fds = {}, []
     fd_dir = f"/proc/{pid}/fd"
     try:
         names = os.listdir(fd_dir)
@@ -124,23 +124,33 @@ def loop_connections(pid, port):
             link = os.readlink(os.path.join(fd_dir, name))
         except OSError:
             continue
-        if link.startswith("socket:[") and link[8:-1] in inodes:
-            socket_fds.add(int(name))
+        if link.startswith("socket:[") and link[8:-1] in by_inode:
+            fd_port[int(name)] = by_inode[link[8:-1]]
         elif link == "anon_inode:[eventpoll]":
             epoll_fds.append(name)
-    counts = []
+    loops = {}
     for e in epoll_fds:
-        n = 0
         try:
             with open(f"/proc/{pid}/fdinfo/{e}") as f:
                 for line in f:
-                    if line.startswith("tfd:") and int(line.split()[1]) in socket_fds:
-                        n += 1
+                    if line.startswith("tfd:"):
+                        fd = int(line.split()[1])
+                        if fd in fd_port:
+                            loops[fd_port[fd]] = int(e)
         except OSError:
             continue
-        if n:
-            counts.append(n)
-    return sorted(counts, reverse=True)
+    return loops
+
+
+def loop_connections(pid, port):
+    """How many of the connections on `port` each event loop owns, largest first."""
+    loops = socket_loops(pid, port)
+    if loops is None:
+        return None
+    counts = {}
+    for loop in loops.values():
+        counts[loop] = counts.get(loop, 0) + 1
+    return sorted(counts.values(), reverse=True)
 
 
 class Multicore:
