@@ -96,13 +96,13 @@ def client_note(runs, lay):
 
 
 def socket_loops(pid, port):
-    """{client port: event loop} for the TCP connections on the server's `port`.
+    """{(client address, client port): event loop} for the TCP connections on the server's `port`.
 
     Each loop has an io_context and so an epoll instance of its own; /proc/PID/fdinfo of an epoll
     descriptor lists the descriptors registered with it (tfd:), which says which loop a socket
     belongs to, from outside the server. A loop is named by its epoll descriptor's number.
     """
-    by_inode = {}  # socket inode -> client port
+    by_inode = {}  # socket inode -> (client address as /proc writes it, client port)
     for table in ("tcp", "tcp6"):
         try:
             with open(f"/proc/{pid}/net/{table}") as f:
@@ -110,7 +110,8 @@ def socket_loops(pid, port):
                 for line in f:
                     parts = line.split()
                     if int(parts[1].rsplit(":", 1)[1], 16) == port and parts[3] == "01":
-                        by_inode[parts[9]] = int(parts[2].rsplit(":", 1)[1], 16)
+                        addr, cport = parts[2].rsplit(":", 1)
+                        by_inode[parts[9]] = (addr, int(cport, 16))
         except OSError:
             pass
     fd_port, epoll_fds = {}, []
@@ -304,8 +305,9 @@ def summary_md(doc):
              + (f" (loops above {m.get('cpus')} need more cores)" if doc["loops"][-1] < LOOPS[-1] else "")
              + f"; {doc['elapsed_s']} s in all.", ""]
     lines += ["| loops | relay, embedded (msg/s) | per loop | relay, Redis bus (msg/s) | "
-              "handshake + join (/s) | join p99 (us) | held idle | RSS/conn (B) | conns per loop |",
-              "|---|---|---|---|---|---|---|---|---|"]
+              "handshake + join (/s) | join p99 (us) | held idle | RSS/conn (B) | conns per loop | "
+              "others' CPU |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
     notes = []
     for L in doc["loops"]:
         st = doc["steps"].get(str(L), {})
@@ -315,20 +317,24 @@ def summary_md(doc):
         re_, rr, co, ho = (st.get(k) if "error" not in st.get(k, {"error": 1}) else None
                            for k in ("relay_embedded", "relay_redis", "connect", "hold"))
         rate = re_ and re_["summary"]["delivered_per_s"] and re_["summary"]["delivered_per_s"]["median"]
-        lines.append("| {} | {} | {} | {} | {} | {} | {} | {} | {} |".format(
+        others = [r["conditions"]["others_pct"] for step in (re_, co, rr) if step
+                  for r in step["runs"]]
+        lines.append("| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |".format(
             L, fmt(re_ and re_["summary"]["delivered_per_s"]), fmt(rate / L if rate else None),
             fmt(rr and rr["summary"]["delivered_per_s"]),
             fmt(co and co["summary"]["handshake_join_per_s"]),
             fmt(co and co["summary"]["setup_p99_us"]),
             fmt(ho and ho["summary"]["opened"]), fmt(ho and ho["summary"]["rss_bytes_per_conn"]),
-            " / ".join(str(x) for x in (ho and ho.get("conns_per_loop")) or []) or "-"))
+            " / ".join(str(x) for x in (ho and ho.get("conns_per_loop")) or []) or "-",
+            f"{max(others):.0f}%" if others else "-"))
         for k, step in (("relay_embedded", re_), ("relay_redis", rr), ("connect", co)):
             if step and step.get("client_note"):
                 notes.append(f"- L={L} {k}: {step['client_note']}")
         if ho and ho.get("limited_by_nofile"):
             notes.append(f"- L={L} hold: {ho['conns']:,} connections, not 100,000: the open-files "
                          f"limit is {ho['nofile_limit']:,} (raise it as root, see bench/multicore.sh)")
-    lines += ["", "Pinning:", ""]
+    lines += ["", "Others' CPU: the most, over the relay and connect runs, of the machine's CPU that "
+              "processes other than this run's used (other work sharing the cores).", "", "Pinning:", ""]
     for L in doc["loops"]:
         st = doc["steps"].get(str(L), {})
         for k in ("relay_embedded", "relay_redis", "connect", "hold"):
@@ -352,10 +358,14 @@ def main():
     ap.add_argument("--quick", action="store_true", help="seconds per step, to check the script works")
     ap.add_argument("--nice", type=int, default=0,
                     help="run every process under nice -n N (negative: ahead of other load; root)")
+    ap.add_argument("--rt", type=int, default=0,
+                    help="run every process under chrt -f N (SCHED_FIFO: other load, whatever its "
+                         "session or group, never preempts them; root)")
     ap.add_argument("--command", default="bench/multicore.py", help="as invoked, for the summary")
     args = ap.parse_args()
 
     rb.NICE = args.nice
+    rb.RT = args.rt
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     ncpu = len(os.sched_getaffinity(0))
@@ -379,7 +389,7 @@ def main():
     started = datetime.datetime.now(datetime.timezone.utc)
     mc = Multicore(args, procs, ncpu)
     doc = {"command": args.command, "started": started.isoformat(timespec="seconds"),
-           "machine": rb.machine_info(), "nice": args.nice, "loops": loops, "repeats": mc.repeats, "quick": args.quick,
+           "machine": rb.machine_info(), "nice": args.nice, "rt": args.rt, "loops": loops, "repeats": mc.repeats, "quick": args.quick,
            "workload": {"rooms": ROOMS, "size_bytes": SIZE, "type": "candidate"},
            "hold_conns": mc.hold_conns, "steps": {}, "skipped": mc.skipped}
     doc["machine"].pop("hostname_kind", None)  # run.py's label for the 2-core machine

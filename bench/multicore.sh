@@ -3,7 +3,8 @@
 # machine has cores for), 100,000 idle connections with RSS per connection, the Redis bus relay.
 #
 #   bench/multicore.sh [OUT_DIR] [--build-dir DIR] [--loops 1,2,4] [--repeats N]
-#                      [--hold-conns N] [--budget-s S] [--no-redis] [--nice N] [--quick]
+#                      [--hold-conns N] [--budget-s S] [--no-redis] [--nice N] [--rt N]
+#                      [--quick]
 #
 # OUT_DIR (default bench/results/multicore-<UTC date>) gets multicore.json, summary.md and logs/.
 # --build-dir DIR: use the signal-server and signal-bench already built there; without it the
@@ -14,7 +15,8 @@
 # Needs taskset (util-linux), python3; redis-server for the Redis bus step (skipped without it).
 # On 16 cores the steps take about 6 minutes (plus the build); every step has a timeout and none
 # starts after --budget-s (540 s by default). --quick: seconds per step, to check the script.
-# --nice N: every process it starts runs at that priority (e.g. -5 on a shared machine; root).
+# --nice N / --rt N: every process it starts runs at that priority, or under chrt -f N
+#   (SCHED_FIFO: other work never preempts it; for a machine shared with compiles; root).
 # Nothing here runs in CI or in any test.
 set -euo pipefail
 
@@ -28,9 +30,9 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --build-dir) build_dir="$2"; shift ;;
     --budget-s) budget="$2"; shift ;;
-    --loops|--repeats|--hold-conns|--nice) pass+=("$1" "$2"); shift ;;
+    --loops|--repeats|--hold-conns|--nice|--rt) pass+=("$1" "$2"); shift ;;
     --no-redis|--quick) pass+=("$1") ;;
-    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) echo "multicore.sh: unknown option $1" >&2; exit 2 ;;
     *) out="$1" ;;
   esac
