@@ -17,7 +17,7 @@ shared between the loops), driven by two signal-bench processes at once. Server 
 delivered, in microseconds, is the figure to compare.
 
   bench/cross_loop.py --build-dir build/bench [--out DIR] [--runs 3] [--server-cpus 0,1]
-                      [--bench-cpus 0,1] [--rate 20000]
+                      [--bench-cpus 0,1] [--rate 20000] [--rt N]
 
 Writes cross_loop.json to --out and prints a table. Needs the signal-bench --rooms-out option.
 """
@@ -132,9 +132,11 @@ def main():
     ap.add_argument("--server-cpus", default="0,1")
     ap.add_argument("--bench-cpus", default="0,1")
     ap.add_argument("--rate", type=int, default=20000, help="open-loop rate (msg/s)")
-    ap.add_argument("--nice", type=int, default=0)
+    ap.add_argument("--nice", type=int, default=0, help="as bench/run.py --nice")
+    ap.add_argument("--rt", type=int, default=0, help="as bench/run.py --rt (chrt -f N)")
     args = ap.parse_args()
     rb.NICE = args.nice
+    rb.RT = args.rt
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     out = os.path.abspath(args.out or tempfile.mkdtemp(prefix="cross-loop-"))
@@ -149,7 +151,8 @@ def main():
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, on_signal)
 
-    doc = {"machine": rb.machine_info(), "server_cpus": args.server_cpus, "bench_cpus": args.bench_cpus,
+    doc = {"command": " ".join(["bench/cross_loop.py"] + sys.argv[1:]),
+           "machine": rb.machine_info(), "server_cpus": args.server_cpus, "bench_cpus": args.bench_cpus,
            "rooms": ROOMS, "modes": {}}
     modes = {"closed_window8": ["--rate", 0, "--window", 8],
              f"open_{args.rate}": ["--rate", args.rate]}

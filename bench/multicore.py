@@ -254,7 +254,7 @@ class Multicore:
         try:
             time.sleep(0.5)
             args = ["hold", "--url", s.url, "--conns", self.hold_conns,
-                    "--concurrency", 500 * max(1, lay["bench_threads"]), "--hold", self.hold_seconds,
+                    "--concurrency", min(2000, 500 * lay["bench_threads"]), "--hold", self.hold_seconds,
                     "--source-ips", HOLD_IPS, "--threads", lay["bench_threads"]]
             t = threading.Thread(target=lambda: result.update(
                 r=bench_once(self.procs, args, s, lay, 240, f"hold-{loops}")))
