@@ -106,7 +106,7 @@ def two_instances(procs, server_cpus, bench_cpus, tag):
                         "--rate", 0, "--window", 8, "--duration", 6, "--warmup", 1],
                 [servers[i].pid], [servers[i].pid], cpus=bench_cpus, timeout=120,
                 log_name=f"cross_loop_single_{tag}_{i}")
-        ts = [threading.Thread(target=go, args=(i,)) for i in range(2)]
+        ts = [threading.Thread(target=go, args=(i,), daemon=True) for i in range(2)]
         for t in ts:
             t.start()
         for t in ts:

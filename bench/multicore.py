@@ -256,7 +256,7 @@ class Multicore:
             args = ["hold", "--url", s.url, "--conns", self.hold_conns,
                     "--concurrency", min(2000, 500 * lay["bench_threads"]), "--hold", self.hold_seconds,
                     "--source-ips", HOLD_IPS, "--threads", lay["bench_threads"]]
-            t = threading.Thread(target=lambda: result.update(
+            t = threading.Thread(daemon=True, target=lambda: result.update(
                 r=bench_once(self.procs, args, s, lay, 240, f"hold-{loops}")))
             t.start()
             # While they are held: which loop owns how many of them.
@@ -428,6 +428,9 @@ def main():
         write()
     rb.log(f"done in {doc['elapsed_s']} s; {out}/summary.md")
     sys.stdout.write(summary_md(doc))
+    # Results are written either way; a failed step makes the exit status say so.
+    if any("error" in step for steps in doc["steps"].values() for step in steps.values()):
+        sys.exit(1)
 
 
 if __name__ == "__main__":
