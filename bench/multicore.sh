@@ -12,10 +12,11 @@
 # Run it as root on the big machine: the open-files limit is then raised to 250,000 so that
 # 100,000 connections fit (one descriptor each in the server and in signal-bench). Where it
 # cannot be raised, the hold step holds what the limit allows and the summary says so.
-# Needs taskset (util-linux), python3; redis-server for the Redis bus step (skipped without it).
+# Needs taskset (util-linux), python3; redis-server for the Redis bus step (skipped without it);
+# the build installs its own Debian packages (scripts/deps.sh build).
 # On 16 cores the steps take about 5 minutes; every step has a timeout and none starts after
 # --budget-s (540 s by default, counted from the start, build included), so the whole run ends
-# within 10 minutes. --quick: seconds per step, to check the script.
+# within 10 minutes (595 s at most). --quick: seconds per step, to check the script.
 # --nice N / --rt N: every process it starts runs at that priority, or under chrt -f N
 #   (SCHED_FIFO: other work never preempts it; for a machine shared with compiles; root).
 # Nothing here runs in CI or in any test.
@@ -33,7 +34,7 @@ while [ $# -gt 0 ]; do
     --budget-s) budget="$2"; shift ;;
     --loops|--repeats|--hold-conns|--nice|--rt) pass+=("$1" "$2"); shift ;;
     --no-redis|--quick) pass+=("$1") ;;
-    -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) echo "multicore.sh: unknown option $1" >&2; exit 2 ;;
     *) out="$1" ;;
   esac
@@ -46,6 +47,7 @@ done
 
 if [ -z "$build_dir" ]; then
   build_dir=build/bench
+  scripts/deps.sh build  # the build's Debian packages, only those missing
   cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DSIGNAL_BUILD_TESTS=OFF >/dev/null
   cmake --build "$build_dir" --target signal-server signal-bench
 fi
@@ -77,11 +79,11 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# The budget counts from this script's start (a build included), so that the whole run ends
-# within budget + 60 s; the timeout stops a step that hangs past it.
+# The budget counts from this script's start (a build included); the timeout stops a step that
+# hangs past it, so that the whole run ends within budget + 55 s (595 s by default).
 budget=$((budget - SECONDS))
 [ "$budget" -ge 60 ] || { echo "multicore.sh: no time left after the build (--budget-s)" >&2; exit 1; }
-timeout --signal=TERM --kill-after=20 $((budget + 60)) /usr/bin/python3 bench/multicore.py \
+timeout --signal=TERM --kill-after=15 $((budget + 40)) /usr/bin/python3 bench/multicore.py \
   --out "$out" --build-dir "$build_dir" --budget-s "$budget" --command "$invocation" \
   ${pass[@]+"${pass[@]}"} &
 runner=$!
