@@ -12,6 +12,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <cstdio>
+#include <fstream>
 #include <iostream>
 #include <map>
 #include <memory>
@@ -51,6 +52,7 @@ struct Options {
   int concurrency = 100;
   std::string source_ips;  // e.g. 127.0.0.2-127.0.0.9
   double hold = 60;
+  std::string rooms_out;  // relay: per-room ports and figures, for placement studies
 };
 
 [[noreturn]] void usage(const std::string& why) {
@@ -59,7 +61,7 @@ struct Options {
       << "usage:\n"
       << "  signal-bench relay --url ws://HOST:PORT [--url-b ws://HOST2:PORT2] [--rooms 500]\n"
       << "      [--size 300] [--type candidate|offer|control] [--rate MSGS_PER_S|0] [--window K]\n"
-      << "      [--duration S] [--warmup S] [--threads T] [--pid PID ...]\n"
+      << "      [--duration S] [--warmup S] [--threads T] [--pid PID ...] [--rooms-out PATH]\n"
       << "  signal-bench connect --url ws://HOST:PORT [--conns N] [--concurrency C] [--threads T]\n"
       << "  signal-bench hold --url ws://HOST:PORT --conns N [--concurrency C] [--hold S]\n"
       << "      [--source-ips 127.0.0.2-127.0.0.9] [--threads T] [--pid PID]\n"
@@ -103,6 +105,8 @@ Options parse_args(int argc, char** argv) {
         o.warmup = std::stod(value());
       else if (a == "--threads")
         o.threads = std::stoi(value());
+      else if (a == "--rooms-out")
+        o.rooms_out = value();
       else if (a == "--pid")
         o.pids.push_back(std::stoi(value()));
       else if (a == "--conns")
@@ -214,6 +218,13 @@ class RelayWorker : public WsLite::Handler {
     return l;
   }
   std::atomic<uint64_t> progress_sent{0}, progress_received{0};
+  // One line per room: id, sender and receiver client ports, messages measured, their latency sum.
+  void write_rooms(std::ostream& out) const {
+    for (const auto& r : rooms_) {
+      out << r->id << ' ' << r->sender_port << ' ' << r->receiver_port << ' ' << r->measured << ' '
+          << r->latency_sum_us << '\n';
+    }
+  }
 
  private:
   struct Room {
@@ -224,13 +235,18 @@ class RelayWorker : public WsLite::Handler {
     uint64_t next_expected = 0;  // receiver side
     std::set<uint64_t> missing;  // skipped numbers not yet seen
     int in_flight = 0;
+    unsigned short sender_port = 0, receiver_port = 0;  // client side, taken when each opens
+    uint64_t measured = 0, latency_sum_us = 0;          // this room's share of the measurement
   };
 
   Phase phase() const { return static_cast<Phase>(s_.phase.load(std::memory_order_relaxed)); }
   Room& room_of(WsLite& c) { return *rooms_[c.user / 2]; }
   bool is_sender(WsLite& c) const { return c.user % 2 == 0; }
 
-  void on_open(WsLite&) override { s_.opened.fetch_add(1); }
+  void on_open(WsLite& c) override {
+    s_.opened.fetch_add(1);
+    (is_sender(c) ? room_of(c).sender_port : room_of(c).receiver_port) = c.local_port();
+  }
   void on_closed(WsLite&, int code, std::string_view reason) override {
     s_.closed.fetch_add(1);
     std::lock_guard lock(s_.close_mu);
@@ -265,7 +281,10 @@ class RelayWorker : public WsLite::Handler {
     const int64_t end = s_.measure_end_ns.load(std::memory_order_relaxed);
     if (start != 0 && ts >= start && (end == 0 || ts < end)) {
       ++received_measured;
-      hist.record(static_cast<uint64_t>(std::max<int64_t>(0, now - ts) / 1000));
+      const auto us = static_cast<uint64_t>(std::max<int64_t>(0, now - ts) / 1000);
+      hist.record(us);
+      ++r.measured;
+      r.latency_sum_us += us;
     }
     if (s_.opt.rate == 0 && (phase() == Phase::kWarmup || phase() == Phase::kMeasure)) {
       send_one(r);
@@ -442,6 +461,10 @@ int run_relay(const Options& opt) {
   for (auto& w : workers) w->stop();
   for (auto& t : threads) t.join();
 
+  if (!opt.rooms_out.empty()) {
+    std::ofstream f(opt.rooms_out);
+    for (auto& w : workers) w->write_rooms(f);
+  }
   LatencyHistogram hist;
   uint64_t sent = 0, sent_measured = 0, received_measured = 0, lost = 0, dup = 0, reord = 0;
   for (auto& w : workers) {

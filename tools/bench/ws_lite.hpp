@@ -58,6 +58,12 @@ class WsLite {
   void close();
   bool open() const { return state_ == State::kOpen; }
   std::size_t unsent_bytes() const { return out_.size() + writing_.size(); }
+  // The connection's own (client) port; 0 when it has none.
+  unsigned short local_port() const {
+    boost::system::error_code ec;
+    const auto ep = socket_.local_endpoint(ec);
+    return ec ? 0 : ep.port();
+  }
   uint64_t user = 0;  // owner's tag (room index, role)
 
  private:
