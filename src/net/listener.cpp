@@ -69,6 +69,7 @@ void Listener::accept() {
                              });
                              return;
                            }
+                           server_.loop_taken();
                            hand_off(target, std::move(socket));
                            accept_ready();
                            accept();
@@ -88,6 +89,7 @@ void Listener::accept_ready() {
     boost::system::error_code ec;
     acceptor_.accept(socket, ec);
     if (ec) return;
+    server_.loop_taken();
     hand_off(target, std::move(socket));
   }
 }

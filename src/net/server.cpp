@@ -106,7 +106,11 @@ std::optional<uint16_t> Server::health_port() const {
 }
 
 Loop& Server::next_loop() {
-  return *loops_[next_loop_.fetch_add(1, std::memory_order_relaxed) % loops_.size()];
+  return *loops_[next_loop_.load(std::memory_order_relaxed) % loops_.size()];
+}
+
+void Server::loop_taken() {
+  next_loop_.fetch_add(1, std::memory_order_relaxed);
 }
 
 void Server::schedule_heartbeat(Loop& loop) {

@@ -97,7 +97,10 @@ class Server final : public BusListener {
   bool draining() const { return draining_.load(std::memory_order_relaxed); }
   bool ready() const { return !draining() && bus_.ready(); }
   Loop& loop(unsigned i) { return *loops_[i]; }
+  // Round-robin of accepted connections: the loop the next one goes to, and the move past it
+  // once one was accepted there (an accept that found nothing must not skip a loop).
   Loop& next_loop();
+  void loop_taken();
   // Hands `message` to `target` on the target's own loop (one post), from any thread.
   // Posts `f(peer)` to the target's loop if its InboundBudget takes `bytes` more; else drops it
   // (and, the first time, has the peer closed as overloaded).
