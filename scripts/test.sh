@@ -28,7 +28,7 @@ npm_dir="$PWD/build/test/tests/e2e/npm"
 echo "== unit, integration and e2e suites under AddressSanitizer + UndefinedBehaviorSanitizer"
 cmake -S . -B build/asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DSIGNAL_SANITIZE=ON -DSIGNAL_FAULT_INJECTION=ON \
   -DSIGNAL_E2E_NPM_DIR="$npm_dir" >/dev/null
-cmake --build build/asan -j "$jobs" --target unit_tests integration_tests bus_tests
+cmake --build build/asan -j "$jobs" --target unit_tests integration_tests serial_integration_tests bus_tests
 export UBSAN_OPTIONS=print_stacktrace=1
 # Leaks are checked at every exit, the servers' too: the integration harness passes these options
 # on and fails a test whose server printed a sanitizer report.
@@ -42,7 +42,7 @@ client_tests='^(CppClient[.]|client_install_consumer$)'
 echo "== integration suite under ThreadSanitizer, THREADS=2"
 cmake -S . -B build/tsan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DSIGNAL_SANITIZE=thread \
   -DSIGNAL_FAULT_INJECTION=ON >/dev/null
-cmake --build build/tsan -j "$jobs" --target integration_tests bus_tests
+cmake --build build/tsan -j "$jobs" --target integration_tests serial_integration_tests bus_tests
 # Two loops in every server the tests start, whatever the machine's core count, so cross-loop
 # delivery, the bus' loop and the loop-owned releases all run concurrently.
 (cd build/tsan && SIGNAL_TEST_THREADS=2 TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \

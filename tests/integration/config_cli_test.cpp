@@ -411,6 +411,8 @@ TEST(ConfigCliLogs, StartUpLogIsJsonLinesAndNamesTheEmbeddedBus) {
   bool embedded = false, listening = false;
   for (const auto& line : lines) {
     SCOPED_TRACE(line);
+    // Test builds announce their fault injection (a warning no deployed binary prints).
+    if (line.find("Built with fault injection") != std::string::npos) continue;
     boost::system::error_code ec;
     const json::value v = json::parse(line, ec);
     ASSERT_FALSE(ec) << "not JSON";
