@@ -18,7 +18,9 @@
 #pragma once
 
 #include <array>
+#include <boost/asio/bind_executor.hpp>
 #include <boost/asio/buffer.hpp>
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/ssl/stream.hpp>
@@ -28,9 +30,11 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 namespace sigsrv {
 
@@ -50,9 +54,17 @@ class MaybeTlsStream {
  public:
   using tcp = boost::asio::ip::tcp;
   using TlsLayer = boost::asio::ssl::stream<tcp::socket>;
-  using executor_type = tcp::socket::executor_type;
+  // The io_context's own executor rather than the socket's type-erased any_io_executor: Beast's
+  // operations copy, track and destroy the stream's executor dozens of times per message read,
+  // which costs an indirect call each with any_io_executor and next to nothing with this one.
+  using executor_type = boost::asio::io_context::executor_type;
 
-  explicit MaybeTlsStream(tcp::socket socket) : plain_(std::move(socket)) {}
+  // `socket` must have been made on an io_context (all of ours are: the loops', the bus').
+  explicit MaybeTlsStream(tcp::socket socket) : plain_(std::move(socket)) {
+    if (plain_.get_executor().target<executor_type>() == nullptr) {
+      throw std::invalid_argument("MaybeTlsStream: the socket's executor is not an io_context's");
+    }
+  }
   MaybeTlsStream(MaybeTlsStream&& other) noexcept
       : plain_(std::move(other.plain_)),
         tls_(std::move(other.tls_)),
@@ -77,7 +89,7 @@ class MaybeTlsStream {
   TlsLayer& tls() { return *tls_; }
 
   tcp::socket& socket() { return tls_ ? tls_->next_layer() : plain_; }
-  executor_type get_executor() { return plain_.get_executor(); }
+  executor_type get_executor() { return *plain_.get_executor().target<executor_type>(); }
 
   // From here on, writes are coalesced (see the top of this file). Only for plain TCP: a TLS
   // stream must outlive its operations, and a coalesced flush does not keep its owner alive.
@@ -166,7 +178,7 @@ class MaybeTlsStream {
       }
       schedule_flush();
     }
-    boost::asio::post(plain_.get_executor(),
+    boost::asio::post(get_executor(),
                       [h = std::forward<Handler>(handler), ec, n]() mutable { h(ec, ec ? 0 : n); });
   }
 
@@ -195,12 +207,42 @@ class MaybeTlsStream {
     std::function<void(boost::system::error_code)> on_flushed;
   };
 
+  // An idle connection keeps no write buffers (finish_flush()), so a busy loop would allocate an
+  // Outbox and grow its buffer for nearly every message. Instead a thread keeps a few idle
+  // Outboxes, with their buffers' capacity, for its next writer.
+  static constexpr std::size_t kSpareOutboxes = 32;
+  static constexpr std::size_t kSpareBufferBytes = 4096;  // larger buffers are freed
+  static std::vector<std::shared_ptr<Outbox>>& spare_outboxes() {
+    thread_local std::vector<std::shared_ptr<Outbox>> spare;
+    return spare;
+  }
+
   Outbox& outbox() {
     if (!out_) {
-      out_ = std::make_shared<Outbox>();
+      auto& spare = spare_outboxes();
+      if (spare.empty()) {
+        out_ = std::make_shared<Outbox>();
+      } else {
+        out_ = std::move(spare.back());
+        spare.pop_back();
+      }
       out_->owner = this;
     }
     return *out_;
+  }
+
+  // Gives up out_, idle and without error, keeping it for reuse when it is small.
+  void release_outbox() {
+    std::shared_ptr<Outbox> out = std::move(out_);
+    auto& spare = spare_outboxes();
+    if (spare.size() >= kSpareOutboxes || out->on_flushed ||
+        out->pending.capacity() + out->writing.capacity() > kSpareBufferBytes) {
+      return;
+    }
+    out->owner = nullptr;
+    out->pending.clear();
+    out->writing.clear();
+    spare.push_back(std::move(out));
   }
 
   void schedule_flush() {
@@ -212,26 +254,28 @@ class MaybeTlsStream {
     o.flushing = true;
     o.writing.swap(o.pending);
     o.pending.clear();
-    boost::asio::async_write(plain_, boost::asio::buffer(o.writing),
-                             [out = out_](boost::system::error_code ec, std::size_t) {
-                               out->flushing = false;
-                               out->writing.clear();
-                               if (ec) {
-                                 out->error = ec;
-                                 out->pending.clear();
-                               } else if (out->owner && !out->pending.empty()) {
-                                 out->owner->flush();
-                                 return;
-                               }
-                               if (out->owner) out->owner->finish_flush(out);
-                             });
+    boost::asio::async_write(
+        plain_, boost::asio::buffer(o.writing),
+        boost::asio::bind_executor(get_executor(),
+                                   [out = out_](boost::system::error_code ec, std::size_t) {
+                                     out->flushing = false;
+                                     out->writing.clear();
+                                     if (ec) {
+                                       out->error = ec;
+                                       out->pending.clear();
+                                     } else if (out->owner && !out->pending.empty()) {
+                                       out->owner->flush();
+                                       return;
+                                     }
+                                     if (out->owner) out->owner->finish_flush(out);
+                                   }));
   }
 
   // Idle again: tell a waiting teardown, and keep no write buffers on an idle connection
   // (unless an error must stay recorded).
   void finish_flush(const std::shared_ptr<Outbox>& out) {
     if (out->on_flushed) std::exchange(out->on_flushed, nullptr)(out->error);
-    if (!out->error && out_ == out && idle()) out_.reset();
+    if (!out->error && out_ == out && idle()) release_outbox();
   }
 
   // After start_tls() the socket lives inside tls_; plain_ is then a closed, moved-from socket
