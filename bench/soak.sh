@@ -117,7 +117,7 @@ pin() { # CPU: sets `pinned` to the prefix that runs a command on that CPU (and 
   if [ "$nice_n" != 0 ]; then pinned=(nice -n "$nice_n" "${pinned[@]}"); fi
 }
 free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+  python3 -c 'import socket; s=socket.socket(); s.bind(("0.0.0.0",0)); print(s.getsockname()[1])'
 }
 work=$(mktemp -d /tmp/signal-soak.XXXXXX)  # no .env for the server to pick up here
 server_pid=""; redis_pid=""; bench_pid=""; server_status=""

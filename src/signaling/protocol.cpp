@@ -6,6 +6,9 @@
 #include <boost/json.hpp>
 #include <charconv>
 #include <cmath>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 namespace sigsrv {
 namespace json = boost::json;
@@ -56,6 +59,73 @@ void append_number(std::string& out, double d) {
   out += exp;
 }
 
+// The length of the prefix of `s` that needs no escape in a JSON string.
+std::size_t plain_prefix(std::string_view s) {
+  std::size_t i = 0;
+#if defined(__SSE2__)
+  // 16 bytes per step: a candidate or an SDP line rarely holds anything to escape.
+  const __m128i quote = _mm_set1_epi8('"');
+  const __m128i backslash = _mm_set1_epi8('\\');
+  const __m128i control_max = _mm_set1_epi8(0x1f);
+  for (; i + 16 <= s.size(); i += 16) {
+    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s.data() + i));
+    // c <= 0x1f, unsigned: max(c, 0x1f) == 0x1f.
+    const __m128i hit =
+        _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash)),
+                     _mm_cmpeq_epi8(_mm_max_epu8(v, control_max), control_max));
+    const int mask = _mm_movemask_epi8(hit);
+    if (mask != 0) return i + static_cast<std::size_t>(__builtin_ctz(static_cast<unsigned>(mask)));
+  }
+#endif
+  for (; i < s.size(); ++i) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c < 0x20 || c == '"' || c == '\\') return i;
+  }
+  return s.size();
+}
+
+// A JSON string literal, byte for byte as json::serialize writes it (quote, backslash and the
+// control characters escaped; \b \t \n \f \r short, the rest as \u00xx), straight into `out`
+// rather than through a temporary string.
+void append_quoted(std::string& out, std::string_view s) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  out += '"';
+  for (;;) {
+    const std::size_t plain = plain_prefix(s);
+    out.append(s.data(), plain);
+    if (plain == s.size()) break;
+    const auto c = static_cast<unsigned char>(s[plain]);
+    s.remove_prefix(plain + 1);
+    out += '\\';
+    switch (c) {
+      case '"':
+      case '\\':
+        out += static_cast<char>(c);
+        break;
+      case '\b':
+        out += 'b';
+        break;
+      case '\t':
+        out += 't';
+        break;
+      case '\n':
+        out += 'n';
+        break;
+      case '\f':
+        out += 'f';
+        break;
+      case '\r':
+        out += 'r';
+        break;
+      default:
+        out += "u00";
+        out += kHex[c >> 4];
+        out += kHex[c & 15];
+    }
+  }
+  out += '"';
+}
+
 void append_json(std::string& out, const json::value& v) {
   switch (v.kind()) {
     case json::kind::double_:
@@ -78,15 +148,18 @@ void append_json(std::string& out, const json::value& v) {
       for (const auto& kv : v.get_object()) {
         if (!first) out += ',';
         first = false;
-        out += json::serialize(json::string_view(kv.key()));
+        append_quoted(out, kv.key());
         out += ':';
         append_json(out, kv.value());
       }
       out += '}';
       return;
     }
+    case json::kind::string:
+      append_quoted(out, v.get_string());
+      return;
     default:
-      out += json::serialize(v);  // strings, integers, booleans, null
+      out += json::serialize(v);  // integers, booleans, null
   }
 }
 
@@ -115,6 +188,9 @@ ParsedMessage parse_client_message(std::string_view input) {
   const json::string& t = type->get_string();
 
   std::string& out = result.text;
+  // The relayed text is the input less unknown keys and whitespace, so this is one allocation
+  // for typical messages (numbers and escapes may still grow it).
+  out.reserve(input.size() + 32);
   if (t == "offer" || t == "answer") {
     const json::value* sdp = obj.if_contains("sdp");
     if (!non_empty_string(sdp)) return result;

@@ -165,6 +165,23 @@ TEST(ProtocolTest, EscapesRoundTrip) {
             R"({"type":"offer","sdp":"\u0001"})");
 }
 
+TEST(ProtocolTest, EveryByteIsEscapedAsBoostJsonWould) {
+  // Strings are written without json::serialize; each byte value, in keys and values, must come
+  // out as json::serialize writes it (0x80-0xFF as parts of a valid UTF-8 sequence).
+  for (int c = 1; c < 0x80; ++c) {
+    const std::string s = "a" + std::string(1, static_cast<char>(c)) + "b";
+    const std::string quoted = boost::json::serialize(boost::json::string_view(s));
+    boost::json::object payload;
+    payload[s] = s;
+    const std::string input = R"({"type":"control","action":)" + quoted + R"(,"payload":)" +
+                              boost::json::serialize(payload) + "}";
+    EXPECT_EQ(Valid(input, MessageType::kControl), R"({"type":"control","action":)" + quoted +
+                                                       R"(,"payload":{)" + quoted + ":" + quoted +
+                                                       "}}")
+        << c;
+  }
+}
+
 TEST(ProtocolTest, UnicodeRoundTrips) {
   // Raw UTF-8 is kept as is.
   EXPECT_EQ(Valid("{\"type\":\"control\",\"action\":\"caf\xC3\xA9 \xF0\x9F\x8E\xAE\"}",
