@@ -27,10 +27,14 @@ class WindowLimiter {
     uint64_t count;
     Clock::time_point expires;
   };
+  struct Hash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
   // Sharded so that event loops hitting different keys do not contend on one lock.
   struct Shard {
     std::mutex mu;
-    std::unordered_map<std::string, Window> windows;
+    std::unordered_map<std::string, Window, Hash, std::equal_to<>> windows;
     Clock::time_point next_sweep{};
   };
   static constexpr std::size_t kShards = 16;
