@@ -260,7 +260,7 @@ void WsSession::await_data() {
   ws_.next_layer().socket().async_receive(
       boost::asio::buffer(&peeked_, 1), boost::asio::socket_base::message_peek,
       // Bound to the loop's own executor type, not the socket's polymorphic one: the operation
-      // then keeps no type-erased executor of its own (200 bytes instead of 240).
+      // then keeps no second type-erased executor (about 200 bytes instead of 232).
       boost::asio::bind_allocator(
           ExactAllocator<void>{},
           boost::asio::bind_executor(
