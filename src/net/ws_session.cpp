@@ -1,6 +1,10 @@
 // WebSocket session, socket side: upgrade, read loop, bounded writes, heartbeat, probe, close.
 #include "net/ws_session.hpp"
 
+#include <sys/socket.h>
+
+#include <boost/asio/bind_allocator.hpp>
+#include <boost/asio/bind_executor.hpp>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/beast/core/buffers_to_string.hpp>
@@ -20,6 +24,33 @@ namespace {
 
 // The highest close code RFC 6455 defines a range for (4000-4999: private use, section 7.4.2).
 constexpr uint16_t kMaxCloseCode = 4999;
+
+using WsStream = websocket::stream<MaybeTlsStream, false>;
+
+// Whether Beast holds received bytes it has not handed out yet (its stream's read buffer, a
+// private member). Beast has no public accessor, and await_data() must not wait on the socket
+// for bytes Beast already has. The explicit instantiation below may name the private member
+// (C++20 [temp.spec.general]/6); a Beast without `impl_->rd_buf` fails to compile here.
+bool beast_holds_input(const WsStream& ws);
+template <auto Impl>
+struct BeastInput {
+  friend bool beast_holds_input(const WsStream& ws) { return (ws.*Impl)->rd_buf.size() != 0; }
+};
+template struct BeastInput<&WsStream::impl_>;
+
+// Allocates an operation at its own size. Asio's default recycles the thread's last freed
+// operation block when it fits, so a small wait that outlives its handler (await_data() on an
+// idle connection) would keep whatever larger block was freed just before, such as Beast's read.
+template <class T>
+struct ExactAllocator {
+  using value_type = T;
+  ExactAllocator() = default;
+  template <class U>
+  ExactAllocator(const ExactAllocator<U>&) noexcept {}
+  T* allocate(std::size_t n) { return static_cast<T*>(::operator new(n * sizeof(T))); }
+  void deallocate(T* p, std::size_t) noexcept { ::operator delete(p); }
+  friend bool operator==(ExactAllocator, ExactAllocator) { return true; }
+};
 
 }  // namespace
 
@@ -166,7 +197,7 @@ void WsSession::on_accepted(boost::system::error_code ec) {
   }
   if (state_ != State::kOpen) return;
   write_next();
-  read();
+  read_next();
   if (probe_after_accept_) probe();
 }
 
@@ -217,7 +248,66 @@ void WsSession::on_read(boost::system::error_code ec) {
   // A large message (an SDP offer or answer, a few KB) grew the buffer; give the memory back
   // rather than keep it on a connection that will mostly idle. Candidates fit and reuse it.
   if (read_buffer_.capacity() > 1024) read_buffer_.shrink_to_fit();
+  read_next();
+}
+
+void WsSession::read_next() {
+  // TLS: the TLS layer may hold decrypted bytes of its own, so the socket says nothing.
+  if (ws_.next_layer().is_tls() || !ws_.is_message_done() || beast_holds_input(ws_)) {
+    read();
+  } else {
+    await_data();
+  }
+}
+
+void WsSession::await_data() {
+  read_buffer_.shrink_to_fit();  // empty here: nothing is kept for a connection that idles
+  // A one-byte peek rather than a wait for readability: Asio tries it at once, so bytes that
+  // arrived before it was queued are seen (a wait would miss an edge already consumed).
+  ws_.next_layer().socket().async_receive(
+      boost::asio::buffer(&peeked_, 1), boost::asio::socket_base::message_peek,
+      // Bound to the loop's own executor type, not the socket's polymorphic one: the operation
+      // then keeps no second type-erased executor (about 200 bytes instead of 232).
+      boost::asio::bind_allocator(
+          ExactAllocator<void>{},
+          boost::asio::bind_executor(
+              loop_.ioc.get_executor(),
+              [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
+                self->on_data_ready(ec);
+              })));
+}
+
+void WsSession::on_data_ready(boost::system::error_code ec) {
+  if (ec) {
+    // The socket ended (end of stream, reset, or closed by terminate()): as a failed read.
+    end();
+    return;
+  }
+  // A pong the heartbeat or a probe waits for, taken without waking Beast: a Beast read that
+  // only met a pong would stay pending, with its buffer, until the client's next message.
+  if (state_ == State::kOpen && (!alive_ || !answered_probe_) && take_pong()) {
+    await_data();
+    return;
+  }
   read();
+}
+
+bool WsSession::take_pong() {
+  // A client's pong (RFC 6455 section 5.5.3): FIN and opcode 0xA, no extension bits, masked,
+  // at most 125 bytes of payload; whole in the socket, or left to Beast.
+  constexpr std::size_t kHeader = 2 + 4;
+  unsigned char frame[kHeader + 125];
+  const int fd = ws_.next_layer().socket().native_handle();
+  const ssize_t n = ::recv(fd, frame, sizeof frame, MSG_PEEK | MSG_DONTWAIT);
+  if (n < 2 || frame[0] != 0x8A || (frame[1] & 0x80) == 0) return false;
+  const std::size_t len = frame[1] & 0x7F;
+  if (len > 125 || static_cast<std::size_t>(n) < kHeader + len) return false;
+  if (::recv(fd, frame, kHeader + len, MSG_DONTWAIT) != static_cast<ssize_t>(kHeader + len)) {
+    terminate();  // cannot happen with the bytes peeked; never leave the stream mid-frame
+    return false;
+  }
+  alive_ = answered_probe_ = true;
+  return true;
 }
 
 void WsSession::deliver(const SharedText& message) {

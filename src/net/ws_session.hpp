@@ -78,8 +78,17 @@ class WsSession final : public Peer,
   void overload(std::size_t unsent);
   // Beast sent its close frame on its own (the client's close answered, or a protocol error).
   void on_teardown() override;
+  // Reads on: straight into Beast when it holds received bytes (or a message is unfinished),
+  // else await_data().
+  void read_next();
   void read();
   void on_read(boost::system::error_code ec);
+  // Plain TCP, between messages, with nothing buffered in Beast: waits for the socket to become
+  // readable without a Beast read pending, so an idle connection holds neither Beast's read
+  // operation nor a read buffer. A pong the heartbeat waits for is taken here (take_pong()).
+  void await_data();
+  void on_data_ready(boost::system::error_code ec);
+  bool take_pong();
   void arm_deadline();
   void write_next();
   void terminate();
@@ -88,7 +97,9 @@ class WsSession final : public Peer,
 
   Server& server_;
   Loop& loop_;
-  boost::beast::websocket::stream<MaybeTlsStream> ws_;
+  // Without permessage-deflate support (DESIGN.md: off), which would keep its state in every
+  // stream.
+  boost::beast::websocket::stream<MaybeTlsStream, false> ws_;
   boost::beast::flat_buffer read_buffer_;
   std::unique_ptr<WsAdmission> admission_;  // from start() until the upgrade completes
   State state_ = State::kUpgrading;
@@ -104,6 +115,7 @@ class WsSession final : public Peer,
   bool registered_ = false;           // in loop_.sessions
   bool accepted_ = false;             // the 101 went out; writes and reads may start
   bool overload_reported_ = false;    // closed as overloaded (outbox or inbound budget)
+  unsigned char peeked_ = 0;          // await_data()'s one-byte peek
   std::optional<Rejection> refusal_;  // close code to send once the upgrade completes
   // HANDSHAKE_TIMEOUT_MS for admission + upgrade, then again for a closing handshake; absent
   // while the session is open, so an idle connection carries no timer.
