@@ -1,6 +1,8 @@
 // Membership with the same capacity rule as the Redis join script.
 #include "bus/memory_bus.hpp"
 
+#include <algorithm>
+
 namespace sigsrv {
 
 void MemoryBus::join(const std::string& room_id, const std::string& client_id, unsigned capacity,
@@ -9,11 +11,12 @@ void MemoryBus::join(const std::string& room_id, const std::string& client_id, u
   {
     std::lock_guard lock(mu_);
     auto& members = rooms_[room_id];
-    if (members.count(client_id) == 0 && members.size() >= capacity) {
+    const bool present = std::find(members.begin(), members.end(), client_id) != members.end();
+    if (!present && members.size() >= capacity) {
       r.status = JoinResult::Status::kFull;
       r.members = members.size();
     } else {
-      members.insert(client_id);
+      if (!present) members.push_back(client_id);
       r.status = JoinResult::Status::kJoined;
       r.members = members.size();
     }
@@ -26,7 +29,7 @@ void MemoryBus::leave(const std::string& room_id, const std::string& client_id) 
   std::lock_guard lock(mu_);
   auto it = rooms_.find(room_id);
   if (it == rooms_.end()) return;
-  it->second.erase(client_id);
+  std::erase(it->second, client_id);
   if (it->second.empty()) rooms_.erase(it);
 }
 

@@ -153,7 +153,7 @@ void WsSession::arm_deadline() {
 }
 
 void WsSession::refuse(Rejection r) {
-  if (!refusal_) refusal_ = r;
+  if (refusal_.code == 0) refusal_ = r;
   accept();
 }
 
@@ -189,9 +189,9 @@ void WsSession::on_accepted(boost::system::error_code ec) {
   if (stream.coalescing()) {
     outbox_.drain([&stream](const std::string& m) { stream.write_text_frame(m); });
   }
-  if (refusal_) {
-    const Rejection r = *refusal_;
-    refusal_.reset();
+  if (refusal_.code != 0) {
+    const Rejection r = refusal_;
+    refusal_ = Rejection{0, {}};
     close_with(r);
     return;
   }
@@ -375,7 +375,8 @@ void WsSession::write_next() {
 void WsSession::close_with(Rejection r) {
   if (state_ == State::kClosing || state_ == State::kEnded) return;
   if (!accepted_) {
-    if (!refusal_) refusal_ = r;  // sent as soon as the upgrade completes; the first one wins
+    if (refusal_.code == 0)
+      refusal_ = r;  // sent as soon as the upgrade completes; the first one wins
     return;
   }
   state_ = State::kClosing;

@@ -71,7 +71,8 @@ class WsSession final : public Peer,
   std::size_t loop_slot = 0;  // index in Loop::sessions, maintained by the loop's owner
 
  private:
-  enum class State { kUpgrading, kAdmitting, kOpen, kClosing, kEnded };
+  // One byte, packed with the flags below: every byte of an idle connection counts.
+  enum class State : uint8_t { kUpgrading, kAdmitting, kOpen, kClosing, kEnded };
 
   void on_accepted(boost::system::error_code ec);
   // Over BACKPRESSURE_CLOSE_THRESHOLD_BYTES (`unsent`): counted, logged and closed with 1013, once.
@@ -102,21 +103,22 @@ class WsSession final : public Peer,
   boost::beast::websocket::stream<MaybeTlsStream, false> ws_;
   boost::beast::flat_buffer read_buffer_;
   std::unique_ptr<WsAdmission> admission_;  // from start() until the upgrade completes
-  State state_ = State::kUpgrading;
   std::string ip_;
   MemberRelay member_;
   Outbox outbox_;  // bounded by BACKPRESSURE_CLOSE_THRESHOLD_BYTES; see Outbox for the policy
 
   std::chrono::steady_clock::time_point last_heartbeat_ = std::chrono::steady_clock::now();
-  bool alive_ = true;                 // a pong arrived since the last heartbeat tick
-  bool answered_probe_ = true;        // a pong arrived since the last probe began
-  bool probe_after_accept_ = false;   // probed while its upgrade was still being written
-  bool ping_in_flight_ = false;       // Beast allows one outstanding ping
-  bool registered_ = false;           // in loop_.sessions
-  bool accepted_ = false;             // the 101 went out; writes and reads may start
-  bool overload_reported_ = false;    // closed as overloaded (outbox or inbound budget)
-  unsigned char peeked_ = 0;          // await_data()'s one-byte peek
-  std::optional<Rejection> refusal_;  // close code to send once the upgrade completes
+  bool alive_ = true;                // a pong arrived since the last heartbeat tick
+  bool answered_probe_ = true;       // a pong arrived since the last probe began
+  bool probe_after_accept_ = false;  // probed while its upgrade was still being written
+  bool ping_in_flight_ = false;      // Beast allows one outstanding ping
+  bool registered_ = false;          // in loop_.sessions
+  bool accepted_ = false;            // the 101 went out; writes and reads may start
+  bool overload_reported_ = false;   // closed as overloaded (outbox or inbound budget)
+  unsigned char peeked_ = 0;         // await_data()'s one-byte peek
+  State state_ = State::kUpgrading;
+  // Close code to send once the upgrade completes; code 0: none (an optional would cost 8 bytes).
+  Rejection refusal_{0, {}};
   // HANDSHAKE_TIMEOUT_MS for admission + upgrade, then again for a closing handshake; absent
   // while the session is open, so an idle connection carries no timer.
   std::unique_ptr<boost::asio::steady_timer> deadline_;
