@@ -15,53 +15,10 @@
 #include <vector>
 
 #include "obs/metrics.hpp"
+#include "signaling/json_string.hpp"
 
 namespace sigsrv {
 namespace {
-
-// The escaping of boost::json::serialize, without its temporaries: '"', '\\', and control
-// characters (\b \t \n \f \r, the others as \u00XX); everything else, UTF-8 included, as is.
-void append_json_string(std::string& out, std::string_view s) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  out += '"';
-  std::size_t run = 0;  // start of the characters not yet appended
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    if (c >= 0x20 && c != '"' && c != '\\') continue;
-    out.append(s.data() + run, i - run);
-    run = i + 1;
-    out += '\\';
-    switch (c) {
-      case '"':
-        out += '"';
-        break;
-      case '\\':
-        out += '\\';
-        break;
-      case '\b':
-        out += 'b';
-        break;
-      case '\t':
-        out += 't';
-        break;
-      case '\n':
-        out += 'n';
-        break;
-      case '\f':
-        out += 'f';
-        break;
-      case '\r':
-        out += 'r';
-        break;
-      default:
-        out += "u00";
-        out += kHex[c >> 4];
-        out += kHex[c & 15];
-    }
-  }
-  out.append(s.data() + run, s.size() - run);
-  out += '"';
-}
 
 void append_value(std::string& out, const LogField& f, bool quote_strings) {
   std::visit(
