@@ -860,24 +860,6 @@ std::size_t RedisBus::announce_released(const std::string& room_id, const redisR
   return n;
 }
 
-void RedisBus::check_limits(std::vector<std::string> keys, const std::vector<uint32_t>& limits,
-                            std::function<void(std::size_t)> done) {
-  std::vector<std::string> args = std::move(keys);
-  const std::size_t nkeys = args.size();
-  args.emplace_back("10");
-  for (uint32_t l : limits) args.push_back(std::to_string(l));
-  eval(kLimitScript, std::move(args), nkeys, RedisOp::kRateLimit,
-       [this, done = std::move(done)](const redisReply* r) {
-         if (is_error(r) || r->type != REDIS_REPLY_INTEGER) {
-           fail_open(1);
-           done(0);
-           return;
-         }
-         fail_open_logged_ = false;
-         done(static_cast<std::size_t>(r->integer));
-       });
-}
-
 // ---- Bus interface (any thread) ----
 
 void RedisBus::join(const std::string& room_id, const std::string& client_id, unsigned capacity,
@@ -1160,29 +1142,27 @@ void RedisBus::reconcile() {
            const bool ok =
                !is_error(r) && r->type == REDIS_REPLY_ARRAY && r->elements == 2 * (last - first);
            const auto now = Clock::now();
-           uint64_t hits = 0;
+           uint64_t confirmed = 0;
+           uint64_t failed = 0;
            for (std::size_t i = first; i < last; ++i) {
              const auto& d = (*deltas)[i];
-             hits += d.count;
-             if (!ok) {
+             const redisReply* total = ok ? r->element[2 * (i - first)] : nullptr;
+             const redisReply* ttl = ok ? r->element[2 * (i - first) + 1] : nullptr;
+             if (!total || total->type != REDIS_REPLY_INTEGER || ttl->type != REDIS_REPLY_INTEGER) {
                windows_.failed(d.key, d.count);
-               continue;
-             }
-             const redisReply* total = r->element[2 * (i - first)];
-             const redisReply* ttl = r->element[2 * (i - first) + 1];
-             if (total->type != REDIS_REPLY_INTEGER || ttl->type != REDIS_REPLY_INTEGER) {
-               windows_.failed(d.key, d.count);
+               failed += d.count;
                continue;
              }
              windows_.confirm(d.key, d.count, static_cast<uint64_t>(std::max(0LL, total->integer)),
                               std::chrono::milliseconds(std::max(0LL, ttl->integer)), now);
+             confirmed += d.count;
            }
-           if (!ok) {
-             fail_open(hits);
-             return;
+           metrics().window_hits_reconciled.inc(confirmed);
+           if (failed != 0) {
+             fail_open(failed);
+           } else {
+             fail_open_logged_ = false;
            }
-           fail_open_logged_ = false;
-           metrics().window_hits_reconciled.inc(hits);
          });
   }
 }
@@ -1199,8 +1179,16 @@ void RedisBus::fail_open(uint64_t hits) {
 
 void RedisBus::check_connection(std::string_view ip, uint32_t limit, AllowCallback done) {
   asio::post(ioc_, [this, key = window_key("conn", ip), limit, done = std::move(done)]() mutable {
-    check_limits({std::move(key)}, {limit},
-                 [done = std::move(done)](std::size_t over) { done(over == 0); });
+    eval(kLimitScript, {std::move(key), "10", std::to_string(limit)}, 1, RedisOp::kRateLimit,
+         [this, done = std::move(done)](const redisReply* r) {
+           if (is_error(r) || r->type != REDIS_REPLY_INTEGER) {
+             fail_open(1);
+             done(true);
+             return;
+           }
+           fail_open_logged_ = false;
+           done(r->integer == 0);
+         });
   });
 }
 

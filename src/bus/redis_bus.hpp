@@ -185,8 +185,6 @@ class RedisBus final : public Bus {
   std::size_t announce_released(const std::string& room_id, const redisReply* released,
                                 std::size_t first,
                                 std::unordered_map<std::string, std::size_t>* by_owner);
-  void check_limits(std::vector<std::string> keys, const std::vector<uint32_t>& limits,
-                    std::function<void(std::size_t)> done);
   void reconcile();
   void fail_open(uint64_t hits);
 

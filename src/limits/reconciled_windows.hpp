@@ -22,6 +22,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "limits/string_hash.hpp"
 #include "limits/token_bucket.hpp"
 
 namespace sigsrv {
@@ -57,10 +58,7 @@ class ReconciledWindows {
     uint64_t unsent = 0;
     Clock::time_point expires;
   };
-  struct Hash {
-    using is_transparent = void;
-    std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
-  };
+  using Hash = StringViewHash;
   using Map = std::unordered_map<std::string, Window, Hash, std::equal_to<>>;
   struct Shard {
     std::mutex mu;

@@ -8,6 +8,7 @@
 #include <string_view>
 #include <unordered_map>
 
+#include "limits/string_hash.hpp"
 #include "limits/token_bucket.hpp"
 
 namespace sigsrv {
@@ -27,10 +28,7 @@ class WindowLimiter {
     uint64_t count;
     Clock::time_point expires;
   };
-  struct Hash {
-    using is_transparent = void;
-    std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
-  };
+  using Hash = StringViewHash;
   // Sharded so that event loops hitting different keys do not contend on one lock.
   struct Shard {
     std::mutex mu;

@@ -69,7 +69,6 @@ void Listener::accept() {
                              });
                              return;
                            }
-                           server_.loop_taken();
                            hand_off(target, std::move(socket));
                            accept_ready();
                            accept();
@@ -89,12 +88,12 @@ void Listener::accept_ready() {
     boost::system::error_code ec;
     acceptor_.accept(socket, ec);
     if (ec) return;
-    server_.loop_taken();
     hand_off(target, std::move(socket));
   }
 }
 
 void Listener::hand_off(Loop& target, tcp::socket socket) {
+  server_.loop_taken();  // the next connection goes to the next loop
   metrics().connections_accepted.inc();
   boost::asio::post(target.ioc,
                     [&server = server_, &target, kind = kind_, s = std::move(socket)]() mutable {

@@ -2,7 +2,9 @@
 #include "net/member_relay.hpp"
 
 #include <boost/asio/post.hpp>
+#ifdef SIGNAL_FAULT_INJECTION
 #include <stdexcept>
+#endif
 
 #include "net/server.hpp"
 #include "net/ws_session.hpp"
