@@ -13,6 +13,7 @@
 #include "auth/jwt.hpp"
 #include "bus/memory_bus.hpp"
 #include "bus/redis_bus.hpp"
+#include "bus/redis_cluster.hpp"
 #include "bus/sentinel_client.hpp"
 #include "config/config.hpp"
 #include "net/loop_owned.hpp"
@@ -140,9 +141,17 @@ int main(int argc, char** argv) {
   std::optional<sigsrv::SentinelSettings> sentinel;
   if (!config.redis_sentinels.empty()) {
     sentinel = sigsrv::SentinelSettings{
-        std::get<std::vector<sigsrv::HostPort>>(sigsrv::parse_sentinels(config.redis_sentinels)),
+        std::get<std::vector<sigsrv::HostPort>>(sigsrv::parse_host_list(config.redis_sentinels)),
         config.redis_sentinel_master, config.redis_sentinel_password};
     // The data nodes' address comes from the sentinels; their password from REDIS_PASSWORD.
+    redis_endpoint.emplace();
+    redis_endpoint->password = config.redis_password;
+  }
+  std::vector<sigsrv::HostPort> cluster;
+  if (!config.redis_cluster_nodes.empty()) {
+    cluster = std::get<std::vector<sigsrv::HostPort>>(
+        sigsrv::parse_host_list(config.redis_cluster_nodes));
+    // The nodes' addresses come from the cluster itself; their password from REDIS_PASSWORD.
     redis_endpoint.emplace();
     redis_endpoint->password = config.redis_password;
   }
@@ -173,11 +182,30 @@ int main(int argc, char** argv) {
                {{"sentinels", config.redis_sentinels}, {"err", answer.detail}});
     }
   }
+  if (!cluster.empty()) {
+    // Nodes that answer without cluster support, or refuse the password, are a configuration
+    // error; nodes that do not answer yet are not.
+    const auto probe =
+        sigsrv::probe_cluster_once(cluster, *redis_endpoint, std::chrono::milliseconds(1000));
+    using Kind = sigsrv::ClusterProbe::Kind;
+    if (probe.kind == Kind::kNotCluster) {
+      return config_error("REDIS_CLUSTER_NODES: " + probe.node +
+                          " answers, but is not a Redis Cluster node (" + probe.detail + ")");
+    }
+    if (probe.kind == Kind::kAuthFailed) {
+      return config_error("REDIS_PASSWORD: " + probe.node + " refused it (" + probe.detail + ")");
+    }
+    if (probe.kind == Kind::kUnreachable) {
+      log.warn("No Redis Cluster node answered yet; not ready until one does",
+               {{"nodes", config.redis_cluster_nodes}, {"err", probe.detail}});
+    }
+  }
   std::unique_ptr<sigsrv::Bus> bus;
   if (!redis_endpoint) {
     bus = std::make_unique<sigsrv::MemoryBus>();
   } else {
-    bus = std::make_unique<sigsrv::RedisBus>(config, *redis_endpoint, redis_tls, log, sentinel);
+    bus = std::make_unique<sigsrv::RedisBus>(config, *redis_endpoint, redis_tls, log, sentinel,
+                                             cluster);
   }
   sigsrv::Server server(config, log, *bus);
   const sigsrv::JwtPolicy jwt_policy{config.jwt_alg, config.jwt_issuer, config.jwt_audience,
@@ -197,7 +225,12 @@ int main(int argc, char** argv) {
     std::cerr << "signal-server: " << *err << "\n";
     return 1;
   }
-  if (sentinel) {
+  if (!cluster.empty()) {
+    log.info(
+        "Using Redis Cluster bus (sharded pub/sub); not ready until every slot's master "
+        "answers",
+        {{"bus", "redis-cluster"}, {"nodes", config.redis_cluster_nodes}});
+  } else if (sentinel) {
     log.info("Using Redis bus through Sentinel; not ready until the master answers",
              {{"bus", "redis"},
               {"sentinels", config.redis_sentinels},

@@ -5,6 +5,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -76,8 +77,9 @@ class BusListener {
   virtual void presence_remote(const std::string& room_id, std::string_view client_id,
                                PresenceEvent event) = 0;
   // The bus was unavailable for a while (what was published meanwhile may not have arrived):
-  // resumable sessions here should resume, so their replay fills the gap.
-  virtual void sessions_resync() = 0;
+  // resumable sessions here should resume, so their replay fills the gap. `only_rooms`: just the
+  // sessions in these rooms (a cluster slot moved); null: all.
+  virtual void sessions_resync(const std::set<std::string>* only_rooms) = 0;
   // Every (room id, client id) with a member connected here. Any thread.
   virtual std::vector<std::pair<std::string, std::string>> local_members() = 0;
 };

@@ -2,6 +2,7 @@
 // circuit breaker, instance lease, and re-assertion of local state whenever Redis comes back.
 #include "bus/redis_bus.hpp"
 
+#include <openssl/evp.h>
 #include <algorithm>
 #include <boost/asio/post.hpp>
 #include <charconv>
@@ -16,9 +17,6 @@ using SteadyClock = std::chrono::steady_clock;
 
 namespace {
 
-constexpr const char* kLeasePrefix = "signal:instance:";
-// ZSET: instance id -> lease expiry (ms, Redis clock). See redis_scripts::kLease.
-constexpr const char* kRegistryKey = "signal:instances";
 constexpr std::array<const char*, 15> kScriptBodies = {
     redis_scripts::kJoin,          redis_scripts::kLeave,        redis_scripts::kRejoin,
     redis_scripts::kLimit,         redis_scripts::kLease,        redis_scripts::kSweep,
@@ -29,18 +27,6 @@ static_assert(kScriptBodies.size() == 15);
 // Resumable sessions' keys (see redis_scripts.hpp). Their TTL while live: refreshed by every
 // message numbered for the session; a session quiet for longer is answered recovered:false.
 constexpr std::chrono::hours kSessionTtl{24};
-std::string session_key(std::string_view sid) {
-  return "resume:" + std::string(sid);
-}
-std::string session_log_key(std::string_view sid) {
-  return "resume-log:" + std::string(sid);
-}
-std::string session_left_key(std::string_view sid) {
-  return "resume-left:" + std::string(sid);
-}
-std::string room_sessions_key(std::string_view room_id) {
-  return "room-resumable:" + std::string(room_id);
-}
 // How long message hits are counted here before they go to Redis: the overshoot a fleet can see
 // is what the other instances relay in this long plus a round trip (README "Shared limits
 // across a fleet"); against one INCRBY per key per period instead of a script per message.
@@ -52,28 +38,28 @@ constexpr std::size_t kReconcileKeysPerCall = 256;
 // few enough that relays queued behind them on the command connection barely wait.
 constexpr std::size_t kMaxReapsInFlight = 256;
 
-std::string room_key(std::string_view room_id) {
-  return "room:" + std::string(room_id);
+// The scripts' text for a mode: its prelude (see redis_scripts.hpp), then the script.
+std::array<std::string, 15> script_bodies(bool cluster) {
+  std::array<std::string, 15> out;
+  for (std::size_t i = 0; i < kScriptBodies.size(); ++i) {
+    out[i] = std::string(cluster ? redis_scripts::kPreludeCluster : redis_scripts::kPreludeSingle) +
+             kScriptBodies[i];
+  }
+  return out;
 }
-std::string presence_key(std::string_view room_id) {
-  return "presence:" + std::string(room_id);
-}
-// "room:abc" and "presence:abc" -> "abc".
-std::string room_of_channel(std::string_view channel) {
-  const auto colon = channel.find(':');
-  return colon == std::string_view::npos ? std::string() : std::string(channel.substr(colon + 1));
-}
-std::string owners_key(std::string_view room_id) {
-  return "room-owners:" + std::string(room_id);
-}
-// rl:{ns}:{id}:10, into `out` (a reused buffer allocates nothing once it has grown).
-void window_key_into(std::string& out, std::string_view ns, std::string_view id) {
-  out.assign("rl:").append(ns).append(":").append(id).append(":10");
-}
-std::string window_key(std::string_view ns, std::string_view id) {
-  std::string key;
-  window_key_into(key, ns, id);
-  return key;
+
+// SHA1 in hex, as EVALSHA names a script.
+std::string sha1_hex(std::string_view text) {
+  std::array<unsigned char, EVP_MAX_MD_SIZE> digest{};
+  unsigned int size = 0;
+  EVP_Digest(text.data(), text.size(), digest.data(), &size, EVP_sha1(), nullptr);
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned i = 0; i < size; ++i) {
+    out.push_back(kHex[digest[i] >> 4]);
+    out.push_back(kHex[digest[i] & 0xf]);
+  }
+  return out;
 }
 
 // The sweep's period: a sixth of the lease TTL, kept within 250-500 ms (one cheap call per
@@ -138,33 +124,53 @@ int64_t steady_ns() {
 
 RedisBus::RedisBus(const Config& config, const RedisEndpoint& endpoint,
                    std::shared_ptr<boost::asio::ssl::context> tls, Logger& log,
-                   std::optional<SentinelSettings> sentinel)
+                   std::optional<SentinelSettings> sentinel, std::vector<HostPort> cluster)
     : config_(config),
       log_(log),
       instance_id_(config.instance_id),
-      lease_key_(kLeasePrefix + config.instance_id),
+      lease_key_(RedisKeys(!cluster.empty()).lease_prefix() + config.instance_id),
       own_relay_marker_(own_relay_marker(config.instance_id)),
       ioc_owner_(std::make_shared<asio::io_context>(1)),
       ioc_(*ioc_owner_),
-      command_(
-          ioc_, endpoint, tls, RedisConnection::Mode::kCommand, "command", log,
-          {[this] { on_command_up(); }, [this](const std::string&) { on_down(true); }, {}, {}, {}}),
-      subscriber_(ioc_, endpoint, std::move(tls), RedisConnection::Mode::kSubscriber, "subscriber",
-                  log,
-                  {[this] { on_subscriber_up(); }, [this](const std::string&) { on_down(false); },
+      command_(ioc_, endpoint, tls, RedisConnection::Mode::kCommand, "command", log,
+               {[this] { on_command_up(); },
+                [this](const std::string&) { on_down(true); },
+                {},
+                {},
+                {},
+                {}}),
+      subscriber_(ioc_, endpoint, tls, RedisConnection::Mode::kSubscriber, "subscriber", log,
+                  {[this] { on_subscriber_up(); },
+                   [this](const std::string&) { on_down(false); },
                    [this](std::string_view c, std::string_view p) { on_message(c, p); },
                    [this](std::string_view c) { on_subscribed(c); },
                    [this](std::string_view c) {
                      if (c == probe_channel_) return;
                      // A later SUBSCRIBE of the same room is in flight: wait for its answer.
-                     if (auto it = channels_.find(room_of_channel(c)); it != channels_.end()) {
+                     if (auto it = channels_.find(RedisKeys::room_of_channel(c));
+                         it != channels_.end()) {
                        it->second.confirmed = false;
                      }
-                   }}),
+                   },
+                   {}}),
       lease_timer_(ioc_),
       reconcile_timer_(ioc_),
       tick_period_(sweep_period(config.instance_lease_ttl_ms)),
-      probe_channel_("signal:probe:" + config.instance_id) {
+      probe_channel_("signal:probe:" + config.instance_id),
+      keys_(!cluster.empty()),
+      bodies_(script_bodies(!cluster.empty())),
+      publish_(cluster.empty() ? "PUBLISH" : "SPUBLISH") {
+  if (!cluster.empty()) {
+    cluster_ = std::make_unique<RedisCluster>(
+        ioc_, std::move(cluster), endpoint, std::move(tls), log,
+        RedisCluster::Hooks{[this] { on_command_up(); }, [this] { on_down(true); },
+                            [this] { on_subscriber_up(); }, [this] { on_down(false); },
+                            [this](std::string_view c, std::string_view p) { on_message(c, p); },
+                            [this](std::string_view c) { on_subscribed(c); },
+                            [this](const std::vector<std::string>& c) { on_channels_moved(c); }});
+    for (std::size_t i = 0; i < bodies_.size(); ++i) shas_[i] = sha1_hex(bodies_[i]);
+    return;
+  }
   if (!sentinel) return;
   sentinel_ = std::make_unique<SentinelClient>(ioc_, std::move(*sentinel), log);
   // Both connections ask the sentinels before every attempt, and use only a node whose ROLE is
@@ -206,8 +212,12 @@ void RedisBus::start(BusListener& listener) {
   started_ = true;
   // Runs once the server runs its loop 0 (this loop).
   asio::post(ioc_, [this] {
-    command_.start();
-    subscriber_.start();
+    if (cluster_) {
+      cluster_->start();
+    } else {
+      command_.start();
+      subscriber_.start();
+    }
     if (sentinel_) {
       sentinel_->watch([this](const HostPort& to) { on_master_switched(to); },
                        [this] { check_master(); });
@@ -231,14 +241,16 @@ void RedisBus::stop(std::chrono::milliseconds flush_budget) {
     // handed over: they wait suspended for a resume elsewhere, and the lease, left to lapse, is
     // what releases (as after a crash) those that never come back.
     if (!keep_lease_) {
-      command_.command({"DEL", lease_key_}, [](const redisReply*) {});
-      command_.command({"ZREM", kRegistryKey, instance_id_}, [](const redisReply*) {});
+      redis({"DEL", lease_key_}, [](const redisReply*) {});
+      redis({"ZREM", keys_.registry(), instance_id_}, [](const redisReply*) {});
     }
     auto deadline = SteadyClock::now() + flush_budget;
     auto timer = std::make_shared<asio::steady_timer>(ioc_);
     auto wait = std::make_shared<std::function<void()>>();
     *wait = [this, deadline, timer, wait] {
-      if (command_.pending() == 0 || !command_.up() || SteadyClock::now() >= deadline) {
+      const std::size_t pending = cluster_ ? cluster_->pending() : command_.pending();
+      if (pending == 0 || !commands_up() || SteadyClock::now() >= deadline) {
+        if (cluster_) cluster_->stop();
         command_.stop();
         subscriber_.stop();
         if (sentinel_) sentinel_->stop();
@@ -272,10 +284,18 @@ bool RedisBus::breaker_open() const {
 void RedisBus::on_command_up() {
   scripts_loaded_ = false;
   members_resynced_ = false;
+  if (cluster_) {
+    // Named by their SHA1, computed here: a master that lacks one answers NOSCRIPT and gets the
+    // body (see eval()), so a failover or a new master needs nothing loaded up front.
+    scripts_loaded_ = true;
+    refresh_lease();
+    resync_members();
+    return;
+  }
   auto loaded = std::make_shared<std::size_t>(0);
-  for (std::size_t i = 0; i < kScriptBodies.size(); ++i) {
+  for (std::size_t i = 0; i < bodies_.size(); ++i) {
     const auto started = SteadyClock::now();
-    command_.command({"SCRIPT", "LOAD", kScriptBodies[i]},
+    command_.command({"SCRIPT", "LOAD", bodies_[i]},
                      [this, i, loaded, started](const redisReply* r) {
                        const bool ok = !is_error(r) && r->type == REDIS_REPLY_STRING;
                        record(RedisOp::kScriptLoad, ok, started);
@@ -290,7 +310,7 @@ void RedisBus::on_command_up() {
                          return;  // on_command_up runs again when the connection is back
                        }
                        shas_[i] = std::string(reply_text(r));
-                       if (++*loaded == kScriptBodies.size()) {
+                       if (++*loaded == bodies_.size()) {
                          scripts_loaded_ = true;
                          refresh_lease();
                          resync_members();
@@ -320,14 +340,14 @@ void RedisBus::resync_members() {
   }
   for (auto& [room, client] : leaves) {
     eval(kLeaveScript,
-         {room_key(room), owners_key(room), client, std::to_string(config_.room_ttl_seconds)}, 2,
-         RedisOp::kLeave, [this, room = room, client = client, finish_one](const redisReply* r) {
+         {keys_.room(room), keys_.owners(room), client, std::to_string(config_.room_ttl_seconds)},
+         2, RedisOp::kLeave, [this, room = room, client = client, finish_one](const redisReply* r) {
            if (!is_error(r)) failed_leaves_.erase({room, client});
            finish_one();
          });
   }
   for (auto& [room, client] : members) {
-    eval(kRejoinScript, {room_key(room), owners_key(room), client, instance_id_}, 2,
+    eval(kRejoinScript, {keys_.room(room), keys_.owners(room), client, instance_id_}, 2,
          RedisOp::kRejoin, [finish_one](const redisReply*) { finish_one(); });
   }
   if (!members.empty()) {
@@ -375,14 +395,20 @@ void RedisBus::on_down(bool command_side) {
       ch.waiters.clear();
       ch.refs -= static_cast<unsigned>(std::min<std::size_t>(ch.refs, waiters.size()));
       for (auto& w : waiters) w(false);
-      it = ch.refs == 0 ? channels_.erase(it) : std::next(it);
+      if (ch.refs > 0) {
+        ++it;
+        continue;
+      }
+      // A cluster keeps the subscriptions on the masters still up: drop this room's there.
+      if (cluster_) listen(it->first, false);
+      it = channels_.erase(it);
     }
   }
   update_readiness();
 }
 
 void RedisBus::update_readiness() {
-  const bool connected = command_.up() && subscriber_.up();
+  const bool connected = commands_up() && subscribers_up();
   metrics().redis_up.set(connected ? 1 : 0);
   const bool probed = !sentinel_ || (probe_subscribed_ && !probe_failing_);
   const bool ready =
@@ -478,7 +504,7 @@ void RedisBus::end_gap() {
   log_.warn("Redis bus was unavailable: messages published meanwhile did not reach members here",
             {{"gapMs", std::chrono::duration_cast<std::chrono::milliseconds>(gap).count()},
              {"rooms", channels_.size()}});
-  listener_->sessions_resync();
+  listener_->sessions_resync(nullptr);
 }
 
 // ---- commands (bus loop) ----
@@ -518,11 +544,10 @@ void RedisBus::eval(Script script, std::vector<std::string> keys_and_args, std::
     std::vector<std::string_view> argv;
     argv.reserve(args->size() + 3);
     argv.emplace_back(by_body ? "EVAL" : "EVALSHA");
-    argv.push_back(by_body ? std::string_view(kScriptBodies[script])
-                           : std::string_view(shas_[script]));
+    argv.push_back(by_body ? std::string_view(bodies_[script]) : std::string_view(shas_[script]));
     argv.push_back(n);
     for (const auto& a : *args) argv.push_back(a);
-    command_.command(argv, std::move(cb));
+    redis(argv, std::move(cb));
   };
   const uint64_t ticket = next_eval_++;
   send(false, [this, send, op, started, ticket,
@@ -570,7 +595,7 @@ void RedisBus::subscribe(const std::string& room_id, std::function<void(bool)> d
     done(true);
     return;
   }
-  if (!subscriber_.up()) {
+  if (!subscribers_up()) {
     if (--ch.refs == 0) channels_.erase(room_id);
     done(false);
     return;
@@ -580,7 +605,7 @@ void RedisBus::subscribe(const std::string& room_id, std::function<void(bool)> d
 }
 
 void RedisBus::send_subscribe(const std::string& room_id, Channel& ch) {
-  subscriber_.send({"SUBSCRIBE", room_key(room_id), presence_key(room_id)});
+  listen(room_id, true);
   ch.awaiting += 2;
 }
 
@@ -591,7 +616,7 @@ void RedisBus::release(const std::string& room_id) {
   const bool was_resyncing = it->second.resync;
   channels_.erase(it);
   if (was_resyncing) resync_done_one();
-  subscriber_.send({"UNSUBSCRIBE", room_key(room_id), presence_key(room_id)});
+  listen(room_id, false);
 }
 
 void RedisBus::on_subscribed(std::string_view channel) {
@@ -601,7 +626,7 @@ void RedisBus::on_subscribed(std::string_view channel) {
     update_readiness();
     return;
   }
-  auto it = channels_.find(room_of_channel(channel));
+  auto it = channels_.find(RedisKeys::room_of_channel(channel));
   if (it == channels_.end()) return;  // released meanwhile; its UNSUBSCRIBE follows
   Channel& ch = it->second;
   if (ch.awaiting == 0 || --ch.awaiting > 0) return;  // the room's other channel is still to come
@@ -625,7 +650,7 @@ void RedisBus::on_message(std::string_view channel, std::string_view payload) {
   if (channel.rfind("presence:", 0) == 0) {
     auto p = parse_presence(payload);
     if (!p) return;
-    const std::string room = room_of_channel(channel);
+    const std::string room = RedisKeys::room_of_channel(channel);
     if (p->resumable || (p->event != PresenceEvent::kJoined && p->event != PresenceEvent::kProbe)) {
       if (auto it = channels_.find(room); it != channels_.end()) it->second.resumable = true;
     }
@@ -666,7 +691,7 @@ void RedisBus::on_message(std::string_view channel, std::string_view payload) {
     log_.warn("Ignoring malformed bus message", {{"channel", channel}});
     return;
   }
-  const std::string room = std::string(channel.substr(5));
+  const std::string room = RedisKeys::room_of_channel(channel);
   auto data = std::make_shared<const std::string>(std::move(env->data));
   if (!env->seqs.empty()) {
     if (auto it = channels_.find(room); it != channels_.end()) {
@@ -731,11 +756,11 @@ void RedisBus::tick() {
 }
 
 void RedisBus::refresh_lease() {
-  if (!command_.up() || !scripts_loaded_) return;  // on_command_up sets it once they are loaded
+  if (!commands_up() || !scripts_loaded_) return;  // on_command_up sets it once they are loaded
   last_lease_refresh_ = SteadyClock::now();
   eval(kLeaseScript,
-       {lease_key_, kRegistryKey, instance_id_, std::to_string(config_.instance_lease_ttl_ms)}, 2,
-       RedisOp::kLease, [this](const redisReply* r) {
+       {lease_key_, keys_.registry(), instance_id_, std::to_string(config_.instance_lease_ttl_ms)},
+       2, RedisOp::kLease, [this](const redisReply* r) {
          if (is_error(r) || r->type != REDIS_REPLY_INTEGER) return;
          if (r->integer == 1 && lease_held_) {
            // We were late refreshing (a stall, or Redis unreachable for longer than the TTL) and
@@ -750,9 +775,9 @@ void RedisBus::refresh_lease() {
 }
 
 void RedisBus::sweep() {
-  if (sweep_in_flight_ || !command_.up() || !scripts_loaded_) return;
+  if (sweep_in_flight_ || !commands_up() || !scripts_loaded_) return;
   sweep_in_flight_ = true;
-  eval(kSweepScript, {kRegistryKey, forget_after_ms(config_.instance_lease_ttl_ms)}, 1,
+  eval(kSweepScript, {keys_.registry(), forget_after_ms(config_.instance_lease_ttl_ms)}, 1,
        RedisOp::kLease, [this](const redisReply* r) {
          sweep_in_flight_ = false;
          if (is_error(r) || r->type != REDIS_REPLY_ARRAY) return;
@@ -798,18 +823,19 @@ void RedisBus::pump_reaps(const std::shared_ptr<ReapJob>& job) {
     const std::string& room = job->rooms[job->next++];
     ++job->in_flight;
     // Recorded as leaves: each release is one (RedisOp has no series of its own for it).
-    eval(kReapScript,
-         {room_key(room), owners_key(room), kLeasePrefix, std::to_string(config_.room_ttl_seconds),
-          instance_id_, std::to_string(now_us())},
-         2, RedisOp::kLeave, [this, job, room](const redisReply* r) {
-           --job->in_flight;
-           if (is_error(r) || r->type != REDIS_REPLY_ARRAY) {
-             job->failed = true;  // the rest waits for the retry (see finish_reaps)
-           } else {
-             announce_released(room, r, 0, &job->released);
-           }
-           pump_reaps(job);
-         });
+    std::vector<std::string> args{keys_.room(room),     keys_.owners(room),
+                                  lease_check_prefix(), std::to_string(config_.room_ttl_seconds),
+                                  instance_id_,         std::to_string(now_us())};
+    append_dead(args);
+    eval(kReapScript, std::move(args), 2, RedisOp::kLeave, [this, job, room](const redisReply* r) {
+      --job->in_flight;
+      if (is_error(r) || r->type != REDIS_REPLY_ARRAY) {
+        job->failed = true;  // the rest waits for the retry (see finish_reaps)
+      } else {
+        announce_released(room, r, 0, &job->released);
+      }
+      pump_reaps(job);
+    });
   }
   job->pumping = false;
   if (job->in_flight == 0 && (job->failed || job->next == job->rooms.size()) && !job->finished) {
@@ -866,54 +892,55 @@ void RedisBus::join(const std::string& room_id, const std::string& client_id, un
                     JoinCallback done) {
   asio::post(ioc_, [this, room_id, client_id, capacity, done = std::move(done)]() mutable {
     // Listen on the room before joining it, so nothing published after the join is missed.
-    subscribe(room_id,
-              [this, room_id, client_id, capacity, done = std::move(done)](bool ok) mutable {
-                if (!ok) {
-                  record(RedisOp::kSubscribe, false, SteadyClock::now());
-                  done(JoinResult{JoinResult::Status::kError, 0});
-                  return;
-                }
-                // Whether the room already has resumable sessions (joined before we listened):
-                // asked in the same pipeline, so the join waits for nothing more.
-                command_.command({"EXISTS", room_sessions_key(room_id)},
-                                 [this, room_id](const redisReply* r) {
-                                   if (r && r->type == REDIS_REPLY_INTEGER && r->integer > 0) {
-                                     auto it = channels_.find(room_id);
-                                     if (it != channels_.end()) it->second.resumable = true;
-                                   }
-                                 });
-                eval(kJoinScript,
-                     {room_key(room_id), owners_key(room_id), client_id, std::to_string(capacity),
-                      instance_id_, kLeasePrefix, std::to_string(now_us())},
-                     2, RedisOp::kJoin,
-                     [this, room_id, client_id, done = std::move(done)](const redisReply* r) {
-                       if (is_error(r) || r->type != REDIS_REPLY_ARRAY || r->elements == 0 ||
-                           r->element[0]->type != REDIS_REPLY_INTEGER) {
-                         // No reply at all: the script may have run before the connection dropped.
-                         // The leave is idempotent, so queue one to be sure the refused client
-                         // holds no seat.
-                         if (r == nullptr) remember_failed_leave(room_id, client_id);
-                         release(room_id);
-                         done(JoinResult{JoinResult::Status::kError, 0});
-                         return;
-                       }
-                       // Members of crashed instances the join dropped to make room: our members
-                       // hear of them before this client is attached to the room, so it never does.
-                       if (r->elements > 1) {
-                         const std::size_t n = announce_released(room_id, r, 1, nullptr);
-                         log_.info("Join released members of instances whose lease is gone",
-                                   {{"roomId", room_id}, {"released", n}});
-                       }
-                       const long long size = r->element[0]->integer;
-                       if (size < 0) {
-                         release(room_id);
-                         done(JoinResult{JoinResult::Status::kFull, 0});
-                         return;
-                       }
-                       done(JoinResult{JoinResult::Status::kJoined, static_cast<std::size_t>(size),
-                                       members_epoch_.load()});
-                     });
-              });
+    subscribe(
+        room_id, [this, room_id, client_id, capacity, done = std::move(done)](bool ok) mutable {
+          if (!ok) {
+            record(RedisOp::kSubscribe, false, SteadyClock::now());
+            done(JoinResult{JoinResult::Status::kError, 0});
+            return;
+          }
+          // Whether the room already has resumable sessions (joined before we listened):
+          // asked in the same pipeline, so the join waits for nothing more.
+          redis({"EXISTS", keys_.room_sessions(room_id)}, [this, room_id](const redisReply* r) {
+            if (r && r->type == REDIS_REPLY_INTEGER && r->integer > 0) {
+              auto it = channels_.find(room_id);
+              if (it != channels_.end()) it->second.resumable = true;
+            }
+          });
+          std::vector<std::string> args{
+              keys_.room(room_id),      keys_.owners(room_id), client_id,
+              std::to_string(capacity), instance_id_,          lease_check_prefix(),
+              std::to_string(now_us())};
+          append_dead(args);
+          eval(kJoinScript, std::move(args), 2, RedisOp::kJoin,
+               [this, room_id, client_id, done = std::move(done)](const redisReply* r) {
+                 if (is_error(r) || r->type != REDIS_REPLY_ARRAY || r->elements == 0 ||
+                     r->element[0]->type != REDIS_REPLY_INTEGER) {
+                   // No reply at all: the script may have run before the connection dropped.
+                   // The leave is idempotent, so queue one to be sure the refused client
+                   // holds no seat.
+                   if (r == nullptr) remember_failed_leave(room_id, client_id);
+                   release(room_id);
+                   done(JoinResult{JoinResult::Status::kError, 0});
+                   return;
+                 }
+                 // Members of crashed instances the join dropped to make room: our members
+                 // hear of them before this client is attached to the room, so it never does.
+                 if (r->elements > 1) {
+                   const std::size_t n = announce_released(room_id, r, 1, nullptr);
+                   log_.info("Join released members of instances whose lease is gone",
+                             {{"roomId", room_id}, {"released", n}});
+                 }
+                 const long long size = r->element[0]->integer;
+                 if (size < 0) {
+                   release(room_id);
+                   done(JoinResult{JoinResult::Status::kFull, 0});
+                   return;
+                 }
+                 done(JoinResult{JoinResult::Status::kJoined, static_cast<std::size_t>(size),
+                                 members_epoch_.load()});
+               });
+        });
   });
 }
 
@@ -929,12 +956,12 @@ void RedisBus::release_seat(const std::string& room_id, const std::string& clien
 }
 
 void RedisBus::send_leave(const std::string& room_id, const std::string& client_id) {
-  eval(
-      kLeaveScript,
-      {room_key(room_id), owners_key(room_id), client_id, std::to_string(config_.room_ttl_seconds)},
-      2, RedisOp::kLeave, [this, room_id, client_id](const redisReply* r) {
-        if (is_error(r)) remember_failed_leave(room_id, client_id);
-      });
+  eval(kLeaveScript,
+       {keys_.room(room_id), keys_.owners(room_id), client_id,
+        std::to_string(config_.room_ttl_seconds)},
+       2, RedisOp::kLeave, [this, room_id, client_id](const redisReply* r) {
+         if (is_error(r)) remember_failed_leave(room_id, client_id);
+       });
 }
 
 void RedisBus::remember_failed_leave(const std::string& room_id, const std::string& client_id) {
@@ -952,7 +979,7 @@ void RedisBus::remember_failed_leave(const std::string& room_id, const std::stri
 void RedisBus::publish_on(std::string channel, std::string body) {
   asio::post(ioc_, [this, channel = std::move(channel), body = std::move(body)] {
     const auto started = SteadyClock::now();
-    command_.command({"PUBLISH", channel, body}, [this, started](const redisReply* r) {
+    redis({publish_, channel, body}, [this, started](const redisReply* r) {
       record(RedisOp::kPublish, !is_error(r), started);
     });
   });
@@ -968,15 +995,16 @@ void RedisBus::publish(const std::string& room_id, const std::string& sender_id,
     const auto started = SteadyClock::now();
     auto it = channels_.find(room_id);
     if (sender_session.empty() && (it == channels_.end() || !it->second.resumable)) {
-      command_.command({"PUBLISH", room_key(room_id), envelope},
-                       [this, started, count_forwarded](const redisReply* r) {
-                         record(RedisOp::kPublish, !is_error(r), started);
-                         if (count_forwarded && !is_error(r)) metrics().messages_forwarded.inc();
-                       });
+      redis({publish_, keys_.room(room_id), envelope},
+            [this, started, count_forwarded](const redisReply* r) {
+              record(RedisOp::kPublish, !is_error(r), started);
+              if (count_forwarded && !is_error(r)) metrics().messages_forwarded.inc();
+            });
       return;
     }
     eval(kRelayScript,
-         {room_sessions_key(room_id), room_key(room_id), std::move(envelope), *data, sender_session,
+         {keys_.room_sessions(room_id), keys_.room(room_id), std::move(envelope), *data,
+          sender_session.empty() ? std::string() : keys_.stored_sid(room_id, sender_session),
           instance_id_, std::to_string(config_.resume_buffer_messages),
           std::to_string(config_.resume_buffer_bytes),
           std::to_string(std::chrono::milliseconds(kSessionTtl).count())},
@@ -997,29 +1025,28 @@ void RedisBus::session_open(const SessionRef& s, std::function<void(bool ok)> do
   asio::post(ioc_, [this, s, done = std::move(done)] {
     if (auto it = channels_.find(s.room_id); it != channels_.end()) it->second.resumable = true;
     eval(kSessionOpenScript,
-         {session_key(s.session_id), room_sessions_key(s.room_id), s.room_id, s.client_id,
-          instance_id_, std::to_string(std::chrono::milliseconds(kSessionTtl).count()),
-          s.session_id},
+         {keys_.session(s.room_id, s.session_id), keys_.room_sessions(s.room_id), s.room_id,
+          s.client_id, instance_id_, std::to_string(std::chrono::milliseconds(kSessionTtl).count()),
+          keys_.stored_sid(s.room_id, s.session_id)},
          2, RedisOp::kSession, [done](const redisReply* r) { done(!is_error(r)); });
   });
 }
 
 void RedisBus::session_append(const SessionRef& s, const SharedText& text) {
   asio::post(ioc_, [this, s, text] {
-    eval(
-        kSessionAppendScript,
-        {session_key(s.session_id), presence_key(s.room_id), *text, instance_id_,
-         std::to_string(config_.resume_buffer_messages),
-         std::to_string(config_.resume_buffer_bytes),
-         std::to_string(std::chrono::milliseconds(kSessionTtl).count()), s.session_id, s.client_id},
-        2, RedisOp::kSession, [](const redisReply*) {});
+    eval(kSessionAppendScript,
+         {keys_.session(s.room_id, s.session_id), keys_.presence(s.room_id), *text, instance_id_,
+          std::to_string(config_.resume_buffer_messages),
+          std::to_string(config_.resume_buffer_bytes),
+          std::to_string(std::chrono::milliseconds(kSessionTtl).count()),
+          keys_.stored_sid(s.room_id, s.session_id), s.client_id},
+         2, RedisOp::kSession, [](const redisReply*) {});
   });
 }
 
 void RedisBus::session_count(const SessionRef& s) {
-  asio::post(ioc_, [this, sid = s.session_id] {
-    eval(kSessionCountScript, {session_key(sid), instance_id_}, 1, RedisOp::kSession,
-         [](const redisReply*) {});
+  asio::post(ioc_, [this, key = keys_.session(s.room_id, s.session_id)] {
+    eval(kSessionCountScript, {key, instance_id_}, 1, RedisOp::kSession, [](const redisReply*) {});
   });
 }
 
@@ -1027,10 +1054,10 @@ void RedisBus::session_suspended(const SessionRef& s) {
   // Kept a little past the window: the owner's timer ends the session, or, should the owner
   // die, the crash reaper releases the member and the keys expire on their own.
   const auto ttl = std::chrono::milliseconds(config_.resume_window_ms) + std::chrono::seconds(10);
-  asio::post(ioc_, [this, sid = s.session_id, ttl] {
+  asio::post(ioc_, [this, s, ttl] {
     eval(kSessionStateScript,
-         {session_key(sid), session_log_key(sid), instance_id_, "suspended",
-          std::to_string(ttl.count())},
+         {keys_.session(s.room_id, s.session_id), keys_.session_log(s.room_id, s.session_id),
+          instance_id_, "suspended", std::to_string(ttl.count())},
          2, RedisOp::kSession, [](const redisReply*) {});
   });
 }
@@ -1038,8 +1065,9 @@ void RedisBus::session_suspended(const SessionRef& s) {
 void RedisBus::session_end(const SessionRef& s, bool tombstone) {
   asio::post(ioc_, [this, s, tombstone] {
     eval(kSessionEndScript,
-         {session_key(s.session_id), session_log_key(s.session_id), room_sessions_key(s.room_id),
-          session_left_key(s.session_id), instance_id_, s.session_id,
+         {keys_.session(s.room_id, s.session_id), keys_.session_log(s.room_id, s.session_id),
+          keys_.room_sessions(s.room_id), keys_.session_left(s.room_id, s.session_id), instance_id_,
+          keys_.stored_sid(s.room_id, s.session_id),
           tombstone ? std::to_string(config_.resume_window_ms) : "0", "0"},
          4, RedisOp::kSession, [](const redisReply*) {});
   });
@@ -1060,11 +1088,12 @@ void RedisBus::session_claim(const std::string& room_id, const std::string& sess
           ch.resumable = true;
           ++ch.claims;
           eval(kSessionClaimScript,
-               {session_key(session_id), session_log_key(session_id), room_key(room_id),
-                owners_key(room_id), session_left_key(session_id), room_id, instance_id_,
-                std::to_string(last_seq),
-                std::to_string(std::chrono::milliseconds(kSessionTtl).count()), session_id},
-               5, RedisOp::kSession, [this, room_id, done = std::move(done)](const redisReply* r) {
+               {keys_.session(room_id, session_id), keys_.session_log(room_id, session_id),
+                keys_.room(room_id), keys_.owners(room_id), keys_.session_left(room_id, session_id),
+                keys_.room_sessions(room_id), room_id, instance_id_, std::to_string(last_seq),
+                std::to_string(std::chrono::milliseconds(kSessionTtl).count()),
+                keys_.stored_sid(room_id, session_id)},
+               6, RedisOp::kSession, [this, room_id, done = std::move(done)](const redisReply* r) {
                  SessionClaim c = parse_claim(r);
                  // Subscribed (held by this claim): the room's channel is still here.
                  if (auto it = channels_.find(room_id); it != channels_.end()) {
@@ -1082,7 +1111,7 @@ void RedisBus::joined_locally(const std::string& room_id, const std::string& cli
   if (members_epoch_.load() == join_epoch) return;  // no re-assertion missed it
   // Ahead of any leave of this member: both are posted from its session's loop, in order.
   asio::post(ioc_, [this, room_id, client_id] {
-    eval(kRejoinScript, {room_key(room_id), owners_key(room_id), client_id, instance_id_}, 2,
+    eval(kRejoinScript, {keys_.room(room_id), keys_.owners(room_id), client_id, instance_id_}, 2,
          RedisOp::kRejoin, [](const redisReply*) {});
   });
 }
@@ -1093,11 +1122,53 @@ void RedisBus::release_room(const std::string& room_id) {
 
 void RedisBus::publish_presence(const std::string& room_id, const std::string& client_id,
                                 PresenceEvent event, bool resumable) {
-  publish_on(presence_key(room_id), presence_message(client_id, instance_id_, event, resumable));
+  publish_on(keys_.presence(room_id), presence_message(client_id, instance_id_, event, resumable));
 }
 
 void RedisBus::publish_departure(const std::string& room_id, const std::string& client_id) {
-  publish_on(room_key(room_id), departure_envelope(client_id, instance_id_, now_us()));
+  publish_on(keys_.room(room_id), departure_envelope(client_id, instance_id_, now_us()));
+}
+
+void RedisBus::on_channels_moved(const std::vector<std::string>& channels) {
+  // Published on the slot's new master before this instance listened there: lost for plain
+  // members (logged); resumable sessions of those rooms resume, and their replay fills the gap.
+  std::set<std::string> rooms;
+  for (const auto& c : channels) rooms.insert(RedisKeys::room_of_channel(c));
+  log_.warn(
+      "Redis Cluster slot moved: messages published meanwhile may not have reached members "
+      "here",
+      {{"rooms", rooms.size()}});
+  listener_->sessions_resync(&rooms);
+}
+
+void RedisBus::redis(std::span<const std::string_view> args, RedisConnection::Callback done) {
+  if (cluster_) {
+    cluster_->command(args, std::move(done));
+  } else {
+    command_.command(args, std::move(done));
+  }
+}
+
+void RedisBus::listen(const std::string& room_id, bool on) {
+  if (cluster_) {
+    const std::array<std::string, 2> channels{keys_.room(room_id), keys_.presence(room_id)};
+    if (on) {
+      cluster_->subscribe(channels);
+    } else {
+      cluster_->unsubscribe(channels);
+    }
+    return;
+  }
+  subscriber_.send(
+      {on ? "SUBSCRIBE" : "UNSUBSCRIBE", keys_.room(room_id), keys_.presence(room_id)});
+}
+
+std::string RedisBus::lease_check_prefix() const {
+  return cluster_ ? std::string() : keys_.lease_prefix();
+}
+
+void RedisBus::append_dead(std::vector<std::string>& args) const {
+  if (cluster_) args.insert(args.end(), dead_seen_.begin(), dead_seen_.end());
 }
 
 MessageVerdict RedisBus::message_verdict(std::string_view ip, std::string_view room_id,
@@ -1108,7 +1179,7 @@ MessageVerdict RedisBus::message_verdict(std::string_view ip, std::string_view r
   // Keys built in a buffer of this thread: a hit on a known window allocates nothing.
   thread_local std::string key;
   const auto hit = [&](std::string_view ns, std::string_view id, uint32_t limit) {
-    window_key_into(key, ns, id);
+    keys_.window_into(key, ns, id);
     return windows_.hit(key, limit, now, &flush);
   };
   // In turn, as the Redis limit script does: a message refused per IP is not counted per room.
@@ -1130,8 +1201,28 @@ MessageVerdict RedisBus::message_verdict(std::string_view ip, std::string_view r
 
 void RedisBus::reconcile() {
   auto deltas = std::make_shared<std::vector<ReconciledWindows::Delta>>(windows_.take_unsent());
-  for (std::size_t first = 0; first < deltas->size(); first += kReconcileKeysPerCall) {
-    const std::size_t last = std::min(deltas->size(), first + kReconcileKeysPerCall);
+  // A script touches one slot on a cluster: the batch goes out one call per slot.
+  std::vector<uint16_t> slots;
+  if (cluster_) {
+    std::vector<std::pair<uint16_t, ReconciledWindows::Delta>> by_slot;
+    by_slot.reserve(deltas->size());
+    for (auto& d : *deltas) by_slot.emplace_back(key_slot(d.key), std::move(d));
+    std::sort(by_slot.begin(), by_slot.end(),
+              [](const auto& a, const auto& b) { return a.first < b.first; });
+    for (std::size_t i = 0; i < by_slot.size(); ++i) {
+      slots.push_back(by_slot[i].first);
+      (*deltas)[i] = std::move(by_slot[i].second);
+    }
+  }
+  for (std::size_t first = 0, last = 0; first < deltas->size(); first = last) {
+    last = std::min(deltas->size(), first + kReconcileKeysPerCall);
+    if (cluster_) {
+      last = static_cast<std::size_t>(
+          std::find_if(slots.begin() + static_cast<std::ptrdiff_t>(first + 1),
+                       slots.begin() + static_cast<std::ptrdiff_t>(last),
+                       [&](uint16_t s) { return s != slots[first]; }) -
+          slots.begin());
+    }
     std::vector<std::string> args;
     args.reserve(2 * (last - first) + 1);
     for (std::size_t i = first; i < last; ++i) args.push_back((*deltas)[i].key);
@@ -1178,7 +1269,7 @@ void RedisBus::fail_open(uint64_t hits) {
 }
 
 void RedisBus::check_connection(std::string_view ip, uint32_t limit, AllowCallback done) {
-  asio::post(ioc_, [this, key = window_key("conn", ip), limit, done = std::move(done)]() mutable {
+  asio::post(ioc_, [this, key = keys_.window("conn", ip), limit, done = std::move(done)]() mutable {
     eval(kLimitScript, {std::move(key), "10", std::to_string(limit)}, 1, RedisOp::kRateLimit,
          [this, done = std::move(done)](const redisReply* r) {
            if (is_error(r) || r->type != REDIS_REPLY_INTEGER) {

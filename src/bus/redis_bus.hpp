@@ -15,7 +15,9 @@
 #include <vector>
 
 #include "bus/bus.hpp"
+#include "bus/redis_cluster.hpp"
 #include "bus/redis_connection.hpp"
+#include "bus/redis_keys.hpp"
 #include "bus/sentinel_client.hpp"
 #include "config/config.hpp"
 #include "limits/reconciled_windows.hpp"
@@ -36,12 +38,15 @@ class RedisBus final : public Bus {
   static constexpr std::chrono::milliseconds kProbeIdle{2000};
   static constexpr std::chrono::milliseconds kProbeDeadline{2000};
 
-  // `tls` is the rediss:// client context (null for redis://). With `sentinel`, the endpoint's
+  // `tls` is the rediss:// client context (null for redis://). With `cluster` (seed nodes), the
+  // bus runs on Redis Cluster (PROTOCOL.md section 10): the endpoint gives only the credentials.
+  // With `sentinel`, the endpoint's
   // host and port are asked of the sentinels before every connection (its credentials stay), the
   // bus follows failovers, and a delivery probe watches the subscriber.
   RedisBus(const Config& config, const RedisEndpoint& endpoint,
            std::shared_ptr<boost::asio::ssl::context> tls, Logger& log,
-           std::optional<SentinelSettings> sentinel = std::nullopt);
+           std::optional<SentinelSettings> sentinel = std::nullopt,
+           std::vector<HostPort> cluster = {});
   ~RedisBus() override;  // NOLINT(bugprone-exception-escape)
 
   std::string_view name() const override { return "redis"; }
@@ -187,6 +192,20 @@ class RedisBus final : public Bus {
                                 std::unordered_map<std::string, std::size_t>* by_owner);
   void reconcile();
   void fail_open(uint64_t hits);
+  void on_channels_moved(const std::vector<std::string>& channels);
+  // The command and subscriber side, on one Redis or on a cluster.
+  void redis(std::span<const std::string_view> args, RedisConnection::Callback done);
+  void redis(std::initializer_list<std::string_view> args, RedisConnection::Callback done) {
+    redis(std::span<const std::string_view>(args.begin(), args.size()), std::move(done));
+  }
+  bool commands_up() const { return cluster_ ? cluster_->commands_up() : command_.up(); }
+  bool subscribers_up() const { return cluster_ ? cluster_->subscribers_up() : subscriber_.up(); }
+  // (UN)SUBSCRIBE a room's relay and presence channels (SSUBSCRIBE on a cluster).
+  void listen(const std::string& room_id, bool on);
+  // The join and reap scripts' liveness arguments (see redis_scripts.hpp, lease_gone): the lease
+  // key prefix on one Redis; on a cluster an empty prefix, then the expired instances.
+  std::string lease_check_prefix() const;
+  void append_dead(std::vector<std::string>& args) const;
 
   const Config& config_;
   Logger& log_;
@@ -259,6 +278,13 @@ class RedisBus final : public Bus {
   std::string probe_token_;
   uint64_t probes_sent_ = 0;
   std::chrono::steady_clock::time_point last_delivery_proof_{};
+
+  // Key names, script texts (with the mode's prelude) and the relay command for this mode; and,
+  // on Redis Cluster, the client that replaces command_ and subscriber_ (which then stay idle).
+  const RedisKeys keys_;
+  const std::array<std::string, kScriptCount> bodies_;
+  const char* const publish_;
+  std::unique_ptr<RedisCluster> cluster_;
 };
 
 }  // namespace sigsrv

@@ -188,7 +188,17 @@ void RedisConnection::command(std::span<const std::string_view> args, Callback d
   enqueue(args, std::move(done));
 }
 
-void RedisConnection::send(std::initializer_list<std::string_view> args) {
+void RedisConnection::command_encoded(std::string_view encoded, Callback done) {
+  if (state_ != State::kUp || pending_.size() >= kMaxPending || unsent_bytes() >= kMaxUnsentBytes) {
+    asio::post(ioc_, [done = std::move(done)] { done(nullptr); });
+    return;
+  }
+  out_.append(encoded);
+  pending_.push_back(Pending{std::move(done), SteadyClock::now()});
+  schedule_flush();
+}
+
+void RedisConnection::send(std::span<const std::string_view> args) {
   if (state_ != State::kUp) return;
   append_command(out_, args);
   schedule_flush();
@@ -259,16 +269,17 @@ void RedisConnection::dispatch(ReplyPtr reply) {
   if (mode_ == Mode::kSubscriber && state_ == State::kUp && reply->type == REDIS_REPLY_ARRAY &&
       reply->elements >= 2) {
     const std::string_view kind = reply_text(reply->element[0]);
-    if (kind == "message" && reply->elements == 3) {
+    // Sharded pub/sub (Redis Cluster) answers the same way under other names.
+    if ((kind == "message" || kind == "smessage") && reply->elements == 3) {
       if (hooks_.on_message)
         hooks_.on_message(reply_text(reply->element[1]), reply_text(reply->element[2]));
       return;
     }
-    if (kind == "subscribe") {
+    if (kind == "subscribe" || kind == "ssubscribe") {
       if (hooks_.on_subscribed) hooks_.on_subscribed(reply_text(reply->element[1]));
       return;
     }
-    if (kind == "unsubscribe") {
+    if (kind == "unsubscribe" || kind == "sunsubscribe") {
       if (hooks_.on_unsubscribed) hooks_.on_unsubscribed(reply_text(reply->element[1]));
       return;
     }
@@ -285,7 +296,11 @@ void RedisConnection::dispatch(ReplyPtr reply) {
       return;
     }
     if (reply->type == REDIS_REPLY_ERROR) {
-      log_.warn("Redis error", {{"connection", name_}, {"err", reply_text(reply.get())}});
+      if (hooks_.on_error) {
+        hooks_.on_error(reply_text(reply.get()));
+      } else {
+        log_.warn("Redis error", {{"connection", name_}, {"err", reply_text(reply.get())}});
+      }
     }
     return;
   }

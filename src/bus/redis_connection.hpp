@@ -44,6 +44,8 @@ class RedisConnection {
     std::function<void(std::string_view channel, std::string_view payload)> on_message;
     std::function<void(std::string_view channel)> on_subscribed;
     std::function<void(std::string_view channel)> on_unsubscribed;
+    // An error reply that answers no command (a refused SSUBSCRIBE: MOVED); logged when unset.
+    std::function<void(std::string_view error)> on_error;
   };
   using Timing = RedisTiming;
 
@@ -84,6 +86,9 @@ class RedisConnection {
   void command(std::initializer_list<std::string_view> args, Callback done) {
     command(std::span<const std::string_view>(args.begin(), args.size()), std::move(done));
   }
+  // The same for a command encoded already (append_command): a cluster re-sends one after a
+  // redirect without encoding it again.
+  void command_encoded(std::string_view encoded, Callback done);
   // Replies owed beyond this fail at once (counted by the caller): a Redis that stopped
   // answering must not grow memory without bound until the reply timeout trips.
   static constexpr std::size_t kMaxPending = 100000;
@@ -92,9 +97,12 @@ class RedisConnection {
   static constexpr std::size_t kMaxUnsentBytes = 64 << 20;
   std::size_t pending() const { return pending_.size() + (out_.empty() ? 0 : 1); }
   std::size_t unsent_bytes() const { return out_.size() + writing_.size(); }
-  // Subscriber mode: SUBSCRIBE/UNSUBSCRIBE, answered through the hooks. Dropped while down
+  // Subscriber mode: (S)SUBSCRIBE/(S)UNSUBSCRIBE, answered through the hooks. Dropped while down
   // (the owner resubscribes from on_up).
-  void send(std::initializer_list<std::string_view> args);
+  void send(std::span<const std::string_view> args);
+  void send(std::initializer_list<std::string_view> args) {
+    send(std::span<const std::string_view>(args.begin(), args.size()));
+  }
 
  private:
   enum class State { kStopped, kWaiting, kConnecting, kHandshake, kUp };

@@ -3,6 +3,28 @@
 
 namespace sigsrv::redis_scripts {
 
+// Every script runs after one of these preludes, chosen by the bus's mode (see RedisKeys):
+// - PUBLISH: the command that relays on a room's channel (SPUBLISH, sharded, on a cluster);
+// - lease_gone(prefix, owner, first): whether `owner`'s instance lease has expired. On one Redis
+//   its lease key (prefix .. owner) is read; a cluster keeps leases in another slot than the
+//   room's, which a script may not touch, so the caller passes the expired instances its last
+//   sweep found as ARGV[first], ARGV[first + 1], ...
+inline constexpr const char* kPreludeSingle = R"lua(
+local PUBLISH = 'PUBLISH'
+local function lease_gone(prefix, owner, first)
+  return redis.call('EXISTS', prefix .. owner) == 0
+end
+)lua";
+inline constexpr const char* kPreludeCluster = R"lua(
+local PUBLISH = 'SPUBLISH'
+local function lease_gone(prefix, owner, first)
+  for i = first, #ARGV do
+    if ARGV[i] == owner then return true end
+  end
+  return false
+end
+)lua";
+
 // KEYS: room:{id}, room-owners:{id}.
 // ARGV: client id, capacity, instance id, lease key prefix, sentAtUs (for the departure notice).
 // Refuses when the room holds `capacity` members, after first dropping members whose instance
@@ -13,7 +35,8 @@ namespace sigsrv::redis_scripts {
 // refused), then each member dropped here. A dropped member's departure is published on the
 // room's channel by the script itself, with this instance as sourceInstance, so that the peers on
 // other instances hear of it exactly once; the caller tells its own members.
-// Not declared in KEYS: the owners' lease keys (see kReap).
+// ARGV[6...] (cluster): the expired instances (see lease_gone); one Redis reads the owners' lease
+// keys instead, which are not declared in KEYS (see kReap).
 inline constexpr const char* kJoin = R"lua(
 local room, owners = KEYS[1], KEYS[2]
 local client, cap, instance, prefix = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
@@ -22,10 +45,10 @@ if redis.call('SISMEMBER', room, client) == 0 then
   if redis.call('SCARD', room) >= cap then
     for _, m in ipairs(redis.call('SMEMBERS', room)) do
       local owner = redis.call('HGET', owners, m)
-      if owner and owner ~= instance and redis.call('EXISTS', prefix .. owner) == 0 then
+      if owner and owner ~= instance and lease_gone(prefix, owner, 6) then
         redis.call('SREM', room, m)
         redis.call('HDEL', owners, m)
-        redis.call('PUBLISH', room, '{"senderId":' .. cjson.encode(m) ..
+        redis.call(PUBLISH, room, '{"senderId":' .. cjson.encode(m) ..
           ',"data":{"type":"peer-disconnected"},"sourceInstance":' .. cjson.encode(instance) ..
           ',"sentAtUs":' .. ARGV[5] .. '}')
         dropped[#dropped + 1] = m
@@ -80,7 +103,7 @@ return 1
 // KEYS: signal:instance:{id}, signal:instances. ARGV: instance id, lease TTL ms.
 // Sets the lease and its registry entry together. Returns 1 when the registry held an entry for
 // this id that had already expired (others may have released this instance's members), else 0.
-// Redis Cluster: the two keys live in different slots; tag both with one hash tag there.
+// Redis Cluster: both keys carry the tag {fleet} (see RedisKeys), so they share a slot.
 inline constexpr const char* kLease = R"lua(
 if redis.replicate_commands then redis.replicate_commands() end
 local t = redis.call('TIME')
@@ -106,16 +129,17 @@ return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. string.format('%.0f',
 )lua";
 
 // KEYS: room:{id}, room-owners:{id}.
-// ARGV: lease key prefix, room TTL seconds, this instance's id, sentAtUs.
+// ARGV: lease key prefix, room TTL seconds, this instance's id, sentAtUs; ARGV[5...] (cluster):
+// the expired instances (see lease_gone).
 // Releases every member of the room whose owner's lease key is gone (the owner died), never the
 // caller's own. The lease is checked here, not taken from the sweep that triggered the call: an
 // instance that was late but is back has its lease again and keeps its members. Each release is
 // atomic, so exactly one caller gets a member back; the script publishes its departure on the
 // room's channel (sourceInstance = the caller, which tells its own members) and returns
 // {member, owner, member, owner...}. An emptied room gets EXPIRE as kLeave gives it.
-// Not declared in KEYS: the owners' lease keys (per owner, unknown until the hash is read; kJoin
-// reads them the same way). A Redis Cluster port must tag them with the room, or read the
-// registry instead.
+// On one Redis, not declared in KEYS: the owners' lease keys (per owner, unknown until the hash is
+// read; kJoin reads them the same way). A cluster passes the expired instances instead: their
+// lease keys live in another slot.
 inline constexpr const char* kReap = R"lua(
 local room, owners = KEYS[1], KEYS[2]
 local prefix, self = ARGV[1], ARGV[3]
@@ -125,11 +149,11 @@ local entries = redis.call('HGETALL', owners)
 for i = 1, #entries, 2 do
   local member, owner = entries[i], entries[i + 1]
   if owner ~= self then
-    if alive[owner] == nil then alive[owner] = redis.call('EXISTS', prefix .. owner) == 1 end
+    if alive[owner] == nil then alive[owner] = not lease_gone(prefix, owner, 5) end
     if not alive[owner] then
       redis.call('HDEL', owners, member)
       if redis.call('SREM', room, member) == 1 then
-        redis.call('PUBLISH', room, '{"senderId":' .. cjson.encode(member) ..
+        redis.call(PUBLISH, room, '{"senderId":' .. cjson.encode(member) ..
           ',"data":{"type":"peer-disconnected"},"sourceInstance":' .. cjson.encode(self) ..
           ',"sentAtUs":' .. ARGV[4] .. '}')
         released[#released + 1] = member
@@ -152,8 +176,8 @@ return released
 // sent, and a SET room-resumable:{room} of the room's resumable sessions. Only the owner (the
 // instance holding the session's socket, or its suspension) writes for a session; a resume
 // elsewhere moves the owner, which fences the old one. The per-session keys are computed from
-// the session ids a script reads, not declared in KEYS (a Redis Cluster port tags them with the
-// room).
+// the session ids a script reads, not declared in KEYS; on a cluster the stored session id carries
+// the room's tag ({room}:sid, see RedisKeys), so those keys share the room's slot.
 
 // The log helper shared by the scripts below: numbers `data` (a JSON object) for `sid`, keeps
 // it, trims the log to ARGV-given bounds (oldest first; the newest always stays) and returns
@@ -221,7 +245,7 @@ for _, sid in ipairs(redis.call('SMEMBERS', KEYS[1])) do
 end
 local env = ARGV[1]
 if #seqs > 0 then env = string.sub(env, 1, -2) .. ',"seqs":{' .. table.concat(seqs, ',') .. '}}' end
-return redis.call('PUBLISH', KEYS[2], env)
+return redis.call(PUBLISH, KEYS[2], env)
 )lua";
 
 // KEYS: resume:{sid}, presence:{room} (the channel).
@@ -232,7 +256,7 @@ return redis.call('PUBLISH', KEYS[2], env)
 inline constexpr const char* kSessionAppend = SIGSRV_RESUME_APPEND_LUA R"lua(
 if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[2] then return 0 end
 local n, text = append(ARGV[6], ARGV[1], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5])
-redis.call('PUBLISH', KEYS[2], '{"clientId":' .. cjson.encode(ARGV[7]) .. ',"originServerId":' ..
+redis.call(PUBLISH, KEYS[2], '{"clientId":' .. cjson.encode(ARGV[7]) .. ',"originServerId":' ..
   cjson.encode(ARGV[2]) .. ',"event":"numbered","seq":' .. n .. ',"data":' .. text .. '}')
 return n
 )lua";
@@ -268,8 +292,8 @@ if tonumber(ARGV[3]) > 0 then redis.call('SET', KEYS[4], '1', 'PX', ARGV[3]) end
 return 1
 )lua";
 
-// KEYS: resume:{sid}, resume-log:{sid}, room:{room}, room-owners:{room}, resume-left:{sid}.
-// ARGV: room, new owner instance, lastSeq, TTL ms, sid.
+// KEYS: resume:{sid}, resume-log:{sid}, room:{room}, room-owners:{room}, resume-left:{sid},
+// room-resumable:{room}. ARGV: room, new owner instance, lastSeq, TTL ms, sid.
 // A resume: {'ok', client, seq, received, previous state, message N+1, ..., message seq} and
 // the session now owned by the caller (and its member by the caller in room-owners, so the
 // crash reaper leaves it alone); or {'left'} (tombstone, or another room), {'unknown'} (no such
@@ -285,7 +309,7 @@ if m[1] ~= ARGV[1] then return {'left'} end
 local client, seq, last = m[2], tonumber(m[3]), tonumber(ARGV[3])
 local function over(tag)
   redis.call('DEL', KEYS[1], KEYS[2])
-  redis.call('SREM', 'room-resumable:' .. ARGV[1], ARGV[5])
+  redis.call('SREM', KEYS[6], ARGV[5])
   return {tag, client}
 end
 if redis.call('SISMEMBER', KEYS[3], client) == 0 then return over('gone') end

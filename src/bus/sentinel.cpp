@@ -61,7 +61,7 @@ std::string to_string(const HostPort& hp) {
   return (v6 ? "[" + hp.host + "]" : hp.host) + ":" + std::to_string(hp.port);
 }
 
-std::variant<std::vector<HostPort>, std::string> parse_sentinels(std::string_view text) {
+std::variant<std::vector<HostPort>, std::string> parse_host_list(std::string_view text) {
   std::vector<HostPort> out;
   std::size_t from = 0;
   while (true) {

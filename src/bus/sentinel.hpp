@@ -24,7 +24,7 @@ std::string to_string(const HostPort& hp);
 
 // REDIS_SENTINELS: "h1:p1,h2:p2,..." (IPv6 as "[::1]:26379"); spaces around items are ignored.
 // Every item needs a port (1-65535); an empty list or item is an error, which quotes the item.
-std::variant<std::vector<HostPort>, std::string> parse_sentinels(std::string_view text);
+std::variant<std::vector<HostPort>, std::string> parse_host_list(std::string_view text);
 
 // A master name as the sentinels know it: one word (the +switch-master event separates its fields
 // with spaces). Empty when it is fine, else why not.

@@ -151,9 +151,16 @@ std::optional<std::string> apply_redis_url(Config& c, const std::string& v) {
 }
 
 std::optional<std::string> apply_sentinels(Config& c, const std::string& v) {
-  auto parsed = parse_sentinels(v);
+  auto parsed = parse_host_list(v);
   if (auto* why = std::get_if<std::string>(&parsed)) return *why;
   c.redis_sentinels = v;
+  return std::nullopt;
+}
+
+std::optional<std::string> apply_cluster_nodes(Config& c, const std::string& v) {
+  auto parsed = parse_host_list(v);
+  if (auto* why = std::get_if<std::string>(&parsed)) return *why;
+  c.redis_cluster_nodes = v;
   return std::nullopt;
 }
 
@@ -203,6 +210,11 @@ const std::vector<Option>& options() {
         "Comma-separated host:port of Redis Sentinels; with REDIS_SENTINEL_MASTER the bus finds "
         "the master through them and follows failovers (instead of REDIS_URL)."},
        plain(apply_sentinels)},
+      {{"REDIS_CLUSTER_NODES", "--redis-cluster-nodes", "-",
+        "Comma-separated host:port of some Redis Cluster nodes; the bus runs on the cluster "
+        "(sharded pub/sub, keys tagged by room) instead of REDIS_URL. Node instances cannot join "
+        "such a fleet."},
+       plain(apply_cluster_nodes)},
       {{"REDIS_SENTINEL_MASTER", "--redis-sentinel-master", "-",
         "REDIS_SENTINELS: the master name the sentinels monitor."},
        plain(apply_sentinel_master)},
@@ -210,7 +222,8 @@ const std::vector<Option>& options() {
         "REDIS_SENTINELS: password the sentinels require (AUTH)."},
        text(&Config::redis_sentinel_password)},
       {{"REDIS_PASSWORD", "--redis-password", "-",
-        "REDIS_SENTINELS: password of the master and replicas (requirepass/masterauth)."},
+        "REDIS_SENTINELS or REDIS_CLUSTER_NODES: password of the data nodes "
+        "(requirepass/masterauth)."},
        text(&Config::redis_password)},
       {{"INSTANCE_ID", "--instance-id", "random", "This instance's id on the bus and in logs."},
        text(&Config::instance_id)},
@@ -366,10 +379,18 @@ bool has_turn_url(const Config& c) {
                      [](const std::string& u) { return u.rfind("turn", 0) == 0; });
 }
 
-// Sentinel's variables: one mode at a time, the master name with the list, passwords only where
-// they are used.
+// Redis modes: one at a time (REDIS_URL, REDIS_SENTINELS or REDIS_CLUSTER_NODES), the master
+// name with the sentinel list, passwords only where they are used.
 std::optional<ConfigError> validate_sentinel(const Config& c) {
   const bool sentinels = !c.redis_sentinels.empty();
+  const bool cluster = !c.redis_cluster_nodes.empty();
+  if (cluster && (sentinels || !c.redis_url.empty())) {
+    return ConfigError{"REDIS_CLUSTER_NODES",
+                       std::string("REDIS_CLUSTER_NODES: set together with ") +
+                           (sentinels ? "REDIS_SENTINELS" : "REDIS_URL") +
+                           "; set one of them (REDIS_URL for one Redis, REDIS_SENTINELS for a "
+                           "Sentinel-managed master, REDIS_CLUSTER_NODES for Redis Cluster)"};
+  }
   if (sentinels && !c.redis_url.empty()) {
     return ConfigError{
         "REDIS_SENTINELS",
@@ -382,6 +403,14 @@ std::optional<ConfigError> validate_sentinel(const Config& c) {
                        "REDIS_SENTINEL_MASTER: required with REDIS_SENTINELS (the name in the "
                        "sentinels' `sentinel monitor` line)"};
   }
+  if (cluster) {
+    if (!c.redis_sentinel_master.empty() || !c.redis_sentinel_password.empty()) {
+      const char* var =
+          c.redis_sentinel_master.empty() ? "REDIS_SENTINEL_PASSWORD" : "REDIS_SENTINEL_MASTER";
+      return ConfigError{var, std::string(var) + ": set, but REDIS_SENTINELS is not"};
+    }
+    return std::nullopt;
+  }
   if (!sentinels) {
     for (const auto& [var, value] :
          {std::pair{"REDIS_SENTINEL_MASTER", &c.redis_sentinel_master},
@@ -389,9 +418,10 @@ std::optional<ConfigError> validate_sentinel(const Config& c) {
           std::pair{"REDIS_PASSWORD", &c.redis_password}}) {
       if (!value->empty()) {
         const bool password = std::string_view(var) == "REDIS_PASSWORD";
-        return ConfigError{var,
-                           std::string(var) + ": set, but REDIS_SENTINELS is not" +
-                               (password ? " (with REDIS_URL the password goes in the URL)" : "")};
+        return ConfigError{var, std::string(var) + ": set, but REDIS_SENTINELS is not" +
+                                    (password ? " nor REDIS_CLUSTER_NODES (with REDIS_URL the "
+                                                "password goes in the URL)"
+                                              : "")};
       }
     }
   }

@@ -43,6 +43,9 @@ struct Config {
   // REDIS_SENTINEL_MASTER the name they monitor, REDIS_SENTINEL_PASSWORD their AUTH password, and
   // REDIS_PASSWORD the data nodes' (master and replicas: one password, as Sentinel expects).
   std::string redis_sentinels;
+  // Redis Cluster (instead of REDIS_URL): REDIS_CLUSTER_NODES "h1:p1,h2:p2,..." seed nodes
+  // (checked at load), REDIS_PASSWORD the nodes' password.
+  std::string redis_cluster_nodes;
   std::string redis_sentinel_master;
   std::string redis_sentinel_password;
   std::string redis_password;

@@ -411,9 +411,14 @@ void Server::probe_room(const std::string& room_id) {
   }
 }
 
-void Server::sessions_resync() {
+void Server::sessions_resync(const std::set<std::string>* only_rooms) {
+  auto rooms = only_rooms ? std::make_shared<const std::set<std::string>>(*only_rooms) : nullptr;
   for (auto& member : resumables_.live()) {
-    boost::asio::post(member->home().ioc, [member] { member->resync(); });
+    boost::asio::post(member->home().ioc, [member, rooms] {
+      // The member's room is read on its own loop.
+      if (rooms && (!member->room() || !rooms->contains(member->room()->id()))) return;
+      member->resync();
+    });
   }
 }
 

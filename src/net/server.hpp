@@ -139,7 +139,7 @@ class Server final : public BusListener {
   // STALE_MEMBER_PROBE_MS are released as if their heartbeat had failed.
   void probe_room(const std::string& room_id);
   std::vector<std::pair<std::string, std::string>> local_members() override;
-  void sessions_resync() override;
+  void sessions_resync(const std::set<std::string>* only_rooms) override;
 
   // WebSocket sessions alive (from the upgrade request to the end): counted against
   // MAX_CONNECTIONS, and the drain waits for zero.

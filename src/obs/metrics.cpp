@@ -285,6 +285,22 @@ std::string Metrics::render(MetricNames names) const {
           "Sentinel: delivery probes that did not come back to the subscriber connection, which "
           "was then reconnected (it was not on the master).",
           redis_delivery_probe_failures.value());
+  header(out, "cloudgaming_redis_cluster_redirects_total", "counter",
+         "Redis Cluster: commands redirected to another node (moved: the slot has a new master; "
+         "ask: the slot is migrating).");
+  sample(out, "cloudgaming_redis_cluster_redirects_total", "kind=\"moved\"",
+         static_cast<double>(redis_cluster_moved.value()));
+  sample(out, "cloudgaming_redis_cluster_redirects_total", "kind=\"ask\"",
+         static_cast<double>(redis_cluster_ask.value()));
+  counter(out, "cloudgaming_redis_cluster_refreshes_total",
+          "Redis Cluster: topology reads (CLUSTER SLOTS): at start, after a redirect, a lost node "
+          "or a moved subscription, and periodically.",
+          redis_cluster_refreshes.value());
+  counter(out, "cloudgaming_redis_cluster_resubscribes_total",
+          "Redis Cluster: room channels subscribed again on a slot's new master (a migration or a "
+          "failover moved the slot); what was published between is recovered for resumable "
+          "sessions only.",
+          redis_cluster_resubscribes.value());
   counter(out, "cloudgaming_log_lines_dropped_total",
           "Log lines dropped because the log writer could not keep up (its queue was full).",
           log_lines_dropped.value());

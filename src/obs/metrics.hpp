@@ -156,6 +156,12 @@ struct Metrics {
   // not come back (the subscriber was reconnected).
   Counter redis_master_switches;
   Counter redis_delivery_probe_failures;
+  // Redis Cluster: commands redirected (MOVED: the slot has a new master; ASK: it is migrating),
+  // topology reads (CLUSTER SLOTS), and sharded subscriptions moved to a slot's new master.
+  Counter redis_cluster_moved;
+  Counter redis_cluster_ask;
+  Counter redis_cluster_refreshes;
+  Counter redis_cluster_resubscribes;
   // Log lines dropped because the log writer could not keep up (its queue was full).
   Counter log_lines_dropped;
   // TURN credentials minted for welcomes and resumed replies (TURN_URLS with a turn: URL).

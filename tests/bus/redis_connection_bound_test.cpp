@@ -73,7 +73,7 @@ TEST(RedisConnectionBound, ARedisThatStopsReadingHoldsAtMostTheUnsentByteCap) {
   timing.command_timeout = 60s;  // the test decides when the stall ends, not the reply timeout
   timing.ping_interval = 60s;
   RedisConnection conn(ioc, endpoint, nullptr, RedisConnection::Mode::kCommand, "command", log,
-                       {[&up] { up.set_value(); }, {}, {}, {}, {}}, timing);
+                       {[&up] { up.set_value(); }, {}, {}, {}, {}, {}}, timing);
   std::thread loop([&] { ioc.run(); });
   boost::asio::post(ioc, [&] { conn.start(); });
   ASSERT_EQ(up.get_future().wait_for(5s), std::future_status::ready);

@@ -21,7 +21,7 @@ struct TestListener final : BusListener {
   void deliver_numbered(const std::string&, std::string_view, uint64_t,
                         const SharedText&) override {}
   void presence_remote(const std::string&, std::string_view, PresenceEvent) override {}
-  void sessions_resync() override {}
+  void sessions_resync(const std::set<std::string>*) override {}
   std::vector<std::pair<std::string, std::string>> local_members() override { return members; }
   std::vector<std::pair<std::string, std::string>> members;
 };

@@ -8,7 +8,7 @@ using namespace sigsrv;
 namespace {
 
 std::vector<HostPort> ok(std::string_view text) {
-  auto r = parse_sentinels(text);
+  auto r = parse_host_list(text);
   EXPECT_TRUE(std::holds_alternative<std::vector<HostPort>>(r))
       << text << ": " << std::get<std::string>(r);
   return std::holds_alternative<std::vector<HostPort>>(r) ? std::get<std::vector<HostPort>>(r)
@@ -16,7 +16,7 @@ std::vector<HostPort> ok(std::string_view text) {
 }
 
 std::string bad(std::string_view text) {
-  auto r = parse_sentinels(text);
+  auto r = parse_host_list(text);
   EXPECT_TRUE(std::holds_alternative<std::string>(r)) << text;
   return std::holds_alternative<std::string>(r) ? std::get<std::string>(r) : std::string();
 }

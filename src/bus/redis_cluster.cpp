@@ -1,0 +1,450 @@
+// Redis Cluster client: slot routing, redirects, topology refresh, sharded subscriptions.
+#include "bus/redis_cluster.hpp"
+
+#include <algorithm>
+#include <boost/asio/post.hpp>
+#include <set>
+
+#include "obs/metrics.hpp"
+
+namespace sigsrv {
+
+namespace asio = boost::asio;
+using SteadyClock = std::chrono::steady_clock;
+
+namespace {
+
+// The key a command is routed by (see RedisCluster::command).
+std::string_view routing_key(std::span<const std::string_view> args) {
+  if (args.empty()) return {};
+  if (args[0] == "EVALSHA" || args[0] == "EVAL") {
+    return args.size() > 3 && args[2] != "0" ? args[3] : std::string_view();
+  }
+  return args.size() > 1 ? args[1] : std::string_view();
+}
+
+bool starts_with(std::string_view s, std::string_view prefix) {
+  return s.substr(0, prefix.size()) == prefix;
+}
+
+}  // namespace
+
+RedisCluster::RedisCluster(asio::io_context& ioc, std::vector<HostPort> seeds,
+                           RedisEndpoint credentials, std::shared_ptr<asio::ssl::context> tls,
+                           Logger& log, Hooks hooks)
+    : ioc_(ioc),
+      seeds_(std::move(seeds)),
+      credentials_(std::move(credentials)),
+      tls_(std::move(tls)),
+      log_(log),
+      hooks_(std::move(hooks)),
+      refresh_timer_(ioc) {}
+
+RedisCluster::~RedisCluster() {
+  stop();
+}
+
+void RedisCluster::start() {
+  stopped_ = false;
+  refresh();
+}
+
+void RedisCluster::stop() {
+  if (stopped_) return;
+  stopped_ = true;
+  refresh_timer_.cancel();
+  for (auto& [name, n] : nodes_) {
+    n->command->stop();
+    n->subscriber->stop();
+    n->command_running = n->subscriber_running = false;
+  }
+}
+
+std::size_t RedisCluster::pending() const {
+  std::size_t n = 0;
+  for (const auto& [name, node] : nodes_) n += node->command->pending();
+  return n;
+}
+
+std::string RedisCluster::masters() const {
+  std::string out;
+  for (const auto& [name, n] : nodes_) {
+    if (n->master) out.append(out.empty() ? "" : ",").append(name);
+  }
+  return out;
+}
+
+RedisCluster::Node& RedisCluster::node(const HostPort& at) {
+  const std::string name = to_string(at);
+  auto& slot = nodes_[name];
+  if (slot) return *slot;
+  slot = std::make_unique<Node>();
+  Node* n = slot.get();
+  n->address = at;
+  RedisEndpoint ep = credentials_;
+  ep.host = at.host;
+  ep.port = at.port;
+  n->command = std::make_unique<RedisConnection>(
+      ioc_, ep, tls_, RedisConnection::Mode::kCommand, "cluster command " + name, log_,
+      RedisConnection::Hooks{[this] {
+                               if (refresh_wanted_ && !refresh_in_flight_) refresh();
+                               update_state();
+                             },
+                             [this](const std::string&) {
+                               // Its master may be failing over: look again soon.
+                               schedule_refresh(std::chrono::milliseconds(0));
+                               update_state();
+                             },
+                             {},
+                             {},
+                             {},
+                             {}});
+  n->subscriber = std::make_unique<RedisConnection>(
+      ioc_, ep, tls_, RedisConnection::Mode::kSubscriber, "cluster subscriber " + name, log_,
+      RedisConnection::Hooks{
+          [this] { update_state(); }, [this, n](const std::string&) { on_subscriber_down(*n); },
+          [this](std::string_view c, std::string_view p) { hooks_.on_message(c, p); },
+          [this](std::string_view c) { hooks_.on_subscribed(c); },
+          [this, n](std::string_view c) { on_unsubscribed(*n, c); },
+          [this, name](std::string_view err) {
+            // A SSUBSCRIBE that reached a node which no longer owns the slot: the refresh moves
+            // the subscription to the owner.
+            if (starts_with(err, "MOVED")) {
+              schedule_refresh(std::chrono::milliseconds(0));
+              return;
+            }
+            log_.warn("Redis error", {{"connection", "cluster subscriber " + name}, {"err", err}});
+          }});
+  return *n;
+}
+
+void RedisCluster::run(Node& n, bool command, bool subscriber) {
+  if (stopped_) return;
+  if (command && !n.command_running) {
+    n.command_running = true;
+    n.command->start();
+  }
+  if (subscriber && !n.subscriber_running) {
+    n.subscriber_running = true;
+    n.subscriber->start();
+  }
+}
+
+// ---- commands ----
+
+void RedisCluster::command(std::span<const std::string_view> args, Callback done) {
+  auto encoded = std::make_shared<std::string>();
+  append_command(*encoded, args);
+  const std::string_view key = routing_key(args);
+  Request req{std::move(encoded), key_slot(key), std::move(done)};
+  send(std::move(req), nullptr, false);
+}
+
+void RedisCluster::send(Request req, Node* to, bool asking) {
+  Node* n = to != nullptr ? to : owner_[req.slot];
+  if (n == nullptr || !n->command->up()) {
+    // No reachable master for the slot: fail now, as a Redis that is down does; the refresh
+    // finds where the slot went.
+    if (!stopped_ && covered_) schedule_refresh(kRefreshRetry);
+    asio::post(ioc_, [done = std::move(req.done)] { done(nullptr); });
+    return;
+  }
+  if (asking) n->command->command({"ASKING"}, [](const redisReply*) {});
+  const auto encoded = req.encoded;
+  n->command->command_encoded(
+      *encoded, [this, req = std::move(req), host = n->address.host](const redisReply* r) mutable {
+        on_reply(std::move(req), host, r);
+      });
+}
+
+void RedisCluster::on_reply(Request req, const std::string& host, const redisReply* r) {
+  if (r != nullptr && r->type == REDIS_REPLY_ERROR && !stopped_) {
+    const std::string_view err = reply_text(r);
+    if (auto redirect = parse_redirect(err, host); redirect && req.redirects < kMaxRedirects) {
+      ++req.redirects;
+      Node& to = node(redirect->to);
+      if (redirect->kind == Redirect::Kind::kMoved) {
+        metrics().redis_cluster_moved.inc();
+        // The slot is the named node's now: later commands go there at once; the refresh learns
+        // what else moved.
+        if (to.master) owner_[redirect->slot] = &to;
+        schedule_refresh(std::chrono::milliseconds(0));
+      } else {
+        metrics().redis_cluster_ask.inc();
+      }
+      send(std::move(req), &to, redirect->kind == Redirect::Kind::kAsk);
+      return;
+    }
+    // A script whose keys are split between the two nodes of a migrating slot: the migration
+    // moves the rest within moments.
+    if (starts_with(err, "TRYAGAIN") && req.retries < kMaxTryAgain) {
+      ++req.retries;
+      auto timer = std::make_shared<asio::steady_timer>(ioc_, kTryAgainDelay);
+      timer->async_wait([this, timer, req = std::move(req)](boost::system::error_code) mutable {
+        send(std::move(req), nullptr, false);
+      });
+      return;
+    }
+    if (starts_with(err, "CLUSTERDOWN")) schedule_refresh(std::chrono::milliseconds(0));
+  }
+  req.done(r);
+}
+
+// ---- topology ----
+
+void RedisCluster::schedule_refresh(std::chrono::milliseconds delay) {
+  if (stopped_) return;
+  const auto at = std::max(SteadyClock::now() + delay, last_refresh_ + kMinRefreshGap);
+  if (refresh_armed_ && refresh_at_ <= at) return;
+  refresh_armed_ = true;
+  refresh_at_ = at;
+  refresh_timer_.expires_at(at);
+  refresh_timer_.async_wait([this](boost::system::error_code ec) {
+    if (ec) return;
+    refresh_armed_ = false;
+    refresh();
+  });
+}
+
+void RedisCluster::refresh() {
+  if (stopped_) return;
+  if (refresh_in_flight_) {
+    refresh_wanted_ = true;
+    return;
+  }
+  // Any node that answers will do: masters first, round robin, so that one that is failing does
+  // not keep getting asked.
+  std::vector<Node*> up;
+  for (auto& [name, n] : nodes_) {
+    if (n->command->up()) up.push_back(n.get());
+  }
+  std::stable_partition(up.begin(), up.end(), [](const Node* n) { return n->master; });
+  if (up.empty()) {
+    // Nothing connected (start, or every known node lost): dial the seeds and every node known;
+    // the first that comes up asks.
+    refresh_wanted_ = true;
+    for (const HostPort& seed : seeds_) run(node(seed), true, false);
+    for (auto& [name, n] : nodes_) run(*n, true, false);
+    schedule_refresh(kRefreshRetry);
+    return;
+  }
+  const std::size_t masters = static_cast<std::size_t>(
+      std::count_if(up.begin(), up.end(), [](const Node* n) { return n->master; }));
+  Node* asked = up[next_refresh_node_++ % (masters > 0 ? masters : up.size())];
+  refresh_in_flight_ = true;
+  refresh_wanted_ = false;
+  last_refresh_ = SteadyClock::now();
+  metrics().redis_cluster_refreshes.inc();
+  asked->command->command(
+      {"CLUSTER", "SLOTS"}, [this, host = asked->address.host](const redisReply* r) {
+        refresh_in_flight_ = false;
+        if (stopped_) return;
+        auto parsed = parse_cluster_slots(r, host);
+        if (auto* err = std::get_if<std::string>(&parsed)) {
+          if (*err != last_refresh_error_) {
+            log_.warn("Redis Cluster slot map unavailable", {{"err", *err}});
+            last_refresh_error_ = *err;
+          }
+          schedule_refresh(kRefreshRetry);
+          return;
+        }
+        last_refresh_error_.clear();
+        apply(std::get<std::vector<SlotRange>>(parsed));
+        if (refresh_wanted_) {
+          refresh_wanted_ = false;
+          schedule_refresh(std::chrono::milliseconds(0));
+        }
+        schedule_refresh(commands_up_ && subscribers_up_ ? kRefreshPeriod : kRefreshRetry);
+      });
+}
+
+void RedisCluster::apply(const std::vector<SlotRange>& ranges) {
+  owner_.fill(nullptr);
+  std::set<Node*> owners;
+  for (const SlotRange& range : ranges) {
+    Node& n = node(range.master);
+    owners.insert(&n);
+    for (unsigned s = range.first; s <= range.last; ++s) owner_[s] = &n;
+  }
+  covered_ = std::all_of(owner_.begin(), owner_.end(), [](const Node* n) { return n != nullptr; });
+  std::vector<Node*> retired;
+  for (auto& [name, n] : nodes_) {
+    n->master = owners.contains(n.get());
+    if (n->master) {
+      run(*n, true, true);
+    } else if (n->command_running || n->subscriber_running) {
+      retired.push_back(n.get());
+    }
+  }
+  // Stopped after this turn: stopping fails the replies they still owe, and their callbacks must
+  // not run inside this one. A node that is a master again by then stays.
+  if (!retired.empty()) {
+    asio::post(ioc_, [this, retired] {
+      for (Node* n : retired) {
+        if (n->master) continue;
+        n->command_running = n->subscriber_running = false;
+        n->command->stop();
+        n->subscriber->stop();
+        for (auto& [channel, at] : subscriptions_) {
+          if (at == n) at = nullptr;
+        }
+      }
+      update_state();
+    });
+  }
+  const std::string now = masters();
+  if (now != last_masters_) {
+    log_.info("Redis Cluster slot map",
+              {{"masters", now}, {"covered", covered_}, {"ranges", ranges.size()}});
+    last_masters_ = now;
+  }
+  move_subscriptions();
+  update_state();
+}
+
+// ---- sharded subscriptions ----
+
+void RedisCluster::subscribe(std::span<const std::string> channels) {
+  if (channels.empty()) return;
+  Node* n = owner_[key_slot(channels.front())];
+  if (n != nullptr && !n->subscriber->up()) n = nullptr;  // move_subscriptions() sends it later
+  std::vector<std::string_view> args{"SSUBSCRIBE"};
+  for (const std::string& c : channels) {
+    subscriptions_[c] = n;
+    args.push_back(c);
+  }
+  if (n != nullptr) n->subscriber->send(args);
+}
+
+void RedisCluster::unsubscribe(std::span<const std::string> channels) {
+  if (channels.empty()) return;
+  Node* at = nullptr;
+  std::vector<std::string_view> args{"SUNSUBSCRIBE"};
+  for (const std::string& c : channels) {
+    auto it = subscriptions_.find(c);
+    if (it == subscriptions_.end()) continue;
+    if (it->second != nullptr) at = it->second;
+    subscriptions_.erase(it);
+    args.push_back(c);
+  }
+  if (at != nullptr && args.size() > 1) at->subscriber->send(args);
+}
+
+void RedisCluster::move_subscriptions() {
+  // Channels whose slot is elsewhere now (or that lost their node): subscribed on the new master,
+  // one SSUBSCRIBE per slot, then dropped on the old node if it still has them.
+  std::map<uint16_t, std::vector<std::string_view>> to_subscribe;
+  std::map<Node*, std::vector<std::string_view>> to_drop;
+  std::vector<std::string> moved;
+  for (auto& [channel, at] : subscriptions_) {
+    const uint16_t slot = key_slot(channel);
+    Node* owner = owner_[slot];
+    if (owner == at || owner == nullptr || !owner->subscriber->up()) continue;
+    if (at != nullptr && at->subscriber->up()) to_drop[at].push_back(channel);
+    at = owner;
+    to_subscribe[slot].push_back(channel);
+    moved.push_back(channel);
+  }
+  for (auto& [slot, channels] : to_subscribe) {
+    metrics().redis_cluster_resubscribes.inc(channels.size());
+    channels.insert(channels.begin(), "SSUBSCRIBE");
+    owner_[slot]->subscriber->send(channels);
+  }
+  for (auto& [n, channels] : to_drop) {
+    channels.insert(channels.begin(), "SUNSUBSCRIBE");
+    n->subscriber->send(channels);
+  }
+  if (moved.empty()) return;
+  log_.info("Redis Cluster: room channels subscribed on their slots' new masters",
+            {{"slots", to_subscribe.size()}, {"channels", moved.size()}});
+  // While every master is up: a move under traffic. (When they come back after a loss, the owner
+  // resubscribes everything and treats the whole outage as one gap.)
+  if (subscribers_up_) hooks_.on_moved(moved);
+}
+
+void RedisCluster::on_unsubscribed(Node& n, std::string_view channel) {
+  auto it = subscriptions_.find(std::string(channel));
+  // Ours to keep, and dropped by the node we had it on: its slot moved (Redis sends this when a
+  // slot changes owner). Subscribed again once the refresh says where.
+  if (it == subscriptions_.end() || it->second != &n) return;
+  it->second = nullptr;
+  schedule_refresh(std::chrono::milliseconds(0));
+}
+
+void RedisCluster::on_subscriber_down(Node& n) {
+  for (auto& [channel, at] : subscriptions_) {
+    if (at == &n) at = nullptr;
+  }
+  schedule_refresh(std::chrono::milliseconds(0));
+  update_state();
+}
+
+void RedisCluster::update_state() {
+  bool commands = covered_;
+  bool subscribers = covered_;
+  for (const auto& [name, n] : nodes_) {
+    if (!n->master) continue;
+    commands = commands && n->command->up();
+    subscribers = subscribers && n->subscriber->up();
+  }
+  if (subscribers && !subscribers_up_) move_subscriptions();
+  // Hooks last: they call back into this object.
+  const bool commands_changed = commands != commands_up_;
+  const bool subscribers_changed = subscribers != subscribers_up_;
+  commands_up_ = commands;
+  subscribers_up_ = subscribers;
+  if (commands_changed) (commands ? hooks_.on_commands_up : hooks_.on_commands_down)();
+  if (subscribers_changed) (subscribers ? hooks_.on_subscribers_up : hooks_.on_subscribers_down)();
+}
+
+}  // namespace sigsrv
+
+namespace sigsrv {
+
+ClusterProbe probe_cluster_once(const std::vector<HostPort>& seeds,
+                                const RedisEndpoint& credentials,
+                                std::chrono::milliseconds timeout) {
+  ClusterProbe out;
+  for (const HostPort& seed : seeds) {
+    const timeval tv{static_cast<time_t>(timeout.count() / 1000),
+                     static_cast<suseconds_t>((timeout.count() % 1000) * 1000)};
+    std::unique_ptr<redisContext, void (*)(redisContext*)> c(
+        redisConnectWithTimeout(seed.host.c_str(), seed.port, tv), redisFree);
+    if (!c || c->err != 0) {
+      out.detail = to_string(seed) + ": " + (c ? c->errstr : "out of memory");
+      continue;
+    }
+    redisSetTimeout(c.get(), tv);
+    auto ask = [&c](std::initializer_list<std::string_view> args) {
+      std::vector<const char*> argv;
+      std::vector<std::size_t> lens;
+      for (auto a : args) {
+        argv.push_back(a.data());
+        lens.push_back(a.size());
+      }
+      return ReplyPtr(static_cast<redisReply*>(
+          redisCommandArgv(c.get(), static_cast<int>(argv.size()), argv.data(), lens.data())));
+    };
+    if (!credentials.password.empty()) {
+      auto r = credentials.user.empty() ? ask({"AUTH", credentials.password})
+                                        : ask({"AUTH", credentials.user, credentials.password});
+      if (r && r->type == REDIS_REPLY_ERROR) {
+        return {ClusterProbe::Kind::kAuthFailed, to_string(seed), std::string(reply_text(r.get()))};
+      }
+    }
+    auto r = ask({"CLUSTER", "SLOTS"});
+    if (!r) {
+      out.detail = to_string(seed) + ": " + c->errstr;
+      continue;
+    }
+    const std::string_view err = r->type == REDIS_REPLY_ERROR ? reply_text(r.get()) : "";
+    if (starts_with(err, "NOAUTH") || starts_with(err, "WRONGPASS")) {
+      return {ClusterProbe::Kind::kAuthFailed, to_string(seed), std::string(err)};
+    }
+    if (!err.empty()) return {ClusterProbe::Kind::kNotCluster, to_string(seed), std::string(err)};
+    return {ClusterProbe::Kind::kCluster, to_string(seed), {}};
+  }
+  return out;
+}
+
+}  // namespace sigsrv

@@ -1,0 +1,160 @@
+// Redis Cluster client on the bus loop: one command and one sharded-subscriber connection per
+// master, commands routed by their key's slot, MOVED/ASK followed, the topology kept fresh.
+#pragma once
+
+#include <array>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "bus/cluster.hpp"
+#include "bus/redis_connection.hpp"
+
+namespace sigsrv {
+
+// Looks like one command connection and one subscriber connection to its owner (RedisBus): up
+// when every slot has a master whose connections are up, down as soon as one is not. Inside, it
+// keeps per-node connections and follows the cluster as it changes:
+// - a command goes to its slot's master; MOVED re-sends it to the named node (and refreshes the
+//   slot map), ASK sends it there once after ASKING, TRYAGAIN (a multi-key script during a
+//   migration) retries it shortly; a command whose master is unreachable fails at once, as on one
+//   Redis that is down;
+// - room channels are SSUBSCRIBEd on their slot's master; when the slot moves (the old master
+//   sends an unsolicited sunsubscribe, or a refresh finds another owner) they are subscribed on
+//   the new master first, then dropped on the old one;
+// - the slot map (CLUSTER SLOTS) is read at start, after a redirect, a lost node or a moved
+//   subscription, every kRefreshPeriod while healthy and every kRefreshRetry while a slot has no
+//   reachable master; refreshes are coalesced (one in flight, at least kMinRefreshGap apart), so a
+//   failover that fails many commands at once costs one refresh, not a storm.
+class RedisCluster {
+ public:
+  using Callback = RedisConnection::Callback;
+  struct Hooks {
+    std::function<void()> on_commands_up;  // every slot's master answers commands
+    std::function<void()> on_commands_down;
+    std::function<void()> on_subscribers_up;  // every master's subscriber connection is up
+    std::function<void()> on_subscribers_down;
+    std::function<void(std::string_view channel, std::string_view payload)> on_message;
+    std::function<void(std::string_view channel)> on_subscribed;
+    // Channels subscribed again on a new master while the rest stayed up (a slot migrated, or
+    // one master failed over): what was published on them in between may be lost.
+    std::function<void(const std::vector<std::string>& channels)> on_moved;
+  };
+  static constexpr unsigned kMaxRedirects = 5;
+  static constexpr unsigned kMaxTryAgain = 50;
+  static constexpr std::chrono::milliseconds kTryAgainDelay{10};
+  static constexpr std::chrono::milliseconds kRefreshPeriod{10000};
+  static constexpr std::chrono::milliseconds kRefreshRetry{250};
+  static constexpr std::chrono::milliseconds kMinRefreshGap{100};
+
+  // `credentials`: user, password and TLS of every node (host and port come from the cluster).
+  RedisCluster(boost::asio::io_context& ioc, std::vector<HostPort> seeds, RedisEndpoint credentials,
+               std::shared_ptr<boost::asio::ssl::context> tls, Logger& log, Hooks hooks);
+  RedisCluster(const RedisCluster&) = delete;
+  RedisCluster& operator=(const RedisCluster&) = delete;
+  ~RedisCluster();
+
+  void start();
+  void stop();
+  bool commands_up() const { return commands_up_; }
+  bool subscribers_up() const { return subscribers_up_; }
+  // Replies owed by every node.
+  std::size_t pending() const;
+
+  // Routed by the key: an EVAL/EVALSHA's first key, else the command's first argument. On the
+  // bus loop only; `done` is called exactly once, never from inside this call.
+  void command(std::span<const std::string_view> args, Callback done);
+  void command(std::initializer_list<std::string_view> args, Callback done) {
+    command(std::span<const std::string_view>(args.begin(), args.size()), std::move(done));
+  }
+  // Channels of one slot (a room's relay and presence channels): SSUBSCRIBE on its master, each
+  // acknowledged through on_subscribed; kept, and moved with the slot, until unsubscribe().
+  void subscribe(std::span<const std::string> channels);
+  void unsubscribe(std::span<const std::string> channels);
+  // The masters of the slot map, for logs ("host:port,...").
+  std::string masters() const;
+
+ private:
+  struct Node {
+    HostPort address;
+    std::unique_ptr<RedisConnection> command;
+    std::unique_ptr<RedisConnection> subscriber;
+    bool master = false;  // owns slots in the current map
+    bool command_running = false;
+    bool subscriber_running = false;
+  };
+  struct Request {
+    std::shared_ptr<const std::string> encoded;
+    uint16_t slot = 0;
+    Callback done;
+    unsigned redirects = 0;
+    unsigned retries = 0;
+  };
+
+  Node& node(const HostPort& at);
+  void run(Node& n, bool command, bool subscriber);
+  void send(Request req, Node* to, bool asking);
+  void on_reply(Request req, const std::string& host, const redisReply* r);
+  void schedule_refresh(std::chrono::milliseconds delay);
+  void refresh();
+  void apply(const std::vector<SlotRange>& ranges);
+  void move_subscriptions();
+  void on_unsubscribed(Node& n, std::string_view channel);
+  void on_subscriber_down(Node& n);
+  void update_state();
+
+  boost::asio::io_context& ioc_;
+  std::vector<HostPort> seeds_;
+  RedisEndpoint credentials_;
+  std::shared_ptr<boost::asio::ssl::context> tls_;
+  Logger& log_;
+  Hooks hooks_;
+  bool stopped_ = true;
+
+  // Every node ever seen, by "host:port": kept (with its connections stopped) when it stops being
+  // a master, so handlers that hold a pointer to one never dangle; bounded by the cluster's size.
+  std::map<std::string, std::unique_ptr<Node>> nodes_;
+  std::array<Node*, kClusterSlots> owner_{};  // the slot map (null: no master known)
+  bool covered_ = false;                      // every slot has a master
+  bool commands_up_ = false;
+  bool subscribers_up_ = false;
+  // Channels subscribed (or to be), and the node each is SSUBSCRIBEd on (null: on none now).
+  std::unordered_map<std::string, Node*> subscriptions_;
+
+  boost::asio::steady_timer refresh_timer_;
+  bool refresh_armed_ = false;
+  std::chrono::steady_clock::time_point refresh_at_{};
+  bool refresh_in_flight_ = false;
+  bool refresh_wanted_ = false;  // asked for while one was in flight, or before any node was up
+  std::chrono::steady_clock::time_point last_refresh_{};
+  std::string last_refresh_error_;  // logged once per distinct error
+  std::string last_masters_;        // logged when it changes
+  std::size_t next_refresh_node_ = 0;
+};
+
+}  // namespace sigsrv
+
+namespace sigsrv {
+
+// At start-up, before the bus runs: asks the seed nodes in turn (a blocking connection, at most
+// `timeout` each) whether they are a Redis Cluster. A node that answers without cluster support,
+// or refuses the password, is a configuration error; nodes that do not answer are not (they may be
+// starting too): the bus keeps trying and readiness says 503 meanwhile.
+struct ClusterProbe {
+  enum class Kind { kCluster, kNotCluster, kAuthFailed, kUnreachable } kind = Kind::kUnreachable;
+  std::string node;    // the node that answered ("host:port")
+  std::string detail;  // its error text, or why none answered
+};
+ClusterProbe probe_cluster_once(const std::vector<HostPort>& seeds,
+                                const RedisEndpoint& credentials,
+                                std::chrono::milliseconds timeout);
+
+}  // namespace sigsrv
