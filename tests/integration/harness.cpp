@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -18,6 +19,7 @@
 #include <fstream>
 #include <regex>
 #include <sstream>
+#include <string_view>
 #include <thread>
 
 namespace testing_support {
@@ -92,16 +94,14 @@ std::optional<int> wait_exit(pid_t pid, std::chrono::milliseconds timeout) {
 
 namespace {
 
-std::string run_cli(uint16_t port, const std::string& password,
-                    const std::vector<std::string>& args) {
-  std::string cmd = "redis-cli -p " + std::to_string(port) + " --no-auth-warning";
-  if (!password.empty()) cmd += " -a '" + password + "'";
-  for (const auto& a : args) {
-    std::string quoted = "'";
-    for (char c : a) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
-    cmd += " " + quoted + "'";
-  }
-  cmd += " 2>/dev/null";
+std::string shell_quote(const std::string& a) {
+  std::string quoted = "'";
+  for (char c : a) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return quoted + "'";
+}
+
+// Runs a shell command; its stdout, trailing newlines trimmed.
+std::string run_command(const std::string& cmd) {
   std::string out;
   if (FILE* f = popen(cmd.c_str(), "r")) {
     char buf[4096];
@@ -111,6 +111,15 @@ std::string run_cli(uint16_t port, const std::string& password,
   }
   while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
   return out;
+}
+
+std::string run_cli(uint16_t port, const std::string& password,
+                    const std::vector<std::string>& args, const std::string& flags = {}) {
+  std::string cmd = "redis-cli -p " + std::to_string(port) + " --no-auth-warning";
+  if (!flags.empty()) cmd += " " + flags;
+  if (!password.empty()) cmd += " -a " + shell_quote(password);
+  for (const auto& a : args) cmd += " " + shell_quote(a);
+  return run_command(cmd + " 2>/dev/null");
 }
 
 bool on_path(const std::string& name) {
@@ -381,6 +390,410 @@ std::string SentinelProcess::master_field(const std::string& field, const std::s
     if (key == field) return value;
   }
   return {};
+}
+
+namespace {
+
+// One line of CLUSTER NODES: `id ip:port@cport flags master ping pong epoch link slot...`.
+struct ClusterNodeLine {
+  std::string id;
+  uint16_t port = 0;
+  std::string flags;
+  std::vector<std::pair<int, int>> slots;  // owned ranges; migration entries ("[...]") left out
+};
+
+std::vector<ClusterNodeLine> parse_cluster_nodes(const std::string& text) {
+  std::vector<ClusterNodeLine> out;
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream fields(line);
+    std::vector<std::string> f;
+    std::string w;
+    while (fields >> w) f.push_back(w);
+    if (f.size() < 8) continue;
+    ClusterNodeLine n;
+    n.id = f[0];
+    const auto colon = f[1].rfind(':');
+    const auto at = f[1].find('@');
+    if (colon == std::string::npos) continue;
+    try {
+      n.port = static_cast<uint16_t>(std::stoi(f[1].substr(colon + 1, at - colon - 1)));
+    } catch (...) {
+      continue;
+    }
+    n.flags = f[2];
+    for (std::size_t i = 8; i < f.size(); ++i) {
+      if (f[i].empty() || f[i][0] == '[') continue;
+      const auto dash = f[i].find('-');
+      try {
+        if (dash == std::string::npos) {
+          const int s = std::stoi(f[i]);
+          n.slots.emplace_back(s, s);
+        } else {
+          n.slots.emplace_back(std::stoi(f[i].substr(0, dash)), std::stoi(f[i].substr(dash + 1)));
+        }
+      } catch (...) {
+      }
+    }
+    out.push_back(std::move(n));
+  }
+  return out;
+}
+
+bool has_flag(const std::string& flags, const std::string& flag) {
+  std::stringstream ss(flags);
+  std::string f;
+  while (std::getline(ss, f, ',')) {
+    if (f == flag) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+std::unique_ptr<RedisClusterProcess> RedisClusterProcess::start(const Options& options) {
+  std::unique_ptr<RedisClusterProcess> c(new RedisClusterProcess());
+  c->password_ = options.password;
+  constexpr int kNodes = 6;
+  std::string addresses;
+  for (int i = 0; i < kNodes; ++i) {
+    // An explicit bus port: the default (port + 10000) may be past 65535 or taken.
+    std::vector<std::string> args = {
+        "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout",
+        "1000", "--cluster-port", std::to_string(free_port()), "--cluster-require-full-coverage",
+        options.require_full_coverage ? "yes" : "no",
+        // A replica's first sync at once, not after the default 5 s.
+        "--repl-diskless-sync-delay", "0"};
+    if (!options.password.empty()) args.insert(args.end(), {"--masterauth", options.password});
+    auto node = RedisProcess::start(0, options.password, args);
+    if (!node) return nullptr;
+    c->ports_.push_back(node->port());
+    addresses += " 127.0.0.1:" + std::to_string(node->port());
+    c->nodes_.push_back(std::move(node));
+  }
+  std::string cmd = "redis-cli --no-auth-warning";
+  if (!options.password.empty()) cmd += " -a " + shell_quote(options.password);
+  cmd += " --cluster create" + addresses + " --cluster-replicas 1 --cluster-yes 2>&1";
+  const std::string created = run_command(cmd);
+  if (created.find("[OK] All 16384 slots covered") == std::string::npos) {
+    ADD_FAILURE() << "redis-cli --cluster create failed:\n" << created;
+    return nullptr;
+  }
+  // redis-cli returns once the nodes have met; the masters still say cluster_state:fail until
+  // gossip has spread the slot map, and the replicas have not synced yet.
+  const bool formed = wait_until(
+      [&] {
+        if (!c->healthy() || c->masters().size() != 3) return false;
+        for (std::size_t i = 0; i < c->size(); ++i) {
+          const std::string repl = c->cli(i, {"INFO", "replication"});
+          if (repl.find("role:slave") != std::string::npos &&
+              repl.find("master_link_status:up") == std::string::npos)
+            return false;
+        }
+        return true;
+      },
+      20000ms);
+  if (!formed) {
+    ADD_FAILURE() << "the cluster did not form: " << c->cli(0, {"CLUSTER", "INFO"}) << "\n"
+                  << c->cli(0, {"CLUSTER", "NODES"});
+    return nullptr;
+  }
+  return c;
+}
+
+RedisClusterProcess::~RedisClusterProcess() = default;  // each RedisProcess kills its own pid
+
+uint16_t RedisClusterProcess::port(std::size_t node) const {
+  return ports_.at(node);
+}
+
+bool RedisClusterProcess::alive(std::size_t node) const {
+  return node < nodes_.size() && nodes_[node] && nodes_[node]->pid() > 0;
+}
+
+std::optional<std::size_t> RedisClusterProcess::index_of_port(uint16_t port) const {
+  for (std::size_t i = 0; i < ports_.size(); ++i) {
+    if (ports_[i] == port) return i;
+  }
+  return std::nullopt;
+}
+
+std::optional<std::size_t> RedisClusterProcess::first_live() const {
+  for (std::size_t i = 0; i < nodes_.size(); ++i) {
+    if (alive(i)) return i;
+  }
+  return std::nullopt;
+}
+
+std::string RedisClusterProcess::seeds(std::size_t count) const {
+  std::string out;
+  for (std::size_t i = 0; i < nodes_.size() && count > 0; ++i) {
+    if (!alive(i)) continue;
+    out += (out.empty() ? "" : ",") + std::string("127.0.0.1:") + std::to_string(ports_[i]);
+    --count;
+  }
+  return out;
+}
+
+std::string RedisClusterProcess::cli(std::size_t node, const std::vector<std::string>& args) const {
+  return run_cli(ports_.at(node), password_, args);
+}
+
+std::string RedisClusterProcess::cli_cluster(const std::vector<std::string>& args) const {
+  const auto live = first_live();
+  if (!live) return {};
+  return run_cli(ports_[*live], password_, args, "-c");
+}
+
+std::string RedisClusterProcess::owner_cli(const std::string& key,
+                                           const std::vector<std::string>& args) const {
+  const auto owner = master_of_slot(key_slot(key));
+  if (!owner) return "(no master for slot " + std::to_string(key_slot(key)) + ")";
+  return cli(*owner, args);
+}
+
+std::string RedisClusterProcess::node_id(std::size_t node) const {
+  return cli(node, {"CLUSTER", "MYID"});
+}
+
+int RedisClusterProcess::slot_of(const std::string& key) const {
+  const auto live = first_live();
+  if (!live) return -1;
+  try {
+    return std::stoi(cli(*live, {"CLUSTER", "KEYSLOT", key}));
+  } catch (...) {
+    return -1;
+  }
+}
+
+int RedisClusterProcess::key_slot(const std::string& key) {
+  std::string_view hashed = key;
+  if (const auto open = key.find('{'); open != std::string::npos) {
+    const auto close = key.find('}', open + 1);
+    if (close != std::string::npos && close > open + 1) {
+      hashed = std::string_view(key).substr(open + 1, close - open - 1);
+    }
+  }
+  uint16_t crc = 0;  // CRC16/XMODEM, as the cluster spec gives it
+  for (const char ch : hashed) {
+    crc ^= static_cast<uint16_t>(static_cast<unsigned char>(ch)) << 8;
+    for (int i = 0; i < 8; ++i) {
+      crc = (crc & 0x8000) ? static_cast<uint16_t>((crc << 1) ^ 0x1021)
+                           : static_cast<uint16_t>(crc << 1);
+    }
+  }
+  return crc % kSlots;
+}
+
+std::vector<uint16_t> RedisClusterProcess::slot_owners(std::size_t node) const {
+  std::vector<uint16_t> owners(kSlots, 0);
+  for (const auto& n : parse_cluster_nodes(cli(node, {"CLUSTER", "NODES"}))) {
+    if (!has_flag(n.flags, "master") || has_flag(n.flags, "fail")) continue;
+    for (const auto& [from, to] : n.slots) {
+      for (int s = std::max(from, 0); s <= to && s < kSlots; ++s) owners[s] = n.port;
+    }
+  }
+  return owners;
+}
+
+std::optional<std::size_t> RedisClusterProcess::master_of_slot(int slot) const {
+  const auto live = first_live();
+  if (!live || slot < 0 || slot >= kSlots) return std::nullopt;
+  const uint16_t owner = slot_owners(*live)[slot];
+  if (owner == 0) return std::nullopt;
+  return index_of_port(owner);
+}
+
+std::vector<std::size_t> RedisClusterProcess::masters() const {
+  std::vector<std::size_t> out;
+  const auto live = first_live();
+  if (!live) return out;
+  for (const uint16_t p : slot_owners(*live)) {
+    const auto i = index_of_port(p);
+    if (i && alive(*i) && std::find(out.begin(), out.end(), *i) == out.end()) out.push_back(*i);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+bool RedisClusterProcess::healthy() const {
+  std::optional<std::vector<uint16_t>> agreed;
+  for (std::size_t i = 0; i < nodes_.size(); ++i) {
+    if (!alive(i)) continue;
+    if (cli(i, {"CLUSTER", "INFO"}).find("cluster_state:ok") == std::string::npos) return false;
+    auto owners = slot_owners(i);
+    if (std::find(owners.begin(), owners.end(), 0) != owners.end()) return false;
+    if (agreed && *agreed != owners) return false;
+    agreed = std::move(owners);
+  }
+  return agreed.has_value();
+}
+
+bool RedisClusterProcess::wait_healthy(std::chrono::milliseconds timeout) const {
+  return wait_until([&] { return healthy(); }, timeout);
+}
+
+std::vector<std::vector<std::string>> RedisClusterProcess::rooms_per_master(
+    const std::string& prefix, std::size_t per_master) const {
+  const auto live = first_live();
+  std::vector<std::vector<std::string>> out;
+  if (!live) return out;
+  const auto owners = slot_owners(*live);
+  const auto ms = masters();
+  out.resize(ms.size());
+  for (int n = 0; n < 100000; ++n) {
+    const std::string room = prefix + std::to_string(n);
+    const auto owner = index_of_port(owners[key_slot("room:{" + room + "}")]);
+    for (std::size_t m = 0; m < ms.size(); ++m) {
+      if (owner == ms[m] && out[m].size() < per_master) out[m].push_back(room);
+    }
+    if (std::all_of(out.begin(), out.end(), [&](const auto& v) { return v.size() >= per_master; }))
+      break;
+  }
+  return out;
+}
+
+std::string RedisClusterProcess::room_on(std::size_t node, const std::string& prefix) const {
+  const auto live = first_live();
+  if (!live) return {};
+  const auto owners = slot_owners(*live);
+  for (int n = 0; n < 100000; ++n) {
+    const std::string room = prefix + std::to_string(n);
+    if (owners[key_slot("room:{" + room + "}")] == ports_.at(node)) return room;
+  }
+  return {};
+}
+
+void RedisClusterProcess::kill_node(std::size_t node) {
+  if (node < nodes_.size() && nodes_[node]) nodes_[node]->kill_now();
+}
+
+uint16_t RedisClusterProcess::kill_master_of_slot(int slot) {
+  const auto owner = master_of_slot(slot);
+  if (!owner) return 0;
+  kill_node(*owner);
+  return ports_[*owner];
+}
+
+uint16_t RedisClusterProcess::wait_promoted(int slot, uint16_t old_port,
+                                            std::chrono::milliseconds timeout) {
+  uint16_t promoted = 0;
+  const bool done = wait_until(
+      [&] {
+        std::optional<uint16_t> agreed;
+        for (std::size_t i = 0; i < nodes_.size(); ++i) {
+          if (!alive(i)) continue;
+          if (cli(i, {"CLUSTER", "INFO"}).find("cluster_state:ok") == std::string::npos)
+            return false;
+          const uint16_t owner = slot_owners(i)[slot];
+          if (owner == 0 || owner == old_port || (agreed && *agreed != owner)) return false;
+          agreed = owner;
+        }
+        if (!agreed) return false;
+        const auto idx = index_of_port(*agreed);
+        if (!idx || !alive(*idx) || cli(*idx, {"ROLE"}).rfind("master", 0) != 0) return false;
+        promoted = *agreed;
+        return true;
+      },
+      timeout);
+  return done ? promoted : 0;
+}
+
+bool RedisClusterProcess::begin_migration(int slot, std::size_t to_node) {
+  const auto from = master_of_slot(slot);
+  if (!from) {
+    ADD_FAILURE() << "no master owns slot " << slot;
+    return false;
+  }
+  if (*from == to_node) {
+    ADD_FAILURE() << "slot " << slot << " is already on node " << to_node;
+    return false;
+  }
+  const std::string slot_s = std::to_string(slot);
+  const std::string importing =
+      cli(to_node, {"CLUSTER", "SETSLOT", slot_s, "IMPORTING", node_id(*from)});
+  const std::string migrating =
+      cli(*from, {"CLUSTER", "SETSLOT", slot_s, "MIGRATING", node_id(to_node)});
+  if (importing != "OK" || migrating != "OK") {
+    ADD_FAILURE() << "SETSLOT IMPORTING: " << importing << "; SETSLOT MIGRATING: " << migrating;
+    return false;
+  }
+  migrations_[slot] = Migration{*from, to_node};
+  return true;
+}
+
+int RedisClusterProcess::move_keys(int slot, int max_batches, int batch) {
+  const auto it = migrations_.find(slot);
+  if (it == migrations_.end()) {
+    ADD_FAILURE() << "slot " << slot << " is not being migrated";
+    return -1;
+  }
+  const auto [from, to] = it->second;
+  int moved = 0;
+  for (int b = 0; max_batches < 0 || b < max_batches; ++b) {
+    const std::string listed =
+        cli(from, {"CLUSTER", "GETKEYSINSLOT", std::to_string(slot), std::to_string(batch)});
+    std::vector<std::string> keys;
+    std::istringstream in(listed);
+    for (std::string k; std::getline(in, k);) {
+      if (!k.empty()) keys.push_back(k);
+    }
+    if (keys.empty()) break;
+    std::vector<std::string> args = {"MIGRATE", "127.0.0.1", std::to_string(ports_[to]),
+                                     "",        "0",         "5000"};
+    if (!password_.empty()) args.insert(args.end(), {"AUTH", password_});
+    args.push_back("KEYS");
+    args.insert(args.end(), keys.begin(), keys.end());
+    const std::string r = cli(from, args);
+    // NOKEY: every listed key expired or was deleted meanwhile.
+    if (r != "OK" && r != "NOKEY") {
+      ADD_FAILURE() << "MIGRATE of slot " << slot << " failed: " << r;
+      return -1;
+    }
+    moved += static_cast<int>(keys.size());
+  }
+  return moved;
+}
+
+bool RedisClusterProcess::finish_migration(int slot, std::chrono::milliseconds timeout) {
+  const auto it = migrations_.find(slot);
+  if (it == migrations_.end()) {
+    ADD_FAILURE() << "slot " << slot << " is not being migrated";
+    return false;
+  }
+  const auto [from, to] = it->second;
+  if (move_keys(slot) < 0) return false;
+  const std::string slot_s = std::to_string(slot);
+  const std::string to_id = node_id(to);
+  // The target first (it bumps its config epoch, so its claim wins in gossip), then the source
+  // (refused while it still holds a key of the slot), then the other masters.
+  std::vector<std::size_t> order = {to, from};
+  for (const std::size_t m : masters()) {
+    if (m != to && m != from) order.push_back(m);
+  }
+  for (const std::size_t n : order) {
+    const std::string r = cli(n, {"CLUSTER", "SETSLOT", slot_s, "NODE", to_id});
+    if (r != "OK") {
+      ADD_FAILURE() << "SETSLOT " << slot << " NODE on " << ports_[n] << ": " << r;
+      return false;
+    }
+  }
+  migrations_.erase(it);
+  const bool agreed = wait_until(
+      [&] {
+        for (std::size_t i = 0; i < nodes_.size(); ++i) {
+          if (alive(i) && slot_owners(i)[slot] != ports_[to]) return false;
+        }
+        return healthy();
+      },
+      timeout);
+  if (!agreed) ADD_FAILURE() << "nodes do not agree slot " << slot << " is on " << ports_[to];
+  return agreed;
+}
+
+bool RedisClusterProcess::migrate_slot(int slot, std::size_t to_node) {
+  return begin_migration(slot, to_node) && finish_migration(slot);
 }
 
 RunResult run_server_to_exit(const Env& env, const std::vector<std::string>& args,

@@ -117,6 +117,92 @@ class SentinelProcess {
   std::string password_;
 };
 
+// A real Redis Cluster of 6 redis-server processes (3 masters, 3 replicas, created with
+// `redis-cli --cluster create --cluster-replicas 1`), each on a free port with its own scratch
+// directory (so its nodes.conf) and an explicit cluster bus port; cluster-node-timeout 1000, so a
+// killed master's replica is promoted within a few seconds. Every process stopped by pid on
+// destruction. Nodes are named by index (0..5); masters at start are the first three.
+class RedisClusterProcess {
+ public:
+  struct Options {
+    std::string password;               // requirepass and masterauth on every node
+    bool require_full_coverage = true;  // cluster-require-full-coverage (Redis default yes)
+  };
+  static constexpr int kSlots = 16384;
+  // Null (and a test failure) when the cluster does not form (cluster_state:ok on every node, one
+  // slot map, every replica's link up) within 20 s.
+  static std::unique_ptr<RedisClusterProcess> start(const Options& options);
+  static std::unique_ptr<RedisClusterProcess> start() { return start(Options{}); }
+  ~RedisClusterProcess();
+
+  std::size_t size() const { return nodes_.size(); }
+  uint16_t port(std::size_t node) const;
+  bool alive(std::size_t node) const;
+  std::optional<std::size_t> index_of_port(uint16_t port) const;
+  // "127.0.0.1:p1,127.0.0.1:p2,...": the first `count` live nodes (REDIS_CLUSTER_NODES).
+  std::string seeds(std::size_t count = 2) const;
+  // redis-cli against one node (no redirection followed); stdout, errors included ("MOVED ...").
+  std::string cli(std::size_t node, const std::vector<std::string>& args) const;
+  // redis-cli -c (follows MOVED/ASK) starting at a live node.
+  std::string cli_cluster(const std::vector<std::string>& args) const;
+  // redis-cli against the master that owns `key`'s slot now, without redirection: what the
+  // owner itself holds.
+  std::string owner_cli(const std::string& key, const std::vector<std::string>& args) const;
+  std::string node_id(std::size_t node) const;  // CLUSTER MYID
+
+  // The slot of `key` as the cluster computes it (CLUSTER KEYSLOT).
+  int slot_of(const std::string& key) const;
+  // The same, computed here (CRC16/XMODEM of the hash tag, mod 16384).
+  static int key_slot(const std::string& key);
+  // The master owning `slot` as the first live node sees it; nullopt when none (or it is failed).
+  std::optional<std::size_t> master_of_slot(int slot) const;
+  // Indexes of the live masters that own slots, as the first live node sees it.
+  std::vector<std::size_t> masters() const;
+  // Every live node says cluster_state:ok and all live nodes agree on one slot map that covers
+  // every slot with a non-failed master.
+  bool healthy() const;
+  bool wait_healthy(std::chrono::milliseconds timeout = 10000ms) const;
+
+  // Room ids ("prefix0", "prefix7", ...) whose `room:{R}` slots land on each master: for each
+  // live master (in masters() order) `per_master` rooms, grouped by master.
+  std::vector<std::vector<std::string>> rooms_per_master(const std::string& prefix,
+                                                         std::size_t per_master) const;
+  // The first room "prefixN" whose slot the master `node` owns.
+  std::string room_on(std::size_t node, const std::string& prefix) const;
+
+  // SIGKILL of the master owning `slot`; returns its port (0 when there is none).
+  uint16_t kill_master_of_slot(int slot);
+  void kill_node(std::size_t node);
+  // Waits until every live node names one master for `slot` other than `old_port`, which says
+  // ROLE master, and every live node says cluster_state:ok; that master's port, or 0 at timeout.
+  uint16_t wait_promoted(int slot, uint16_t old_port, std::chrono::milliseconds timeout);
+
+  // Slot migration as documented (cluster spec, "Live reconfiguration"), in steps so a test can
+  // send traffic in between: begin (IMPORTING on the target, MIGRATING on the source), move keys
+  // (GETKEYSINSLOT + MIGRATE ... KEYS, at most `max_batches` batches of `batch` keys; returns how
+  // many keys moved, -1 on an error), finish (every remaining key moved, then SETSLOT NODE on the
+  // target, the source and the other masters, and all live nodes agree). Failures are test
+  // failures and return false.
+  bool begin_migration(int slot, std::size_t to_node);
+  int move_keys(int slot, int max_batches = -1, int batch = 100);
+  bool finish_migration(int slot, std::chrono::milliseconds timeout = 10000ms);
+  bool migrate_slot(int slot, std::size_t to_node);
+
+ private:
+  RedisClusterProcess() = default;
+  std::optional<std::size_t> first_live() const;
+  // Owner port per slot as `node` sees it (0: none or a failed master).
+  std::vector<uint16_t> slot_owners(std::size_t node) const;
+  std::vector<std::unique_ptr<RedisProcess>> nodes_;
+  std::vector<uint16_t> ports_;  // kept after a node is killed
+  std::string password_;
+  struct Migration {
+    std::size_t from;
+    std::size_t to;
+  };
+  std::map<int, Migration> migrations_;
+};
+
 // Runs the binary to completion (config errors, --help); returns exit code and output.
 struct RunResult {
   int exit_code = -1;
