@@ -1003,15 +1003,31 @@ void RedisBus::publish(const std::string& room_id, const std::string& sender_id,
       return;
     }
     eval(kRelayScript,
-         {keys_.room_sessions(room_id), keys_.room(room_id), std::move(envelope), *data,
+         {keys_.room_sessions(room_id), keys_.room(room_id),
+          sender_session.empty() ? keys_.room_sessions(room_id)
+                                 : keys_.session(room_id, sender_session),
+          std::move(envelope), *data,
           sender_session.empty() ? std::string() : keys_.stored_sid(room_id, sender_session),
           instance_id_, std::to_string(config_.resume_buffer_messages),
           std::to_string(config_.resume_buffer_bytes),
           std::to_string(std::chrono::milliseconds(kSessionTtl).count())},
-         2, RedisOp::kPublish, [this, room_id, count_forwarded](const redisReply* r) {
+         3, RedisOp::kPublish,
+         [this, room_id, count_forwarded,
+          resumable_sender = !sender_session.empty()](const redisReply* r) {
            if (r && r->type == REDIS_REPLY_INTEGER && r->integer < 0) {
              // Its session was resumed elsewhere: the client re-sends it there.
              log_.debug("Relay from a session resumed elsewhere not sent", {{"roomId", room_id}});
+             return;
+           }
+           if (r && r->type == REDIS_REPLY_ERROR && resumable_sender) {
+             // Refused with the connection up (a cluster slot split mid-migration past its
+             // retries, say): neither relayed nor counted as received. The room's resumable
+             // sessions here resume, and the sender's client re-sends from `received`. (A lost
+             // connection is a gap, which resyncs every session once Redis is back.)
+             log_.warn("Relay refused by Redis; resyncing the room's resumable sessions",
+                       {{"roomId", room_id}, {"err", reply_text(r)}});
+             const std::set<std::string> rooms{room_id};
+             listener_->sessions_resync(&rooms);
              return;
            }
            if (count_forwarded && !is_error(r)) metrics().messages_forwarded.inc();
@@ -1094,6 +1110,10 @@ void RedisBus::session_claim(const std::string& room_id, const std::string& sess
                 std::to_string(std::chrono::milliseconds(kSessionTtl).count()),
                 keys_.stored_sid(room_id, session_id)},
                6, RedisOp::kSession, [this, room_id, done = std::move(done)](const redisReply* r) {
+                 if (r != nullptr && r->type == REDIS_REPLY_ERROR) {
+                   log_.warn("Session claim refused by Redis; the client joins afresh",
+                             {{"roomId", room_id}, {"err", reply_text(r)}});
+                 }
                  SessionClaim c = parse_claim(r);
                  // Subscribed (held by this claim): the room's channel is still here.
                  if (auto it = channels_.find(room_id); it != channels_.end()) {

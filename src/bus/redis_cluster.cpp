@@ -53,6 +53,12 @@ void RedisCluster::stop() {
   if (stopped_) return;
   stopped_ = true;
   refresh_timer_.cancel();
+  // Held commands fail, as those in flight do.
+  auto held = std::move(held_);
+  held_.clear();
+  for (auto& [slot, h] : held) {
+    for (auto& req : h.requests) req.done(nullptr);
+  }
   for (auto& [name, n] : nodes_) {
     n->command->stop();
     n->subscriber->stop();
@@ -137,6 +143,11 @@ void RedisCluster::command(std::span<const std::string_view> args, Callback done
   append_command(*encoded, args);
   const std::string_view key = routing_key(args);
   Request req{std::move(encoded), key_slot(key), std::move(done)};
+  req.order = next_order_++;
+  if (held_.contains(req.slot)) {
+    hold(std::move(req));
+    return;
+  }
   send(std::move(req), nullptr, false);
 }
 
@@ -175,19 +186,42 @@ void RedisCluster::on_reply(Request req, const std::string& host, const redisRep
       send(std::move(req), &to, redirect->kind == Redirect::Kind::kAsk);
       return;
     }
-    // A script whose keys are split between the two nodes of a migrating slot: the migration
-    // moves the rest within moments.
-    if (starts_with(err, "TRYAGAIN") && req.retries < kMaxTryAgain) {
+    // A script whose keys are split between the two nodes of a migrating slot (TRYAGAIN for
+    // its declared keys; "non local key" for one it reads by name): the migration moves the rest
+    // within moments.
+    const bool split =
+        starts_with(err, "TRYAGAIN") || err.find("non local key") != std::string_view::npos;
+    if (split && req.retries < kMaxTryAgain) {
       ++req.retries;
-      auto timer = std::make_shared<asio::steady_timer>(ioc_, kTryAgainDelay);
-      timer->async_wait([this, timer, req = std::move(req)](boost::system::error_code) mutable {
-        send(std::move(req), nullptr, false);
-      });
+      hold(std::move(req));
       return;
     }
     if (starts_with(err, "CLUSTERDOWN")) schedule_refresh(std::chrono::milliseconds(0));
   }
   req.done(r);
+}
+
+void RedisCluster::hold(Request req) {
+  Held& h = held_[req.slot];
+  const auto at =
+      std::upper_bound(h.requests.begin(), h.requests.end(), req.order,
+                       [](uint64_t order, const Request& other) { return order < other.order; });
+  const uint16_t slot = req.slot;
+  h.requests.insert(at, std::move(req));
+  if (h.timer) return;
+  h.timer = std::make_unique<asio::steady_timer>(ioc_, kTryAgainDelay);
+  h.timer->async_wait([this, slot](boost::system::error_code ec) {
+    if (!ec) release(slot);
+  });
+}
+
+void RedisCluster::release(uint16_t slot) {
+  auto it = held_.find(slot);
+  if (it == held_.end()) return;
+  // Out again in the order asked, in one pipeline; any still refused are held again.
+  auto requests = std::move(it->second.requests);
+  held_.erase(it);
+  for (auto& req : requests) send(std::move(req), nullptr, false);
 }
 
 // ---- topology ----

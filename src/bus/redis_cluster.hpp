@@ -49,7 +49,9 @@ class RedisCluster {
     std::function<void(const std::vector<std::string>& channels)> on_moved;
   };
   static constexpr unsigned kMaxRedirects = 5;
-  static constexpr unsigned kMaxTryAgain = 50;
+  // A slot split mid-migration (TRYAGAIN, or a script's undeclared key already moved): its
+  // commands are held and retried every kTryAgainDelay, for up to kMaxTryAgain tries each.
+  static constexpr unsigned kMaxTryAgain = 300;
   static constexpr std::chrono::milliseconds kTryAgainDelay{10};
   static constexpr std::chrono::milliseconds kRefreshPeriod{10000};
   static constexpr std::chrono::milliseconds kRefreshRetry{250};
@@ -97,12 +99,21 @@ class RedisCluster {
     Callback done;
     unsigned redirects = 0;
     unsigned retries = 0;
+    uint64_t order = 0;  // when it was first asked: held commands go out again in this order
+  };
+  // Commands of a slot that is split mid-migration, in the order asked. While a slot has some,
+  // every new command of that slot waits behind them: a retried relay must not be overtaken.
+  struct Held {
+    std::vector<Request> requests;
+    std::unique_ptr<boost::asio::steady_timer> timer;
   };
 
   Node& node(const HostPort& at);
   void run(Node& n, bool command, bool subscriber);
   void send(Request req, Node* to, bool asking);
   void on_reply(Request req, const std::string& host, const redisReply* r);
+  void hold(Request req);
+  void release(uint16_t slot);
   void schedule_refresh(std::chrono::milliseconds delay);
   void refresh();
   void apply(const std::vector<SlotRange>& ranges);
@@ -138,6 +149,8 @@ class RedisCluster {
   std::string last_refresh_error_;  // logged once per distinct error
   std::string last_masters_;        // logged when it changes
   std::size_t next_refresh_node_ = 0;
+  uint64_t next_order_ = 0;
+  std::map<uint16_t, Held> held_;
 };
 
 }  // namespace sigsrv

@@ -9,14 +9,20 @@ namespace sigsrv::redis_scripts {
 //   its lease key (prefix .. owner) is read; a cluster keeps leases in another slot than the
 //   room's, which a script may not touch, so the caller passes the expired instances its last
 //   sweep found as ARGV[first], ARGV[first + 1], ...
+// - PRUNE_MISSING: whether a session named in a room's set but whose hash is missing is dropped
+//   from it. Not on a cluster: there a script run on a migrating slot's new master (after ASK)
+//   sees only the keys moved so far, and a session hash still on the old master would look gone;
+//   its id stays in the set until the session ends (kSessionEnd).
 inline constexpr const char* kPreludeSingle = R"lua(
 local PUBLISH = 'PUBLISH'
+local PRUNE_MISSING = true
 local function lease_gone(prefix, owner, first)
   return redis.call('EXISTS', prefix .. owner) == 0
 end
 )lua";
 inline constexpr const char* kPreludeCluster = R"lua(
 local PUBLISH = 'SPUBLISH'
+local PRUNE_MISSING = false
 local function lease_gone(prefix, owner, first)
   for i = first, #ARGV do
     if ARGV[i] == owner then return true end
@@ -214,7 +220,8 @@ redis.call('PERSIST', KEYS[2])
 return 1
 )lua";
 
-// KEYS: room-resumable:{room}, room:{room} (the channel, and the set of members).
+// KEYS: room-resumable:{room}, room:{room} (the channel, and the set of members), the sender's
+// resume:{sid} (room-resumable:{room} again when the sender is not resumable).
 // ARGV: envelope, data, sender session id ('' = not resumable), instance, max messages, max
 // bytes, TTL ms.
 // The relay of one client message: numbers it for every other resumable session of the room
@@ -223,7 +230,7 @@ return 1
 // elsewhere (fenced) is not relayed: its client re-sends from `received`. Returns -1 when fenced.
 inline constexpr const char* kRelay = SIGSRV_RESUME_APPEND_LUA R"lua(
 if ARGV[3] ~= '' then
-  local smeta = 'resume:' .. ARGV[3]
+  local smeta = KEYS[3]
   if redis.call('HGET', smeta, 'owner') ~= ARGV[4] then return -1 end
   redis.call('HINCRBY', smeta, 'received', 1)
 end
@@ -232,7 +239,7 @@ for _, sid in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   if sid ~= ARGV[3] then
     local client = redis.call('HGET', 'resume:' .. sid, 'client')
     if not client then
-      redis.call('SREM', KEYS[1], sid)
+      if PRUNE_MISSING then redis.call('SREM', KEYS[1], sid) end
     elseif redis.call('SISMEMBER', KEYS[2], client) == 0 then
       -- Released without its session ending (its instance crashed): nothing to keep for it.
       redis.call('SREM', KEYS[1], sid)
