@@ -173,6 +173,12 @@ void RedisCluster::on_reply(Request req, const std::string& host, const redisRep
     const std::string_view err = reply_text(r);
     if (auto redirect = parse_redirect(err, host); redirect && req.redirects < kMaxRedirects) {
       ++req.redirects;
+      if (held_.contains(req.slot)) {
+        // An earlier command of this slot is waiting out the migration: this one, asked after
+        // it, must not overtake it through the redirect (it follows the redirect when released).
+        hold(std::move(req));
+        return;
+      }
       Node& to = node(redirect->to);
       if (redirect->kind == Redirect::Kind::kMoved) {
         metrics().redis_cluster_moved.inc();

@@ -51,6 +51,22 @@ if len(published) != 1:
     errors.append(f"compose.yaml: exactly one published port expected, found {published}")
 if "healthcheck" not in compose["services"].get("redis", {}):
     errors.append("compose.yaml: redis has no healthcheck")
+# --- compose-cluster: the same two instances on Redis Cluster
+cluster = load_yaml("compose-cluster.yaml")
+cluster_signal = {n: s for n, s in cluster["services"].items() if "build" in s}
+if sorted(cluster_signal) != sorted(signal_services):
+    errors.append(f"compose-cluster.yaml: expected the services {sorted(signal_services)} (nginx.conf's "
+                  f"upstreams), found {sorted(cluster_signal)}")
+for name, svc in cluster_signal.items():
+    env = svc.get("environment", {})
+    check_vars(f"compose-cluster.yaml {name}", env)
+    if "REDIS_URL" in env or not env.get("REDIS_CLUSTER_NODES"):
+        errors.append(f"compose-cluster.yaml {name}: needs REDIS_CLUSTER_NODES and no REDIS_URL")
+    for node in env.get("REDIS_CLUSTER_NODES", "").split(","):
+        if node.split(":")[0] not in cluster["services"]:
+            errors.append(f"compose-cluster.yaml {name}: {node} is not a service of the file")
+if len([p for s in cluster["services"].values() for p in s.get("ports", [])]) != 1:
+    errors.append("compose-cluster.yaml: exactly one published port expected")
 nginx = open(os.path.join(deploy, "nginx.conf")).read()
 for needle in ("proxy_http_version 1.1", "Upgrade $http_upgrade", "Connection", "X-Forwarded-For"):
     if needle not in nginx:
