@@ -167,7 +167,8 @@ RedisBus::RedisBus(const Config& config, const RedisEndpoint& endpoint,
                             [this] { on_subscriber_up(); }, [this] { on_down(false); },
                             [this](std::string_view c, std::string_view p) { on_message(c, p); },
                             [this](std::string_view c) { on_subscribed(c); },
-                            [this](const std::vector<std::string>& c) { on_channels_moved(c); }});
+                            [this](const std::vector<std::string>& c) { on_channels_moved(c); }},
+        std::vector<std::string>(bodies_.begin(), bodies_.end()));
     for (std::size_t i = 0; i < bodies_.size(); ++i) shas_[i] = sha1_hex(bodies_[i]);
     return;
   }
@@ -285,8 +286,8 @@ void RedisBus::on_command_up() {
   scripts_loaded_ = false;
   members_resynced_ = false;
   if (cluster_) {
-    // Named by their SHA1, computed here: a master that lacks one answers NOSCRIPT and gets the
-    // body (see eval()), so a failover or a new master needs nothing loaded up front.
+    // Named by their SHA1, computed here; the cluster loads them on every master as it connects
+    // (a master that still lacks one answers NOSCRIPT and gets the body, see eval()).
     scripts_loaded_ = true;
     refresh_lease();
     resync_members();

@@ -31,13 +31,14 @@ bool starts_with(std::string_view s, std::string_view prefix) {
 
 RedisCluster::RedisCluster(asio::io_context& ioc, std::vector<HostPort> seeds,
                            RedisEndpoint credentials, std::shared_ptr<asio::ssl::context> tls,
-                           Logger& log, Hooks hooks)
+                           Logger& log, Hooks hooks, std::vector<std::string> scripts)
     : ioc_(ioc),
       seeds_(std::move(seeds)),
       credentials_(std::move(credentials)),
       tls_(std::move(tls)),
       log_(log),
       hooks_(std::move(hooks)),
+      scripts_(std::move(scripts)),
       refresh_timer_(ioc) {}
 
 RedisCluster::~RedisCluster() {
@@ -92,19 +93,23 @@ RedisCluster::Node& RedisCluster::node(const HostPort& at) {
   ep.port = at.port;
   n->command = std::make_unique<RedisConnection>(
       ioc_, ep, tls_, RedisConnection::Mode::kCommand, "cluster command " + name, log_,
-      RedisConnection::Hooks{[this] {
-                               if (refresh_wanted_ && !refresh_in_flight_) refresh();
-                               update_state();
-                             },
-                             [this](const std::string&) {
-                               // Its master may be failing over: look again soon.
-                               schedule_refresh(std::chrono::milliseconds(0));
-                               update_state();
-                             },
-                             {},
-                             {},
-                             {},
-                             {}});
+      RedisConnection::Hooks{
+          [this, n] {
+            for (const std::string& body : scripts_) {
+              n->command->command({"SCRIPT", "LOAD", body}, [](const redisReply*) {});
+            }
+            if (refresh_wanted_ && !refresh_in_flight_) refresh();
+            update_state();
+          },
+          [this](const std::string&) {
+            // Its master may be failing over: look again soon.
+            schedule_refresh(std::chrono::milliseconds(0));
+            update_state();
+          },
+          {},
+          {},
+          {},
+          {}});
   n->subscriber = std::make_unique<RedisConnection>(
       ioc_, ep, tls_, RedisConnection::Mode::kSubscriber, "cluster subscriber " + name, log_,
       RedisConnection::Hooks{
@@ -161,6 +166,7 @@ void RedisCluster::send(Request req, Node* to, bool asking) {
     return;
   }
   if (asking) n->command->command({"ASKING"}, [](const redisReply*) {});
+  ++in_flight_[req.slot];
   const auto encoded = req.encoded;
   n->command->command_encoded(
       *encoded, [this, req = std::move(req), host = n->address.host](const redisReply* r) mutable {
@@ -169,27 +175,30 @@ void RedisCluster::send(Request req, Node* to, bool asking) {
 }
 
 void RedisCluster::on_reply(Request req, const std::string& host, const redisReply* r) {
+  if (auto it = in_flight_.find(req.slot); it != in_flight_.end() && --it->second == 0) {
+    in_flight_.erase(it);
+  }
   if (r != nullptr && r->type == REDIS_REPLY_ERROR && !stopped_) {
     const std::string_view err = reply_text(r);
     if (auto redirect = parse_redirect(err, host); redirect && req.redirects < kMaxRedirects) {
       ++req.redirects;
-      if (held_.contains(req.slot)) {
-        // An earlier command of this slot is waiting out the migration: this one, asked after
-        // it, must not overtake it through the redirect (it follows the redirect when released).
-        hold(std::move(req));
-        return;
-      }
       Node& to = node(redirect->to);
       if (redirect->kind == Redirect::Kind::kMoved) {
         metrics().redis_cluster_moved.inc();
-        // The slot is the named node's now: later commands go there at once; the refresh learns
-        // what else moved.
+        // The slot is the named node's now; the refresh learns what else moved. This command
+        // and every later one of the slot wait until the rest sent to the old node is answered
+        // (see Held), then go to the new one in the order asked.
         if (to.master) owner_[redirect->slot] = &to;
         schedule_refresh(std::chrono::milliseconds(0));
-      } else {
-        metrics().redis_cluster_ask.inc();
+        hold(std::move(req));
+        return;
       }
-      send(std::move(req), &to, redirect->kind == Redirect::Kind::kAsk);
+      metrics().redis_cluster_ask.inc();
+      if (held_.contains(req.slot)) {
+        hold(std::move(req));  // follows the redirect again when released, in order
+        return;
+      }
+      send(std::move(req), &to, true);
       return;
     }
     // A script whose keys are split between the two nodes of a migrating slot (TRYAGAIN for
@@ -224,6 +233,15 @@ void RedisCluster::hold(Request req) {
 void RedisCluster::release(uint16_t slot) {
   auto it = held_.find(slot);
   if (it == held_.end()) return;
+  if (in_flight_.contains(slot)) {
+    // Something of the slot sent earlier is still unanswered (it may yet come back redirected,
+    // and must go out before these): look again shortly.
+    it->second.timer->expires_after(kTryAgainDelay);
+    it->second.timer->async_wait([this, slot](boost::system::error_code ec) {
+      if (!ec) release(slot);
+    });
+    return;
+  }
   // Out again in the order asked, in one pipeline; any still refused are held again.
   auto requests = std::move(it->second.requests);
   held_.erase(it);

@@ -58,8 +58,13 @@ class RedisCluster {
   static constexpr std::chrono::milliseconds kMinRefreshGap{100};
 
   // `credentials`: user, password and TLS of every node (host and port come from the cluster).
+  // `scripts`: loaded (SCRIPT LOAD) on every node as its command connection comes up, ahead of
+  // anything else on it. A master that answered NOSCRIPT would have the caller re-send one command
+  // as EVAL while later ones, already sent, run (once another client loaded the script): a
+  // relay overtaken.
   RedisCluster(boost::asio::io_context& ioc, std::vector<HostPort> seeds, RedisEndpoint credentials,
-               std::shared_ptr<boost::asio::ssl::context> tls, Logger& log, Hooks hooks);
+               std::shared_ptr<boost::asio::ssl::context> tls, Logger& log, Hooks hooks,
+               std::vector<std::string> scripts = {});
   RedisCluster(const RedisCluster&) = delete;
   RedisCluster& operator=(const RedisCluster&) = delete;
   ~RedisCluster();
@@ -101,8 +106,10 @@ class RedisCluster {
     unsigned retries = 0;
     uint64_t order = 0;  // when it was first asked: held commands go out again in this order
   };
-  // Commands of a slot that is split mid-migration, in the order asked. While a slot has some,
-  // every new command of that slot waits behind them: a retried relay must not be overtaken.
+  // Commands of a slot that moved (MOVED) or is split mid-migration (TRYAGAIN), in the order
+  // asked. While a slot has some, every new command of that slot waits behind them, and they go
+  // out again only once nothing of the slot is in flight any more: a command sent to the old
+  // node and redirected must not be overtaken by a later one sent straight to the new node.
   struct Held {
     std::vector<Request> requests;
     std::unique_ptr<boost::asio::steady_timer> timer;
@@ -128,6 +135,7 @@ class RedisCluster {
   std::shared_ptr<boost::asio::ssl::context> tls_;
   Logger& log_;
   Hooks hooks_;
+  const std::vector<std::string> scripts_;
   bool stopped_ = true;
 
   // Every node ever seen, by "host:port": kept (with its connections stopped) when it stops being
@@ -151,6 +159,7 @@ class RedisCluster {
   std::size_t next_refresh_node_ = 0;
   uint64_t next_order_ = 0;
   std::map<uint16_t, Held> held_;
+  std::unordered_map<uint16_t, unsigned> in_flight_;  // commands sent and not answered, by slot
 };
 
 }  // namespace sigsrv

@@ -397,10 +397,7 @@ std::string first_difference(const std::vector<std::string>& got,
          "', sent '" + (i < sent.size() ? sent[i] : "-") + "'";
 }
 
-// Disabled: about one run in eight, one relay of the resumable stream arrives one place late
-// (n+1 before n) across the migration, so the acceptance (exactly once, in order) is not met yet.
-// Run it with --gtest_also_run_disabled_tests while working on it; issue 13 tracks it.
-TEST(RedisCluster, DISABLED_SlotMigrationMidTrafficLosesNothingForResumableSessions) {
+TEST(RedisCluster, SlotMigrationMidTrafficLosesNothingForResumableSessions) {
   auto cluster = RedisClusterProcess::start();
   ASSERT_TRUE(cluster);
   const Env env = cluster_env(*cluster, {{"RESUME_SECRET", "cluster-secret"},
@@ -474,9 +471,6 @@ TEST(RedisCluster, DISABLED_SlotMigrationMidTrafficLosesNothingForResumableSessi
       until(deadline + 10s));
   migration.join();
   ASSERT_TRUE(migration_ok) << cluster->cli(from, {"CLUSTER", "NODES"});
-  if (::testing::Test::HasFailure()) {
-    std::printf("%s\n----\n%s\n", one->output().c_str(), two->output().c_str());
-  }
   std::printf("sent %zu + %zu, resumes %d + %d\n", a.sent.size(), b.sent.size(), a.resumes,
               b.resumes);
   EXPECT_FALSE(a.failed || b.failed);
@@ -484,6 +478,9 @@ TEST(RedisCluster, DISABLED_SlotMigrationMidTrafficLosesNothingForResumableSessi
                            << first_difference(b.got, a.sent);
   EXPECT_EQ(a.got, b.sent) << "b->a: every message exactly once, in order; "
                            << first_difference(a.got, b.sent);
+  if (::testing::Test::HasFailure()) {
+    std::printf("%s\n----\n%s\n", one->output().c_str(), two->output().c_str());
+  }
 
   // The room's keys moved with the slot; the servers followed (a redirect or a refresh each).
   EXPECT_EQ(cluster->master_of_slot(slot), to);
