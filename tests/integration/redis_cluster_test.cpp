@@ -504,6 +504,46 @@ TEST(RedisCluster, SlotMigrationMidTrafficLosesNothingForResumableSessions) {
   EXPECT_TRUE(one->running() && two->running());
 }
 
+// Instance crash on a cluster: the leases and their registry live in the {fleet} slot, the rooms
+// elsewhere, so the reap script takes the expired instances from the sweep instead of reading
+// leases (it may not touch another slot). The peers hear of it once, and the seats are freed.
+TEST(RedisCluster, CrashedInstancesMembersAreReleasedOnEveryMaster) {
+  auto cluster = RedisClusterProcess::start();
+  ASSERT_TRUE(cluster);
+  const Env env = cluster_env(*cluster, {{"INSTANCE_LEASE_TTL_MS", "1500"}});
+  auto one = start_ready(env);
+  auto two = start_ready(env);
+  ASSERT_TRUE(one && two);
+  // One room per master: a host here, a browser on the instance that dies.
+  std::vector<std::string> rooms;
+  for (const std::size_t m : cluster->masters()) rooms.push_back(cluster->room_on(m, "crash"));
+  std::vector<std::unique_ptr<WsClient>> hosts;
+  std::vector<std::unique_ptr<WsClient>> browsers;
+  for (const auto& room : rooms) {
+    hosts.push_back(join(one->port(), room));
+    browsers.push_back(join(two->port(), room));
+    ASSERT_TRUE(hosts.back() && browsers.back());
+    browsers.back()->send(candidate(room, 0));
+    ASSERT_EQ(hosts.back()->recv(), candidate(room, 0));
+    ASSERT_EQ(cluster->owner_cli(room_key(room), {"SCARD", room_key(room)}), "2");
+  }
+  two->kill_now();
+  // Lease TTL plus a second is the contract; four times that on a loaded machine.
+  for (std::size_t i = 0; i < rooms.size(); ++i) {
+    const auto notice = hosts[i]->recv(10000ms);
+    ASSERT_TRUE(notice) << rooms[i] << ": no peer-disconnected\n" << one->output();
+    EXPECT_EQ(*notice, kPeerDisconnected) << rooms[i];
+    EXPECT_EQ(cluster->owner_cli(room_key(rooms[i]), {"SCARD", room_key(rooms[i])}), "1");
+    // The seat is free, and nothing else came for the host before the newcomer's message.
+    auto newcomer = join(one->port(), rooms[i]);
+    ASSERT_TRUE(newcomer);
+    newcomer->send(candidate("newcomer", static_cast<int>(i)));
+    EXPECT_EQ(hosts[i]->recv(), candidate("newcomer", static_cast<int>(i))) << rooms[i];
+  }
+  EXPECT_EQ(metric(*one, "cloudgaming_crashed_members_released_total"), 3.0);
+  EXPECT_TRUE(one->wait_for_output("Instance lease expired")) << one->output();
+}
+
 TEST(RedisCluster, MasterKilledReplicaPromotedRelayResumesWithinFiveSeconds) {
   // Full coverage off: while the killed master's slots have no master, the other masters keep
   // answering (with the default, every node refuses every command until the promotion).
