@@ -188,7 +188,10 @@ void RedisCluster::on_reply(Request req, const std::string& host, const redisRep
         // The slot is the named node's now; the refresh learns what else moved. This command
         // and every later one of the slot wait until the rest sent to the old node is answered
         // (see Held), then go to the new one in the order asked.
-        if (to.master) owner_[redirect->slot] = &to;
+        // A node not known as a master yet (a promotion the map has not caught up with) is
+        // dialled now; the refresh that follows settles the map either way.
+        owner_[redirect->slot] = &to;
+        run(to, true, false);
         schedule_refresh(std::chrono::milliseconds(0));
         hold(std::move(req));
         return;
