@@ -2,22 +2,24 @@
 # Join rate (signal-bench connect) of signal-server binaries at several LOG_LEVELs, interleaved
 # round by round so that a noisy machine hits them alike (compare medians, not single runs):
 #
-#   bench/ab_connect.sh [--rounds N] [--conns N] [--concurrency C] [--log FILE] BENCH BIN:LEVEL...
+#   bench/ab_connect.sh [--rounds N] [--conns N] [--concurrency C] [--threads N] [--log FILE]
+#                       BENCH BIN:LEVEL...
 #
 # e.g. bench/ab_connect.sh build/release/signal-bench old:info old:warn new:info new:warn
-# Each run: the server pinned to CPU 0 (THREADS=1), its stdout appended to --log (default a file
+# Each run: the server pinned to CPU 0 (THREADS=1, or --threads: its loops share CPU 0), its stdout appended to --log (default a file
 # in a temporary folder: logging costs a real write; /dev/null makes it nearly free), signal-bench
 # on CPU 1; every other round runs the variants in reverse order. Prints "BIN:LEVEL joins/s
 # server-CPU-us/join" per run, then the medians per variant.
 # The server's CPU time (all its threads, from schedstat) per join is steadier than the rate on a
 # machine shared with other work: it does not count the time the server waited for a CPU.
 set -euo pipefail
-rounds=5; conns=10000; concurrency=50; log=""
+rounds=5; conns=10000; concurrency=50; threads=1; log=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --rounds) rounds="$2"; shift ;;
     --conns) conns="$2"; shift ;;
     --concurrency) concurrency="$2"; shift ;;
+    --threads) threads="$2"; shift ;;
     --log) log="$2"; shift ;;
     *) break ;;
   esac
@@ -45,7 +47,7 @@ for round in $(seq "$rounds"); do
   for variant in "${order[@]}"; do
     bin=${variant%:*}; level=${variant##*:}
     port=$(free_port)
-    env "${lim[@]}" THREADS=1 WS_PORT="$port" LOG_LEVEL="$level" \
+    env "${lim[@]}" THREADS="$threads" WS_PORT="$port" LOG_LEVEL="$level" \
       taskset -c 0 "$bin" >>"$log" 2>&1 & spid=$!
     for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done
     cpu0=$(cpu_ns "$spid")

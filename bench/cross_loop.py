@@ -1,14 +1,15 @@
 #!/usr/bin/python3
 """What a room pays when its two members live on different event loops (THREADS=2).
 
-Nothing places a room's members on one loop: connections go to the loops in turn as they are
-accepted, so in a relay run some rooms have both members on one loop and the others are split
-(each message then crosses from the sender's loop to the receiver's: a post and a wake-up). This
-runs the relay against a THREADS=2 server, reads which loop owns each connection from /proc
-(bench/multicore.py socket_loops) while it runs, and compares, within the same run, the rooms
-whose members share a loop with the split ones: messages per second per room (closed loop: a
-room's rate is its window over its round trip) and mean latency. Several runs, closed loop
-(window 8) and open loop at --rate.
+Connections go to the loops in turn as they are accepted. Before 2026-12-01 nothing moved them
+after that, so in a relay run some rooms had both members on one loop and the others were split
+(each message then crosses from the sender's loop to the receiver's: a post and a wake-up); now
+an upgrade moves to its room's loop (plain TCP), and the split share should read 0 (run it with
+--build-dir of an older build to see the split rooms). This runs the relay against a THREADS=2
+server, reads which loop owns each connection from /proc (bench/multicore.py socket_loops) while
+it runs, and compares, within the same run, the rooms whose members share a loop with the split
+ones: messages per second per room (closed loop: a room's rate is its window over its round
+trip) and mean latency. Several runs, closed loop (window 8) and open loop at --rate.
 
 Rates per room within a run cannot show what a hop costs in CPU (every room shares both loops'
 queues), so the closed-loop runs are also set against the placement a fix would give at best:

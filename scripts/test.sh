@@ -43,8 +43,9 @@ echo "== integration suite under ThreadSanitizer, THREADS=2"
 cmake -S . -B build/tsan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DSIGNAL_SANITIZE=thread \
   -DSIGNAL_FAULT_INJECTION=ON >/dev/null
 cmake --build build/tsan -j "$jobs" --target integration_tests serial_integration_tests bus_tests
-# Two loops in every server the tests start, whatever the machine's core count, so cross-loop
-# delivery, the bus' loop and the loop-owned releases all run concurrently.
+# Two loops in every server the tests start, whatever the machine's core count, so an upgrade's
+# move to its room's loop, cross-loop delivery (TLS rooms, the bus' loop) and the loop-owned
+# releases all run concurrently.
 (cd build/tsan && SIGNAL_TEST_THREADS=2 TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
   ctest -L integration -E "$client_tests" -j "$jobs" --timeout 300 --output-on-failure)
 

@@ -1,6 +1,11 @@
 // HTTP handling before an upgrade: probes, metrics, 426, and the handoff to WsSession.
 #include "net/http_session.hpp"
 
+#include <unistd.h>
+
+#include <utility>
+
+#include <boost/asio/post.hpp>
 #include <boost/asio/ssl/stream.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
@@ -110,8 +115,15 @@ void HttpSession::on_read(boost::system::error_code ec) {
   if (kind_ == PortKind::kMain && boost::beast::websocket::is_upgrade(req)) {
     // The WebSocket session keeps a deadline of its own for admission and the upgrade.
     cancel_deadline();
+    ConnectParams params = parse_connect_target(req.target(), server_.config().room_id_max_length);
+    // Every member of a room on one loop: relays between them never cross threads. Without a
+    // valid room id the connection is refused, here.
+    if (params.room_id) {
+      Loop& home = server_.home_loop(*params.room_id);
+      if (&home != &loop_ && move_to(home, params)) return;
+    }
     make_loop_owned<WsSession>(loop_.ioc, server_, loop_, std::move(stream_))
-        ->start(parser_->release());
+        ->start(parser_->release(), std::move(params));
     return;
   }
   HttpAnswer answer = route_http(req.target(), kind_, server_.ready(), [this] {
@@ -119,6 +131,59 @@ void HttpSession::on_read(boost::system::error_code ec) {
     return metrics().render(server_.config().metrics_names);
   });
   respond(std::move(answer), req.keep_alive(), req.method() == http::verb::head);
+}
+
+namespace {
+
+// A connection on its way to another loop, counted as in its HTTP phase (MAX_CONNECTIONS, the
+// pending handshakes gauge) until the WebSocket session there counts it: it is never in neither.
+class InTransit {
+ public:
+  explicit InTransit(Server& server) : server_(&server) {
+    server.http_count.fetch_add(1, std::memory_order_relaxed);
+    metrics().pending_handshakes.inc();
+  }
+  InTransit(InTransit&& other) noexcept : server_(std::exchange(other.server_, nullptr)) {}
+  InTransit& operator=(InTransit&&) = delete;
+  ~InTransit() {
+    if (server_ == nullptr) return;
+    server_->http_count.fetch_sub(1, std::memory_order_relaxed);
+    metrics().pending_handshakes.dec();
+  }
+
+ private:
+  Server* server_;
+};
+
+}  // namespace
+
+bool HttpSession::move_to(Loop& home, ConnectParams& params) {
+  // TLS stays on the loop that accepted it: its state (the SSL object, its BIO pair, bytes read
+  // ahead) belongs to the stream, and Asio can neither release nor rebind it.
+  if (stream_.is_tls()) return false;
+  boost::asio::ip::tcp::socket& from = stream_.socket();
+  boost::system::error_code ec;
+  const auto protocol = from.local_endpoint(ec).protocol();
+  if (ec) return false;  // not connected any more: the upgrade fails here as it would there
+  // Nothing is pending on the socket (the request's read completed): release() takes it out of
+  // this loop's epoll, assign() puts it into the home loop's, from this thread, as the listener
+  // does for every socket it accepts. Bytes the client sent past the request (before the 101,
+  // which RFC 6455 forbids) are dropped as they are when it stays.
+  const auto fd = from.release(ec);
+  if (ec) return false;
+  boost::asio::ip::tcp::socket to(home.ioc);
+  if (to.assign(protocol, fd, ec); ec) {
+    ::close(fd);
+    server_.log().warn("Connection lost moving to its room's loop", {{"err", ec.message()}});
+    return true;
+  }
+  boost::asio::post(
+      home.ioc, [&server = server_, &home, socket = std::move(to), request = parser_->release(),
+                 params = std::move(params), transit = InTransit(server_)]() mutable {
+        make_loop_owned<WsSession>(home.ioc, server, home, MaybeTlsStream(std::move(socket)))
+            ->start(std::move(request), std::move(params));
+      });
+  return true;
 }
 
 void HttpSession::respond(HttpAnswer answer, bool keep_alive, bool head) {

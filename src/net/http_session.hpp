@@ -13,6 +13,7 @@
 #include "limits/deadline_list.hpp"
 #include "net/http_routes.hpp"
 #include "net/tls_stream.hpp"
+#include "signaling/connect_params.hpp"
 
 namespace sigsrv {
 
@@ -20,7 +21,8 @@ class Server;
 struct Loop;
 
 // HANDSHAKE_TIMEOUT_MS covers the TLS handshake, then each request with its answer: the
-// session is an entry of its loop's handshake deadlines until it upgrades or closes.
+// session is an entry of its loop's handshake deadlines until it upgrades or closes. It lives on
+// the loop that accepted the connection; an upgrade goes on, as a WsSession, on its room's loop.
 class HttpSession final : public std::enable_shared_from_this<HttpSession>,
                           private DeadlineList::Entry {
  public:
@@ -35,6 +37,9 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession>,
   void on_deadline(Why why) override;
   void read_request();
   void on_read(boost::system::error_code ec);
+  // An upgrade naming a room whose loop is another: plain TCP moves there, with the request,
+  // and is upgraded on that loop. False when it stays here (TLS).
+  bool move_to(Loop& home, ConnectParams& params);
   void respond(HttpAnswer answer, bool keep_alive, bool head);
   void close();
 

@@ -1,4 +1,5 @@
-// Accepts TCP connections and hands each to an event loop, round-robin.
+// Accepts TCP connections and hands each to an event loop, round-robin (an upgrade naming a
+// room then moves to that room's loop: HttpSession).
 #pragma once
 
 #include <boost/asio/ip/tcp.hpp>

@@ -101,6 +101,11 @@ class Server final : public BusListener {
   // once one was accepted there (an accept that found nothing must not skip a loop).
   Loop& next_loop();
   void loop_taken();
+  // The loop that holds this instance's members of `room_id` (room_loop()): a connection naming
+  // the room is moved there before its upgrade, so a room's relays never cross loops.
+  Loop& home_loop(std::string_view room_id) {
+    return *loops_[room_loop(room_id, static_cast<unsigned>(loops_.size()))];
+  }
   // Hands `message` to `target` on the target's own loop (one post), from any thread.
   // Posts `f(peer)` to the target's loop if its InboundBudget takes `bytes` more; else drops it
   // (and, the first time, has the peer closed as overloaded).

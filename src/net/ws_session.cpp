@@ -64,11 +64,11 @@ WsSession::~WsSession() {
   server_.websocket_count.fetch_sub(1, std::memory_order_relaxed);
 }
 
-void WsSession::start(Request request) {
+void WsSession::start(Request request, ConnectParams params) {
   const Config& cfg = server_.config();
   admission_ = std::make_unique<WsAdmission>(*this);
   WsAdmission& u = *admission_;
-  u.params = parse_connect_target(request.target(), cfg.room_id_max_length);
+  u.params = std::move(params);
   u.has_host = request.count(http::field::host) > 0 && !request[http::field::host].empty();
   if (auto it = request.find(http::field::origin); it != request.end())
     u.origin = std::string(it->value());

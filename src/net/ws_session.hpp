@@ -17,6 +17,7 @@
 #include "net/member_relay.hpp"
 #include "net/tls_stream.hpp"
 #include "signaling/admission.hpp"
+#include "signaling/connect_params.hpp"
 #include "signaling/rooms.hpp"
 
 namespace sigsrv {
@@ -34,8 +35,9 @@ class WsSession final : public Peer,
   WsSession(Server& server, Loop& loop, MaybeTlsStream stream);
   ~WsSession() override;
 
-  // Reads the upgrade request's facts, then hands over to the admission.
-  void start(Request request);
+  // Reads the upgrade request's facts, then hands over to the admission. `params`: the request
+  // target's, already read (HttpSession needed the room id to pick the loop).
+  void start(Request request, ConnectParams params);
   // Queues a message for this peer; on this session's loop only.
   void deliver(const SharedText& message) override;
   // Called by the loop's heartbeat walk; acts once `due_after` has passed since the last ping:

@@ -2,11 +2,30 @@
 #include "signaling/rooms.hpp"
 
 #include <algorithm>
+#include <cstdint>
 #include <functional>
 
 #include "obs/metrics.hpp"
 
 namespace sigsrv {
+
+unsigned room_loop(std::string_view room_id, unsigned loops) {
+  if (loops <= 1) return 0;
+  // FNV-1a, then Murmur3's finalizer: FNV's low bits depend only on the low bits of each byte,
+  // so ids differing in one letter ('a' and 'e') would share a loop whenever `loops` is a power
+  // of two; the finalizer mixes every bit into the ones the modulo keeps.
+  uint64_t h = 14695981039346656037ULL;
+  for (const char c : room_id) {
+    h ^= static_cast<unsigned char>(c);
+    h *= 1099511628211ULL;
+  }
+  h ^= h >> 33;
+  h *= 0xff51afd7ed558ccdULL;
+  h ^= h >> 33;
+  h *= 0xc4ceb9fe1a85ec53ULL;
+  h ^= h >> 33;
+  return static_cast<unsigned>(h % loops);
+}
 
 RoomRegistry::Shard& RoomRegistry::shard_for(std::string_view id) {
   return shards_[std::hash<std::string_view>{}(id) % kShards];

@@ -105,6 +105,13 @@ class Room {
   std::vector<Member> members_;
 };
 
+// The event loop, of `loops`, that holds every local member of `room_id` (the listener moves a
+// connection there before its upgrade). A function of the id alone: members arriving together on
+// different loops agree without shared state, and so does every process (a fixed hash, not
+// std::hash). Rooms spread over the loops evenly on average, not exactly: a loop's share of
+// rooms varies as a binomial draw does, so loops balance well only over many rooms.
+unsigned room_loop(std::string_view room_id, unsigned loops);
+
 // Sharded map room id -> Room; a lock per shard, none global. Lock order: shard, then room.
 class RoomRegistry {
  public:

@@ -18,6 +18,7 @@
 #include <optional>
 
 #include "harness.hpp"
+#include "loop_census.hpp"
 #include "ws_client.hpp"
 
 namespace {
@@ -250,6 +251,36 @@ TEST(Tls, WssRelaysBothWaysAndSatisfiesRequireWss) {
   EXPECT_EQ(b->recv(), R"({"type":"offer","sdp":"v=0 a"})");
   ASSERT_TRUE(b->send(R"({"type":"answer","sdp":"v=0 b"})"));
   EXPECT_EQ(a->recv(), R"({"type":"answer","sdp":"v=0 b"})");
+}
+
+// A TLS connection is not moved to its room's loop (its SSL state belongs to the stream): it stays
+// where the listener put it, so a room's members can sit on two loops, and every message then
+// crosses between them (one post each way), in order.
+TEST(Tls, ConnectionsStayWhereAcceptedAndSplitRoomsRelayInOrder) {
+  auto server = ServerProcess::start(tls_env({{"THREADS", "2"}}));
+  ASSERT_TRUE(server);
+  auto ctx = client_context(pki().ca_cert);
+  // One at a time: the listener's round-robin puts the second on the other loop.
+  const Census start = census(server->pid());
+  auto a = wss_join(server->port(), ctx, "/?roomId=tls-split");
+  ASSERT_TRUE(a);
+  const Census with_a = census(server->pid());
+  auto b = wss_join(server->port(), ctx, "/?roomId=tls-split");
+  ASSERT_TRUE(b);
+  const int loop_a = new_socket_loop(start, with_a);
+  const int loop_b = new_socket_loop(with_a, census(server->pid()));
+  ASSERT_NE(loop_a, -1);
+  ASSERT_NE(loop_b, -1);
+  EXPECT_NE(loop_a, loop_b) << "the members share a loop: the test no longer crosses loops";
+  constexpr int kMessages = 50;
+  for (int i = 0; i < kMessages; ++i) {
+    ASSERT_TRUE(a->send(R"({"type":"offer","sdp":"a)" + std::to_string(i) + R"("})"));
+    ASSERT_TRUE(b->send(R"({"type":"answer","sdp":"b)" + std::to_string(i) + R"("})"));
+  }
+  for (int i = 0; i < kMessages; ++i) {
+    ASSERT_EQ(b->recv(), R"({"type":"offer","sdp":"a)" + std::to_string(i) + R"("})");
+    ASSERT_EQ(a->recv(), R"({"type":"answer","sdp":"b)" + std::to_string(i) + R"("})");
+  }
 }
 
 // The answer to a client's close frame goes through the TLS write path too: a valid code is

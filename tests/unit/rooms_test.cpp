@@ -187,5 +187,36 @@ TEST_F(RoomsTest, ManyRoomsAcrossShards) {
   EXPECT_EQ(LocalRoomsDelta(), 0);
 }
 
+TEST(RoomLoop, IsAFunctionOfTheIdAlone) {
+  for (unsigned loops : {1u, 2u, 3u, 4u, 16u}) {
+    for (int i = 0; i < 100; ++i) {
+      const std::string id = "room-" + std::to_string(i);
+      const unsigned loop = room_loop(id, loops);
+      EXPECT_LT(loop, loops);
+      EXPECT_EQ(room_loop(id, loops), loop);
+    }
+  }
+  EXPECT_EQ(room_loop("lobby", 0), 0u);
+  // Fixed values: the hash is ours (FNV-1a + Murmur3's finalizer), the same in every process
+  // and on every platform, unlike std::hash.
+  EXPECT_EQ(room_loop("lobby", 4), 3u);
+  EXPECT_EQ(room_loop("e", 4), 0u);
+  EXPECT_EQ(room_loop("lobby", 7), 5u);
+  EXPECT_EQ(room_loop("room-1", 7), 0u);
+}
+
+TEST(RoomLoop, SpreadsRoomsOverEveryLoop) {
+  std::vector<int> per_loop(4);
+  for (int i = 0; i < 4000; ++i) ++per_loop[room_loop("room-" + std::to_string(i), 4)];
+  for (int n : per_loop) {
+    EXPECT_GT(n, 900);
+    EXPECT_LT(n, 1100);
+  }
+  // Ids one letter apart: FNV-1a alone would keep 'a', 'e', 'i'... on one loop of four.
+  std::vector<int> letters(4);
+  for (char c = 'a'; c <= 'z'; ++c) ++letters[room_loop(std::string("room-") + c, 4)];
+  for (int n : letters) EXPECT_GE(n, 3);
+}
+
 }  // namespace
 }  // namespace sigsrv
