@@ -51,6 +51,8 @@ class Cluster:
             d = tempfile.mkdtemp(prefix="cluster-node-")
             p = procs.spawn(f"redis-cluster-{i}", ["taskset", "-c", rb.REDIS_CPU, "redis-server", "--port", str(port),
                                                    "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                                                   # bus port given: port + 10000 overflows
+                                                   "--cluster-port", str(rb.free_port()),
                                                    "--cluster-enabled", "yes", "--cluster-config-file",
                                                    os.path.join(d, "nodes.conf"), "--dir", d], rb.base_env())
             self.nodes.append((port, p))

@@ -168,19 +168,19 @@ void RedisCluster::send(Request req, Node* to, bool asking) {
   if (asking) n->command->command({"ASKING"}, [](const redisReply*) {});
   ++in_flight_[req.slot];
   const auto encoded = req.encoded;
-  n->command->command_encoded(
-      *encoded, [this, req = std::move(req), host = n->address.host](const redisReply* r) mutable {
-        on_reply(std::move(req), host, r);
-      });
+  // Nodes are never destroyed while the cluster runs (see nodes_): `n` outlives the reply.
+  n->command->command_encoded(*encoded,
+                              [this, req = std::move(req), n](const redisReply* r) mutable {
+                                on_reply(std::move(req), *n, r);
+                              });
 }
 
-void RedisCluster::on_reply(Request req, const std::string& host, const redisReply* r) {
-  if (auto it = in_flight_.find(req.slot); it != in_flight_.end() && --it->second == 0) {
-    in_flight_.erase(it);
-  }
+void RedisCluster::on_reply(Request req, const Node& from, const redisReply* r) {
+  if (in_flight_[req.slot] > 0) --in_flight_[req.slot];
   if (r != nullptr && r->type == REDIS_REPLY_ERROR && !stopped_) {
     const std::string_view err = reply_text(r);
-    if (auto redirect = parse_redirect(err, host); redirect && req.redirects < kMaxRedirects) {
+    if (auto redirect = parse_redirect(err, from.address.host);
+        redirect && req.redirects < kMaxRedirects) {
       ++req.redirects;
       Node& to = node(redirect->to);
       if (redirect->kind == Redirect::Kind::kMoved) {
@@ -236,7 +236,7 @@ void RedisCluster::hold(Request req) {
 void RedisCluster::release(uint16_t slot) {
   auto it = held_.find(slot);
   if (it == held_.end()) return;
-  if (in_flight_.contains(slot)) {
+  if (in_flight_[slot] > 0) {
     // Something of the slot sent earlier is still unanswered (it may yet come back redirected,
     // and must go out before these): look again shortly.
     it->second.timer->expires_after(kTryAgainDelay);

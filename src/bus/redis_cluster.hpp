@@ -118,7 +118,7 @@ class RedisCluster {
   Node& node(const HostPort& at);
   void run(Node& n, bool command, bool subscriber);
   void send(Request req, Node* to, bool asking);
-  void on_reply(Request req, const std::string& host, const redisReply* r);
+  void on_reply(Request req, const Node& from, const redisReply* r);
   void hold(Request req);
   void release(uint16_t slot);
   void schedule_refresh(std::chrono::milliseconds delay);
@@ -159,7 +159,8 @@ class RedisCluster {
   std::size_t next_refresh_node_ = 0;
   uint64_t next_order_ = 0;
   std::map<uint16_t, Held> held_;
-  std::unordered_map<uint16_t, unsigned> in_flight_;  // commands sent and not answered, by slot
+  // Commands sent and not answered, by slot: a flat table, since it changes on every command.
+  std::vector<uint32_t> in_flight_ = std::vector<uint32_t>(kClusterSlots, 0);
 };
 
 }  // namespace sigsrv

@@ -4,12 +4,16 @@
 #include <string>
 #include <string_view>
 
+#include "bus/cluster.hpp"
+
 namespace sigsrv {
 
 // On one Redis (or Sentinel) the names are the Node server's: room:R, room-owners:R, ... On Redis
 // Cluster every key and channel of a room carries the room as its hash tag (room:{R}, ...), so the
-// room's scripts and its sharded channels live in one slot; a window carries its IP or room, and
-// the instance registry and leases share the tag {fleet}.
+// room's scripts and its sharded channels live in one slot; the instance registry and leases share
+// the tag {fleet}; and a window carries one of kWindowBuckets tags chosen by its id, so that the
+// windows one reconcile sends (one script call per slot) go out in a few calls, not one per
+// room.
 class RedisKeys {
  public:
   explicit RedisKeys(bool cluster) : cluster_(cluster) {}
@@ -37,16 +41,15 @@ class RedisKeys {
   std::string session_left(std::string_view r, std::string_view sid) const {
     return "resume-left:" + stored_sid(r, sid);
   }
-  // rl:NS:ID:10 (cluster: rl:NS:{ID}:10), into `out`: a reused buffer allocates nothing once it
-  // has grown.
+  static constexpr unsigned kWindowBuckets = 64;
+  // rl:NS:ID:10 (cluster: rl:{wB}:NS:ID:10, B the id's bucket), into `out`: a reused buffer
+  // allocates nothing once it has grown.
   void window_into(std::string& out, std::string_view ns, std::string_view id) const {
-    out.assign("rl:").append(ns).append(":");
+    out.assign("rl:");
     if (cluster_) {
-      out.append("{").append(id).append("}");
-    } else {
-      out.append(id);
+      out.append("{w").append(std::to_string(key_slot(id) % kWindowBuckets)).append("}:");
     }
-    out.append(":10");
+    out.append(ns).append(":").append(id).append(":10");
   }
   std::string window(std::string_view ns, std::string_view id) const {
     std::string key;

@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <set>
+
 #include "bus/redis_keys.hpp"
 
 using namespace sigsrv;
@@ -63,18 +65,34 @@ TEST(ClusterKeys, EveryKeyOfARoomSharesItsSlot) {
     EXPECT_EQ(k.room(room), "room:{" + room + "}");
     EXPECT_EQ(RedisKeys::room_of_channel(k.room(room)), room);
     EXPECT_EQ(RedisKeys::room_of_channel(k.presence(room)), room);
-    for (const std::string& key : {k.owners(room), k.presence(room), k.room_sessions(room),
-                                   k.session(room, "sid-1"), k.session_log(room, "sid-1"),
-                                   k.session_left(room, "sid-1"), k.window("msg-room", room)}) {
+    for (const std::string& key :
+         {k.owners(room), k.presence(room), k.room_sessions(room), k.session(room, "sid-1"),
+          k.session_log(room, "sid-1"), k.session_left(room, "sid-1")}) {
       EXPECT_EQ(key_slot(key), slot) << key;
     }
     // The scripts build session keys from the stored id: they must land in the room's slot too.
     EXPECT_EQ(key_slot("resume:" + k.stored_sid(room, "sid-2")), slot);
     EXPECT_EQ(key_slot("resume-log:" + k.stored_sid(room, "sid-2")), slot);
   }
-  EXPECT_EQ(key_slot(k.window("msg-ip", "10.0.0.1")), key_slot("10.0.0.1"));
-  EXPECT_EQ(key_slot(k.window("conn", "10.0.0.1")), key_slot("10.0.0.1"));
   EXPECT_EQ(key_slot(k.lease_prefix() + "instance-a"), key_slot(k.registry()));
+}
+
+// Windows go to Redis one script call per slot: on a cluster they share kWindowBuckets tags, so a
+// reconcile of many rooms' windows needs at most that many calls, not one per room.
+TEST(ClusterKeys, WindowsShareAFewSlots) {
+  const RedisKeys k(true);
+  EXPECT_EQ(
+      k.window("msg-room", "r1"),
+      "rl:{w" + std::to_string(key_slot("r1") % RedisKeys::kWindowBuckets) + "}:msg-room:r1:10");
+  std::set<uint16_t> slots;
+  for (int i = 0; i < 5000; ++i) {
+    const std::string id = "room-" + std::to_string(i);
+    const std::string key = k.window("msg-room", id);
+    EXPECT_EQ(key, k.window("msg-room", id));  // always the same key for an id
+    slots.insert(key_slot(key));
+    slots.insert(key_slot(k.window("msg-ip", "10.0." + std::to_string(i % 256) + ".1")));
+  }
+  EXPECT_EQ(slots.size(), RedisKeys::kWindowBuckets);
 }
 
 TEST(ClusterSlotsReply, ParsesRangesAndTheirMasters) {
