@@ -517,7 +517,7 @@ void RedisBus::record(RedisOp op, bool ok, SteadyClock::time_point started) {
     consecutive_failures_ = 0;
     if (breaker_open_until_ns_.exchange(0) != 0) {
       m.circuit_breaker_open.set(0);
-      log_.info("Circuit breaker closed");
+      if (auto n = breaker_log_due()) log_.info("Circuit breaker closed", {{"changes", *n}});
     }
     return;
   }
@@ -525,9 +525,26 @@ void RedisBus::record(RedisOp op, bool ok, SteadyClock::time_point started) {
   if (++consecutive_failures_ >= config_.cb_error_threshold && !breaker_open()) {
     breaker_open_until_ns_ = steady_ns() + int64_t{config_.cb_open_ms} * 1000000;
     m.circuit_breaker_open.set(1);
-    log_.warn("Circuit breaker opened: refusing new connections",
-              {{"failures", consecutive_failures_}, {"openMs", config_.cb_open_ms}});
+    if (auto n = breaker_log_due()) {
+      log_.warn(
+          "Circuit breaker opened: refusing new connections",
+          {{"failures", consecutive_failures_}, {"openMs", config_.cb_open_ms}, {"changes", *n}});
+    }
   }
+}
+
+std::optional<uint64_t> RedisBus::breaker_log_due() {
+  // A partial outage (one cluster master down, the others answering) opens and closes the breaker
+  // in turn, every few commands: the state and its gauge follow each change, the log at most one
+  // line per CB_OPEN_MS, which says how many changes it stands for.
+  ++breaker_changes_;
+  const auto now = SteadyClock::now();
+  if (breaker_logged_at_ &&
+      now - *breaker_logged_at_ < std::chrono::milliseconds(config_.cb_open_ms)) {
+    return std::nullopt;
+  }
+  breaker_logged_at_ = now;
+  return std::exchange(breaker_changes_, 0);
 }
 
 void RedisBus::eval(Script script, std::vector<std::string> keys_and_args, std::size_t nkeys,
@@ -1025,8 +1042,16 @@ void RedisBus::publish(const std::string& room_id, const std::string& sender_id,
              // retries, say): neither relayed nor counted as received. The room's resumable
              // sessions here resume, and the sender's client re-sends from `received`. (A lost
              // connection is a gap, which resyncs every session once Redis is back.)
-             log_.warn("Relay refused by Redis; resyncing the room's resumable sessions",
-                       {{"roomId", room_id}, {"err", reply_text(r)}});
+             // Logged at most once a second: while it lasts, every relay of the room is refused.
+             const auto now = SteadyClock::now();
+             ++relays_refused_;
+             if (!refused_logged_at_ || now - *refused_logged_at_ >= std::chrono::seconds(1)) {
+               log_.warn("Relay refused by Redis; resyncing the room's resumable sessions",
+                         {{"roomId", room_id},
+                          {"err", reply_text(r)},
+                          {"refused", std::exchange(relays_refused_, 0)}});
+               refused_logged_at_ = now;
+             }
              const std::set<std::string> rooms{room_id};
              listener_->sessions_resync(&rooms);
              return;

@@ -173,6 +173,8 @@ class RedisBus final : public Bus {
   void on_message(std::string_view channel, std::string_view payload);
   void on_subscribed(std::string_view channel);
   void record(RedisOp op, bool ok, std::chrono::steady_clock::time_point started);
+  // The number of breaker changes a log line stands for, when one is due (see the definition).
+  std::optional<uint64_t> breaker_log_due();
   void tick();
   // Sets the lease and the registry entry now: on every (re)connect, since Redis may have come
   // back empty.
@@ -226,6 +228,11 @@ class RedisBus final : public Bus {
   std::atomic<int64_t> breaker_open_until_ns_{0};
 
   unsigned consecutive_failures_ = 0;
+  std::optional<std::chrono::steady_clock::time_point> breaker_logged_at_;
+  uint64_t breaker_changes_ = 0;  // breaker changes since its last log line
+  // Relays Redis refused (with the connection up) since the last line saying so.
+  std::optional<std::chrono::steady_clock::time_point> refused_logged_at_;
+  uint64_t relays_refused_ = 0;
   std::array<std::string, kScriptCount> shas_;
   bool scripts_loaded_ = false;
   bool members_resynced_ = false;
