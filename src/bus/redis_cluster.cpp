@@ -23,10 +23,6 @@ std::string_view routing_key(std::span<const std::string_view> args) {
   return args.size() > 1 ? args[1] : std::string_view();
 }
 
-bool starts_with(std::string_view s, std::string_view prefix) {
-  return s.substr(0, prefix.size()) == prefix;
-}
-
 }  // namespace
 
 RedisCluster::RedisCluster(asio::io_context& ioc, std::vector<HostPort> seeds,
@@ -120,7 +116,7 @@ RedisCluster::Node& RedisCluster::node(const HostPort& at) {
           [this, name](std::string_view err) {
             // A SSUBSCRIBE that reached a node which no longer owns the slot: the refresh moves
             // the subscription to the owner.
-            if (starts_with(err, "MOVED")) {
+            if (err.starts_with("MOVED")) {
               schedule_refresh(std::chrono::milliseconds(0));
               return;
             }
@@ -208,13 +204,13 @@ void RedisCluster::on_reply(Request req, const Node& from, const redisReply* r) 
     // its declared keys; "non local key" for one it reads by name): the migration moves the rest
     // within moments.
     const bool split =
-        starts_with(err, "TRYAGAIN") || err.find("non local key") != std::string_view::npos;
+        err.starts_with("TRYAGAIN") || err.find("non local key") != std::string_view::npos;
     if (split && req.retries < kMaxTryAgain) {
       ++req.retries;
       hold(std::move(req));
       return;
     }
-    if (starts_with(err, "CLUSTERDOWN")) schedule_refresh(std::chrono::milliseconds(0));
+    if (err.starts_with("CLUSTERDOWN")) schedule_refresh(std::chrono::milliseconds(0));
   }
   req.done(r);
 }
@@ -499,7 +495,7 @@ ClusterProbe probe_cluster_once(const std::vector<HostPort>& seeds,
       continue;
     }
     const std::string_view err = r->type == REDIS_REPLY_ERROR ? reply_text(r.get()) : "";
-    if (starts_with(err, "NOAUTH") || starts_with(err, "WRONGPASS")) {
+    if (err.starts_with("NOAUTH") || err.starts_with("WRONGPASS")) {
       return {ClusterProbe::Kind::kAuthFailed, to_string(seed), std::string(err)};
     }
     if (!err.empty()) return {ClusterProbe::Kind::kNotCluster, to_string(seed), std::string(err)};

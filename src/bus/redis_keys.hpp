@@ -1,6 +1,7 @@
 // The Redis bus's key and channel names (PROTOCOL.md sections 4 and 10), in one place.
 #pragma once
 
+#include <charconv>
 #include <string>
 #include <string_view>
 
@@ -47,7 +48,10 @@ class RedisKeys {
   void window_into(std::string& out, std::string_view ns, std::string_view id) const {
     out.assign("rl:");
     if (cluster_) {
-      out.append("{w").append(std::to_string(key_slot(id) % kWindowBuckets)).append("}:");
+      // On every message: the bucket's digits go straight into `out`.
+      char digits[4];
+      const auto end = std::to_chars(digits, digits + sizeof digits, key_slot(id) % kWindowBuckets);
+      out.append("{w").append(digits, end.ptr).append("}:");
     }
     out.append(ns).append(":").append(id).append(":10");
   }

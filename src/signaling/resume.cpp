@@ -12,10 +12,6 @@
 
 namespace sigsrv {
 namespace json = boost::json;
-namespace {
-
-constexpr std::size_t kSessionIdHex = 32;
-constexpr std::size_t kMacBytes = 16;  // 128 bits: forging one is out of reach
 
 std::string to_hex(const unsigned char* data, std::size_t n) {
   static constexpr char kDigits[] = "0123456789abcdef";
@@ -26,6 +22,11 @@ std::string to_hex(const unsigned char* data, std::size_t n) {
   }
   return out;
 }
+
+namespace {
+
+constexpr std::size_t kSessionIdHex = 32;
+constexpr std::size_t kMacBytes = 16;  // 128 bits: forging one is out of reach
 
 bool is_lower_hex(std::string_view s) {
   for (char c : s) {

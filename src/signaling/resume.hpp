@@ -14,6 +14,9 @@
 
 namespace sigsrv {
 
+// Lower-case hex of `n` bytes (session ids, MACs; the Redis bus names its scripts by SHA1 so).
+std::string to_hex(const unsigned char* data, std::size_t n);
+
 // `lastSeq`: decimal digits only, at most 64 bits. Absent means 0 (nothing received yet).
 std::optional<uint64_t> parse_last_seq(const std::optional<std::string>& text);
 
