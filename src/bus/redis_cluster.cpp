@@ -140,42 +140,69 @@ void RedisCluster::run(Node& n, bool command, bool subscriber) {
 // ---- commands ----
 
 void RedisCluster::command(std::span<const std::string_view> args, Callback done) {
-  auto encoded = std::make_shared<std::string>();
-  append_command(*encoded, args);
-  const std::string_view key = routing_key(args);
-  Request req{std::move(encoded), key_slot(key), std::move(done)};
+  uint32_t id = 0;
+  if (free_requests_.empty()) {
+    id = static_cast<uint32_t>(requests_.size());
+    requests_.emplace_back();
+  } else {
+    id = free_requests_.back();
+    free_requests_.pop_back();
+  }
+  Request& req = requests_[id];
+  req.encoded.clear();
+  append_command(req.encoded, args);
+  req.slot = key_slot(routing_key(args));
+  req.done = std::move(done);
+  req.redirects = req.retries = 0;
   req.order = next_order_++;
   if (held_.contains(req.slot)) {
-    hold(std::move(req));
+    hold(take(id));
     return;
   }
-  send(std::move(req), nullptr, false);
+  send(id, nullptr, false);
 }
 
-void RedisCluster::send(Request req, Node* to, bool asking) {
+uint32_t RedisCluster::park(Request&& req) {
+  if (free_requests_.empty()) {
+    requests_.push_back(std::move(req));
+    return static_cast<uint32_t>(requests_.size() - 1);
+  }
+  const uint32_t id = free_requests_.back();
+  free_requests_.pop_back();
+  requests_[id] = std::move(req);
+  return id;
+}
+
+RedisCluster::Request RedisCluster::take(uint32_t id) {
+  Request req = std::move(requests_[id]);
+  requests_[id].done = nullptr;
+  free_requests_.push_back(id);
+  return req;
+}
+
+void RedisCluster::send(uint32_t id, Node* to, bool asking) {
+  Request& req = requests_[id];
   Node* n = to != nullptr ? to : owner_[req.slot];
   if (n == nullptr || !n->command->up()) {
     // No reachable master for the slot: fail now, as a Redis that is down does; the refresh
     // finds where the slot went.
     if (!stopped_ && covered_) schedule_refresh(kRefreshRetry);
-    asio::post(ioc_, [done = std::move(req.done)] { done(nullptr); });
+    asio::post(ioc_, [done = take(id).done] { done(nullptr); });
     return;
   }
   if (asking) n->command->command({"ASKING"}, [](const redisReply*) {});
   ++in_flight_[req.slot];
-  const auto encoded = req.encoded;
-  // Nodes are never destroyed while the cluster runs (see nodes_): `n` outlives the reply.
-  n->command->command_encoded(*encoded,
-                              [this, req = std::move(req), n](const redisReply* r) mutable {
-                                on_reply(std::move(req), *n, r);
-                              });
+  req.sent_to = n;
+  // Nodes are never destroyed while the cluster runs (see nodes_): `sent_to` outlives the reply.
+  n->command->command_encoded(req.encoded, [this, id](const redisReply* r) { on_reply(id, r); });
 }
 
-void RedisCluster::on_reply(Request req, const Node& from, const redisReply* r) {
+void RedisCluster::on_reply(uint32_t id, const redisReply* r) {
+  Request& req = requests_[id];
   if (in_flight_[req.slot] > 0) --in_flight_[req.slot];
   if (r != nullptr && r->type == REDIS_REPLY_ERROR && !stopped_) {
     const std::string_view err = reply_text(r);
-    if (auto redirect = parse_redirect(err, from.address.host);
+    if (auto redirect = parse_redirect(err, req.sent_to->address.host);
         redirect && req.redirects < kMaxRedirects) {
       ++req.redirects;
       Node& to = node(redirect->to);
@@ -189,15 +216,15 @@ void RedisCluster::on_reply(Request req, const Node& from, const redisReply* r) 
         owner_[redirect->slot] = &to;
         run(to, true, false);
         schedule_refresh(std::chrono::milliseconds(0));
-        hold(std::move(req));
+        hold(take(id));
         return;
       }
       metrics().redis_cluster_ask.inc();
       if (held_.contains(req.slot)) {
-        hold(std::move(req));  // follows the redirect again when released, in order
+        hold(take(id));  // follows the redirect again when released, in order
         return;
       }
-      send(std::move(req), &to, true);
+      send(id, &to, true);
       return;
     }
     // A script whose keys are split between the two nodes of a migrating slot (TRYAGAIN for
@@ -207,12 +234,16 @@ void RedisCluster::on_reply(Request req, const Node& from, const redisReply* r) 
         err.starts_with("TRYAGAIN") || err.find("non local key") != std::string_view::npos;
     if (split && req.retries < kMaxTryAgain) {
       ++req.retries;
-      hold(std::move(req));
+      hold(take(id));
       return;
     }
     if (err.starts_with("CLUSTERDOWN")) schedule_refresh(std::chrono::milliseconds(0));
   }
-  req.done(r);
+  // Freed before the callback runs: it may send more (and grow requests_).
+  Callback done = std::move(req.done);
+  req.done = nullptr;
+  free_requests_.push_back(id);
+  done(r);
 }
 
 void RedisCluster::hold(Request req) {
@@ -244,7 +275,7 @@ void RedisCluster::release(uint16_t slot) {
   // Out again in the order asked, in one pipeline; any still refused are held again.
   auto requests = std::move(it->second.requests);
   held_.erase(it);
-  for (auto& req : requests) send(std::move(req), nullptr, false);
+  for (auto& req : requests) send(park(std::move(req)), nullptr, false);
 }
 
 // ---- topology ----

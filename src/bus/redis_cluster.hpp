@@ -99,12 +99,13 @@ class RedisCluster {
     bool subscriber_running = false;
   };
   struct Request {
-    std::shared_ptr<const std::string> encoded;
+    std::string encoded;  // kept for a redirect: re-sent as is
     uint16_t slot = 0;
     Callback done;
     unsigned redirects = 0;
     unsigned retries = 0;
     uint64_t order = 0;  // when it was first asked: held commands go out again in this order
+    const Node* sent_to = nullptr;  // while in flight
   };
   // Commands of a slot that moved (MOVED) or is split mid-migration (TRYAGAIN), in the order
   // asked. While a slot has some, every new command of that slot waits behind them, and they go
@@ -117,8 +118,10 @@ class RedisCluster {
 
   Node& node(const HostPort& at);
   void run(Node& n, bool command, bool subscriber);
-  void send(Request req, Node* to, bool asking);
-  void on_reply(Request req, const Node& from, const redisReply* r);
+  uint32_t park(Request&& req);
+  Request take(uint32_t id);
+  void send(uint32_t id, Node* to, bool asking);
+  void on_reply(uint32_t id, const redisReply* r);
   void hold(Request req);
   void release(uint16_t slot);
   void schedule_refresh(std::chrono::milliseconds delay);
@@ -158,6 +161,12 @@ class RedisCluster {
   std::string last_masters_;        // logged when it changes
   std::size_t next_refresh_node_ = 0;
   uint64_t next_order_ = 0;
+  // Commands sent and not answered (and the one being routed), by index: the callback a node's
+  // connection holds carries only [this, index], which std::function stores without allocating,
+  // and a free entry keeps its encoded buffer's capacity for the next command. As many entries as
+  // commands were ever in flight at once, which the connections bound (kMaxPending per node).
+  std::vector<Request> requests_;
+  std::vector<uint32_t> free_requests_;
   std::map<uint16_t, Held> held_;
   // Commands sent and not answered, by slot: a flat table, since it changes on every command.
   std::vector<uint32_t> in_flight_ = std::vector<uint32_t>(kClusterSlots, 0);
