@@ -238,34 +238,63 @@ void RedisConnection::flush() {
 
 void RedisConnection::read() {
   const unsigned gen = generation_;
-  stream_->async_read_some(asio::buffer(read_buffer_),
-                           [this, gen, s = stream_](boost::system::error_code ec, std::size_t n) {
-                             if (gen != generation_) return;
-                             if (ec) {
-                               fail(ec == asio::error::eof
-                                        ? std::string("connection closed by server")
-                                        : "read: " + ec.message());
-                               return;
-                             }
-                             if (!reader_.feed(read_buffer_.data(), n)) {
-                               fail("protocol error");
-                               return;
-                             }
-                             while (gen == generation_) {
-                               bool error = false;
-                               ReplyPtr reply = reader_.next(&error);
-                               if (error) {
-                                 fail("protocol error");
-                                 return;
-                               }
-                               if (!reply) break;
-                               dispatch(std::move(reply));
-                             }
-                             if (gen == generation_) read();
-                           });
+  stream_->async_read_some(
+      asio::buffer(read_buffer_),
+      [this, gen, s = stream_](boost::system::error_code ec, std::size_t n) {
+        if (gen != generation_) return;
+        if (ec) {
+          fail(ec == asio::error::eof ? std::string("connection closed by server")
+                                      : "read: " + ec.message());
+          return;
+        }
+        std::string_view in(read_buffer_.data(), n);
+        while (!in.empty() && gen == generation_) {
+          // The relay path's replies are read in place while no partial
+          // reply waits in hiredis; anything else goes through hiredis.
+          FastReply fast;
+          const std::size_t used =
+              reader_.idle()
+                  ? parse_fast_reply(in, mode_ == Mode::kSubscriber && state_ == State::kUp, fast)
+                  : 0;
+          if (used > 0) {
+            in.remove_prefix(used);
+            dispatch_fast(fast);
+            continue;
+          }
+          if (!reader_.feed(in.data(), in.size())) {
+            fail("protocol error");
+            return;
+          }
+          in = {};
+          while (gen == generation_) {
+            bool error = false;
+            ReplyPtr reply = reader_.next(&error);
+            if (error) {
+              fail("protocol error");
+              return;
+            }
+            if (!reply) break;
+            dispatch(*reply);
+          }
+        }
+        if (gen == generation_) read();
+      });
 }
 
-void RedisConnection::dispatch(ReplyPtr reply) {
+void RedisConnection::dispatch_fast(const FastReply& fast) {
+  if (fast.kind == FastReply::Kind::kMessage) {
+    // Only parsed as one when subscribed and up (see read()), as dispatch() requires.
+    if (hooks_.on_message) hooks_.on_message(fast.channel, fast.payload);
+    return;
+  }
+  redisReply reply{};
+  reply.type = REDIS_REPLY_INTEGER;
+  reply.integer = fast.integer;
+  dispatch(reply);
+}
+
+void RedisConnection::dispatch(const redisReply& r) {
+  const redisReply* reply = &r;
   if (mode_ == Mode::kSubscriber && state_ == State::kUp && reply->type == REDIS_REPLY_ARRAY &&
       reply->elements >= 2) {
     const std::string_view kind = reply_text(reply->element[0]);
@@ -291,15 +320,15 @@ void RedisConnection::dispatch(ReplyPtr reply) {
   if (pending_.empty()) {
     // A subscriber with no channels gets a plain +PONG.
     if (mode_ == Mode::kSubscriber && reply->type == REDIS_REPLY_STATUS &&
-        reply_text(reply.get()) == "PONG") {
+        reply_text(reply) == "PONG") {
       last_pong_ = SteadyClock::now();
       return;
     }
     if (reply->type == REDIS_REPLY_ERROR) {
       if (hooks_.on_error) {
-        hooks_.on_error(reply_text(reply.get()));
+        hooks_.on_error(reply_text(reply));
       } else {
-        log_.warn("Redis error", {{"connection", name_}, {"err", reply_text(reply.get())}});
+        log_.warn("Redis error", {{"connection", name_}, {"err", reply_text(reply)}});
       }
     }
     return;
@@ -307,9 +336,9 @@ void RedisConnection::dispatch(ReplyPtr reply) {
   Pending p = std::move(pending_.front());
   pending_.pop_front();
   const bool demoted = require_master_ && reply->type == REDIS_REPLY_ERROR &&
-                       reply_text(reply.get()).rfind("READONLY", 0) == 0;
+                       reply_text(reply).rfind("READONLY", 0) == 0;
   const unsigned gen = generation_;
-  p.done(reply.get());
+  p.done(reply);
   // A write refused by a replica: this node is no longer the master. Find the one that is.
   if (demoted && gen == generation_) fail("READONLY: the node is no longer the master");
 }

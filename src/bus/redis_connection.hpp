@@ -118,7 +118,8 @@ class RedisConnection {
   void read();
   void schedule_flush();
   void flush();
-  void dispatch(ReplyPtr reply);
+  void dispatch(const redisReply& reply);
+  void dispatch_fast(const FastReply& reply);
   void fail(const std::string& why);
   void schedule_reconnect();
   void tick();

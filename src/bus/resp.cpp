@@ -22,6 +22,59 @@ void append_command(std::string& out, std::span<const std::string_view> args) {
 
 namespace {
 
+// "<integer>\r\n" at in[pos]: at most 18 digits (hiredis takes anything longer).
+bool read_number(std::string_view in, std::size_t& pos, long long& value) {
+  const bool negative = pos < in.size() && in[pos] == '-';
+  if (negative) ++pos;
+  const std::size_t start = pos;
+  long long v = 0;
+  while (pos < in.size() && in[pos] >= '0' && in[pos] <= '9') {
+    if (pos - start == 18) return false;
+    v = v * 10 + (in[pos] - '0');
+    ++pos;
+  }
+  if (pos == start || in.size() - pos < 2 || in[pos] != '\r' || in[pos + 1] != '\n') return false;
+  pos += 2;
+  value = negative ? -v : v;
+  return true;
+}
+
+// "$<len>\r\n<bytes>\r\n" at in[pos] (a nil bulk string is not one).
+bool read_bulk(std::string_view in, std::size_t& pos, std::string_view& text) {
+  if (pos >= in.size() || in[pos] != '$') return false;
+  ++pos;
+  long long len = 0;
+  if (!read_number(in, pos, len) || len < 0) return false;
+  const auto n = static_cast<std::size_t>(len);
+  if (in.size() - pos < n + 2 || in[pos + n] != '\r' || in[pos + n + 1] != '\n') return false;
+  text = in.substr(pos, n);
+  pos += n + 2;
+  return true;
+}
+
+}  // namespace
+
+std::size_t parse_fast_reply(std::string_view in, bool messages, FastReply& out) {
+  if (in.empty()) return 0;
+  std::size_t pos = 1;
+  if (in[0] == ':') {
+    if (!read_number(in, pos, out.integer)) return 0;
+    out.kind = FastReply::Kind::kInteger;
+    return pos;
+  }
+  long long count = 0;
+  std::string_view kind;
+  if (!messages || in[0] != '*' || !read_number(in, pos, count) || count != 3 ||
+      !read_bulk(in, pos, kind) || (kind != "message" && kind != "smessage") ||
+      !read_bulk(in, pos, out.channel) || !read_bulk(in, pos, out.payload)) {
+    return 0;
+  }
+  out.kind = FastReply::Kind::kMessage;
+  return pos;
+}
+
+namespace {
+
 // hiredis' own reply builders, plus one limit: a multi-bulk header announcing more than
 // kMaxArrayElements elements is refused before anything is allocated. Without it, a reply
 // such as "*888888888\r\n" makes hiredis 0.14 allocate gigabytes up front (found by fuzzing).

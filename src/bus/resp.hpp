@@ -27,6 +27,20 @@ using ReplyPtr = std::unique_ptr<redisReply, ReplyDeleter>;
 // the callback it was handed to.
 ReplyPtr copy_reply(const redisReply& r);
 
+// The two replies of the relay path, read in place: an integer (what PUBLISH answers) and, when
+// `messages`, a pub/sub message (`message` or `smessage`, channel, payload). Through hiredis each
+// cost a copy of the bytes and, for a message, eight allocations: a Redis-bus relay reads one
+// message per instance in its room and one reply.
+struct FastReply {
+  enum class Kind { kInteger, kMessage } kind = Kind::kInteger;
+  long long integer = 0;
+  std::string_view channel;  // into the input
+  std::string_view payload;
+};
+// The bytes taken by one such reply at the start of `in`; 0 when `in` does not start with a
+// complete one (another reply, a partial one, or bytes that are not RESP): hiredis reads those.
+std::size_t parse_fast_reply(std::string_view in, bool messages, FastReply& out);
+
 // Incremental reply parser over hiredis' redisReader.
 class RespReader {
  public:
@@ -39,6 +53,13 @@ class RespReader {
   bool feed(const char* data, std::size_t size);
   // Next complete reply, or null when more bytes are needed; sets *error on a protocol error.
   ReplyPtr next(bool* error);
+  // Holds no part of a reply: the next bytes start a new one (parse_fast_reply may read them).
+  // hiredis 0.14 leaves its first task armed (ridx 0) and untyped once it ran out of bytes
+  // between replies; RespFastTest.ReaderIsIdleOnlyBetweenReplies pins that down.
+  bool idle() const {
+    return reader_->pos == reader_->len &&
+           (reader_->ridx == -1 || (reader_->ridx == 0 && reader_->rstack[0].type < 0));
+  }
   void reset();
 
  private:

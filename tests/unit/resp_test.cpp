@@ -13,6 +13,7 @@ namespace sigsrv {
 namespace {
 
 using namespace std::string_view_literals;
+using namespace std::string_literals;
 
 // What hiredis' redisFormatCommandArgv produces for `args`.
 std::string HiredisFormat(std::span<const std::string_view> args) {
@@ -422,6 +423,90 @@ TEST(RespReaderTest, HugeArrayHeaderIsAnErrorNotAnAllocation) {
   ASSERT_TRUE(r);
   EXPECT_FALSE(error);
   EXPECT_EQ(r->elements, 2u);
+}
+
+// --- parse_fast_reply ---
+
+TEST(RespFastTest, IntegerReplies) {
+  FastReply r;
+  EXPECT_EQ(parse_fast_reply(":12\r\n+OK\r\n", false, r), 5u);
+  EXPECT_EQ(r.kind, FastReply::Kind::kInteger);
+  EXPECT_EQ(r.integer, 12);
+  EXPECT_EQ(parse_fast_reply(":-3\r\n", true, r), 5u);
+  EXPECT_EQ(r.integer, -3);
+  EXPECT_EQ(parse_fast_reply(":999999999999999999\r\n", false, r), 21u);
+  EXPECT_EQ(r.integer, 999999999999999999LL);
+  // Longer than 18 digits, empty, or not ended by CRLF: hiredis reads (or refuses) those.
+  EXPECT_EQ(parse_fast_reply(":9223372036854775807\r\n", false, r), 0u);
+  EXPECT_EQ(parse_fast_reply(":\r\n", false, r), 0u);
+  EXPECT_EQ(parse_fast_reply(":12\n", false, r), 0u);
+  EXPECT_EQ(parse_fast_reply(":1x\r\n", false, r), 0u);
+}
+
+TEST(RespFastTest, MessagesInPlace) {
+  const std::string message = "*3\r\n$7\r\nmessage\r\n$6\r\nroom:a\r\n$5\r\nhe\0lo\r\n"s;
+  FastReply r;
+  ASSERT_EQ(parse_fast_reply(message + ":1\r\n", true, r), message.size());
+  EXPECT_EQ(r.kind, FastReply::Kind::kMessage);
+  EXPECT_EQ(r.channel, "room:a");
+  EXPECT_EQ(r.payload, "he\0lo"sv);
+  const std::string sharded = "*3\r\n$8\r\nsmessage\r\n$8\r\nroom:{a}\r\n$0\r\n\r\n";
+  ASSERT_EQ(parse_fast_reply(sharded, true, r), sharded.size());
+  EXPECT_EQ(r.channel, "room:{a}");
+  EXPECT_EQ(r.payload, "");
+  // Not a subscriber that is up: hiredis reads it.
+  EXPECT_EQ(parse_fast_reply(message, false, r), 0u);
+}
+
+TEST(RespFastTest, EverythingElseIsLeftToHiredis) {
+  FastReply r;
+  for (std::string_view other : {"+OK\r\n"sv, "-ERR no\r\n"sv, "$3\r\nabc\r\n"sv, "$-1\r\n"sv,
+                                 "*-1\r\n"sv, "*3\r\n$9\r\nsubscribe\r\n$6\r\nroom:a\r\n:1\r\n"sv,
+                                 "*3\r\n$10\r\nssubscribe\r\n$6\r\nroom:a\r\n:1\r\n"sv,
+                                 "*4\r\n$8\r\npmessage\r\n$1\r\n*\r\n$6\r\nroom:a\r\n$1\r\nx\r\n"sv,
+                                 "*2\r\n$4\r\npong\r\n$0\r\n\r\n"sv,
+                                 // Lengths that do not match the bytes.
+                                 "*3\r\n$7\r\nmessage\r\n$2\r\nabc\r\n$1\r\nx\r\n"sv,
+                                 "*3\r\n$7\r\nmessage\r\n$6\r\nroom:a\r\n$-1\r\n"sv}) {
+    EXPECT_EQ(parse_fast_reply(other, true, r), 0u) << other;
+  }
+}
+
+TEST(RespFastTest, APartialReplyIsNotTaken) {
+  const std::string message = "*3\r\n$7\r\nmessage\r\n$6\r\nroom:a\r\n$5\r\nhello\r\n";
+  FastReply r;
+  for (std::size_t cut = 0; cut < message.size(); ++cut) {
+    EXPECT_EQ(parse_fast_reply(std::string_view(message).substr(0, cut), true, r), 0u) << cut;
+  }
+  for (std::size_t cut = 0; cut < 5; ++cut) {
+    EXPECT_EQ(parse_fast_reply(std::string_view(":123\r\n").substr(0, cut), true, r), 0u) << cut;
+  }
+}
+
+TEST(RespFastTest, ReaderIsIdleOnlyBetweenReplies) {
+  RespReader reader;
+  EXPECT_TRUE(reader.idle());
+  bool error = false;
+  EXPECT_EQ(reader.next(&error), nullptr);  // asked with nothing fed: still nothing held
+  EXPECT_TRUE(reader.idle());
+  ASSERT_TRUE(reader.feed(":", 1));  // the type byte alone
+  EXPECT_EQ(reader.next(&error), nullptr);
+  EXPECT_FALSE(reader.idle());
+  const std::string_view bytes = "*3\r\n$7\r\nmessage\r\n$6\r\nroom:a\r\n$5\r\nhello\r\n";
+  // Cut anywhere, hiredis holds part of a reply (even when it took every byte fed so far, as
+  // after the array header) until the rest arrives and the reply is taken.
+  for (std::size_t cut = 1; cut < bytes.size(); ++cut) {
+    RespReader r;
+    ASSERT_TRUE(r.feed(bytes.data(), cut));
+    EXPECT_FALSE(r.idle()) << cut;
+    bool error = false;
+    EXPECT_EQ(r.next(&error), nullptr);
+    EXPECT_FALSE(r.idle()) << cut;
+    ASSERT_TRUE(r.feed(bytes.data() + cut, bytes.size() - cut));
+    EXPECT_NE(r.next(&error), nullptr);
+    EXPECT_EQ(r.next(&error), nullptr);
+    EXPECT_TRUE(r.idle()) << cut;
+  }
 }
 
 // --- copy_reply ---
