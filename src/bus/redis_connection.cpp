@@ -6,6 +6,7 @@
 #include <boost/asio/ssl/host_name_verification.hpp>
 #include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/write.hpp>
+#include <cstring>
 #include <random>
 
 namespace sigsrv {
@@ -54,6 +55,7 @@ void RedisConnection::connect() {
   state_ = State::kConnecting;
   out_.clear();
   reader_.reset();
+  carried_ = 0;
   if (!locator_) {
     dial(gen);
     return;
@@ -239,7 +241,7 @@ void RedisConnection::flush() {
 void RedisConnection::read() {
   const unsigned gen = generation_;
   stream_->async_read_some(
-      asio::buffer(read_buffer_),
+      asio::buffer(read_buffer_.data() + carried_, read_buffer_.size() - carried_),
       [this, gen, s = stream_](boost::system::error_code ec, std::size_t n) {
         if (gen != generation_) return;
         if (ec) {
@@ -247,19 +249,27 @@ void RedisConnection::read() {
                                       : "read: " + ec.message());
           return;
         }
-        std::string_view in(read_buffer_.data(), n);
+        std::string_view in(read_buffer_.data(), carried_ + n);
+        carried_ = 0;
         while (!in.empty() && gen == generation_) {
-          // The relay path's replies are read in place while no partial
-          // reply waits in hiredis; anything else goes through hiredis.
-          FastReply fast;
-          const std::size_t used =
-              reader_.idle()
-                  ? parse_fast_reply(in, mode_ == Mode::kSubscriber && state_ == State::kUp, fast)
-                  : 0;
-          if (used > 0) {
-            in.remove_prefix(used);
-            dispatch_fast(fast);
-            continue;
+          // The relay path's replies are read in place while no partial reply waits in
+          // hiredis, and one cut short by the read waits at the front of the buffer for the rest
+          // (else every later read would start mid-reply, in hiredis). The rest goes to hiredis.
+          if (reader_.idle()) {
+            FastReply fast;
+            bool more = false;
+            const std::size_t used = parse_fast_reply(
+                in, mode_ == Mode::kSubscriber && state_ == State::kUp, fast, &more);
+            if (used > 0) {
+              in.remove_prefix(used);
+              dispatch_fast(fast);
+              continue;
+            }
+            if (more && in.size() < read_buffer_.size()) {
+              std::memmove(read_buffer_.data(), in.data(), in.size());
+              carried_ = in.size();
+              break;
+            }
           }
           if (!reader_.feed(in.data(), in.size())) {
             fail("protocol error");

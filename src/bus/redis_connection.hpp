@@ -155,6 +155,7 @@ class RedisConnection {
   std::deque<Pending> pending_;  // replies owed, in order
   RespReader reader_;
   std::array<char, 16384> read_buffer_{};
+  std::size_t carried_ = 0;  // the start of a reply, at the front of read_buffer_ (see read())
   std::chrono::steady_clock::time_point last_ping_{};
   std::chrono::steady_clock::time_point last_pong_{};
   std::string last_failure_;  // logged once per distinct failure while reconnecting

@@ -22,55 +22,65 @@ void append_command(std::string& out, std::span<const std::string_view> args) {
 
 namespace {
 
+enum class Scan { kOk, kShort, kNo };  // read; ran out of bytes first; not what was expected
+
 // "<integer>\r\n" at in[pos]: at most 18 digits (hiredis takes anything longer).
-bool read_number(std::string_view in, std::size_t& pos, long long& value) {
+Scan read_number(std::string_view in, std::size_t& pos, long long& value) {
   const bool negative = pos < in.size() && in[pos] == '-';
   if (negative) ++pos;
   const std::size_t start = pos;
   long long v = 0;
   while (pos < in.size() && in[pos] >= '0' && in[pos] <= '9') {
-    if (pos - start == 18) return false;
+    if (pos - start == 18) return Scan::kNo;
     v = v * 10 + (in[pos] - '0');
     ++pos;
   }
-  if (pos == start || in.size() - pos < 2 || in[pos] != '\r' || in[pos + 1] != '\n') return false;
+  if (pos == in.size() || (in[pos] == '\r' && pos + 1 == in.size())) return Scan::kShort;
+  if (pos == start || in[pos] != '\r' || in[pos + 1] != '\n') return Scan::kNo;
   pos += 2;
   value = negative ? -v : v;
-  return true;
+  return Scan::kOk;
 }
 
 // "$<len>\r\n<bytes>\r\n" at in[pos] (a nil bulk string is not one).
-bool read_bulk(std::string_view in, std::size_t& pos, std::string_view& text) {
-  if (pos >= in.size() || in[pos] != '$') return false;
+Scan read_bulk(std::string_view in, std::size_t& pos, std::string_view& text) {
+  if (pos >= in.size()) return Scan::kShort;
+  if (in[pos] != '$') return Scan::kNo;
   ++pos;
   long long len = 0;
-  if (!read_number(in, pos, len) || len < 0) return false;
+  if (const Scan r = read_number(in, pos, len); r != Scan::kOk) return r;
+  if (len < 0) return Scan::kNo;
   const auto n = static_cast<std::size_t>(len);
-  if (in.size() - pos < n + 2 || in[pos + n] != '\r' || in[pos + n + 1] != '\n') return false;
+  if (in.size() - pos < n + 2) return Scan::kShort;
+  if (in[pos + n] != '\r' || in[pos + n + 1] != '\n') return Scan::kNo;
   text = in.substr(pos, n);
   pos += n + 2;
-  return true;
+  return Scan::kOk;
 }
 
 }  // namespace
 
-std::size_t parse_fast_reply(std::string_view in, bool messages, FastReply& out) {
+std::size_t parse_fast_reply(std::string_view in, bool messages, FastReply& out, bool* more) {
+  if (more != nullptr) *more = false;
   if (in.empty()) return 0;
   std::size_t pos = 1;
+  Scan r = Scan::kNo;
   if (in[0] == ':') {
-    if (!read_number(in, pos, out.integer)) return 0;
+    r = read_number(in, pos, out.integer);
     out.kind = FastReply::Kind::kInteger;
-    return pos;
+  } else if (messages && in[0] == '*') {
+    long long count = 0;
+    std::string_view kind;
+    r = read_number(in, pos, count);
+    if (r == Scan::kOk && count != 3) r = Scan::kNo;
+    if (r == Scan::kOk) r = read_bulk(in, pos, kind);
+    if (r == Scan::kOk && kind != "message" && kind != "smessage") r = Scan::kNo;
+    if (r == Scan::kOk) r = read_bulk(in, pos, out.channel);
+    if (r == Scan::kOk) r = read_bulk(in, pos, out.payload);
+    out.kind = FastReply::Kind::kMessage;
   }
-  long long count = 0;
-  std::string_view kind;
-  if (!messages || in[0] != '*' || !read_number(in, pos, count) || count != 3 ||
-      !read_bulk(in, pos, kind) || (kind != "message" && kind != "smessage") ||
-      !read_bulk(in, pos, out.channel) || !read_bulk(in, pos, out.payload)) {
-    return 0;
-  }
-  out.kind = FastReply::Kind::kMessage;
-  return pos;
+  if (r == Scan::kShort && more != nullptr) *more = true;
+  return r == Scan::kOk ? pos : 0;
 }
 
 namespace {

@@ -39,7 +39,9 @@ struct FastReply {
 };
 // The bytes taken by one such reply at the start of `in`; 0 when `in` does not start with a
 // complete one (another reply, a partial one, or bytes that are not RESP): hiredis reads those.
-std::size_t parse_fast_reply(std::string_view in, bool messages, FastReply& out);
+// `*more` says that `in` is the start of one such reply, cut short: wait for the rest.
+std::size_t parse_fast_reply(std::string_view in, bool messages, FastReply& out,
+                             bool* more = nullptr);
 
 // Incremental reply parser over hiredis' redisReader.
 class RespReader {

@@ -475,12 +475,28 @@ TEST(RespFastTest, EverythingElseIsLeftToHiredis) {
 TEST(RespFastTest, APartialReplyIsNotTaken) {
   const std::string message = "*3\r\n$7\r\nmessage\r\n$6\r\nroom:a\r\n$5\r\nhello\r\n";
   FastReply r;
-  for (std::size_t cut = 0; cut < message.size(); ++cut) {
-    EXPECT_EQ(parse_fast_reply(std::string_view(message).substr(0, cut), true, r), 0u) << cut;
+  // Not taken, and said to be one cut short, so the caller waits for the rest.
+  bool more = false;
+  for (std::size_t cut = 1; cut < message.size(); ++cut) {
+    EXPECT_EQ(parse_fast_reply(std::string_view(message).substr(0, cut), true, r, &more), 0u)
+        << cut;
+    EXPECT_TRUE(more) << cut;
   }
-  for (std::size_t cut = 0; cut < 5; ++cut) {
-    EXPECT_EQ(parse_fast_reply(std::string_view(":123\r\n").substr(0, cut), true, r), 0u) << cut;
+  for (std::size_t cut = 1; cut < 6; ++cut) {
+    EXPECT_EQ(parse_fast_reply(std::string_view(":123\r\n").substr(0, cut), true, r, &more), 0u)
+        << cut;
+    EXPECT_TRUE(more) << cut;
   }
+  EXPECT_EQ(parse_fast_reply("", true, r, &more), 0u);
+  EXPECT_FALSE(more);
+  // The start of another reply is not ours to wait for: hiredis takes it.
+  for (std::string_view other :
+       {"+O"sv, "*3\r\n$9\r\nsubscribe\r\n$6\r\nro"sv, "*2\r\n"sv, ":12\n"sv}) {
+    EXPECT_EQ(parse_fast_reply(other, true, r, &more), 0u) << other;
+    EXPECT_FALSE(more) << other;
+  }
+  EXPECT_EQ(parse_fast_reply(std::string_view(message).substr(0, 20), false, r, &more), 0u);
+  EXPECT_FALSE(more) << "a message where none is read in place";
 }
 
 TEST(RespFastTest, ReaderIsIdleOnlyBetweenReplies) {
