@@ -1,4 +1,5 @@
-// RESP: commands encoded directly into a connection's output buffer; replies parsed by hiredis.
+// RESP: commands encoded directly into a connection's output buffer; replies parsed by hiredis,
+// except the relay path's integers and pub/sub messages, read in place (parse_fast_reply).
 #pragma once
 
 #include <hiredis/hiredis.h>
