@@ -140,14 +140,7 @@ void RedisCluster::run(Node& n, bool command, bool subscriber) {
 // ---- commands ----
 
 void RedisCluster::command(std::span<const std::string_view> args, Callback done) {
-  uint32_t id = 0;
-  if (free_requests_.empty()) {
-    id = static_cast<uint32_t>(requests_.size());
-    requests_.emplace_back();
-  } else {
-    id = free_requests_.back();
-    free_requests_.pop_back();
-  }
+  const uint32_t id = acquire();
   Request& req = requests_[id];
   req.encoded.clear();
   append_command(req.encoded, args);
@@ -162,22 +155,33 @@ void RedisCluster::command(std::span<const std::string_view> args, Callback done
   send(id, nullptr, false);
 }
 
-uint32_t RedisCluster::park(Request&& req) {
+uint32_t RedisCluster::acquire() {
   if (free_requests_.empty()) {
-    requests_.push_back(std::move(req));
+    requests_.emplace_back();
     return static_cast<uint32_t>(requests_.size() - 1);
   }
   const uint32_t id = free_requests_.back();
   free_requests_.pop_back();
+  return id;
+}
+
+uint32_t RedisCluster::park(Request&& req) {
+  const uint32_t id = acquire();
   requests_[id] = std::move(req);
   return id;
 }
 
 RedisCluster::Request RedisCluster::take(uint32_t id) {
   Request req = std::move(requests_[id]);
+  finish(id);
+  return req;
+}
+
+RedisCluster::Callback RedisCluster::finish(uint32_t id) {
+  Callback done = std::move(requests_[id].done);
   requests_[id].done = nullptr;
   free_requests_.push_back(id);
-  return req;
+  return done;
 }
 
 void RedisCluster::send(uint32_t id, Node* to, bool asking) {
@@ -187,7 +191,7 @@ void RedisCluster::send(uint32_t id, Node* to, bool asking) {
     // No reachable master for the slot: fail now, as a Redis that is down does; the refresh
     // finds where the slot went.
     if (!stopped_ && covered_) schedule_refresh(kRefreshRetry);
-    asio::post(ioc_, [done = take(id).done] { done(nullptr); });
+    asio::post(ioc_, [done = finish(id)] { done(nullptr); });
     return;
   }
   if (asking) n->command->command({"ASKING"}, [](const redisReply*) {});
@@ -240,10 +244,7 @@ void RedisCluster::on_reply(uint32_t id, const redisReply* r) {
     if (err.starts_with("CLUSTERDOWN")) schedule_refresh(std::chrono::milliseconds(0));
   }
   // Freed before the callback runs: it may send more (and grow requests_).
-  Callback done = std::move(req.done);
-  req.done = nullptr;
-  free_requests_.push_back(id);
-  done(r);
+  finish(id)(r);
 }
 
 void RedisCluster::hold(Request req) {

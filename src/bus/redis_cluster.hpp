@@ -118,8 +118,10 @@ class RedisCluster {
 
   Node& node(const HostPort& at);
   void run(Node& n, bool command, bool subscriber);
-  uint32_t park(Request&& req);
-  Request take(uint32_t id);
+  uint32_t acquire();            // a free entry of requests_
+  uint32_t park(Request&& req);  // into a free entry
+  Request take(uint32_t id);     // out of its entry, which is freed
+  Callback finish(uint32_t id);  // frees the entry, its encoded buffer kept; its callback
   void send(uint32_t id, Node* to, bool asking);
   void on_reply(uint32_t id, const redisReply* r);
   void hold(Request req);
