@@ -2,11 +2,12 @@
 # Server CPU cost per relayed message, counted in instructions by callgrind (deterministic, so a
 # noisy machine does not blur it the way it blurs msg/s):
 #
-#   bench/callgrind_cost.sh [--redis] [--query '?resume=1'] [--runs N] [--rooms R] [--window K]
+#   bench/callgrind_cost.sh [--redis | --cluster] [--query '?resume=1'] [--runs N] [--rooms R] [--window K]
 #       [--settle S] [--messages M] [--max-measure T] [--out DIR] BENCH BIN...
 #
 # Each run: BIN under valgrind --tool=callgrind (THREADS=1, pinned to CPU 0), BENCH relay (and
-# redis-server with --redis) on CPU 1, R rooms of two peers (default 50), 300-byte candidates,
+# redis-server with --redis, a Redis Cluster of three masters and no replicas with --cluster) on
+# CPU 1, R rooms of two peers (default 50), 300-byte candidates,
 # closed loop with window K (default 4). Once every room has joined and S seconds (default 5)
 # of relay have passed, BENCH is stopped (SIGSTOP) until the server is idle; the forwarded
 # counter is read and callgrind dumps (part 1: start-up, joins, settle; dropped). BENCH resumes
@@ -25,6 +26,7 @@ redis=0; query=""; runs=2; rooms=50; window=4; settle=5; messages=30000; maxmeas
 while [ $# -gt 0 ]; do
   case "$1" in
     --redis) redis=1 ;;
+    --cluster) redis=2 ;;
     --query) query="$2"; shift ;;
     --runs) runs="$2"; shift ;;
     --rooms) rooms="$2"; shift ;;
@@ -33,7 +35,7 @@ while [ $# -gt 0 ]; do
     --messages) messages="$2"; shift ;;
     --max-measure) maxmeasure="$2"; shift ;;
     --out) out="$2"; shift ;;
-    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) echo "callgrind_cost.sh: unknown option $1" >&2; exit 2 ;;
     *) break ;;
   esac
@@ -42,7 +44,7 @@ done
 [ $# -ge 2 ] || { sed -n '5,6p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 bench=$1; shift
 need=(valgrind callgrind_control curl python3 taskset)
-if [ $redis = 1 ]; then need+=(redis-server redis-cli); fi
+if [ $redis != 0 ]; then need+=(redis-server redis-cli); fi
 for t in "${need[@]}"; do
   command -v "$t" >/dev/null || { echo "callgrind_cost.sh: needs $t" >&2; exit 1; }
 done
@@ -57,6 +59,13 @@ stop_all() {
   done
   for p in $bpid $spid $rpid; do wait "$p" 2>/dev/null || true; done
   spid=""; bpid=""; rpid=""
+}
+# Starts redis-server on CPU 1 on a free port, left in $rport; its pid joins rpid.
+start_redis() {
+  rport=$(free_port)
+  taskset -c 1 redis-server --port "$rport" --save '' --appendonly no "$@" >>"$work/redis.$rport.log" 2>&1 &
+  rpid="$rpid $!"
+  for _ in $(seq 50); do redis-cli -p "$rport" ping >/dev/null 2>&1 && break; sleep 0.1; done
 }
 cleanup() { stop_all; if [ $keep = 0 ]; then rm -rf "$work"; fi; }
 trap cleanup EXIT
@@ -90,11 +99,22 @@ for round in $(seq "$runs"); do
     i=$((i + 1)); tag="bin$i.run$round"
     port=$(free_port); extra=()
     if [ $redis = 1 ]; then
-      rport=$(free_port)
-      taskset -c 1 redis-server --port "$rport" --save '' --appendonly no >"$work/$tag.redis.log" 2>&1 &
-      rpid=$!
-      for _ in $(seq 50); do redis-cli -p "$rport" ping >/dev/null 2>&1 && break; sleep 0.1; done
+      start_redis
       extra=(REDIS_URL="redis://127.0.0.1:$rport")
+    elif [ $redis = 2 ]; then
+      nodes=()
+      for n in 1 2 3; do
+        d="$work/$tag.node$n"; mkdir -p "$d"
+        # The bus port is given: port + 10000 can overflow.
+        start_redis --cluster-enabled yes --cluster-port "$(free_port)" \
+          --cluster-config-file "$d/nodes.conf" --dir "$d"
+        nodes+=("127.0.0.1:$rport")
+      done
+      redis-cli --cluster create "${nodes[@]}" --cluster-replicas 0 --cluster-yes >"$work/$tag.create.log" 2>&1
+      for _ in $(seq 100); do
+        redis-cli -p "${nodes[0]#*:}" cluster info | grep -q 'cluster_state:ok' && break; sleep 0.1
+      done
+      extra=(REDIS_CLUSTER_NODES="$(IFS=,; echo "${nodes[*]}")")
     fi
     env "${lim[@]}" "${extra[@]}" THREADS=1 WS_PORT="$port" LOG_LEVEL=warn \
       taskset -c 0 valgrind --tool=callgrind --callgrind-out-file="$work/cg.$tag.%p" "$bin" \
@@ -126,7 +146,7 @@ for round in $(seq "$runs"); do
     kill -CONT "$bpid"
     brc=0; wait "$bpid" || brc=$?; bpid=""
     kill "$spid"; wait "$spid" 2>/dev/null || true; spid=""
-    if [ -n "$rpid" ]; then kill "$rpid"; wait "$rpid" 2>/dev/null || true; rpid=""; fi
+    for p in $rpid; do kill "$p"; wait "$p" 2>/dev/null || true; done; rpid=""
     dumps=("$work"/cg."$tag".*.2); dump=${dumps[0]}
     [ -f "$dump" ] || { fail_run "$bin" "no callgrind dump"; continue; }
     summary=$(tail -1 "$work/$tag.bench.json")

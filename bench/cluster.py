@@ -8,7 +8,7 @@ bench/run.py: both servers on CPU 0, redis-server(s) and signal-bench on CPU 1. 
 run it reads INFO commandstats from every master: how many commands and sharded publications each
 node served per second, which says how the load spreads (and so how more masters would take it).
 
-  bench/cluster.py --build-dir build/bench [--out DIR] [--runs 3] [--masters 3] [--nice N]
+  bench/cluster.py --build-dir build/bench [--out DIR] [--runs 3] [--masters 3] [--nice N] [--rt N]
 
 Writes cluster.json and summary.md to --out.
 """
@@ -92,8 +92,10 @@ def main():
     ap.add_argument("--masters", type=int, default=3)
     ap.add_argument("--duration", type=int, default=8)
     ap.add_argument("--nice", type=int, default=0, help="as bench/run.py --nice")
+    ap.add_argument("--rt", type=int, default=0, help="as bench/run.py --rt (SCHED_FIFO, needs root)")
     args = ap.parse_args()
     rb.NICE = args.nice
+    rb.RT = args.rt
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     out = os.path.abspath(args.out or tempfile.mkdtemp(prefix="cluster-bench-"))
