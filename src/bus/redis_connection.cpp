@@ -240,6 +240,18 @@ void RedisConnection::flush() {
 
 void RedisConnection::read() {
   const unsigned gen = generation_;
+  // A reply bigger than half the buffer doubles it (complete_reply_size bounds a reply), so that
+  // every read takes a good share of what is left of it; the buffer shrinks back once empty.
+  if (carried_ > read_buffer_.size() / 2) {
+    if (carried_ > static_cast<std::size_t>(kMaxReplyBytes)) {
+      fail("a reply of over 512 MiB");
+      return;
+    }
+    read_buffer_.resize(read_buffer_.size() * 2);
+  } else if (carried_ == 0 && read_buffer_.size() > kReadBufferBytes) {
+    read_buffer_.resize(kReadBufferBytes);
+    read_buffer_.shrink_to_fit();
+  }
   stream_->async_read_some(
       asio::buffer(read_buffer_.data() + carried_, read_buffer_.size() - carried_),
       [this, gen, s = stream_](boost::system::error_code ec, std::size_t n) {
@@ -250,44 +262,38 @@ void RedisConnection::read() {
           return;
         }
         std::string_view in(read_buffer_.data(), carried_ + n);
-        carried_ = 0;
         while (!in.empty() && gen == generation_) {
-          // The relay path's replies are read in place while no partial reply waits in
-          // hiredis, and one cut short by the read waits at the front of the buffer for the rest
-          // (else every later read would start mid-reply, in hiredis). The rest goes to hiredis.
-          if (reader_.idle()) {
-            FastReply fast;
-            bool more = false;
-            const std::size_t used = parse_fast_reply(
-                in, mode_ == Mode::kSubscriber && state_ == State::kUp, fast, &more);
-            if (used > 0) {
-              in.remove_prefix(used);
-              dispatch_fast(fast);
-              continue;
-            }
-            if (more && in.size() < read_buffer_.size()) {
-              std::memmove(read_buffer_.data(), in.data(), in.size());
-              carried_ = in.size();
-              break;
-            }
+          // The relay path's replies are read in place; any other whole reply goes to hiredis
+          // alone, and one cut short by the read waits at the front of the buffer for the rest.
+          // hiredis never holds part of a reply, so the next one can always be read in place.
+          FastReply fast;
+          std::size_t used =
+              parse_fast_reply(in, mode_ == Mode::kSubscriber && state_ == State::kUp, fast);
+          if (used > 0) {
+            in.remove_prefix(used);
+            dispatch_fast(fast);
+            continue;
           }
-          if (!reader_.feed(in.data(), in.size())) {
+          bool error = false;
+          used = complete_reply_size(in, &error);
+          if (error) {
             fail("protocol error");
             return;
           }
-          in = {};
-          while (gen == generation_) {
-            bool error = false;
-            ReplyPtr reply = reader_.next(&error);
-            if (error) {
-              fail("protocol error");
-              return;
-            }
-            if (!reply) break;
-            dispatch(*reply);
+          if (used == 0) break;
+          ReplyPtr reply;
+          if (reader_.feed(in.data(), used)) reply = reader_.next(&error);
+          if (!reply) {
+            fail("protocol error");
+            return;
           }
+          in.remove_prefix(used);
+          dispatch(*reply);
         }
-        if (gen == generation_) read();
+        if (gen != generation_) return;
+        std::memmove(read_buffer_.data(), in.data(), in.size());
+        carried_ = in.size();
+        read();
       });
 }
 

@@ -13,6 +13,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "bus/redis_url.hpp"
 #include "bus/resp.hpp"
@@ -154,8 +155,9 @@ class RedisConnection {
   bool flush_posted_ = false;    // a flush() is queued on the loop (see schedule_flush())
   std::deque<Pending> pending_;  // replies owed, in order
   RespReader reader_;
-  std::array<char, 16384> read_buffer_{};
-  std::size_t carried_ = 0;  // the start of a reply, at the front of read_buffer_ (see read())
+  static constexpr std::size_t kReadBufferBytes = 16384;
+  std::vector<char> read_buffer_ = std::vector<char>(kReadBufferBytes);  // grows (see read())
+  std::size_t carried_ = 0;  // the start of a reply, at the front of read_buffer_
   std::chrono::steady_clock::time_point last_ping_{};
   std::chrono::steady_clock::time_point last_pong_{};
   std::string last_failure_;  // logged once per distinct failure while reconnecting

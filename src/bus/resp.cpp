@@ -60,8 +60,7 @@ Scan read_bulk(std::string_view in, std::size_t& pos, std::string_view& text) {
 
 }  // namespace
 
-std::size_t parse_fast_reply(std::string_view in, bool messages, FastReply& out, bool* more) {
-  if (more != nullptr) *more = false;
+std::size_t parse_fast_reply(std::string_view in, bool messages, FastReply& out) {
   if (in.empty()) return 0;
   std::size_t pos = 1;
   Scan r = Scan::kNo;
@@ -79,17 +78,53 @@ std::size_t parse_fast_reply(std::string_view in, bool messages, FastReply& out,
     if (r == Scan::kOk) r = read_bulk(in, pos, out.payload);
     out.kind = FastReply::Kind::kMessage;
   }
-  if (r == Scan::kShort && more != nullptr) *more = true;
   return r == Scan::kOk ? pos : 0;
+}
+
+std::size_t complete_reply_size(std::string_view in, bool* error) {
+  *error = false;
+  std::size_t pos = 0;
+  long long owed = 1;  // replies (or array elements) still to be read
+  while (owed > 0) {
+    if (pos >= in.size()) return 0;
+    const char type = in[pos++];
+    if (type == '+' || type == '-' || type == ':') {
+      // A line; hiredis checks what is on it.
+      const std::size_t end = in.find("\r\n", pos);
+      if (end == std::string_view::npos) return 0;
+      pos = end + 2;
+      --owed;
+      continue;
+    }
+    long long n = 0;
+    const Scan r = (type == '$' || type == '*') ? read_number(in, pos, n) : Scan::kNo;
+    if (r == Scan::kShort) return 0;
+    if (r == Scan::kNo || n < -1 || n > (type == '$' ? kMaxReplyBytes : kMaxReplyElements)) {
+      *error = true;
+      return 0;
+    }
+    --owed;
+    if (type == '*') {
+      owed += n > 0 ? n : 0;
+    } else if (n >= 0) {
+      const auto len = static_cast<std::size_t>(n);
+      if (in.size() - pos < len + 2) return 0;
+      if (in[pos + len] != '\r' || in[pos + len + 1] != '\n') {
+        *error = true;
+        return 0;
+      }
+      pos += len + 2;
+    }
+  }
+  return pos;
 }
 
 namespace {
 
 // hiredis' own reply builders, plus one limit: a multi-bulk header announcing more than
-// kMaxArrayElements elements is refused before anything is allocated. Without it, a reply
+// kMaxReplyElements elements is refused before anything is allocated. Without it, a reply
 // such as "*888888888\r\n" makes hiredis 0.14 allocate gigabytes up front (found by fuzzing).
 // Replies are built with malloc/calloc, as hiredis does, so freeReplyObject frees them.
-constexpr int kMaxArrayElements = 1 << 20;
 
 redisReply* new_reply(const redisReadTask* task, int type) {
   auto* r = static_cast<redisReply*>(std::calloc(1, sizeof(redisReply)));
@@ -117,7 +152,7 @@ void* create_string(const redisReadTask* task, char* str, std::size_t len) {
 }
 
 void* create_array(const redisReadTask* task, int elements) {
-  if (elements > kMaxArrayElements) return nullptr;  // the reader reports an error
+  if (elements > kMaxReplyElements) return nullptr;  // the reader reports an error
   redisReply** slots = nullptr;
   if (elements > 0) {
     slots = static_cast<redisReply**>(

@@ -39,10 +39,17 @@ struct FastReply {
   std::string_view payload;
 };
 // The bytes taken by one such reply at the start of `in`; 0 when `in` does not start with a
-// complete one (another reply, a partial one, or bytes that are not RESP): hiredis reads those.
-// `*more` says that `in` is the start of one such reply, cut short: wait for the rest.
-std::size_t parse_fast_reply(std::string_view in, bool messages, FastReply& out,
-                             bool* more = nullptr);
+// complete one (another reply, a partial one, or bytes that are not RESP).
+std::size_t parse_fast_reply(std::string_view in, bool messages, FastReply& out);
+
+// The bytes of the first whole RESP2 reply in `in` (of any type, arrays nested to any depth); 0
+// while it is cut short. Sets *error when `in` does not start with RESP, or with a reply no
+// connection should buffer: an array of over kMaxReplyElements elements or a string of over
+// kMaxReplyBytes. A connection hands hiredis only whole replies, so hiredis never holds part of
+// one and the next reply can always be read in place.
+inline constexpr long long kMaxReplyElements = 1 << 20;
+inline constexpr long long kMaxReplyBytes = 512LL << 20;  // Redis' own proto-max-bulk-len
+std::size_t complete_reply_size(std::string_view in, bool* error);
 
 // Incremental reply parser over hiredis' redisReader.
 class RespReader {
@@ -56,13 +63,6 @@ class RespReader {
   bool feed(const char* data, std::size_t size);
   // Next complete reply, or null when more bytes are needed; sets *error on a protocol error.
   ReplyPtr next(bool* error);
-  // Holds no part of a reply: the next bytes start a new one (parse_fast_reply may read them).
-  // hiredis 0.14 leaves its first task armed (ridx 0) and untyped once it ran out of bytes
-  // between replies; RespFastTest.ReaderIsIdleOnlyBetweenReplies pins that down.
-  bool idle() const {
-    return reader_->pos == reader_->len &&
-           (reader_->ridx == -1 || (reader_->ridx == 0 && reader_->rstack[0].type < 0));
-  }
   void reset();
 
  private:

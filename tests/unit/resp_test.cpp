@@ -476,54 +476,76 @@ TEST(RespFastTest, EverythingElseIsLeftToHiredis) {
 TEST(RespFastTest, APartialReplyIsNotTaken) {
   const std::string message = "*3\r\n$7\r\nmessage\r\n$6\r\nroom:a\r\n$5\r\nhello\r\n";
   FastReply r;
-  // Not taken, and said to be one cut short, so the caller waits for the rest.
-  bool more = false;
-  for (std::size_t cut = 1; cut < message.size(); ++cut) {
-    EXPECT_EQ(parse_fast_reply(std::string_view(message).substr(0, cut), true, r, &more), 0u)
-        << cut;
-    EXPECT_TRUE(more) << cut;
+  for (std::size_t cut = 0; cut < message.size(); ++cut) {
+    EXPECT_EQ(parse_fast_reply(std::string_view(message).substr(0, cut), true, r), 0u) << cut;
   }
-  for (std::size_t cut = 1; cut < 6; ++cut) {
-    EXPECT_EQ(parse_fast_reply(std::string_view(":123\r\n").substr(0, cut), true, r, &more), 0u)
-        << cut;
-    EXPECT_TRUE(more) << cut;
+  for (std::size_t cut = 0; cut < 6; ++cut) {
+    EXPECT_EQ(parse_fast_reply(std::string_view(":123\r\n").substr(0, cut), true, r), 0u) << cut;
   }
-  EXPECT_EQ(parse_fast_reply("", true, r, &more), 0u);
-  EXPECT_FALSE(more);
-  // The start of another reply is not ours to wait for: hiredis takes it.
-  for (std::string_view other :
-       {"+O"sv, "*3\r\n$9\r\nsubscribe\r\n$6\r\nro"sv, "*2\r\n"sv, ":12\n"sv}) {
-    EXPECT_EQ(parse_fast_reply(other, true, r, &more), 0u) << other;
-    EXPECT_FALSE(more) << other;
-  }
-  EXPECT_EQ(parse_fast_reply(std::string_view(message).substr(0, 20), false, r, &more), 0u);
-  EXPECT_FALSE(more) << "a message where none is read in place";
 }
 
-TEST(RespFastTest, ReaderIsIdleOnlyBetweenReplies) {
-  RespReader reader;
-  EXPECT_TRUE(reader.idle());
-  bool error = false;
-  EXPECT_EQ(reader.next(&error), nullptr);  // asked with nothing fed: still nothing held
-  EXPECT_TRUE(reader.idle());
-  ASSERT_TRUE(reader.feed(":", 1));  // the type byte alone
-  EXPECT_EQ(reader.next(&error), nullptr);
-  EXPECT_FALSE(reader.idle());
-  const std::string_view bytes = "*3\r\n$7\r\nmessage\r\n$6\r\nroom:a\r\n$5\r\nhello\r\n";
-  // Cut anywhere, hiredis holds part of a reply (even when it took every byte fed so far, as
-  // after the array header) until the rest arrives and the reply is taken.
-  for (std::size_t cut = 1; cut < bytes.size(); ++cut) {
-    RespReader r;
-    ASSERT_TRUE(r.feed(bytes.data(), cut));
-    EXPECT_FALSE(r.idle()) << cut;
-    bool error = false;
-    EXPECT_EQ(r.next(&error), nullptr);
-    EXPECT_FALSE(r.idle()) << cut;
-    ASSERT_TRUE(r.feed(bytes.data() + cut, bytes.size() - cut));
-    EXPECT_NE(r.next(&error), nullptr);
-    EXPECT_EQ(r.next(&error), nullptr);
-    EXPECT_TRUE(r.idle()) << cut;
+// --- complete_reply_size ---
+
+TEST(RespCompleteTest, MeasuresTheFirstWholeReplyOfAnyType) {
+  bool error = true;
+  for (std::string_view one :
+       {"+OK\r\n"sv, "-ERR no\r\n"sv, ":12\r\n"sv, ":9223372036854775807\r\n"sv,
+        "$3\r\na\r\n\r\n"sv, "$0\r\n\r\n"sv, "$-1\r\n"sv, "*-1\r\n"sv, "*0\r\n"sv,
+        "*3\r\n$9\r\nsubscribe\r\n$6\r\nroom:a\r\n:1\r\n"sv,
+        "*2\r\n*2\r\n:1\r\n$-1\r\n*1\r\n*0\r\n"sv,  // nested, with nils and an empty array
+        "*3\r\n$7\r\nmessage\r\n$6\r\nroom:a\r\n$5\r\nhe\0lo\r\n"sv}) {
+    EXPECT_EQ(complete_reply_size(one, &error), one.size()) << one;
+    EXPECT_FALSE(error) << one;
+    const std::string followed = std::string(one) + "+next\r\n";
+    EXPECT_EQ(complete_reply_size(followed, &error), one.size()) << one;
+    // Cut anywhere, it is not whole yet, and that is no error.
+    for (std::size_t cut = 0; cut < one.size(); ++cut) {
+      EXPECT_EQ(complete_reply_size(one.substr(0, cut), &error), 0u) << one << " cut " << cut;
+      EXPECT_FALSE(error) << one << " cut " << cut;
+    }
   }
+}
+
+TEST(RespCompleteTest, AgreesWithHiredisAndTheFastPath) {
+  const std::string stream =
+      "*3\r\n$7\r\nmessage\r\n$6\r\nroom:a\r\n$5\r\nhello\r\n:7\r\n"
+      "*2\r\n*3\r\n:0\r\n:5460\r\n*2\r\n$9\r\n127.0.0.1\r\n:7000\r\n$-1\r\n+OK\r\n"s;
+  RespReader reader;
+  std::string_view in = stream;
+  int replies = 0;
+  while (!in.empty()) {
+    bool error = false;
+    const std::size_t n = complete_reply_size(in, &error);
+    ASSERT_FALSE(error);
+    ASSERT_GT(n, 0u);
+    FastReply fast;
+    const std::size_t used = parse_fast_reply(in, true, fast);
+    if (used > 0) {
+      EXPECT_EQ(used, n);
+    }
+    ASSERT_TRUE(reader.feed(in.data(), n));
+    EXPECT_NE(reader.next(&error), nullptr) << "hiredis takes exactly those bytes as one reply";
+    EXPECT_EQ(reader.next(&error), nullptr);
+    in.remove_prefix(n);
+    ++replies;
+  }
+  EXPECT_EQ(replies, 4);
+}
+
+TEST(RespCompleteTest, RefusesWhatIsNotRespOrTooBig) {
+  for (std::string_view bad : {"x\r\n"sv, "\r\n"sv, "$abc\r\n"sv, "$-2\r\n"sv, "*-2\r\n"sv,
+                               "$3\r\nabcd\r\n"sv, "*2\r\n:1\r\n?\r\n"sv, "$536870913\r\n"sv,
+                               "*1048577\r\n"sv, "$1234567890123456789\r\n"sv}) {
+    bool error = false;
+    EXPECT_EQ(complete_reply_size(bad, &error), 0u) << bad;
+    EXPECT_TRUE(error) << bad;
+  }
+  // At the limits, only waiting for the bytes.
+  bool error = true;
+  EXPECT_EQ(complete_reply_size("$536870912\r\n", &error), 0u);
+  EXPECT_FALSE(error);
+  EXPECT_EQ(complete_reply_size("*1048576\r\n", &error), 0u);
+  EXPECT_FALSE(error);
 }
 
 // --- copy_reply ---
