@@ -602,7 +602,10 @@ void RedisBus::release_held_evals() {
 
 void RedisBus::subscribe(const std::string& room_id, std::function<void(bool)> done) {
   Channel& ch = channels_[room_id];
-  ++ch.refs;
+  if (ch.refs++ == 0) {
+    ch.key = keys_.room(room_id);
+    ch.slot = key_slot(ch.key);
+  }
   if (ch.confirmed) {
     done(true);
     return;
@@ -1007,11 +1010,16 @@ void RedisBus::publish(const std::string& room_id, const std::string& sender_id,
     const auto started = SteadyClock::now();
     auto it = channels_.find(room_id);
     if (sender_session.empty() && (it == channels_.end() || !it->second.resumable)) {
-      redis({publish_, keys_.room(room_id), envelope},
-            [this, started, count_forwarded](const redisReply* r) {
-              record(RedisOp::kPublish, !is_error(r), started);
-              if (count_forwarded && !is_error(r)) metrics().messages_forwarded.inc();
-            });
+      auto done = [this, started, count_forwarded](const redisReply* r) {
+        record(RedisOp::kPublish, !is_error(r), started);
+        if (count_forwarded && !is_error(r)) metrics().messages_forwarded.inc();
+      };
+      // A sender is a member, so its room is listened to: the channel's name and slot are kept.
+      if (it != channels_.end()) {
+        redis(it->second, {publish_, it->second.key, envelope}, std::move(done));
+      } else {
+        redis({publish_, keys_.room(room_id), envelope}, std::move(done));
+      }
       return;
     }
     eval(kRelayScript,
@@ -1186,6 +1194,16 @@ void RedisBus::redis(std::span<const std::string_view> args, RedisConnection::Ca
     cluster_->command(args, std::move(done));
   } else {
     command_.command(args, std::move(done));
+  }
+}
+
+void RedisBus::redis(const Channel& ch, std::initializer_list<std::string_view> args,
+                     RedisConnection::Callback done) {
+  const std::span<const std::string_view> a(args.begin(), args.size());
+  if (cluster_) {
+    cluster_->command(a, ch.slot, std::move(done));
+  } else {
+    command_.command(a, std::move(done));
   }
 }
 

@@ -112,6 +112,8 @@ class RedisBus final : public Bus {
   // room:{id} (shared with the Node instances) and its presence channel presence:{id} (ours
   // only, so that clients that did not opt in never see presence events).
   struct Channel {
+    std::string key;    // the room's relay channel (room:R, room:{R} on a cluster): built once
+    uint16_t slot = 0;  // its cluster slot
     unsigned refs = 0;
     unsigned awaiting = 0;   // SUBSCRIBE acknowledgements still to come (two per request)
     bool confirmed = false;  // both channels acknowledged
@@ -200,6 +202,9 @@ class RedisBus final : public Bus {
   void redis(std::initializer_list<std::string_view> args, RedisConnection::Callback done) {
     redis(std::span<const std::string_view>(args.begin(), args.size()), std::move(done));
   }
+  // The same for a command routed by `ch`'s channel (a relay), whose slot is known already.
+  void redis(const Channel& ch, std::initializer_list<std::string_view> args,
+             RedisConnection::Callback done);
   bool commands_up() const { return cluster_ ? cluster_->commands_up() : command_.up(); }
   bool subscribers_up() const { return cluster_ ? cluster_->subscribers_up() : subscriber_.up(); }
   // (UN)SUBSCRIBE a room's relay and presence channels (SSUBSCRIBE on a cluster).

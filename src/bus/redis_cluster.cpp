@@ -12,18 +12,13 @@ namespace sigsrv {
 namespace asio = boost::asio;
 using SteadyClock = std::chrono::steady_clock;
 
-namespace {
-
-// The key a command is routed by (see RedisCluster::command).
-std::string_view routing_key(std::span<const std::string_view> args) {
+std::string_view RedisCluster::routing_key(std::span<const std::string_view> args) {
   if (args.empty()) return {};
   if (args[0] == "EVALSHA" || args[0] == "EVAL") {
     return args.size() > 3 && args[2] != "0" ? args[3] : std::string_view();
   }
   return args.size() > 1 ? args[1] : std::string_view();
 }
-
-}  // namespace
 
 RedisCluster::RedisCluster(asio::io_context& ioc, std::vector<HostPort> seeds,
                            RedisEndpoint credentials, std::shared_ptr<asio::ssl::context> tls,
@@ -139,12 +134,12 @@ void RedisCluster::run(Node& n, bool command, bool subscriber) {
 
 // ---- commands ----
 
-void RedisCluster::command(std::span<const std::string_view> args, Callback done) {
+void RedisCluster::command(std::span<const std::string_view> args, uint16_t slot, Callback done) {
   const uint32_t id = acquire();
   Request& req = requests_[id];
   req.encoded.clear();
   append_command(req.encoded, args);
-  req.slot = key_slot(routing_key(args));
+  req.slot = slot;
   req.done = std::move(done);
   req.redirects = req.retries = 0;
   req.order = next_order_++;

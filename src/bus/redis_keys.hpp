@@ -42,7 +42,7 @@ class RedisKeys {
   std::string session_left(std::string_view r, std::string_view sid) const {
     return "resume-left:" + stored_sid(r, sid);
   }
-  static constexpr unsigned kWindowBuckets = 64;
+  static constexpr unsigned kWindowBuckets = 16;
   // rl:NS:ID:10 (cluster: rl:{wB}:NS:ID:10, B the id's bucket), into `out`: a reused buffer
   // allocates nothing once it has grown.
   void window_into(std::string& out, std::string_view ns, std::string_view id) const {

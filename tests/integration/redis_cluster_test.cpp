@@ -266,9 +266,9 @@ TEST(RedisCluster, CapacityAndLimitsHoldAcrossInstances) {
   // The room's message window, shared by both instances through the cluster (the same steps as
   // RedisWindows on one Redis: each instance decides at once and reconciles with the cluster).
   const std::string win = cluster->room_on(masters[2], "win");
-  // Windows carry one of 64 bucket tags, chosen by the id's slot (README "Redis Cluster").
+  // Windows carry one of 16 bucket tags, chosen by the id's slot (README "Redis Cluster").
   auto window_name = [](const std::string& ns, const std::string& id) {
-    return "rl:{w" + std::to_string(RedisClusterProcess::key_slot(id) % 64) + "}:" + ns + ":" + id +
+    return "rl:{w" + std::to_string(RedisClusterProcess::key_slot(id) % 16) + "}:" + ns + ":" + id +
            ":10";
   };
   const std::string window_key = window_name("msg-room", win);
