@@ -9,6 +9,9 @@ run it reads INFO commandstats from every master: how many commands and sharded 
 node served per second, which says how the load spreads (and so how more masters would take it).
 
   bench/cluster.py --build-dir build/bench [--out DIR] [--runs 3] [--masters 3] [--nice N] [--rt N]
+                   [--unpinned]
+
+--unpinned lets the kernel place every process on both CPUs (as relay_redis_two_max_unpinned).
 
 Writes cluster.json and summary.md to --out.
 """
@@ -44,12 +47,12 @@ def commandstats(port):
 
 
 class Cluster:
-    def __init__(self, procs, masters):
+    def __init__(self, procs, masters, cpus):
         self.nodes = []
         for i in range(masters):
             port = rb.free_port()
             d = tempfile.mkdtemp(prefix="cluster-node-")
-            p = procs.spawn(f"redis-cluster-{i}", ["taskset", "-c", rb.REDIS_CPU, "redis-server", "--port", str(port),
+            p = procs.spawn(f"redis-cluster-{i}", ["taskset", "-c", cpus, "redis-server", "--port", str(port),
                                                    "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                                                    # bus port given: port + 10000 overflows
                                                    "--cluster-port", str(rb.free_port()),
@@ -77,11 +80,11 @@ class Cluster:
             self.procs.stop(p)
 
 
-def relay(procs, servers, extra_pids, window, duration):
+def relay(procs, servers, extra_pids, window, duration, cpus):
     args = ["relay", "--url", servers[0].url, "--url-b", servers[1].url, "--rooms", rb.ROOMS, "--size", rb.SIZE,
             "--rate", 0, "--window", window, "--duration", duration, "--warmup", 2]
     return rb.run_bench(procs, args, [s.pid for s in servers] + extra_pids, [s.pid for s in servers],
-                        log_name="cluster")
+                        cpus=cpus, log_name="cluster")
 
 
 def main():
@@ -93,7 +96,10 @@ def main():
     ap.add_argument("--duration", type=int, default=8)
     ap.add_argument("--nice", type=int, default=0, help="as bench/run.py --nice")
     ap.add_argument("--rt", type=int, default=0, help="as bench/run.py --rt (SCHED_FIFO, needs root)")
+    ap.add_argument("--unpinned", action="store_true", help="every process on both CPUs")
     args = ap.parse_args()
+    server_cpu, redis_cpu, bench_cpu = ((rb.ALL_CPUS,) * 3 if args.unpinned else
+                                        (rb.SERVER_CPU, rb.REDIS_CPU, rb.BENCH_CPU))
     rb.NICE = args.nice
     rb.RT = args.rt
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -115,12 +121,13 @@ def main():
            "masters": args.masters, "window": window, "rooms": rb.ROOMS, "single": [], "cluster": []}
     try:
         for i in range(args.runs):
-            redis = rb.Redis(procs, "redis")
+            redis = rb.Redis(procs, "redis", cpus=redis_cpu)
             servers = []
             try:
                 for k in range(2):
-                    servers.append(rb.Server(procs, f"server-single-{k}", redis_port=redis.port))
-                r = relay(procs, servers, [redis.pid], window, args.duration)
+                    servers.append(rb.Server(procs, f"server-single-{k}", redis_port=redis.port,
+                                             cpus=server_cpu))
+                r = relay(procs, servers, [redis.pid], window, args.duration, bench_cpu)
             finally:
                 for s in servers:
                     s.stop()
@@ -130,15 +137,16 @@ def main():
                    f"others {r['conditions']['others_pct']}%")
             doc["single"].append(r)
 
-            cluster = Cluster(procs, args.masters)
+            cluster = Cluster(procs, args.masters, redis_cpu)
             servers = []
             try:
                 for k in range(2):
                     servers.append(rb.Server(procs, f"server-cluster-{k}",
-                                             extra_env={"REDIS_CLUSTER_NODES": cluster.seeds}))
+                                             extra_env={"REDIS_CLUSTER_NODES": cluster.seeds},
+                                             cpus=server_cpu))
                 before = [commandstats(port) for port, _ in cluster.nodes]
                 t0 = time.time()
-                r = relay(procs, servers, cluster.pids, window, args.duration)
+                r = relay(procs, servers, cluster.pids, window, args.duration, bench_cpu)
                 wall = time.time() - t0
                 after = [commandstats(port) for port, _ in cluster.nodes]
             finally:
@@ -174,6 +182,7 @@ def main():
     lines = [f"# Relay on Redis Cluster ({args.masters} masters) vs one Redis, same run", "",
              f"`{doc['command']}` on {doc['machine'].get('cpu_model', '?')}, "
              f"{doc['machine'].get('cpus', '?')} CPUs; two instances, THREADS=1, window {window}, "
+             f"{'nothing pinned' if args.unpinned else 'servers on CPU 0, Redis and signal-bench on CPU 1'}, "
              f"{rb.ROOMS} rooms, peers split.", "",
              "| run | one Redis msg/s | cluster msg/s | others % (one / cluster) | load before |",
              "|---|---|---|---|---|"]
