@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <future>
 #include <iostream>
 #include <map>
 #include <memory>
@@ -207,6 +208,13 @@ class RelayWorker : public WsLite::Handler {
     ioc_.run();
   }
   void stop() { ioc_.stop(); }
+  // Returns once every handler the worker was running has finished: after the phase changed,
+  // none of them sends any more (a tick or a receipt may have read the old phase just before).
+  void barrier() {
+    std::promise<void> ran;
+    asio::post(ioc_, [&ran] { ran.set_value(); });
+    ran.get_future().wait();
+  }
 
   // Results, read once the worker stopped.
   LatencyHistogram hist;
@@ -444,14 +452,15 @@ int run_relay(const Options& opt) {
     measured_seconds = static_cast<double>(s.measure_end_ns - s.measure_start_ns) / 1e9;
     after = sample_pids(opt.pids);
     set_phase(Phase::kDrain);
+    for (auto& w : workers) w->barrier();  // nothing is sent from here on
     // Let what is in flight arrive: until everything sent was received, at most 3 s. (Stopping
     // at the first 100 ms without progress counted a loaded machine's stalls as losses.)
     const double drain_end = elapsed() + 3;
     while (elapsed() < drain_end) {
       uint64_t sent = 0, recv = 0;
       for (auto& w : workers) {
-        sent += w->progress_sent.load();
         recv += w->progress_received.load();
+        sent += w->progress_sent.load();
       }
       if (recv >= sent) break;
       std::this_thread::sleep_for(10ms);
@@ -519,6 +528,13 @@ class ConnectWorker : public WsLite::Handler {
     ioc_.run_for(std::chrono::seconds(120));
   }
   void stop() { ioc_.stop(); }
+  // Returns once every handler the worker was running has finished: after the phase changed,
+  // none of them sends any more (a tick or a receipt may have read the old phase just before).
+  void barrier() {
+    std::promise<void> ran;
+    asio::post(ioc_, [&ran] { ran.set_value(); });
+    ran.get_future().wait();
+  }
   LatencyHistogram hist;
   int failures = 0;
   std::map<std::string, int> reasons;
