@@ -191,7 +191,10 @@ std::string welcome_message(std::string_view client_id, std::string_view room_id
 
 namespace {
 std::string quoted(std::string_view s) {
-  return json::serialize(json::string_view(s));
+  std::string out;
+  out.reserve(s.size() + 2);
+  append_json_string(out, s);
+  return out;
 }
 }  // namespace
 
@@ -227,14 +230,19 @@ std::optional<BusEnvelope> parse_bus_envelope(std::string_view payload) {
 
 std::string relay_envelope(std::string_view sender_id, std::string_view data_json,
                            std::string_view origin_server_id, int64_t sent_at_us) {
+  // Once per relayed message: written straight into one buffer sized for it (the ids need no
+  // escaping in practice), with no temporary string.
   std::string out;
   out.reserve(data_json.size() + sender_id.size() + origin_server_id.size() + 80);
   out += R"({"senderId":)";
-  out += quoted(sender_id);
+  append_json_string(out, sender_id);
   out += R"(,"data":)";
   out += data_json;
-  out += own_relay_marker(origin_server_id);
-  out += std::to_string(sent_at_us);
+  out += R"(,"originServerId":)";  // own_relay_marker, as is_own_relay reads it back
+  append_json_string(out, origin_server_id);
+  out += R"(,"sentAtUs":)";
+  char digits[24];
+  out.append(digits, std::to_chars(digits, digits + sizeof digits, sent_at_us).ptr);
   out += '}';
   return out;
 }
