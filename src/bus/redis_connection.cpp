@@ -288,7 +288,7 @@ void RedisConnection::read() {
             return;
           }
           in.remove_prefix(used);
-          dispatch(*reply);
+          dispatch(reply.get());
         }
         if (gen != generation_) return;
         std::memmove(read_buffer_.data(), in.data(), in.size());
@@ -306,11 +306,10 @@ void RedisConnection::dispatch_fast(const FastReply& fast) {
   redisReply reply{};
   reply.type = REDIS_REPLY_INTEGER;
   reply.integer = fast.integer;
-  dispatch(reply);
+  dispatch(&reply);
 }
 
-void RedisConnection::dispatch(const redisReply& r) {
-  const redisReply* reply = &r;
+void RedisConnection::dispatch(const redisReply* reply) {
   if (mode_ == Mode::kSubscriber && state_ == State::kUp && reply->type == REDIS_REPLY_ARRAY &&
       reply->elements >= 2) {
     const std::string_view kind = reply_text(reply->element[0]);

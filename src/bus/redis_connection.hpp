@@ -119,7 +119,7 @@ class RedisConnection {
   void read();
   void schedule_flush();
   void flush();
-  void dispatch(const redisReply& reply);
+  void dispatch(const redisReply* reply);  // never null
   void dispatch_fast(const FastReply& reply);
   void fail(const std::string& why);
   void schedule_reconnect();

@@ -196,6 +196,13 @@ std::string quoted(std::string_view s) {
   append_json_string(out, s);
   return out;
 }
+
+// What own_relay_marker returns, appended: the relay envelope writes it in place.
+void append_own_relay_marker(std::string& out, std::string_view origin_server_id) {
+  out += R"(,"originServerId":)";
+  append_json_string(out, origin_server_id);
+  out += R"(,"sentAtUs":)";
+}
 }  // namespace
 
 std::optional<BusEnvelope> parse_bus_envelope(std::string_view payload) {
@@ -230,17 +237,15 @@ std::optional<BusEnvelope> parse_bus_envelope(std::string_view payload) {
 
 std::string relay_envelope(std::string_view sender_id, std::string_view data_json,
                            std::string_view origin_server_id, int64_t sent_at_us) {
-  // Once per relayed message: written straight into one buffer sized for it (the ids need no
-  // escaping in practice), with no temporary string.
+  // Once per relayed message: written straight into one buffer, sized for ids that need no
+  // escaping (as they are in practice), with no temporary string.
   std::string out;
   out.reserve(data_json.size() + sender_id.size() + origin_server_id.size() + 80);
   out += R"({"senderId":)";
   append_json_string(out, sender_id);
   out += R"(,"data":)";
   out += data_json;
-  out += R"(,"originServerId":)";  // own_relay_marker, as is_own_relay reads it back
-  append_json_string(out, origin_server_id);
-  out += R"(,"sentAtUs":)";
+  append_own_relay_marker(out, origin_server_id);  // what is_own_relay reads back
   char digits[24];
   out.append(digits, std::to_chars(digits, digits + sizeof digits, sent_at_us).ptr);
   out += '}';
@@ -248,7 +253,9 @@ std::string relay_envelope(std::string_view sender_id, std::string_view data_jso
 }
 
 std::string own_relay_marker(std::string_view origin_server_id) {
-  return R"(,"originServerId":)" + quoted(origin_server_id) + R"(,"sentAtUs":)";
+  std::string out;
+  append_own_relay_marker(out, origin_server_id);
+  return out;
 }
 
 bool is_own_relay(std::string_view payload, std::string_view own_marker) {
