@@ -43,11 +43,14 @@ std::size_t MemoryBus::members(const std::string& room_id) {
 
 namespace sigsrv {
 
-MessageVerdict MemoryBus::message_verdict(std::string_view ip, std::string_view room_id,
-                                          MessageLimits limits) {
+MessageWindows MemoryBus::message_windows(std::string_view ip, std::string_view room_id) const {
+  return {WindowLimiter::key("msg-ip", ip), WindowLimiter::key("msg-room", room_id)};
+}
+
+MessageVerdict MemoryBus::message_verdict(const MessageWindows& windows, MessageLimits limits) {
   const auto now = Clock::now();
-  if (!windows_.hit("msg-ip", ip, limits.per_ip, now)) return MessageVerdict::kIpLimited;
-  if (!windows_.hit("msg-room", room_id, limits.per_room, now)) return MessageVerdict::kRoomLimited;
+  if (!windows_.hit(windows.ip, limits.per_ip, now)) return MessageVerdict::kIpLimited;
+  if (!windows_.hit(windows.room, limits.per_room, now)) return MessageVerdict::kRoomLimited;
   return MessageVerdict::kAllowed;
 }
 

@@ -26,8 +26,8 @@ class MemoryBus final : public Bus {
                bool) override {}
   void publish_presence(const std::string&, const std::string&, PresenceEvent, bool) override {}
   void publish_departure(const std::string&, const std::string&) override {}
-  MessageVerdict message_verdict(std::string_view ip, std::string_view room_id,
-                                 MessageLimits limits) override;
+  MessageWindows message_windows(std::string_view ip, std::string_view room_id) const override;
+  MessageVerdict message_verdict(const MessageWindows& windows, MessageLimits limits) override;
   std::optional<bool> connection_allowed_now(std::string_view ip, uint32_t limit) override;
   void check_connection(std::string_view ip, uint32_t limit, AllowCallback done) override {
     done(*connection_allowed_now(ip, limit));

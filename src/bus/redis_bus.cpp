@@ -1229,21 +1229,18 @@ void RedisBus::append_dead(std::vector<std::string>& args) const {
   if (cluster_) args.insert(args.end(), dead_seen_.begin(), dead_seen_.end());
 }
 
-MessageVerdict RedisBus::message_verdict(std::string_view ip, std::string_view room_id,
-                                         MessageLimits limits) {
+MessageWindows RedisBus::message_windows(std::string_view ip, std::string_view room_id) const {
+  return {keys_.window("msg-ip", ip), keys_.window("msg-room", room_id)};
+}
+
+MessageVerdict RedisBus::message_verdict(const MessageWindows& windows, MessageLimits limits) {
   const auto now = Clock::now();
   bool flush = false;
   MessageVerdict v = MessageVerdict::kAllowed;
-  // Keys built in a buffer of this thread: a hit on a known window allocates nothing.
-  thread_local std::string key;
-  const auto hit = [&](std::string_view ns, std::string_view id, uint32_t limit) {
-    keys_.window_into(key, ns, id);
-    return windows_.hit(key, limit, now, &flush);
-  };
   // In turn, as the Redis limit script does: a message refused per IP is not counted per room.
-  if (!hit("msg-ip", ip, limits.per_ip)) {
+  if (!windows_.hit(windows.ip, limits.per_ip, now, &flush)) {
     v = MessageVerdict::kIpLimited;
-  } else if (!hit("msg-room", room_id, limits.per_room)) {
+  } else if (!windows_.hit(windows.room, limits.per_room, now, &flush)) {
     v = MessageVerdict::kRoomLimited;
   }
   if (flush) {

@@ -81,8 +81,8 @@ class RedisBus final : public Bus {
                         PresenceEvent event, bool resumable) override;
   void publish_departure(const std::string& room_id, const std::string& client_id) override;
   // Counted here at once; reconciled with Redis every kReconcilePeriod (see reconcile()).
-  MessageVerdict message_verdict(std::string_view ip, std::string_view room_id,
-                                 MessageLimits limits) override;
+  MessageWindows message_windows(std::string_view ip, std::string_view room_id) const override;
+  MessageVerdict message_verdict(const MessageWindows& windows, MessageLimits limits) override;
   // A connection's verdict waits for Redis: its join does anyway.
   std::optional<bool> connection_allowed_now(std::string_view, uint32_t) override {
     return std::nullopt;

@@ -1,7 +1,6 @@
 // The Redis bus's key and channel names (PROTOCOL.md sections 4 and 10), in one place.
 #pragma once
 
-#include <charconv>
 #include <string>
 #include <string_view>
 
@@ -43,22 +42,13 @@ class RedisKeys {
     return "resume-left:" + stored_sid(r, sid);
   }
   static constexpr unsigned kWindowBuckets = 16;
-  // rl:NS:ID:10 (cluster: rl:{wB}:NS:ID:10, B the id's bucket), into `out`: a reused buffer
-  // allocates nothing once it has grown.
-  void window_into(std::string& out, std::string_view ns, std::string_view id) const {
-    out.assign("rl:");
-    if (cluster_) {
-      // On every message: the bucket's digits go straight into `out`.
-      char digits[4];
-      const auto end = std::to_chars(digits, digits + sizeof digits, key_slot(id) % kWindowBuckets);
-      out.append("{w").append(digits, end.ptr).append("}:");
-    }
-    out.append(ns).append(":").append(id).append(":10");
-  }
+  // rl:NS:ID:10 (cluster: rl:{wB}:NS:ID:10, B the id's bucket).
   std::string window(std::string_view ns, std::string_view id) const {
-    std::string key;
-    window_into(key, ns, id);
-    return key;
+    std::string out("rl:");
+    if (cluster_) {
+      out.append("{w").append(std::to_string(key_slot(id) % kWindowBuckets)).append("}:");
+    }
+    return out.append(ns).append(":").append(id).append(":10");
   }
   // Instance leases (prefix + id) and their registry ZSET (see redis_scripts::kLease).
   std::string lease_prefix() const {

@@ -10,6 +10,16 @@ bool WindowLimiter::hit(std::string_view ns, std::string_view id, uint32_t limit
   // Built in a buffer of this thread: a hit on a known key allocates nothing.
   thread_local std::string key;
   key.assign(ns).append(":").append(id);
+  return hit(key, limit, now);
+}
+
+std::string WindowLimiter::key(std::string_view ns, std::string_view id) {
+  std::string key;
+  key.reserve(ns.size() + 1 + id.size());
+  return key.append(ns).append(":").append(id);
+}
+
+bool WindowLimiter::hit(std::string_view key, uint32_t limit, Clock::time_point now) {
   const std::size_t hash = Hash{}(key);
   Shard& shard = shards_[hash % kShards];
   std::lock_guard lock(shard.mu);
@@ -17,7 +27,7 @@ bool WindowLimiter::hit(std::string_view ns, std::string_view id, uint32_t limit
     std::erase_if(shard.windows, [now](const auto& kv) { return kv.second.expires <= now; });
     shard.next_sweep = now + kWindow;
   }
-  auto it = shard.windows.find(std::string_view(key));
+  auto it = shard.windows.find(key);
   if (it == shard.windows.end()) {
     it = shard.windows.emplace(key, Window{0, now + kWindow}).first;
   } else if (it->second.expires <= now) {

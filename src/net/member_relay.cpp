@@ -52,8 +52,12 @@ void MemberRelay::on_message(WsSession& s, std::string_view text) {
     count_unrelayed(s);
     return;
   }
+  if (!windows_) {
+    windows_ =
+        std::make_unique<const MessageWindows>(server.bus().message_windows(s.ip(), room->id()));
+  }
   const MessageLimits limits{cfg.rate_limit_ip_msgs_per_10s, cfg.rate_limit_room_msgs_per_10s};
-  process(s, text, server.bus().message_verdict(s.ip(), room->id(), limits));
+  process(s, text, server.bus().message_verdict(*windows_, limits));
 }
 
 void MemberRelay::process(WsSession& s, std::string_view text, MessageVerdict verdict) {

@@ -48,6 +48,8 @@ class MemberRelay {
   void count_unrelayed(WsSession& s);
 
   TokenBucket bucket_;
+  // Named at the member's first message (a member that never sends pays 8 bytes for it).
+  std::unique_ptr<const MessageWindows> windows_;
 };
 
 }  // namespace sigsrv

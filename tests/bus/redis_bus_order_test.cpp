@@ -75,8 +75,9 @@ TEST(RedisBusWindows, HitsReachRedisAndTheFleetsCountComesBack) {
   const MessageLimits limits{1000000, 100};
   const auto reconciled = [] { return metrics().window_hits_reconciled.value(); };
   const auto before = reconciled();
+  const MessageWindows windows = rb.bus->message_windows("10.0.0.9", "fleet-room");
   // Not known here yet: allowed, and sent to Redis within a reconcile period.
-  EXPECT_EQ(rb.bus->message_verdict("10.0.0.9", "fleet-room", limits), MessageVerdict::kAllowed);
+  EXPECT_EQ(rb.bus->message_verdict(windows, limits), MessageVerdict::kAllowed);
   ASSERT_TRUE(testing_support::wait_until([&] { return reconciled() >= before + 2; }, 3000ms))
       << "the IP's and the room's hit";
   EXPECT_EQ(redis->cli({"GET", key}), "91");
@@ -85,8 +86,7 @@ TEST(RedisBusWindows, HitsReachRedisAndTheFleetsCountComesBack) {
   EXPECT_LE(ttl, 10);
   int allowed = 0;
   for (int i = 0; i < 20; ++i) {
-    allowed +=
-        rb.bus->message_verdict("10.0.0.9", "fleet-room", limits) == MessageVerdict::kAllowed;
+    allowed += rb.bus->message_verdict(windows, limits) == MessageVerdict::kAllowed;
   }
   EXPECT_EQ(allowed, 9) << "91 known + 9 = the limit";
   ASSERT_TRUE(testing_support::wait_until([&] { return reconciled() >= before + 42; }, 3000ms));
