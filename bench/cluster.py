@@ -49,13 +49,14 @@ def commandstats(port):
 class Cluster:
     def __init__(self, procs, masters, cpus):
         self.nodes = []
+        ports = rb.free_ports(2 * masters)
         for i in range(masters):
-            port = rb.free_port()
+            port, bus_port = ports[2 * i], ports[2 * i + 1]
             d = tempfile.mkdtemp(prefix="cluster-node-")
             p = procs.spawn(f"redis-cluster-{i}", ["taskset", "-c", cpus, "redis-server", "--port", str(port),
                                                    "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                                                    # bus port given: port + 10000 overflows
-                                                   "--cluster-port", str(rb.free_port()),
+                                                   "--cluster-port", str(bus_port),
                                                    "--cluster-enabled", "yes", "--cluster-config-file",
                                                    os.path.join(d, "nodes.conf"), "--dir", d], rb.base_env())
             self.nodes.append((port, p))
