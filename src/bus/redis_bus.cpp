@@ -1280,7 +1280,7 @@ void RedisBus::reconcile() {
     }
     std::vector<std::string> args;
     args.reserve(2 * (last - first) + 1);
-    for (std::size_t i = first; i < last; ++i) args.push_back((*deltas)[i].key);
+    for (std::size_t i = first; i < last; ++i) args.emplace_back((*deltas)[i].key);
     for (std::size_t i = first; i < last; ++i) args.push_back(std::to_string((*deltas)[i].count));
     args.push_back(std::to_string(std::chrono::milliseconds(ReconciledWindows::kWindow).count()));
     eval(kWindowAddScript, std::move(args), last - first, RedisOp::kRateLimit,

@@ -50,7 +50,7 @@ std::vector<ReconciledWindows::Delta> ReconciledWindows::take_unsent() {
   return out;
 }
 
-void ReconciledWindows::confirm(const std::string& key, uint64_t sent, uint64_t total,
+void ReconciledWindows::confirm(std::string_view key, uint64_t sent, uint64_t total,
                                 std::chrono::milliseconds ttl, Clock::time_point now) {
   Shard& shard = shard_of(key);
   std::lock_guard lock(shard.mu);
@@ -64,7 +64,7 @@ void ReconciledWindows::confirm(const std::string& key, uint64_t sent, uint64_t 
   w.expires = now + ttl;
 }
 
-void ReconciledWindows::failed(const std::string& key, uint64_t sent) {
+void ReconciledWindows::failed(std::string_view key, uint64_t sent) {
   Shard& shard = shard_of(key);
   std::lock_guard lock(shard.mu);
   auto it = shard.windows.find(key);

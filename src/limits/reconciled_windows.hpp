@@ -37,17 +37,19 @@ class ReconciledWindows {
   bool hit(std::string_view key, uint32_t limit, Clock::time_point now, bool* flush_needed);
 
   struct Delta {
-    std::string key;
+    // The key as this object stores it: valid until confirm() or failed() for this delta, since
+    // an entry with hits in flight is never swept.
+    std::string_view key;
     uint64_t count;
   };
   // The hits counted since the last call, one entry per key; they are now in flight.
   std::vector<Delta> take_unsent();
   // Redis added `sent` hits to `key`, making it `total`, and the window ends in `ttl`.
-  void confirm(const std::string& key, uint64_t sent, uint64_t total, std::chrono::milliseconds ttl,
+  void confirm(std::string_view key, uint64_t sent, uint64_t total, std::chrono::milliseconds ttl,
                Clock::time_point now);
   // Redis did not count them (down, timed out): they still count here, so this process keeps
   // limiting its own traffic; the rest of the fleet never learns of them.
-  void failed(const std::string& key, uint64_t sent);
+  void failed(std::string_view key, uint64_t sent);
 
   std::size_t size_for_test();
 
