@@ -114,5 +114,30 @@ TEST(MemoryBusTest, PublishIsANoOp) {
   EXPECT_EQ(bus.members("r"), 1u);
 }
 
+// A member's windows are named once; the names are the in-process twins of Redis' rl:NS:ID:10,
+// and every member of an IP (or a room) shares its window.
+TEST(MemoryBusTest, MessageWindowsAreSharedPerIpAndPerRoom) {
+  MemoryBus bus;
+  const MessageWindows a = bus.message_windows("10.0.0.1", "r1");
+  EXPECT_EQ(a.ip, "msg-ip:10.0.0.1");
+  EXPECT_EQ(a.room, "msg-room:r1");
+  const MessageWindows same_ip = bus.message_windows("10.0.0.1", "r2");
+  const MessageWindows same_room = bus.message_windows("10.0.0.2", "r1");
+  const MessageLimits limits{3, 2};
+  EXPECT_EQ(bus.message_verdict(a, limits), MessageVerdict::kAllowed);
+  EXPECT_EQ(bus.message_verdict(same_room, limits), MessageVerdict::kAllowed);
+  // The room's 2 are spent (by two IPs); its third message is refused per room.
+  EXPECT_EQ(bus.message_verdict(a, limits), MessageVerdict::kRoomLimited);
+  // 10.0.0.1 has sent 2 (one refused, which still counts); its third, in another room, passes and
+  // its fourth is refused per IP, before the room is looked at.
+  EXPECT_EQ(bus.message_verdict(same_ip, limits), MessageVerdict::kAllowed);
+  EXPECT_EQ(bus.message_verdict(same_ip, limits), MessageVerdict::kIpLimited);
+  EXPECT_EQ(bus.message_verdict(bus.message_windows("10.0.0.3", "r2"), limits),
+            MessageVerdict::kAllowed)
+      << "r2 counted only the message 10.0.0.1 was allowed to send there";
+  EXPECT_EQ(bus.message_verdict(bus.message_windows("10.0.0.3", "r2"), limits),
+            MessageVerdict::kRoomLimited);
+}
+
 }  // namespace
 }  // namespace sigsrv
