@@ -1266,12 +1266,12 @@ void RedisBus::reconcile() {
   if (cluster_) {
     std::vector<std::pair<uint16_t, ReconciledWindows::Delta>> by_slot;
     by_slot.reserve(deltas->size());
-    for (auto& d : *deltas) by_slot.emplace_back(key_slot(d.key), std::move(d));
+    for (const auto& d : *deltas) by_slot.emplace_back(key_slot(d.key), d);
     std::sort(by_slot.begin(), by_slot.end(),
               [](const auto& a, const auto& b) { return a.first < b.first; });
     for (std::size_t i = 0; i < by_slot.size(); ++i) {
       slots.push_back(by_slot[i].first);
-      (*deltas)[i] = std::move(by_slot[i].second);
+      (*deltas)[i] = by_slot[i].second;
     }
   }
   for (std::size_t first = 0, last = 0; first < deltas->size(); first = last) {

@@ -8,6 +8,7 @@
 
 #include "net/loop_owned.hpp"
 #include "net/server.hpp"
+#include "signaling/protocol.hpp"
 #include "signaling/resume.hpp"
 
 namespace sigsrv {
@@ -17,14 +18,7 @@ namespace {
 std::string random_client_id() {
   thread_local std::mt19937_64 rng{std::random_device{}()};
   const uint64_t a = rng(), b = rng();
-  char buf[64];
-  // UUID v4 layout, as the Node server's crypto.randomUUID().
-  std::snprintf(buf, sizeof(buf), "client:%08x-%04x-4%03x-%04x-%012llx",
-                static_cast<unsigned>(a >> 32), static_cast<unsigned>((a >> 16) & 0xffff),
-                static_cast<unsigned>(a & 0x0fff),
-                static_cast<unsigned>(0x8000 | ((b >> 48) & 0x3fff)),
-                static_cast<unsigned long long>(b & 0xffffffffffffULL));
-  return buf;
+  return client_id_from(a, b);
 }
 
 RejectReason reason_of(const Rejection& r) {

@@ -13,6 +13,7 @@
 #include "net/server.hpp"
 #include "net/ws_admission.hpp"
 #include "obs/metrics.hpp"
+#include "signaling/protocol.hpp"
 
 namespace sigsrv {
 
@@ -77,7 +78,13 @@ void WsSession::start(Request request, ConnectParams params) {
 
   boost::system::error_code ec;
   const auto remote = ws_.next_layer().socket().remote_endpoint(ec);
-  ip_ = ec ? "unknown" : remote.address().to_string();
+  if (ec) {
+    ip_ = "unknown";
+  } else if (remote.address().is_v4()) {
+    ip_ = ipv4_text(remote.address().to_v4().to_bytes());
+  } else {
+    ip_ = remote.address().to_string();
+  }
   if (cfg.trust_proxy) {
     // Every X-Forwarded-For field, in order: a proxy may add its own line instead of appending.
     std::vector<std::string_view> fields;

@@ -235,6 +235,40 @@ std::optional<BusEnvelope> parse_bus_envelope(std::string_view payload) {
   return e;
 }
 
+std::string client_id_from(uint64_t a, uint64_t b) {
+  // xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx: 32 hex digits, of which the 13th is the version (4)
+  // and the 17th carries the variant (8-b); the other 122 bits are a's and b's.
+  static constexpr char kHex[] = "0123456789abcdef";
+  const uint64_t hi = (a & ~0xf000ULL) | 0x4000ULL;
+  const uint64_t lo = (b & ~(0xcULL << 60)) | (0x8ULL << 60);
+  std::string out("client:");
+  out.resize(out.size() + 36);
+  char* p = out.data() + 7;
+  const auto put = [&p](uint64_t v, int digits) {
+    for (int i = digits - 1; i >= 0; --i) *p++ = kHex[(v >> (4 * i)) & 0xf];
+  };
+  put(hi >> 32, 8);
+  *p++ = '-';
+  put(hi >> 16, 4);
+  *p++ = '-';
+  put(hi, 4);
+  *p++ = '-';
+  put(lo >> 48, 4);
+  *p++ = '-';
+  put(lo, 12);
+  return out;
+}
+
+std::string ipv4_text(const std::array<unsigned char, 4>& bytes) {
+  char buf[16];
+  char* p = buf;
+  for (std::size_t i = 0; i < bytes.size(); ++i) {
+    if (i != 0) *p++ = '.';
+    p = std::to_chars(p, buf + sizeof buf, static_cast<unsigned>(bytes[i])).ptr;
+  }
+  return std::string(buf, p);
+}
+
 std::string relay_envelope(std::string_view sender_id, std::string_view data_json,
                            std::string_view origin_server_id, int64_t sent_at_us) {
   // Once per relayed message: written straight into one buffer, sized for ids that need no

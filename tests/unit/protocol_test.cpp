@@ -1,10 +1,13 @@
 // Tests client message validation and canonical serialization (PROTOCOL.md section 2).
 #include "signaling/protocol.hpp"
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
 
+#include <array>
 #include <boost/json.hpp>
-
+#include <cstdio>
+#include <random>
 #include <string>
 
 namespace sigsrv {
@@ -304,6 +307,40 @@ TEST(ProtocolTest, ServerMessagesAreValidClientMessagesToo) {
   const std::string joined = peer_joined_message("c");
   EXPECT_EQ(Valid(joined, MessageType::kControl), joined);
   EXPECT_EQ(Valid(*schema_error_message(), MessageType::kControl), *schema_error_message());
+}
+
+// The id written by hand is the one the snprintf format wrote ("client:" + UUID v4, as the Node
+// server's), for any bits, including all zeros and all ones.
+TEST(ProtocolTest, ClientIdIsAVersion4Uuid) {
+  const auto reference = [](uint64_t a, uint64_t b) {
+    char buf[64];
+    std::snprintf(buf, sizeof(buf), "client:%08x-%04x-4%03x-%04x-%012llx",
+                  static_cast<unsigned>(a >> 32), static_cast<unsigned>((a >> 16) & 0xffff),
+                  static_cast<unsigned>(a & 0x0fff),
+                  static_cast<unsigned>(0x8000 | ((b >> 48) & 0x3fff)),
+                  static_cast<unsigned long long>(b & 0xffffffffffffULL));
+    return std::string(buf);
+  };
+  EXPECT_EQ(client_id_from(0, 0), "client:00000000-0000-4000-8000-000000000000");
+  EXPECT_EQ(client_id_from(~0ULL, ~0ULL), "client:ffffffff-ffff-4fff-bfff-ffffffffffff");
+  std::mt19937_64 rng(7);
+  for (int i = 0; i < 10000; ++i) {
+    const uint64_t a = rng(), b = rng();
+    ASSERT_EQ(client_id_from(a, b), reference(a, b)) << a << " " << b;
+  }
+}
+
+TEST(ProtocolTest, Ipv4TextIsInetNtops) {
+  std::mt19937 rng(11);
+  for (int i = 0; i < 10000; ++i) {
+    std::array<unsigned char, 4> bytes{};
+    for (auto& b : bytes) b = static_cast<unsigned char>(i < 256 ? i : rng());
+    char expected[INET_ADDRSTRLEN];
+    ASSERT_NE(inet_ntop(AF_INET, bytes.data(), expected, sizeof expected), nullptr);
+    ASSERT_EQ(ipv4_text(bytes), expected);
+  }
+  EXPECT_EQ(ipv4_text({255, 255, 255, 255}), "255.255.255.255");
+  EXPECT_EQ(ipv4_text({10, 0, 0, 1}), "10.0.0.1");
 }
 
 }  // namespace
