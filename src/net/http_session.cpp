@@ -28,11 +28,12 @@ constexpr std::size_t kReadBufferLimit = kHeaderLimit + 1024;
 }  // namespace
 
 HttpSession::HttpSession(Server& server, Loop& loop, PortKind kind,
-                         boost::asio::ip::tcp::socket socket)
+                         boost::asio::ip::tcp::socket socket, const boost::asio::ip::address& peer)
     : server_(server),
       loop_(loop),
       kind_(kind),
       stream_(std::move(socket)),
+      peer_(peer),
       buffer_(kReadBufferLimit) {
   server_.http_count.fetch_add(1, std::memory_order_relaxed);
   metrics().pending_handshakes.inc();
@@ -123,7 +124,7 @@ void HttpSession::on_read(boost::system::error_code ec) {
       if (&home != &loop_ && move_to(home, params)) return;
     }
     make_loop_owned<WsSession>(loop_.ioc, server_, loop_, std::move(stream_))
-        ->start(parser_->release(), std::move(params));
+        ->start(parser_->release(), std::move(params), peer_);
     return;
   }
   HttpAnswer answer = route_http(req.target(), kind_, server_.ready(), [this] {
@@ -179,9 +180,9 @@ bool HttpSession::move_to(Loop& home, ConnectParams& params) {
   }
   boost::asio::post(
       home.ioc, [&server = server_, &home, socket = std::move(to), request = parser_->release(),
-                 params = std::move(params), transit = InTransit(server_)]() mutable {
+                 params = std::move(params), peer = peer_, transit = InTransit(server_)]() mutable {
         make_loop_owned<WsSession>(home.ioc, server, home, MaybeTlsStream(std::move(socket)))
-            ->start(std::move(request), std::move(params));
+            ->start(std::move(request), std::move(params), peer);
       });
   return true;
 }

@@ -26,7 +26,8 @@ struct Loop;
 class HttpSession final : public std::enable_shared_from_this<HttpSession>,
                           private DeadlineList::Entry {
  public:
-  HttpSession(Server& server, Loop& loop, PortKind kind, boost::asio::ip::tcp::socket socket);
+  HttpSession(Server& server, Loop& loop, PortKind kind, boost::asio::ip::tcp::socket socket,
+              const boost::asio::ip::address& peer);
   ~HttpSession();
   void start();
 
@@ -47,6 +48,7 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession>,
   Loop& loop_;
   PortKind kind_;
   MaybeTlsStream stream_;
+  boost::asio::ip::address peer_;
   boost::beast::flat_buffer buffer_;
   std::optional<boost::beast::http::request_parser<boost::beast::http::empty_body>> parser_;
   boost::beast::http::response<boost::beast::http::string_body> response_;

@@ -56,7 +56,7 @@ void Listener::close() {
 
 void Listener::accept() {
   Loop& target = server_.next_loop();
-  acceptor_.async_accept(target.ioc,
+  acceptor_.async_accept(target.ioc, peer_,
                          [this, &target](boost::system::error_code ec, tcp::socket socket) {
                            if (ec == boost::asio::error::operation_aborted) return;
                            if (ec) {
@@ -69,7 +69,7 @@ void Listener::accept() {
                              });
                              return;
                            }
-                           hand_off(target, std::move(socket));
+                           hand_off(target, std::move(socket), peer_.address());
                            accept_ready();
                            accept();
                          });
@@ -85,20 +85,21 @@ void Listener::accept_ready() {
   for (int i = 0; i < kAcceptBatch; ++i) {
     Loop& target = server_.next_loop();
     tcp::socket socket(target.ioc);
+    tcp::endpoint peer;
     boost::system::error_code ec;
-    acceptor_.accept(socket, ec);
+    acceptor_.accept(socket, peer, ec);
     if (ec) return;
-    hand_off(target, std::move(socket));
+    hand_off(target, std::move(socket), peer.address());
   }
 }
 
-void Listener::hand_off(Loop& target, tcp::socket socket) {
+void Listener::hand_off(Loop& target, tcp::socket socket, const boost::asio::ip::address& peer) {
   server_.loop_taken();  // the next connection goes to the next loop
   metrics().connections_accepted.inc();
-  boost::asio::post(target.ioc,
-                    [&server = server_, &target, kind = kind_, s = std::move(socket)]() mutable {
-                      std::make_shared<HttpSession>(server, target, kind, std::move(s))->start();
-                    });
+  boost::asio::post(target.ioc, [&server = server_, &target, kind = kind_, s = std::move(socket),
+                                 peer]() mutable {
+    std::make_shared<HttpSession>(server, target, kind, std::move(s), peer)->start();
+  });
 }
 
 }  // namespace sigsrv

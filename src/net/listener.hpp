@@ -27,11 +27,15 @@ class Listener {
   void accept();
   // Takes the connections already waiting in the backlog, without blocking.
   void accept_ready();
-  void hand_off(Loop& target, boost::asio::ip::tcp::socket socket);
+  // `peer`: the client's address, as accept() returned it (asking the socket again costs a
+  // getpeername per connection).
+  void hand_off(Loop& target, boost::asio::ip::tcp::socket socket,
+                const boost::asio::ip::address& peer);
   Server& server_;
   PortKind kind_;
   boost::asio::ip::tcp::acceptor acceptor_;
   boost::asio::steady_timer retry_timer_;  // backs off when accept fails (EMFILE)
+  boost::asio::ip::tcp::endpoint peer_;    // filled by the async accept in flight
   uint16_t port_ = 0;
 };
 

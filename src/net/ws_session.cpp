@@ -65,7 +65,7 @@ WsSession::~WsSession() {
   server_.websocket_count.fetch_sub(1, std::memory_order_relaxed);
 }
 
-void WsSession::start(Request request, ConnectParams params) {
+void WsSession::start(Request request, ConnectParams params, const boost::asio::ip::address& peer) {
   const Config& cfg = server_.config();
   admission_ = std::make_unique<WsAdmission>(*this);
   WsAdmission& u = *admission_;
@@ -76,15 +76,7 @@ void WsSession::start(Request request, ConnectParams params) {
   u.forwarded_proto = std::string(request["X-Forwarded-Proto"]);
   u.authorization_token = std::string(bearer_token(request[http::field::authorization]));
 
-  boost::system::error_code ec;
-  const auto remote = ws_.next_layer().socket().remote_endpoint(ec);
-  if (ec) {
-    ip_ = "unknown";
-  } else if (remote.address().is_v4()) {
-    ip_ = ipv4_text(remote.address().to_v4().to_bytes());
-  } else {
-    ip_ = remote.address().to_string();
-  }
+  ip_ = peer.is_v4() ? ipv4_text(peer.to_v4().to_bytes()) : peer.to_string();
   if (cfg.trust_proxy) {
     // Every X-Forwarded-For field, in order: a proxy may add its own line instead of appending.
     std::vector<std::string_view> fields;

@@ -36,8 +36,9 @@ class WsSession final : public Peer,
   ~WsSession() override;
 
   // Reads the upgrade request's facts, then hands over to the admission. `params`: the request
-  // target's, already read (HttpSession needed the room id to pick the loop).
-  void start(Request request, ConnectParams params);
+  // target's, already read (HttpSession needed the room id to pick the loop). `peer`: the
+  // client's address as the listener accepted it.
+  void start(Request request, ConnectParams params, const boost::asio::ip::address& peer);
   // Queues a message for this peer; on this session's loop only.
   void deliver(const SharedText& message) override;
   // Called by the loop's heartbeat walk; acts once `due_after` has passed since the last ping:
