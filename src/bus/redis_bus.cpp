@@ -1195,20 +1195,15 @@ void RedisBus::on_channels_moved(const std::vector<std::string>& channels) {
 }
 
 void RedisBus::redis(std::span<const std::string_view> args, RedisConnection::Callback done) {
-  if (cluster_) {
-    cluster_->command(args, std::move(done));
-  } else {
-    command_.command(args, std::move(done));
-  }
+  redis(args, cluster_ ? key_slot(RedisCluster::routing_key(args)) : uint16_t{0}, std::move(done));
 }
 
-void RedisBus::redis(const Channel& ch, std::initializer_list<std::string_view> args,
+void RedisBus::redis(std::span<const std::string_view> args, uint16_t slot,
                      RedisConnection::Callback done) {
-  const std::span<const std::string_view> a(args.begin(), args.size());
   if (cluster_) {
-    cluster_->command(a, ch.slot, std::move(done));
+    cluster_->command(args, slot, std::move(done));
   } else {
-    command_.command(a, std::move(done));
+    command_.command(args, std::move(done));
   }
 }
 

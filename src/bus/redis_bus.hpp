@@ -202,9 +202,13 @@ class RedisBus final : public Bus {
   void redis(std::initializer_list<std::string_view> args, RedisConnection::Callback done) {
     redis(std::span<const std::string_view>(args.begin(), args.size()), std::move(done));
   }
-  // The same for a command routed by `ch`'s channel (a relay), whose slot is known already.
+  // The same, to the master of `slot` on a cluster (ignored on one Redis).
+  void redis(std::span<const std::string_view> args, uint16_t slot, RedisConnection::Callback done);
+  // A command routed by `ch`'s channel (a relay), whose slot is known already.
   void redis(const Channel& ch, std::initializer_list<std::string_view> args,
-             RedisConnection::Callback done);
+             RedisConnection::Callback done) {
+    redis(std::span<const std::string_view>(args.begin(), args.size()), ch.slot, std::move(done));
+  }
   bool commands_up() const { return cluster_ ? cluster_->commands_up() : command_.up(); }
   bool subscribers_up() const { return cluster_ ? cluster_->subscribers_up() : subscriber_.up(); }
   // (UN)SUBSCRIBE a room's relay and presence channels (SSUBSCRIBE on a cluster).

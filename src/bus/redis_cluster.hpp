@@ -76,15 +76,8 @@ class RedisCluster {
   // Replies owed by every node.
   std::size_t pending() const;
 
-  // Routed by the key: an EVAL/EVALSHA's first key, else the command's first argument. On the
-  // bus loop only; `done` is called exactly once, never from inside this call.
-  void command(std::span<const std::string_view> args, Callback done) {
-    command(args, key_slot(routing_key(args)), std::move(done));
-  }
-  void command(std::initializer_list<std::string_view> args, Callback done) {
-    command(std::span<const std::string_view>(args.begin(), args.size()), std::move(done));
-  }
-  // The same, for a caller that knows the slot already (a relay: its room's, kept with the room).
+  // To the master of `slot`: that of routing_key(args), or one the caller keeps (a relay: its
+  // room's). On the bus loop only; `done` is called exactly once, never from inside this call.
   void command(std::span<const std::string_view> args, uint16_t slot, Callback done);
   // What a command is routed by: an EVAL/EVALSHA's first key, else its first argument.
   static std::string_view routing_key(std::span<const std::string_view> args);
