@@ -1,4 +1,5 @@
-// libFuzzer target: client message validation and re-serialization, and the bus envelope.
+// libFuzzer target: client message validation and re-serialization, and the bus envelope; the
+// DOM-free reading of both against the DOM's.
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
@@ -20,7 +21,19 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const sigsrv::ParsedMessage again = sigsrv::parse_client_message(m.text);
     if (again.kind != sigsrv::ParsedMessage::Kind::kValid || again.type != m.type) __builtin_trap();
   }
-  (void)sigsrv::parse_bus_envelope(in);
+  // The DOM-free path decides only as the DOM path does.
+  const sigsrv::ParsedMessage dom = sigsrv::detail::parse_client_message_dom(in);
+  if (m.kind != dom.kind || m.type != dom.type || m.text != dom.text) __builtin_trap();
+  const auto envelope = sigsrv::parse_bus_envelope(in);
+  const auto envelope_dom = sigsrv::detail::parse_bus_envelope_dom(in);
+  if (envelope.has_value() != envelope_dom.has_value()) __builtin_trap();
+  if (envelope &&
+      (envelope->sender_id != envelope_dom->sender_id || envelope->data != envelope_dom->data ||
+       envelope->origin_server_id != envelope_dom->origin_server_id ||
+       envelope->source_instance != envelope_dom->source_instance ||
+       envelope->sent_at_us != envelope_dom->sent_at_us || envelope->seqs != envelope_dom->seqs)) {
+    __builtin_trap();
+  }
   (void)sigsrv::parse_presence(in);
   return 0;
 }

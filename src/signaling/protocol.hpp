@@ -77,6 +77,16 @@ std::string own_relay_marker(
     std::string_view origin_server_id);  // `,"originServerId":"ID","sentAtUs":`
 bool is_own_relay(std::string_view payload, std::string_view own_marker);
 
+// Each parse above tries the common shapes first (flat, ASCII, plain integers) without a DOM,
+// and hands everything else to the DOM path. Both paths, for the tests that hold them equal:
+namespace detail {
+// true: decided, exactly as the DOM path decides (always a valid message); false: not decided.
+bool parse_common_message(std::string_view input, ParsedMessage& result);
+ParsedMessage parse_client_message_dom(std::string_view input);
+bool parse_common_envelope(std::string_view payload, BusEnvelope& e);
+std::optional<BusEnvelope> parse_bus_envelope_dom(std::string_view payload);
+}  // namespace detail
+
 // Presence between instances, on our own channel presence:{roomId} (never read by the Node
 // instances): {"clientId":..,"originServerId":..} for a join, plus "event" for the others:
 // "suspended" / "resumed" (a resumable member's socket dropped / came back) and "probe" (a join

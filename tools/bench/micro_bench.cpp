@@ -35,6 +35,34 @@ void BM_ParseCandidate300(benchmark::State& state) {
 }
 BENCHMARK(BM_ParseCandidate300);
 
+// The same message through the DOM path alone, which every message took before the DOM-free
+// reading of common shapes.
+void BM_ParseCandidate300Dom(benchmark::State& state) {
+  const std::string msg = candidate_of(300);
+  for (auto _ : state) benchmark::DoNotOptimize(detail::parse_client_message_dom(msg));
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * msg.size()));
+}
+BENCHMARK(BM_ParseCandidate300Dom);
+
+// What an instance reads for each message relayed to it from another one.
+std::string envelope_of_candidate300() {
+  return relay_envelope("client:6f1c2b9e-4d1a-4b7e-9f3e-2a1d0c9b8e7f",
+                        parse_client_message(candidate_of(300)).text, "instance-1a2b3c",
+                        1700000000123456);
+}
+
+void BM_ParseEnvelope(benchmark::State& state) {
+  const std::string payload = envelope_of_candidate300();
+  for (auto _ : state) benchmark::DoNotOptimize(parse_bus_envelope(payload));
+}
+BENCHMARK(BM_ParseEnvelope);
+
+void BM_ParseEnvelopeDom(benchmark::State& state) {
+  const std::string payload = envelope_of_candidate300();
+  for (auto _ : state) benchmark::DoNotOptimize(detail::parse_bus_envelope_dom(payload));
+}
+BENCHMARK(BM_ParseEnvelopeDom);
+
 void BM_ParseOffer4K(benchmark::State& state) {
   std::string sdp(4000, 'a');
   const std::string msg = R"({"type":"offer","sdp":")" + sdp + R"("})";
@@ -42,6 +70,14 @@ void BM_ParseOffer4K(benchmark::State& state) {
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * msg.size()));
 }
 BENCHMARK(BM_ParseOffer4K);
+
+void BM_ParseOffer4KDom(benchmark::State& state) {
+  std::string sdp(4000, 'a');
+  const std::string msg = R"({"type":"offer","sdp":")" + sdp + R"("})";
+  for (auto _ : state) benchmark::DoNotOptimize(detail::parse_client_message_dom(msg));
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * msg.size()));
+}
+BENCHMARK(BM_ParseOffer4KDom);
 
 void BM_ParseControl(benchmark::State& state) {
   const std::string msg =
