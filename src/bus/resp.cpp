@@ -1,22 +1,43 @@
 // RESP encoding and the hiredis reader wrapper.
 #include "bus/resp.hpp"
 
+#include <charconv>
 #include <cstdlib>
 #include <cstring>
 #include <stdexcept>
 
 namespace sigsrv {
 
+namespace {
+std::size_t decimal_digits(std::size_t v) {
+  std::size_t n = 1;
+  for (; v >= 10; v /= 10) ++n;
+  return n;
+}
+
+char* put_header(char* p, char kind, std::size_t n) {
+  *p++ = kind;
+  p = std::to_chars(p, p + 20, n).ptr;
+  *p++ = '\r';
+  *p++ = '\n';
+  return p;
+}
+}  // namespace
+
+// Once per relayed message (PUBLISH): sized first and written in place, rather than a dozen
+// appends that each check the capacity and a std::to_string per argument.
 void append_command(std::string& out, std::span<const std::string_view> args) {
-  out += '*';
-  out += std::to_string(args.size());
-  out += "\r\n";
+  std::size_t size = 3 + decimal_digits(args.size());
+  for (std::string_view a : args) size += 5 + decimal_digits(a.size()) + a.size();
+  const std::size_t at = out.size();
+  out.resize(at + size);
+  char* p = put_header(out.data() + at, '*', args.size());
   for (std::string_view a : args) {
-    out += '$';
-    out += std::to_string(a.size());
-    out += "\r\n";
-    out.append(a);
-    out += "\r\n";
+    p = put_header(p, '$', a.size());
+    std::memcpy(p, a.data(), a.size());
+    p += a.size();
+    *p++ = '\r';
+    *p++ = '\n';
   }
 }
 

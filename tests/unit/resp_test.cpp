@@ -65,6 +65,19 @@ TEST(RespCommandTest, MatchesHiredisByteForByte) {
   }
 }
 
+TEST(RespCommandTest, LengthsAtEveryDigitBoundaryMatchHiredis) {
+  // The encoder sizes its output from the digit counts first: each count's edges.
+  const std::string text(100001, 'y');
+  for (const std::size_t n : {0, 1, 9, 10, 11, 99, 100, 101, 999, 1000, 9999, 10000, 100000}) {
+    const std::vector<std::string_view> args = {"SET", std::string_view(text).substr(0, n)};
+    EXPECT_EQ(Append(args), HiredisFormat(args)) << n;
+  }
+  for (const std::size_t argc : {9, 10, 11, 99, 100, 101}) {
+    const std::vector<std::string_view> args(argc, "a");
+    EXPECT_EQ(Append(args), HiredisFormat(args)) << argc;
+  }
+}
+
 TEST(RespCommandTest, BinaryArgumentsKeepEveryByte) {
   const std::string_view binary("a\0b\r\nc", 6);
   ASSERT_EQ(binary.size(), 6u);
