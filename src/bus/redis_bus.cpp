@@ -1004,7 +1004,7 @@ void RedisBus::publish(const std::string& room_id, const std::string& sender_id,
                        const std::string& sender_session, const SharedText& data,
                        bool count_forwarded) {
   // Serialized on the sender's loop; the bus loop only queues the bytes.
-  std::string envelope = relay_envelope(sender_id, *data, instance_id_, now_us());
+  std::string envelope = relay_envelope_marked(sender_id, *data, own_relay_marker_, now_us());
   asio::post(ioc_, [this, room_id, sender_session, data, count_forwarded,
                     envelope = std::move(envelope)]() mutable {
     const auto started = SteadyClock::now();

@@ -468,13 +468,6 @@ std::string quoted(std::string_view s) {
   append_json_string(out, s);
   return out;
 }
-
-// What own_relay_marker returns, appended: the relay envelope writes it in place.
-void append_own_relay_marker(std::string& out, std::string_view origin_server_id) {
-  out += R"(,"originServerId":)";
-  append_json_string(out, origin_server_id);
-  out += R"(,"sentAtUs":)";
-}
 }  // namespace
 
 namespace detail {
@@ -606,15 +599,21 @@ std::string ipv4_text(const std::array<unsigned char, 4>& bytes) {
 
 std::string relay_envelope(std::string_view sender_id, std::string_view data_json,
                            std::string_view origin_server_id, int64_t sent_at_us) {
+  return relay_envelope_marked(sender_id, data_json, own_relay_marker(origin_server_id),
+                               sent_at_us);
+}
+
+std::string relay_envelope_marked(std::string_view sender_id, std::string_view data_json,
+                                  std::string_view own_marker, int64_t sent_at_us) {
   // Once per relayed message: written straight into one buffer, sized for ids that need no
   // escaping (as they are in practice), with no temporary string.
   std::string out;
-  out.reserve(data_json.size() + sender_id.size() + origin_server_id.size() + 80);
+  out.reserve(data_json.size() + sender_id.size() + own_marker.size() + 48);
   out += R"({"senderId":)";
   append_json_string(out, sender_id);
   out += R"(,"data":)";
   out += data_json;
-  append_own_relay_marker(out, origin_server_id);  // what is_own_relay reads back
+  out += own_marker;  // what is_own_relay reads back
   char digits[24];
   out.append(digits, std::to_chars(digits, digits + sizeof digits, sent_at_us).ptr);
   out += '}';
@@ -622,8 +621,9 @@ std::string relay_envelope(std::string_view sender_id, std::string_view data_jso
 }
 
 std::string own_relay_marker(std::string_view origin_server_id) {
-  std::string out;
-  append_own_relay_marker(out, origin_server_id);
+  std::string out = R"(,"originServerId":)";
+  append_json_string(out, origin_server_id);
+  out += R"(,"sentAtUs":)";
   return out;
 }
 

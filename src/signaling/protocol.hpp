@@ -68,6 +68,10 @@ struct BusEnvelope {
 std::optional<BusEnvelope> parse_bus_envelope(std::string_view payload);
 std::string relay_envelope(std::string_view sender_id, std::string_view data_json,
                            std::string_view origin_server_id, int64_t sent_at_us);
+// The same with the origin's part written once beforehand: `own_marker` is
+// own_relay_marker(origin_server_id).
+std::string relay_envelope_marked(std::string_view sender_id, std::string_view data_json,
+                                  std::string_view own_marker, int64_t sent_at_us);
 std::string departure_envelope(std::string_view sender_id, std::string_view source_instance,
                                int64_t sent_at_us);
 // An instance hears its own publications back from Redis. Recognising them by their tail,
