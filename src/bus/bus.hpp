@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "limits/string_hash.hpp"
 #include "signaling/protocol.hpp"
 
 namespace boost::asio {
@@ -35,8 +36,16 @@ struct MessageLimits {
 
 // The keys of a member's per-IP and per-room message windows, as its bus names them.
 struct MessageWindows {
+  MessageWindows(std::string ip_key, std::string room_key)
+      : ip(std::move(ip_key)), room(std::move(room_key)) {}
   std::string ip;
   std::string room;
+  HashedKey ip_key() const { return {ip, ip_hash}; }
+  HashedKey room_key() const { return {room, room_hash}; }
+
+ private:
+  std::size_t ip_hash = StringViewHash{}(ip);
+  std::size_t room_hash = StringViewHash{}(room);
 };
 
 // A resumable session (PROTOCOL.md section 8) as a bus that shares sessions knows it.

@@ -49,8 +49,8 @@ MessageWindows MemoryBus::message_windows(std::string_view ip, std::string_view 
 
 MessageVerdict MemoryBus::message_verdict(const MessageWindows& windows, MessageLimits limits) {
   const auto now = Clock::now();
-  if (!windows_.hit(windows.ip, limits.per_ip, now)) return MessageVerdict::kIpLimited;
-  if (!windows_.hit(windows.room, limits.per_room, now)) return MessageVerdict::kRoomLimited;
+  if (!windows_.hit(windows.ip_key(), limits.per_ip, now)) return MessageVerdict::kIpLimited;
+  if (!windows_.hit(windows.room_key(), limits.per_room, now)) return MessageVerdict::kRoomLimited;
   return MessageVerdict::kAllowed;
 }
 

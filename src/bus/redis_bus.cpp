@@ -1238,9 +1238,9 @@ MessageVerdict RedisBus::message_verdict(const MessageWindows& windows, MessageL
   bool flush = false;
   MessageVerdict v = MessageVerdict::kAllowed;
   // In turn, as the Redis limit script does: a message refused per IP is not counted per room.
-  if (!windows_.hit(windows.ip, limits.per_ip, now, &flush)) {
+  if (!windows_.hit(windows.ip_key(), limits.per_ip, now, &flush)) {
     v = MessageVerdict::kIpLimited;
-  } else if (!windows_.hit(windows.room, limits.per_room, now, &flush)) {
+  } else if (!windows_.hit(windows.room_key(), limits.per_room, now, &flush)) {
     v = MessageVerdict::kRoomLimited;
   }
   if (flush) {

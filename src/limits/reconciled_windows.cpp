@@ -5,7 +5,7 @@
 
 namespace sigsrv {
 
-bool ReconciledWindows::hit(std::string_view key, uint32_t limit, Clock::time_point now,
+bool ReconciledWindows::hit(HashedKey key, uint32_t limit, Clock::time_point now,
                             bool* flush_needed) {
   Shard& shard = shard_of(key);
   std::lock_guard lock(shard.mu);
@@ -18,7 +18,7 @@ bool ReconciledWindows::hit(std::string_view key, uint32_t limit, Clock::time_po
   }
   auto it = shard.windows.find(key);
   if (it == shard.windows.end()) {
-    it = shard.windows.emplace(std::string(key), Window{0, 0, 0, now + kWindow}).first;
+    it = shard.windows.emplace(std::string(key.text), Window{0, 0, 0, now + kWindow}).first;
   }
   Window& w = it->second;
   if (now >= w.expires) {

@@ -34,7 +34,7 @@ class ReconciledWindows {
   // Counts one hit on `key` (counted even when over the limit, as INCR does) and says whether
   // it is within `limit`. Sets `*flush_needed` when this hit is the first one unsent since the
   // last take_unsent(): the caller then arranges one.
-  bool hit(std::string_view key, uint32_t limit, Clock::time_point now, bool* flush_needed);
+  bool hit(HashedKey key, uint32_t limit, Clock::time_point now, bool* flush_needed);
 
   struct Delta {
     // The key as this object stores it: valid until confirm() or failed() for this delta, since
@@ -72,6 +72,7 @@ class ReconciledWindows {
   };
   static constexpr std::size_t kShards = 16;
   Shard& shard_of(std::string_view key) { return shards_[Hash{}(key) % kShards]; }
+  Shard& shard_of(HashedKey key) { return shards_[key.hash % kShards]; }
 
   std::array<Shard, kShards> shards_;
   std::atomic<bool> flush_pending_{false};

@@ -10,7 +10,7 @@ bool WindowLimiter::hit(std::string_view ns, std::string_view id, uint32_t limit
   // Built in a buffer of this thread: a hit on a known key allocates nothing.
   thread_local std::string key;
   key.assign(ns).append(":").append(id);
-  return hit(key, limit, now);
+  return hit(HashedKey::of(key), limit, now);
 }
 
 std::string WindowLimiter::key(std::string_view ns, std::string_view id) {
@@ -19,9 +19,8 @@ std::string WindowLimiter::key(std::string_view ns, std::string_view id) {
   return key.append(ns).append(":").append(id);
 }
 
-bool WindowLimiter::hit(std::string_view key, uint32_t limit, Clock::time_point now) {
-  const std::size_t hash = Hash{}(key);
-  Shard& shard = shards_[hash % kShards];
+bool WindowLimiter::hit(HashedKey key, uint32_t limit, Clock::time_point now) {
+  Shard& shard = shards_[key.hash % kShards];
   std::lock_guard lock(shard.mu);
   if (now >= shard.next_sweep) {
     std::erase_if(shard.windows, [now](const auto& kv) { return kv.second.expires <= now; });
@@ -29,7 +28,7 @@ bool WindowLimiter::hit(std::string_view key, uint32_t limit, Clock::time_point 
   }
   auto it = shard.windows.find(key);
   if (it == shard.windows.end()) {
-    it = shard.windows.emplace(key, Window{0, now + kWindow}).first;
+    it = shard.windows.emplace(key.text, Window{0, now + kWindow}).first;
   } else if (it->second.expires <= now) {
     it->second = Window{0, now + kWindow};
   }

@@ -20,8 +20,8 @@ class WindowLimiter {
   // Counts one hit for key (the window opens at its first hit and lasts kWindow) and
   // says whether the count is still within limit. Hits over the limit still count, as INCR does.
   bool hit(std::string_view ns, std::string_view id, uint32_t limit, Clock::time_point now);
-  // The same, on a key built once by key(ns, id).
-  bool hit(std::string_view key, uint32_t limit, Clock::time_point now);
+  // The same, on a key built once by key(ns, id) and hashed once.
+  bool hit(HashedKey key, uint32_t limit, Clock::time_point now);
   static std::string key(std::string_view ns, std::string_view id);
 
   std::size_t size_for_test();

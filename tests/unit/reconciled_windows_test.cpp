@@ -15,7 +15,8 @@ int hits(ReconciledWindows& w, int n, uint32_t limit, Clock::time_point now,
          bool* flush = nullptr) {
   bool ignored = false;
   int allowed = 0;
-  for (int i = 0; i < n; ++i) allowed += w.hit(kKey, limit, now, flush ? flush : &ignored);
+  for (int i = 0; i < n; ++i)
+    allowed += w.hit(HashedKey::of(kKey), limit, now, flush ? flush : &ignored);
   return allowed;
 }
 
@@ -87,7 +88,7 @@ TEST(ReconciledWindows, OneFlushIsAskedForPerBatchAndEachKeyIsSentOnce) {
   EXPECT_TRUE(flush);
   flush = false;
   hits(w, 3, 10, t0, &flush);
-  EXPECT_TRUE(w.hit("rl:msg-ip:1.2.3.4:10", 10, t0, &flush));
+  EXPECT_TRUE(w.hit(HashedKey::of("rl:msg-ip:1.2.3.4:10"), 10, t0, &flush));
   EXPECT_FALSE(flush) << "one flush already asked for";
   auto sent = w.take_unsent();
   ASSERT_EQ(sent.size(), 2u);
@@ -101,14 +102,15 @@ TEST(ReconciledWindows, ExpiredKeysAreSweptOnlyOnceNothingIsPending) {
   ReconciledWindows w;
   const auto t0 = Clock::now();
   bool flush = false;
-  for (int i = 0; i < 50; ++i) w.hit("rl:msg-room:" + std::to_string(i) + ":10", 10, t0, &flush);
+  for (int i = 0; i < 50; ++i)
+    w.hit(HashedKey::of("rl:msg-room:" + std::to_string(i) + ":10"), 10, t0, &flush);
   auto sent = w.take_unsent();
   ASSERT_EQ(sent.size(), 50u);
   // Half answered; the rest still in flight when their windows end.
   for (int i = 0; i < 25; ++i) w.confirm(sent[i].key, 1, 1, 10000ms, t0);
   const auto later = t0 + 11s;
   for (int s = 0; s < 64; ++s)
-    w.hit("rl:msg-ip:sweep" + std::to_string(s) + ":10", 10, later, &flush);
+    w.hit(HashedKey::of("rl:msg-ip:sweep" + std::to_string(s) + ":10"), 10, later, &flush);
   EXPECT_EQ(w.size_for_test(), 25u + 64u) << "the answered, expired keys are gone";
   for (int i = 25; i < 50; ++i) w.confirm(sent[i].key, 1, 1, 10000ms, later);
   EXPECT_EQ(w.size_for_test(), 25u + 64u) << "answers for kept keys still land";
