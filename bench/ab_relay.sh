@@ -2,17 +2,20 @@
 # Relay throughput of two or more signal-server binaries, interleaved round by round so that a
 # noisy machine hits them alike (compare medians, not single runs):
 #
-#   bench/ab_relay.sh [--redis] [--query '?resume=1'] [--rounds N] BENCH BIN...
+#   bench/ab_relay.sh [--redis | --two] [--query '?resume=1'] [--rounds N] BENCH BIN...
 #
 # Each run: the server pinned to CPU 0 (THREADS=1), signal-bench (and redis-server with --redis)
 # on CPU 1, 500 rooms of two peers, 300-byte candidates, closed loop (window 8, or 4 with Redis),
 # 2 s warm-up, 6 s measured. Prints "BINARY msg/s" per run, then the median per binary.
+# --two: two instances of BIN on one redis-server, both on CPU 0, each room's peers split across
+# them (signal-bench --url-b), as bench/run.sh's relay_redis_two_max.
 # --query adds to the connect URL (e.g. '?resume=1' to measure resumable sessions).
 set -euo pipefail
 redis=0; query=""; rounds=3
 while [ $# -gt 0 ]; do
   case "$1" in
     --redis) redis=1 ;;
+    --two) redis=2 ;;
     --query) query="$2"; shift ;;
     --rounds) rounds="$2"; shift ;;
     *) break ;;
@@ -27,7 +30,7 @@ results=$(mktemp)
 for _ in $(seq "$rounds"); do
   for bin in "$@"; do
     port=$(free_port); extra=(); rpid=""; window=8
-    if [ $redis = 1 ]; then
+    if [ $redis != 0 ]; then
       rport=$(free_port)
       taskset -c 1 redis-server --port "$rport" --save '' --appendonly no >/dev/null 2>&1 & rpid=$!
       for _ in $(seq 50); do redis-cli -p "$rport" ping >/dev/null 2>&1 && break; sleep 0.1; done
@@ -35,13 +38,21 @@ for _ in $(seq "$rounds"); do
     fi
     env "${lim[@]}" "${extra[@]}" THREADS=1 WS_PORT="$port" LOG_LEVEL=warn \
       taskset -c 0 "$bin" >/dev/null 2>&1 & spid=$!
+    spid2=""; url_b=()
+    if [ $redis = 2 ]; then
+      port2=$(free_port)
+      env "${lim[@]}" "${extra[@]}" THREADS=1 WS_PORT="$port2" LOG_LEVEL=warn \
+        taskset -c 0 "$bin" >/dev/null 2>&1 & spid2=$!
+      url_b=(--url-b "ws://127.0.0.1:$port2/$query")
+      for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port2/readyz" >/dev/null && break; sleep 0.1; done
+    fi
     for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done
-    out=$(taskset -c 1 "$bench" relay --url "ws://127.0.0.1:$port/$query" --rooms 500 --size 300 \
-          --rate 0 --window "$window" --duration 6 --warmup 2 2>/dev/null | tail -1 || true)
+    out=$(taskset -c 1 "$bench" relay --url "ws://127.0.0.1:$port/$query" "${url_b[@]}" --rooms 500 \
+          --size 300 --rate 0 --window "$window" --duration 6 --warmup 2 2>/dev/null | tail -1 || true)
     rate=$(echo "$out" | grep -o '"delivered_per_s":[0-9.]*' | cut -d: -f2)
     echo "$bin ${rate:-failed}" | tee -a "$results"
-    kill "$spid" ${rpid:+"$rpid"} 2>/dev/null || true
-    wait "$spid" ${rpid:+"$rpid"} 2>/dev/null || true
+    kill "$spid" ${spid2:+"$spid2"} ${rpid:+"$rpid"} 2>/dev/null || true
+    wait "$spid" ${spid2:+"$spid2"} ${rpid:+"$rpid"} 2>/dev/null || true
   done
 done
 echo "median msg/s:"
