@@ -8,6 +8,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstring>
+#include <utility>
 
 #if defined(__SSE2__)
 #include <emmintrin.h>
@@ -474,7 +475,8 @@ namespace detail {
 
 bool parse_common_envelope(std::string_view payload, BusEnvelope& e) {
   FlatScan s(payload);
-  std::string_view sender, data, origin, source, sent_at, seqs_seen;
+  std::string_view sender, data, origin, source, sent_at;
+  bool seqs_seen = false;
   const auto id = [](FlatScan& scan, std::string_view& slot) {
     std::string_view text;
     bool escaped = false;
@@ -489,7 +491,7 @@ bool parse_common_envelope(std::string_view payload, BusEnvelope& e) {
     if (key == "sentAtUs") return scan.integer(text, 18) && keep(sent_at, text);
     if (key == "seqs") {
       // {"clientId":seq,...}: kept when positive, as the DOM path keeps them.
-      if (!keep(seqs_seen, "seqs")) return false;
+      if (std::exchange(seqs_seen, true)) return false;
       std::array<std::string_view, 16> clients;
       std::size_t n = 0;
       return scan_object(scan, [&](std::string_view client, FlatScan& member) {

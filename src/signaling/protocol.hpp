@@ -87,6 +87,7 @@ namespace detail {
 // true: decided, exactly as the DOM path decides (always a valid message); false: not decided.
 bool parse_common_message(std::string_view input, ParsedMessage& result);
 ParsedMessage parse_client_message_dom(std::string_view input);
+// The same for envelopes (on false, `e` may be partly written: discard it).
 bool parse_common_envelope(std::string_view payload, BusEnvelope& e);
 std::optional<BusEnvelope> parse_bus_envelope_dom(std::string_view payload);
 }  // namespace detail
