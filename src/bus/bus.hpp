@@ -34,18 +34,19 @@ struct MessageLimits {
   uint32_t per_room;
 };
 
-// The keys of a member's per-IP and per-room message windows, as its bus names them.
+// The keys of a member's per-IP and per-room message windows, as its bus names them, each with
+// its hash computed once (members keep theirs const).
 struct MessageWindows {
   MessageWindows(std::string ip_key, std::string room_key)
       : ip(std::move(ip_key)), room(std::move(room_key)) {}
   std::string ip;
   std::string room;
-  HashedKey ip_key() const { return {ip, ip_hash}; }
-  HashedKey room_key() const { return {room, room_hash}; }
+  HashedKey ip_key() const { return {ip, ip_hash_}; }
+  HashedKey room_key() const { return {room, room_hash_}; }
 
  private:
-  std::size_t ip_hash = StringViewHash{}(ip);
-  std::size_t room_hash = StringViewHash{}(room);
+  std::size_t ip_hash_ = StringViewHash{}(ip);
+  std::size_t room_hash_ = StringViewHash{}(room);
 };
 
 // A resumable session (PROTOCOL.md section 8) as a bus that shares sessions knows it.
