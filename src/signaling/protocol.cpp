@@ -111,15 +111,16 @@ void append_key(std::string& out, std::string_view key, const json::value& v) {
 
 // --- The common shapes, read without a DOM ---
 //
-// Nearly every relayed message is a candidate, offer or answer whose values are ASCII strings,
-// small integers or null, and the relay envelope around it is as plain. A DOM parse, the schema
-// checks on it and the re-serialization cost ~5,200 instructions of a 12,700-instruction relay.
-// FlatScan reads such a flat object in one pass, and what it reads is copied as written: in
-// these shapes the canonical text is the input's own tokens. It either decides exactly as the
-// DOM path would or gives up, and the DOM path decides: it never rejects anything itself.
-// Given up on: escapes other than \" \\ \b \f \n \r \t (\/ and \u change under
-// re-serialization), bytes outside ASCII, numbers other than plain non-negative integers,
-// nested values, duplicate keys (the last one wins in the DOM), and anything malformed.
+// Nearly every relayed message is a candidate, offer or answer (or a control message with a
+// scalar payload or none) whose values are ASCII strings, small integers or null, and the relay
+// envelope around it is as plain. A DOM parse, the schema checks on it and the re-serialization
+// cost ~5,200 instructions of a 12,700-instruction relay. FlatScan reads such a flat object in one
+// pass, and what it reads is copied as written: in these shapes the canonical text is the input's
+// own tokens. It either decides exactly as the DOM path would or gives up, and the DOM path
+// decides: it never rejects anything itself. Given up on: escapes other than \" \\ \b \f \n \r \t
+// (\/ and \u change under re-serialization), bytes outside ASCII, numbers other than plain
+// non-negative integers, nested values, duplicate keys (the last one wins in the DOM), and anything
+// malformed.
 
 // The first byte of [p, end) that ends a plain run inside a string: '"', '\\', a control
 // character or a byte outside ASCII.
@@ -322,12 +323,14 @@ namespace detail {
 
 bool parse_common_message(std::string_view input, ParsedMessage& result) {
   FlatScan s(input);
-  std::string_view type, sdp, candidate, mid, index;  // value texts; empty: absent
+  std::string_view type, sdp, candidate, mid, index, action, payload;  // value texts; empty: absent
   const bool read = scan_object(s, [&](std::string_view key, FlatScan& scan) {
     std::string_view text;
     if (key == "type") return scan.string(text) && keep(type, text);
     if (key == "sdp") return scan.string(text) && keep(sdp, text);
     if (key == "candidate") return scan.string(text) && keep(candidate, text);
+    if (key == "action") return scan.string(text) && keep(action, text);
+    if (key == "payload") return scan.scalar(text) && keep(payload, text);
     if (key == "sdpMid") {
       return (scan.null(text) || scan.string(text)) && keep(mid, text);
     }
@@ -361,6 +364,17 @@ bool parse_common_message(std::string_view input, ParsedMessage& result) {
       out += index;
     }
     result.type = MessageType::kCandidate;
+  } else if (type == R"("control")") {
+    // Only with a scalar payload or none: a nested one (an object, say) is the DOM path's.
+    if (action.size() <= 2) return false;
+    out.reserve(action.size() + payload.size() + 48);
+    out = R"({"type":"control","action":)";
+    out += action;
+    if (!payload.empty()) {
+      out += R"(,"payload":)";
+      out += payload;
+    }
+    result.type = MessageType::kControl;
   } else {
     return false;
   }

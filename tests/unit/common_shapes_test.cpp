@@ -60,6 +60,12 @@ const std::vector<std::string>& CommonMessages() {
       " {\n \"type\" : \"offer\" ,\t\"sdp\" : \"x\" }\r\n",
       R"({"type":"candidate","candidate":"c","usernameFragment":"a\"b"})",
       R"({"type":"offer","sdp":"a","":""})",
+      // Control messages with a scalar payload or none (signal-bench's join probe is one).
+      R"({"type":"control","action":"probe"})",
+      R"({"payload":"x","action":"restart","type":"control"})",
+      R"({"type":"control","action":"a","payload":null})",
+      R"({"type":"control","action":"a","payload":true,"sdp":"stripped"})",
+      R"({"type":"control","action":"a","payload":12})",
   };
   return kRows;
 }
@@ -81,7 +87,12 @@ const std::vector<std::string>& UncommonMessages() {
       // Nested or unknown values, and types this path leaves to the DOM.
       R"({"type":"offer","sdp":"x","nested":{"a":[]}})",
       R"({"type":"offer","sdp":"x","list":[1]})",
-      R"({"type":"control","action":"a"})",
+      R"({"type":"control","action":"a","payload":{"x":1}})",
+      R"({"type":"control","action":"a","payload":[1]})",
+      R"({"type":"control","action":"a","payload":-1})",
+      R"({"type":"control","action":"a","payload":0.5})",
+      R"({"type":"control","action":""})",
+      R"({"type":"control","action":"a","payload":1,"payload":2})",
       R"({"type":"c\u0061ndidate","candidate":"c"})",
       R"({"t\u0079pe":"offer","sdp":"x"})",
       // Schema errors and malformed input.
