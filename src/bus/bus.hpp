@@ -35,12 +35,12 @@ struct MessageLimits {
 };
 
 // The keys of a member's per-IP and per-room message windows, as its bus names them, each with
-// its hash computed once (members keep theirs const).
+// its hash computed once (the names are const, so the hashes stay theirs).
 struct MessageWindows {
   MessageWindows(std::string ip_key, std::string room_key)
       : ip(std::move(ip_key)), room(std::move(room_key)) {}
-  std::string ip;
-  std::string room;
+  const std::string ip;
+  const std::string room;
   HashedKey ip_key() const { return {ip, ip_hash_}; }
   HashedKey room_key() const { return {room, room_hash_}; }
 

@@ -71,8 +71,8 @@ class ReconciledWindows {
     Clock::time_point next_sweep{};
   };
   static constexpr std::size_t kShards = 16;
-  Shard& shard_of(std::string_view key) { return shards_[Hash{}(key) % kShards]; }
   Shard& shard_of(HashedKey key) { return shards_[key.hash % kShards]; }
+  Shard& shard_of(std::string_view key) { return shard_of(HashedKey::of(key)); }
 
   std::array<Shard, kShards> shards_;
   std::atomic<bool> flush_pending_{false};

@@ -10,10 +10,6 @@
 #include <cstring>
 #include <utility>
 
-#if defined(__SSE2__)
-#include <emmintrin.h>
-#endif
-
 #include "signaling/json_string.hpp"
 
 namespace sigsrv {
@@ -102,10 +98,16 @@ void append_json(std::string& out, const json::value& v) {
   }
 }
 
-void append_key(std::string& out, std::string_view key, const json::value& v) {
+// `,"key":` and the value's JSON text, written as is.
+void append_raw_key(std::string& out, std::string_view key, std::string_view json_text) {
   out += ",\"";
   out += key;
   out += "\":";
+  out += json_text;
+}
+
+void append_key(std::string& out, std::string_view key, const json::value& v) {
+  append_raw_key(out, key, {});
   append_json(out, v);
 }
 
@@ -121,30 +123,6 @@ void append_key(std::string& out, std::string_view key, const json::value& v) {
 // (\/ and \u change under re-serialization), bytes outside ASCII, numbers other than plain
 // non-negative integers, nested values, duplicate keys (the last one wins in the DOM), and anything
 // malformed.
-
-// The first byte of [p, end) that ends a plain run inside a string: '"', '\\', a control
-// character or a byte outside ASCII.
-const char* string_stop(const char* p, const char* end) {
-#if defined(__SSE2__)
-  const __m128i quote = _mm_set1_epi8('"');
-  const __m128i backslash = _mm_set1_epi8('\\');
-  const __m128i space = _mm_set1_epi8(0x20);
-  for (; end - p >= 16; p += 16) {
-    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-    // Signed bytes: 0x80-0xff are negative, so one compare finds them and 0x00-0x1f.
-    const __m128i hit =
-        _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash)),
-                     _mm_cmplt_epi8(v, space));
-    const int mask = _mm_movemask_epi8(hit);
-    if (mask != 0) return p + __builtin_ctz(static_cast<unsigned>(mask));
-  }
-#endif
-  for (; p != end; ++p) {
-    const auto c = static_cast<unsigned char>(*p);
-    if (c < 0x20 || c >= 0x80 || c == '"' || c == '\\') return p;
-  }
-  return end;
-}
 
 class FlatScan {
  public:
@@ -175,7 +153,7 @@ class FlatScan {
     const char* start = p_++;
     escaped = false;
     for (;;) {
-      p_ = string_stop(p_, end_);
+      p_ += plain_prefix<true>({p_, static_cast<std::size_t>(end_ - p_)});
       if (p_ == end_) return false;
       if (*p_ == '"') break;
       if (*p_ != '\\' || end_ - p_ < 2) return false;
@@ -355,14 +333,8 @@ bool parse_common_message(std::string_view input, ParsedMessage& result) {
     out.reserve(candidate.size() + mid.size() + index.size() + 64);
     out = R"({"type":"candidate","candidate":)";
     out += candidate;
-    if (!mid.empty()) {
-      out += R"(,"sdpMid":)";
-      out += mid;
-    }
-    if (!index.empty()) {
-      out += R"(,"sdpMLineIndex":)";
-      out += index;
-    }
+    if (!mid.empty()) append_raw_key(out, "sdpMid", mid);
+    if (!index.empty()) append_raw_key(out, "sdpMLineIndex", index);
     result.type = MessageType::kCandidate;
   } else if (type == R"("control")") {
     // Only with a scalar payload or none: a nested one (an object, say) is the DOM path's.
@@ -370,10 +342,7 @@ bool parse_common_message(std::string_view input, ParsedMessage& result) {
     out.reserve(action.size() + payload.size() + 48);
     out = R"({"type":"control","action":)";
     out += action;
-    if (!payload.empty()) {
-      out += R"(,"payload":)";
-      out += payload;
-    }
+    if (!payload.empty()) append_raw_key(out, "payload", payload);
     result.type = MessageType::kControl;
   } else {
     return false;
