@@ -127,33 +127,34 @@ int main(int argc, char** argv) {
     if (auto* err = std::get_if<std::string>(&ctx)) return config_error(*err);
     server_tls = std::get<0>(ctx);
   }
-  std::shared_ptr<boost::asio::ssl::context> redis_tls;
   std::optional<sigsrv::RedisEndpoint> redis_endpoint;
   if (!config.redis_url.empty()) {
     redis_endpoint = std::get<sigsrv::RedisEndpoint>(sigsrv::parse_redis_url(config.redis_url));
-    if (redis_endpoint->tls) {
-      auto ctx = sigsrv::make_redis_tls_context(config);
-      if (auto* err = std::get_if<std::string>(&ctx)) return config_error(*err);
-      redis_tls = std::get<0>(ctx);
-    }
+  } else if (!config.redis_sentinels.empty() || !config.redis_cluster_nodes.empty()) {
+    // The data nodes' addresses come from the sentinels or the cluster itself; their credentials
+    // from REDIS_USERNAME and REDIS_PASSWORD, TLS from REDIS_TLS.
+    redis_endpoint.emplace();
+    redis_endpoint->user = config.redis_username;
+    redis_endpoint->password = config.redis_password;
+    redis_endpoint->tls = config.redis_tls;
+  }
+  std::shared_ptr<boost::asio::ssl::context> redis_tls;
+  if (redis_endpoint && redis_endpoint->tls) {
+    auto ctx = sigsrv::make_redis_tls_context(config);
+    if (auto* err = std::get_if<std::string>(&ctx)) return config_error(*err);
+    redis_tls = std::get<0>(ctx);
   }
 
   std::optional<sigsrv::SentinelSettings> sentinel;
   if (!config.redis_sentinels.empty()) {
     sentinel = sigsrv::SentinelSettings{
         std::get<std::vector<sigsrv::HostPort>>(sigsrv::parse_host_list(config.redis_sentinels)),
-        config.redis_sentinel_master, config.redis_sentinel_password};
-    // The data nodes' address comes from the sentinels; their password from REDIS_PASSWORD.
-    redis_endpoint.emplace();
-    redis_endpoint->password = config.redis_password;
+        config.redis_sentinel_master, config.redis_sentinel_password, redis_tls};
   }
   std::vector<sigsrv::HostPort> cluster;
   if (!config.redis_cluster_nodes.empty()) {
     cluster = std::get<std::vector<sigsrv::HostPort>>(
         sigsrv::parse_host_list(config.redis_cluster_nodes));
-    // The nodes' addresses come from the cluster itself; their password from REDIS_PASSWORD.
-    redis_endpoint.emplace();
-    redis_endpoint->password = config.redis_password;
   }
 
   sigsrv::Logger log(config.log_level, config.pretty_logs, config.instance_id);
@@ -185,8 +186,8 @@ int main(int argc, char** argv) {
   if (!cluster.empty()) {
     // Nodes that answer without cluster support, or refuse the password, are a configuration
     // error; nodes that do not answer yet are not.
-    const auto probe =
-        sigsrv::probe_cluster_once(cluster, *redis_endpoint, std::chrono::milliseconds(1000));
+    const auto probe = sigsrv::probe_cluster_once(cluster, *redis_endpoint, redis_tls,
+                                                  std::chrono::milliseconds(1000));
     using Kind = sigsrv::ClusterProbe::Kind;
     if (probe.kind == Kind::kNotCluster) {
       return config_error("REDIS_CLUSTER_NODES: " + probe.node +

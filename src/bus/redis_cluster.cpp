@@ -3,8 +3,10 @@
 
 #include <algorithm>
 #include <boost/asio/post.hpp>
+#include <optional>
 #include <set>
 
+#include "bus/redis_exchange.hpp"
 #include "obs/metrics.hpp"
 
 namespace sigsrv {
@@ -487,46 +489,34 @@ namespace sigsrv {
 
 ClusterProbe probe_cluster_once(const std::vector<HostPort>& seeds,
                                 const RedisEndpoint& credentials,
+                                std::shared_ptr<asio::ssl::context> tls,
                                 std::chrono::milliseconds timeout) {
+  // Over the same exchange as the sentinels' questions, so TLS and ACL users work here as they do
+  // on the bus's own connections.
+  asio::io_context ioc(1);
+  const RedisCredentials how{credentials.user, credentials.password, std::move(tls)};
   ClusterProbe out;
   for (const HostPort& seed : seeds) {
-    const timeval tv{static_cast<time_t>(timeout.count() / 1000),
-                     static_cast<suseconds_t>((timeout.count() % 1000) * 1000)};
-    std::unique_ptr<redisContext, void (*)(redisContext*)> c(
-        redisConnectWithTimeout(seed.host.c_str(), seed.port, tv), redisFree);
-    if (!c || c->err != 0) {
-      out.detail = to_string(seed) + ": " + (c ? c->errstr : "out of memory");
-      continue;
-    }
-    redisSetTimeout(c.get(), tv);
-    auto ask = [&c](std::initializer_list<std::string_view> args) {
-      std::vector<const char*> argv;
-      std::vector<std::size_t> lens;
-      for (auto a : args) {
-        argv.push_back(a.data());
-        lens.push_back(a.size());
+    std::optional<ClusterProbe> answer;
+    auto ex = std::make_shared<RedisExchange>(ioc, [&](const RedisExchange::Outcome& o) {
+      using Kind = RedisExchange::Outcome::Kind;
+      const std::string node = to_string(seed);
+      if (o.kind == Kind::kAuthFailed) {
+        answer = ClusterProbe{ClusterProbe::Kind::kAuthFailed, node, o.detail};
+      } else if (o.kind == Kind::kFailed) {
+        out.detail = o.detail;
+      } else if (o.reply->type == REDIS_REPLY_ERROR) {
+        answer =
+            ClusterProbe{ClusterProbe::Kind::kNotCluster, node, std::string(reply_text(o.reply))};
+      } else {
+        answer = ClusterProbe{ClusterProbe::Kind::kCluster, node, {}};
       }
-      return ReplyPtr(static_cast<redisReply*>(
-          redisCommandArgv(c.get(), static_cast<int>(argv.size()), argv.data(), lens.data())));
-    };
-    if (!credentials.password.empty()) {
-      auto r = credentials.user.empty() ? ask({"AUTH", credentials.password})
-                                        : ask({"AUTH", credentials.user, credentials.password});
-      if (r && r->type == REDIS_REPLY_ERROR) {
-        return {ClusterProbe::Kind::kAuthFailed, to_string(seed), std::string(reply_text(r.get()))};
-      }
-    }
-    auto r = ask({"CLUSTER", "SLOTS"});
-    if (!r) {
-      out.detail = to_string(seed) + ": " + c->errstr;
-      continue;
-    }
-    const std::string_view err = r->type == REDIS_REPLY_ERROR ? reply_text(r.get()) : "";
-    if (err.starts_with("NOAUTH") || err.starts_with("WRONGPASS")) {
-      return {ClusterProbe::Kind::kAuthFailed, to_string(seed), std::string(err)};
-    }
-    if (!err.empty()) return {ClusterProbe::Kind::kNotCluster, to_string(seed), std::string(err)};
-    return {ClusterProbe::Kind::kCluster, to_string(seed), {}};
+    });
+    ex->run(seed, how, {"CLUSTER", "SLOTS"}, timeout);
+    ex.reset();
+    ioc.restart();
+    ioc.run();
+    if (answer) return *answer;
   }
   return out;
 }

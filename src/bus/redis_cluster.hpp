@@ -188,6 +188,7 @@ struct ClusterProbe {
 };
 ClusterProbe probe_cluster_once(const std::vector<HostPort>& seeds,
                                 const RedisEndpoint& credentials,
+                                std::shared_ptr<boost::asio::ssl::context> tls,
                                 std::chrono::milliseconds timeout);
 
 }  // namespace sigsrv

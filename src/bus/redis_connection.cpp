@@ -120,7 +120,8 @@ void RedisConnection::tls_handshake() {
                         if (ec) {
                           // e.g. "certificate verify failed": wrong REDIS_TLS_CA_FILE or host.
                           fail("TLS handshake with " + endpoint_.host + ": " + ec.message() +
-                               " (check REDIS_TLS_CA_FILE and the host name in REDIS_URL)");
+                               " (check REDIS_TLS_CA_FILE, and that the certificate names " +
+                               endpoint_.host + ")");
                           return;
                         }
                         handshake();

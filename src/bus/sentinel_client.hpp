@@ -3,6 +3,7 @@
 #pragma once
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ssl/context.hpp>
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -20,6 +21,8 @@ struct SentinelSettings {
   std::vector<HostPort> sentinels;
   std::string master;    // REDIS_SENTINEL_MASTER
   std::string password;  // REDIS_SENTINEL_PASSWORD: AUTH to the sentinels (empty: none)
+  // REDIS_TLS: the sentinels are reached over TLS too (the certificate names the sentinel's host).
+  std::shared_ptr<boost::asio::ssl::context> tls;
 };
 
 // What asking every sentinel once came to.

@@ -198,13 +198,13 @@ const std::vector<Option>& options() {
         "redis://[user:password@]host:port[/db]; unset = embedded single-instance bus."},
        plain(apply_redis_url)},
       {{"REDIS_TLS_CA_FILE", "--redis-tls-ca-file", "system CAs",
-        "rediss://: PEM CA bundle that signs the Redis server's certificate."},
+        "rediss:// or REDIS_TLS: PEM CA bundle that signs the Redis servers' certificates."},
        text(&Config::redis_tls_ca_file)},
       {{"REDIS_TLS_CERT_FILE", "--redis-tls-cert-file", "-",
-        "rediss://: client certificate (PEM), for servers that require one."},
+        "rediss:// or REDIS_TLS: client certificate (PEM), for servers that require one."},
        text(&Config::redis_tls_cert_file)},
       {{"REDIS_TLS_KEY_FILE", "--redis-tls-key-file", "-",
-        "rediss://: the client certificate's private key (PEM)."},
+        "rediss:// or REDIS_TLS: the client certificate's private key (PEM)."},
        text(&Config::redis_tls_key_file)},
       {{"REDIS_SENTINELS", "--redis-sentinels", "-",
         "Comma-separated host:port of Redis Sentinels; with REDIS_SENTINEL_MASTER the bus finds "
@@ -225,6 +225,14 @@ const std::vector<Option>& options() {
         "REDIS_SENTINELS or REDIS_CLUSTER_NODES: password of the data nodes "
         "(requirepass/masterauth)."},
        text(&Config::redis_password)},
+      {{"REDIS_USERNAME", "--redis-username", "-",
+        "REDIS_SENTINELS or REDIS_CLUSTER_NODES: ACL user of the data nodes (AUTH user "
+        "password, with REDIS_PASSWORD)."},
+       text(&Config::redis_username)},
+      {{"REDIS_TLS", "--redis-tls", "false",
+        "REDIS_SENTINELS or REDIS_CLUSTER_NODES: connect over TLS (to the sentinels and every "
+        "data node), verified with the REDIS_TLS_* files."},
+       boolean(&Config::redis_tls)},
       {{"INSTANCE_ID", "--instance-id", "random", "This instance's id on the bus and in logs."},
        text(&Config::instance_id)},
       {{"INSTANCE_LEASE_TTL_MS", "--instance-lease-ttl-ms", "15000",
@@ -403,6 +411,13 @@ std::optional<ConfigError> validate_sentinel(const Config& c) {
                        "REDIS_SENTINEL_MASTER: required with REDIS_SENTINELS (the name in the "
                        "sentinels' `sentinel monitor` line)"};
   }
+  if (cluster || sentinels) {
+    // An ACL user is nothing without its password: AUTH would go out as the default user.
+    if (!c.redis_username.empty() && c.redis_password.empty()) {
+      return ConfigError{"REDIS_PASSWORD",
+                         "REDIS_PASSWORD: required with REDIS_USERNAME (the ACL user's password)"};
+    }
+  }
   if (cluster) {
     if (!c.redis_sentinel_master.empty() || !c.redis_sentinel_password.empty()) {
       const char* var =
@@ -415,14 +430,24 @@ std::optional<ConfigError> validate_sentinel(const Config& c) {
     for (const auto& [var, value] :
          {std::pair{"REDIS_SENTINEL_MASTER", &c.redis_sentinel_master},
           std::pair{"REDIS_SENTINEL_PASSWORD", &c.redis_sentinel_password},
-          std::pair{"REDIS_PASSWORD", &c.redis_password}}) {
+          std::pair{"REDIS_PASSWORD", &c.redis_password},
+          std::pair{"REDIS_USERNAME", &c.redis_username}}) {
       if (!value->empty()) {
-        const bool password = std::string_view(var) == "REDIS_PASSWORD";
+        const std::string_view v(var);
+        const bool credential = v == "REDIS_PASSWORD" || v == "REDIS_USERNAME";
         return ConfigError{var, std::string(var) + ": set, but REDIS_SENTINELS is not" +
-                                    (password ? " nor REDIS_CLUSTER_NODES (with REDIS_URL the "
-                                                "password goes in the URL)"
-                                              : "")};
+                                    (credential ? " nor REDIS_CLUSTER_NODES (with REDIS_URL the "
+                                                  "credentials go in the URL)"
+                                                : "")};
       }
+    }
+    if (c.redis_tls) {
+      return ConfigError{"REDIS_TLS",
+                         c.redis_url.empty()
+                             ? "REDIS_TLS: set, but neither REDIS_SENTINELS nor "
+                               "REDIS_CLUSTER_NODES is"
+                             : "REDIS_TLS: not used with REDIS_URL; write rediss:// in REDIS_URL "
+                               "for TLS to one Redis"};
     }
   }
   return std::nullopt;
@@ -438,13 +463,16 @@ std::optional<ConfigError> validate(const Config& c) {
   }
   const bool rediss =
       !c.redis_url.empty() && std::get<RedisEndpoint>(parse_redis_url(c.redis_url)).tls;
-  if (!rediss) {
-    // Without rediss:// these files would be ignored and Redis traffic would go out in clear.
+  if (!rediss && !c.redis_tls) {
+    // Without TLS these files would be ignored and Redis traffic would go out in clear.
+    const bool nodes = !c.redis_sentinels.empty() || !c.redis_cluster_nodes.empty();
     for (const auto& [var, value] : {std::pair{"REDIS_TLS_CA_FILE", &c.redis_tls_ca_file},
                                      std::pair{"REDIS_TLS_CERT_FILE", &c.redis_tls_cert_file},
                                      std::pair{"REDIS_TLS_KEY_FILE", &c.redis_tls_key_file}}) {
       if (!value->empty()) {
-        return ConfigError{var, std::string(var) + ": set, but REDIS_URL is not rediss://"};
+        return ConfigError{var,
+                           std::string(var) + (nodes ? ": set, but REDIS_TLS is not true"
+                                                     : ": set, but REDIS_URL is not rediss://")};
       }
     }
   }

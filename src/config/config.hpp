@@ -49,6 +49,12 @@ struct Config {
   std::string redis_sentinel_master;
   std::string redis_sentinel_password;
   std::string redis_password;
+  // REDIS_USERNAME: the data nodes' ACL user (with REDIS_PASSWORD), Sentinel and Cluster modes
+  // (with REDIS_URL the user goes in the URL).
+  std::string redis_username;
+  // REDIS_TLS: TLS to the sentinels and data nodes (Sentinel) or to every node (Cluster), with
+  // the REDIS_TLS_* files; with REDIS_URL, rediss:// says it instead.
+  bool redis_tls = false;
   std::string instance_id;  // INSTANCE_ID: originServerId on the bus; random when empty.
   unsigned threads = 0;     // THREADS: event loops; 0 = one per core.
   // INSTANCE_LEASE_TTL_MS: a crashed instance's members stop holding room slots this long after.

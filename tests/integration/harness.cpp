@@ -309,10 +309,9 @@ std::string RedisProcess::cli(const std::vector<std::string>& args) const {
   return run_cli(port_, password_, args);
 }
 
-std::unique_ptr<SentinelProcess> SentinelProcess::start(uint16_t master_port,
-                                                        const std::string& name, unsigned quorum,
-                                                        const std::string& password,
-                                                        const std::string& master_password) {
+std::unique_ptr<SentinelProcess> SentinelProcess::start(
+    uint16_t master_port, const std::string& name, unsigned quorum, const std::string& password,
+    const std::string& master_password, const std::vector<std::string>& extra_conf) {
   std::unique_ptr<SentinelProcess> s(new SentinelProcess());
   s->password_ = password;
   s->port_ = free_port();
@@ -327,6 +326,7 @@ std::unique_ptr<SentinelProcess> SentinelProcess::start(uint16_t master_port,
     if (!password.empty()) out << "requirepass " << password << "\n";
     if (!master_password.empty())
       out << "sentinel auth-pass " << name << " " << master_password << "\n";
+    for (const auto& line : extra_conf) out << line << "\n";
   }
   const bool own_binary = on_path("redis-sentinel");
   const pid_t pid = fork();
@@ -466,6 +466,14 @@ std::unique_ptr<RedisClusterProcess> RedisClusterProcess::start(const Options& o
         // A replica's first sync at once, not after the default 5 s.
         "--repl-diskless-sync-delay", "0"};
     if (!options.password.empty()) args.insert(args.end(), {"--masterauth", options.password});
+    if (options.tls) {
+      c->tls_ports_.push_back(free_port());
+      args.insert(args.end(),
+                  {"--tls-port", std::to_string(c->tls_ports_.back()), "--tls-cert-file",
+                   options.tls->cert_file, "--tls-key-file", options.tls->key_file,
+                   "--tls-ca-cert-file", options.tls->ca_file, "--tls-auth-clients", "no",
+                   "--tls-cluster", "yes", "--tls-replication", "yes"});
+    }
     auto node = RedisProcess::start(0, options.password, args);
     if (!node) return nullptr;
     c->ports_.push_back(node->port());
@@ -526,14 +534,23 @@ std::optional<std::size_t> RedisClusterProcess::first_live() const {
   return std::nullopt;
 }
 
-std::string RedisClusterProcess::seeds(std::size_t count) const {
+std::string RedisClusterProcess::addresses(const std::vector<uint16_t>& ports,
+                                           std::size_t count) const {
   std::string out;
-  for (std::size_t i = 0; i < nodes_.size() && count > 0; ++i) {
+  for (std::size_t i = 0; i < ports.size() && count > 0; ++i) {
     if (!alive(i)) continue;
-    out += (out.empty() ? "" : ",") + std::string("127.0.0.1:") + std::to_string(ports_[i]);
+    out += (out.empty() ? "" : ",") + std::string("127.0.0.1:") + std::to_string(ports[i]);
     --count;
   }
   return out;
+}
+
+std::string RedisClusterProcess::seeds(std::size_t count) const {
+  return addresses(ports_, count);
+}
+
+std::string RedisClusterProcess::tls_seeds(std::size_t count) const {
+  return addresses(tls_ports_, count);
 }
 
 std::string RedisClusterProcess::cli(std::size_t node, const std::vector<std::string>& args) const {

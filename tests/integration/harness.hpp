@@ -93,12 +93,13 @@ class SentinelProcess {
  public:
   // Null (and a test failure) when it does not start and name the master within 10 s.
   // `password`: requirepass for the sentinel itself; `master_password`: auth-pass to the data
-  // nodes.
+  // nodes; `extra_conf`: more lines of its config file (tls-port ..., say).
   static std::unique_ptr<SentinelProcess> start(uint16_t master_port,
                                                 const std::string& name = "mymaster",
                                                 unsigned quorum = 2,
                                                 const std::string& password = {},
-                                                const std::string& master_password = {});
+                                                const std::string& master_password = {},
+                                                const std::vector<std::string>& extra_conf = {});
   ~SentinelProcess();
   uint16_t port() const { return port_; }
   std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
@@ -127,6 +128,12 @@ class RedisClusterProcess {
   struct Options {
     std::string password;               // requirepass and masterauth on every node
     bool require_full_coverage = true;  // cluster-require-full-coverage (Redis default yes)
+    // Set: every node also serves TLS on a port of its own (tls-cluster and tls-replication too,
+    // so nodes answer CLUSTER SLOTS over TLS with their TLS ports); cli() stays on plain ports.
+    struct Tls {
+      std::string cert_file, key_file, ca_file;
+    };
+    std::optional<Tls> tls;
   };
   static constexpr int kSlots = 16384;
   // Null (and a test failure) when the cluster does not form (cluster_state:ok on every node, one
@@ -141,6 +148,8 @@ class RedisClusterProcess {
   std::optional<std::size_t> index_of_port(uint16_t port) const;
   // "127.0.0.1:p1,127.0.0.1:p2,...": the first `count` live nodes (REDIS_CLUSTER_NODES).
   std::string seeds(std::size_t count = 2) const;
+  // The same with the nodes' TLS ports (Options::tls).
+  std::string tls_seeds(std::size_t count = 2) const;
   // redis-cli against one node (no redirection followed); stdout, errors included ("MOVED ...").
   std::string cli(std::size_t node, const std::vector<std::string>& args) const;
   // redis-cli -c (follows MOVED/ASK) starting at a live node.
@@ -191,10 +200,13 @@ class RedisClusterProcess {
  private:
   RedisClusterProcess() = default;
   std::optional<std::size_t> first_live() const;
+  // "127.0.0.1:p,..." of the first `count` live nodes, from `ports` (ports_ or tls_ports_).
+  std::string addresses(const std::vector<uint16_t>& ports, std::size_t count) const;
   // Owner port per slot as `node` sees it (0: none or a failed master).
   std::vector<uint16_t> slot_owners(std::size_t node) const;
   std::vector<std::unique_ptr<RedisProcess>> nodes_;
-  std::vector<uint16_t> ports_;  // kept after a node is killed
+  std::vector<uint16_t> ports_;      // kept after a node is killed
+  std::vector<uint16_t> tls_ports_;  // Options::tls only
   std::string password_;
   struct Migration {
     std::size_t from;

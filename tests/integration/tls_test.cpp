@@ -16,6 +16,7 @@
 #include <filesystem>
 #include <fstream>
 #include <optional>
+#include <sstream>
 
 #include "harness.hpp"
 #include "loop_census.hpp"
@@ -460,6 +461,166 @@ TEST(Tls, RedissWithTheWrongCaIsRefusedAndNeverReady) {
     EXPECT_NE(closed->code, 0);
   }
   EXPECT_EQ(redis->cli({"EXISTS", "room:never"}), "0");
+}
+
+// A managed Redis Cluster with in-transit encryption and an ACL user: REDIS_TLS and
+// REDIS_USERNAME. Every node serves TLS (its cluster bus and replication too), and the user exists
+// on every node (ACLs are per node), with the channels sharded pub/sub needs (&*).
+TEST(Tls, RedisClusterOverTlsWithAnAclUserRelaysAcrossInstances) {
+  RedisClusterProcess::Options options;
+  options.tls =
+      RedisClusterProcess::Options::Tls{pki().server_cert, pki().server_key, pki().ca_cert};
+  auto cluster = RedisClusterProcess::start(options);
+  ASSERT_TRUE(cluster);
+  for (std::size_t i = 0; i < cluster->size(); ++i) {
+    ASSERT_EQ(
+        cluster->cli(i, {"ACL", "SETUSER", "relay", "on", ">relay-secret-7", "~*", "&*", "+@all"}),
+        "OK");
+  }
+  Env env = relaxed_limits({{"REDIS_CLUSTER_NODES", cluster->tls_seeds()},
+                            {"REDIS_TLS", "true"},
+                            {"REDIS_TLS_CA_FILE", pki().ca_cert},
+                            {"REDIS_USERNAME", "relay"},
+                            {"REDIS_PASSWORD", "relay-secret-7"},
+                            {"LOG_LEVEL", "debug"}});
+  auto one = ServerProcess::start(env);
+  auto two = ServerProcess::start(env);
+  ASSERT_TRUE(one && two);
+  for (auto* s : {one.get(), two.get()}) {
+    ASSERT_TRUE(wait_until([&] { return http_get(s->port(), "/readyz").status == 200; }, 10000ms))
+        << s->output();
+  }
+  // A room on each master, its members on different instances: both ways, in order.
+  const auto rooms = cluster->rooms_per_master("tls-cluster", 1);
+  ASSERT_EQ(rooms.size(), 3u);
+  for (const auto& ids : rooms) {
+    const std::string& room = ids.at(0);
+    auto a = WsClient::connect(one->port(), "/?roomId=" + room);
+    auto b = WsClient::connect(two->port(), "/?roomId=" + room);
+    ASSERT_TRUE(a && b) << room;
+    for (int i = 0; i < 20; ++i) {
+      a->send(R"({"type":"candidate","candidate":"a)" + std::to_string(i) + R"("})");
+      b->send(R"({"type":"candidate","candidate":"b)" + std::to_string(i) + R"("})");
+    }
+    for (int i = 0; i < 20; ++i) {
+      EXPECT_EQ(b->recv(), R"({"type":"candidate","candidate":"a)" + std::to_string(i) + R"("})")
+          << room;
+      EXPECT_EQ(a->recv(), R"({"type":"candidate","candidate":"b)" + std::to_string(i) + R"("})")
+          << room;
+    }
+  }
+  // Each master holds both instances' command and sharded-subscriber connections, every one made
+  // as the ACL user and to the TLS port (none to the plain port the cli uses).
+  for (std::size_t m : cluster->masters()) {
+    std::size_t relay = 0;
+    std::istringstream list(cluster->cli(m, {"CLIENT", "LIST"}));
+    for (std::string line; std::getline(list, line);) {
+      if (line.find(" user=relay ") == std::string::npos) continue;
+      ++relay;
+      EXPECT_EQ(line.find(" laddr=127.0.0.1:" + std::to_string(cluster->port(m)) + " "),
+                std::string::npos)
+          << line;
+    }
+    EXPECT_GE(relay, 4u) << "master " << m;
+  }
+  for (auto* s : {one.get(), two.get()}) {
+    EXPECT_EQ(s->output().find("relay-secret-7"), std::string::npos);
+  }
+
+  // A wrong password for the user stops start-up naming the variable, and never shows it.
+  Env wrong = env;
+  wrong["REDIS_PASSWORD"] = "not-the-secret-3";
+  const auto refused = run_server_to_exit(wrong, {});
+  EXPECT_EQ(refused.exit_code, 2) << refused.output;
+  EXPECT_NE(refused.output.find("REDIS_PASSWORD"), std::string::npos) << refused.output;
+  EXPECT_EQ(refused.output.find("not-the-secret-3"), std::string::npos);
+
+  // A CA that did not sign the nodes' certificates: never ready, and the log says why.
+  Env other_ca = env;
+  other_ca["REDIS_TLS_CA_FILE"] = pki().other_ca_cert;
+  auto untrusting = ServerProcess::start(other_ca);
+  ASSERT_TRUE(untrusting);
+  EXPECT_TRUE(untrusting->wait_for_output("certificate verify failed", 10000ms))
+      << untrusting->output();
+  EXPECT_EQ(http_get(untrusting->port(), "/readyz").status, 503u);
+}
+
+// Sentinel with TLS everywhere (REDIS_TLS): the sentinel answers on its TLS port and reaches the
+// data nodes over TLS (tls-replication), as do the replica and the bus. A failover is followed.
+TEST(Tls, SentinelOverTlsFollowsAFailover) {
+  const uint16_t master_tls = free_port();
+  const uint16_t replica_tls = free_port();
+  const uint16_t sentinel_tls = free_port();
+  const std::vector<std::string> node_tls = {"--tls-cert-file",    pki().server_cert,
+                                             "--tls-key-file",     pki().server_key,
+                                             "--tls-ca-cert-file", pki().ca_cert,
+                                             "--tls-auth-clients", "no",
+                                             "--tls-replication",  "yes"};
+  auto with_port = [&](uint16_t port, std::vector<std::string> more) {
+    std::vector<std::string> args = node_tls;
+    args.insert(args.end(), {"--tls-port", std::to_string(port)});
+    args.insert(args.end(), more.begin(), more.end());
+    return args;
+  };
+  auto master = RedisProcess::start(0, {}, with_port(master_tls, {}));
+  auto replica = RedisProcess::start(
+      0, {}, with_port(replica_tls, {"--replicaof", "127.0.0.1", std::to_string(master_tls)}));
+  ASSERT_TRUE(master && replica);
+  auto sentinel = SentinelProcess::start(
+      master_tls, "mymaster", 1, {}, {},
+      {"tls-port " + std::to_string(sentinel_tls), "tls-cert-file " + pki().server_cert,
+       "tls-key-file " + pki().server_key, "tls-ca-cert-file " + pki().ca_cert,
+       "tls-auth-clients no", "tls-replication yes"});
+  ASSERT_TRUE(sentinel);
+  ASSERT_TRUE(wait_until(
+      [&] {
+        return sentinel->master_field("num-slaves") == "1" &&
+               replica->cli({"INFO", "replication"}).find("master_link_status:up") !=
+                   std::string::npos;
+      },
+      15000ms))
+      << sentinel->cli({"SENTINEL", "master", "mymaster"});
+
+  const Env env = relaxed_limits({{"REDIS_SENTINELS", "127.0.0.1:" + std::to_string(sentinel_tls)},
+                                  {"REDIS_SENTINEL_MASTER", "mymaster"},
+                                  {"REDIS_TLS", "true"},
+                                  {"REDIS_TLS_CA_FILE", pki().ca_cert}});
+  auto one = ServerProcess::start(env);
+  auto two = ServerProcess::start(env);
+  ASSERT_TRUE(one && two);
+  for (auto* s : {one.get(), two.get()}) {
+    ASSERT_TRUE(wait_until([&] { return http_get(s->port(), "/readyz").status == 200; }, 10000ms))
+        << s->output();
+  }
+  auto a = WsClient::connect(one->port(), "/?roomId=tls-sentinel");
+  auto b = WsClient::connect(two->port(), "/?roomId=tls-sentinel");
+  ASSERT_TRUE(a && b);
+  a->send(R"({"type":"offer","sdp":"before"})");
+  ASSERT_EQ(b->recv(), R"({"type":"offer","sdp":"before"})");
+
+  master->kill_now();
+  ASSERT_TRUE(wait_until([&] { return sentinel->master_port() == replica_tls; }, 15000ms))
+      << sentinel->cli({"SENTINEL", "master", "mymaster"});
+  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  bool resumed = false;
+  for (int i = 0; !resumed && std::chrono::steady_clock::now() < deadline; ++i) {
+    a->send(R"({"type":"offer","sdp":"try-)" + std::to_string(i) + R"("})");
+    auto got = b->recv(200ms);
+    resumed = got && got->find("try-") != std::string::npos;
+  }
+  EXPECT_TRUE(resumed) << one->output();
+  // The new master serves the bus on its TLS port only: on the plain one there is just this
+  // CLIENT LIST.
+  std::size_t on_tls = 0;
+  std::istringstream list(replica->cli({"CLIENT", "LIST"}));
+  for (std::string line; std::getline(list, line);) {
+    if (line.find(" laddr=127.0.0.1:" + std::to_string(replica_tls) + " ") != std::string::npos) {
+      ++on_tls;
+    } else {
+      EXPECT_NE(line.find("cmd=client|list"), std::string::npos) << line;
+    }
+  }
+  EXPECT_GE(on_tls, 4u);  // both instances' command and subscriber connections, and more
 }
 
 }  // namespace

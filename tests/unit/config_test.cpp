@@ -281,6 +281,44 @@ TEST(ConfigTest, TlsSettingsThatCannotWorkNameTheVariable) {
       "REDIS_TLS_KEY_FILE");
 }
 
+TEST(ConfigTest, TlsAndAclUserForSentinelAndClusterNodes) {
+  const Config cluster = Load({{"REDIS_CLUSTER_NODES", "n1:6380"},
+                               {"REDIS_TLS", "true"},
+                               {"REDIS_TLS_CA_FILE", "/ca.pem"},
+                               {"REDIS_USERNAME", "relay"},
+                               {"REDIS_PASSWORD", "pw"}});
+  EXPECT_TRUE(cluster.redis_tls);
+  EXPECT_EQ(cluster.redis_tls_ca_file, "/ca.pem");
+  EXPECT_EQ(cluster.redis_username, "relay");
+  const Config sentinel = Load({{"REDIS_SENTINELS", "s1:26380"},
+                                {"REDIS_SENTINEL_MASTER", "m"},
+                                {"REDIS_TLS", "1"},
+                                {"REDIS_USERNAME", "relay"},
+                                {"REDIS_PASSWORD", "pw"}});
+  EXPECT_TRUE(sentinel.redis_tls);
+  EXPECT_FALSE(Load({{"REDIS_CLUSTER_NODES", "n1:6379"}}).redis_tls);
+}
+
+TEST(ConfigTest, TlsAndAclUserWhereTheyCannotWorkNameTheVariable) {
+  // One Redis says TLS with rediss:// and its user in the URL.
+  const auto with_url = LoadError({{"REDIS_URL", "redis://r:6379"}, {"REDIS_TLS", "true"}});
+  EXPECT_EQ(with_url.variable, "REDIS_TLS");
+  EXPECT_NE(with_url.message.find("rediss://"), std::string::npos) << with_url.message;
+  EXPECT_EQ(LoadError({{"REDIS_TLS", "true"}}).variable, "REDIS_TLS");
+  EXPECT_EQ(LoadError({{"REDIS_URL", "redis://r:6379"}, {"REDIS_USERNAME", "u"}}).variable,
+            "REDIS_USERNAME");
+  // A user without its password would AUTH as nobody.
+  EXPECT_EQ(LoadError({{"REDIS_CLUSTER_NODES", "n1:6379"}, {"REDIS_USERNAME", "u"}}).variable,
+            "REDIS_PASSWORD");
+  // TLS files without REDIS_TLS would be ignored, and the traffic sent in clear.
+  const auto files =
+      LoadError({{"REDIS_CLUSTER_NODES", "n1:6379"}, {"REDIS_TLS_CA_FILE", "/ca.pem"}});
+  EXPECT_EQ(files.variable, "REDIS_TLS_CA_FILE");
+  EXPECT_NE(files.message.find("REDIS_TLS is not true"), std::string::npos) << files.message;
+  EXPECT_EQ(LoadError({{"REDIS_CLUSTER_NODES", "n1:6379"}, {"REDIS_TLS", "maybe"}}).variable,
+            "REDIS_TLS");
+}
+
 TEST(ConfigTest, SentinelSettings) {
   const Config c = Load({{"REDIS_SENTINELS", "s1:26379, s2:26379"},
                          {"REDIS_SENTINEL_MASTER", "mymaster"},
