@@ -53,8 +53,8 @@ void HttpSession::start() {
   if (cap > 0 && server_.http_count.load(std::memory_order_relaxed) > cap) {
     loop_.handshakes.evict_oldest();
   }
-  boost::system::error_code ec;
-  stream_.socket().set_option(boost::asio::ip::tcp::no_delay(true), ec);
+  // TCP_NODELAY comes from the listening socket (Listener::open): Linux copies it to every
+  // accepted socket, which saves a system call per connection.
   // The health port stays plain HTTP (probes inside the cluster); the main port speaks TLS only
   // when TLS_CERT_FILE is set.
   boost::asio::ssl::context* tls = kind_ == PortKind::kMain ? server_.tls_context() : nullptr;

@@ -26,6 +26,11 @@ std::optional<std::string> Listener::open(const std::string& host, uint16_t port
   if (acceptor_.open(ep.protocol(), ec); ec)
     return "cannot open socket for " + where + ": " + ec.message();
   acceptor_.set_option(tcp::acceptor::reuse_address(true), ec);
+  // Signaling is small messages answered at once: no Nagle delay. Set here once, since Linux
+  // copies the listening socket's TCP_NODELAY to each socket accept() returns.
+  if (acceptor_.set_option(tcp::no_delay(true), ec); ec) {
+    return "cannot set TCP_NODELAY on " + where + ": " + ec.message();
+  }
   if (acceptor_.bind(ep, ec); ec) {
     std::string hint;
     if (ec == boost::asio::error::address_in_use) {
@@ -45,7 +50,8 @@ std::optional<std::string> Listener::open(const std::string& host, uint16_t port
 }
 
 void Listener::start() {
-  accept();
+  // Connections may have queued since open(): their readiness edge is gone, so take them first.
+  accept_ready();
 }
 
 void Listener::close() {
@@ -54,33 +60,36 @@ void Listener::close() {
   retry_timer_.cancel();
 }
 
-void Listener::accept() {
-  Loop& target = server_.next_loop();
-  acceptor_.async_accept(target.ioc, peer_,
-                         [this, &target](boost::system::error_code ec, tcp::socket socket) {
-                           if (ec == boost::asio::error::operation_aborted) return;
-                           if (ec) {
-                             // Out of descriptors or a transient kernel error: wait a little
-                             // instead of spinning.
-                             server_.log().warn("Accept failed", {{"err", ec.message()}});
-                             retry_timer_.expires_after(std::chrono::milliseconds(50));
-                             retry_timer_.async_wait([this](boost::system::error_code e) {
-                               if (!e) accept();
-                             });
-                             return;
-                           }
-                           hand_off(target, std::move(socket), peer_.address());
-                           accept_ready();
-                           accept();
-                         });
+void Listener::wait() {
+  // A wait, not an async accept: accept_ready() has just taken everything, so Asio's speculative
+  // accept would only fail with EAGAIN, a system call per wake-up. The wait cannot miss a
+  // connection: it is registered before this loop polls again, and edge-triggered epoll reports
+  // any connection that arrives after that last EAGAIN.
+  acceptor_.async_wait(tcp::acceptor::wait_read, [this](boost::system::error_code ec) {
+    if (ec == boost::asio::error::operation_aborted) return;
+    if (ec) {
+      retry(ec);
+      return;
+    }
+    accept_ready();
+  });
+}
+
+void Listener::retry(boost::system::error_code ec) {
+  // Out of descriptors or a transient kernel error: wait a little instead of spinning.
+  server_.log().warn("Accept failed", {{"err", ec.message()}});
+  retry_timer_.expires_after(std::chrono::milliseconds(50));
+  retry_timer_.async_wait([this](boost::system::error_code e) {
+    if (!e) accept_ready();
+  });
 }
 
 void Listener::accept_ready() {
-  // One accept per completion would take one connection per turn of loop 0, behind every
-  // handler queued in that turn: under load (thousands of connections sending, or holding
-  // half-finished requests) the backlog then fills, and new clients' SYNs are dropped and
-  // retried after 1 s, 3 s... Taking what is ready, up to a batch per turn, keeps the backlog
-  // short. An error (none ready, EMFILE) ends the batch; the async accept reports a real one.
+  // One accept per wake-up would take one connection per turn of loop 0, behind every handler
+  // queued in that turn: under load (thousands of connections sending, or holding half-finished
+  // requests) the backlog then fills, and new clients' SYNs are dropped and retried after 1 s,
+  // 3 s... Taking what is ready, up to a batch per turn, keeps the backlog short.
+  if (!acceptor_.is_open()) return;  // closed while a batch was posted
   constexpr int kAcceptBatch = 64;
   for (int i = 0; i < kAcceptBatch; ++i) {
     Loop& target = server_.next_loop();
@@ -88,9 +97,22 @@ void Listener::accept_ready() {
     tcp::endpoint peer;
     boost::system::error_code ec;
     acceptor_.accept(socket, peer, ec);
-    if (ec) return;
+    if (ec == boost::asio::error::would_block || ec == boost::asio::error::try_again) {
+      wait();
+      return;
+    }
+    if (ec == boost::asio::error::operation_aborted || ec == boost::asio::error::bad_descriptor) {
+      return;  // closed
+    }
+    if (ec) {
+      retry(ec);
+      return;
+    }
     hand_off(target, std::move(socket), peer.address());
   }
+  // A full batch: more may be waiting, with no new edge to say so. The next batch comes after the
+  // handlers this turn has queued.
+  boost::asio::post(acceptor_.get_executor(), [this] { accept_ready(); });
 }
 
 void Listener::hand_off(Loop& target, tcp::socket socket, const boost::asio::ip::address& peer) {

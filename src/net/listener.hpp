@@ -24,9 +24,12 @@ class Listener {
   uint16_t port() const { return port_; }
 
  private:
-  void accept();
-  // Takes the connections already waiting in the backlog, without blocking.
+  // Waits for the listening socket to be readable, then accept_ready().
+  void wait();
+  // Takes the connections already waiting in the backlog, without blocking, up to a batch; then
+  // waits, or posts the next batch.
   void accept_ready();
+  void retry(boost::system::error_code ec);  // after a failed accept (EMFILE): 50 ms
   // `peer`: the client's address, as accept() returned it (asking the socket again costs a
   // getpeername per connection).
   void hand_off(Loop& target, boost::asio::ip::tcp::socket socket,
@@ -35,7 +38,6 @@ class Listener {
   PortKind kind_;
   boost::asio::ip::tcp::acceptor acceptor_;
   boost::asio::steady_timer retry_timer_;  // backs off when accept fails (EMFILE)
-  boost::asio::ip::tcp::endpoint peer_;    // filled by the async accept in flight
   uint16_t port_ = 0;
 };
 
