@@ -580,11 +580,19 @@ TEST(Tls, SentinelOverTlsFollowsAFailover) {
       },
       15000ms))
       << sentinel->cli({"SENTINEL", "master", "mymaster"});
+  // The data nodes' ACL user, on both (ACLs are not replicated); the sentinel stays the default
+  // user.
+  for (const auto* node : {master.get(), replica.get()}) {
+    ASSERT_EQ(node->cli({"ACL", "SETUSER", "relay", "on", ">relay-secret-8", "~*", "&*", "+@all"}),
+              "OK");
+  }
 
   const Env env = relaxed_limits({{"REDIS_SENTINELS", "127.0.0.1:" + std::to_string(sentinel_tls)},
                                   {"REDIS_SENTINEL_MASTER", "mymaster"},
                                   {"REDIS_TLS", "true"},
-                                  {"REDIS_TLS_CA_FILE", pki().ca_cert}});
+                                  {"REDIS_TLS_CA_FILE", pki().ca_cert},
+                                  {"REDIS_USERNAME", "relay"},
+                                  {"REDIS_PASSWORD", "relay-secret-8"}});
   auto one = ServerProcess::start(env);
   auto two = ServerProcess::start(env);
   ASSERT_TRUE(one && two);
@@ -609,18 +617,21 @@ TEST(Tls, SentinelOverTlsFollowsAFailover) {
     resumed = got && got->find("try-") != std::string::npos;
   }
   EXPECT_TRUE(resumed) << one->output();
-  // The new master serves the bus on its TLS port only: on the plain one there is just this
-  // CLIENT LIST.
-  std::size_t on_tls = 0;
+  // The new master serves the bus on its TLS port only, as the ACL user: on the plain port there
+  // is just this CLIENT LIST.
+  std::size_t as_relay = 0;
   std::istringstream list(replica->cli({"CLIENT", "LIST"}));
   for (std::string line; std::getline(list, line);) {
     if (line.find(" laddr=127.0.0.1:" + std::to_string(replica_tls) + " ") != std::string::npos) {
-      ++on_tls;
+      as_relay += line.find(" user=relay ") != std::string::npos ? 1 : 0;
     } else {
       EXPECT_NE(line.find("cmd=client|list"), std::string::npos) << line;
     }
   }
-  EXPECT_GE(on_tls, 4u);  // both instances' command and subscriber connections, and more
+  EXPECT_GE(as_relay, 4u);  // both instances' command and subscriber connections
+  for (auto* s : {one.get(), two.get()}) {
+    EXPECT_EQ(s->output().find("relay-secret-8"), std::string::npos);
+  }
 }
 
 }  // namespace
