@@ -127,23 +127,23 @@ void RedisExchange::on_reply(const redisReply* r) {
     Outcome o;
     o.kind = Outcome::Kind::kAuthFailed;
     o.detail = to_string(at_) + ": " + std::string(text);
-    finish(std::move(o));
+    finish(o);
     return;
   }
   if (auth_reply) return;
   Outcome o;
   o.kind = Outcome::Kind::kReply;
   o.reply = r;
-  finish(std::move(o));
+  finish(o);
 }
 
 void RedisExchange::finish_failed(const std::string& why) {
   Outcome o;
   o.detail = to_string(at_) + ": " + why;
-  finish(std::move(o));
+  finish(o);
 }
 
-void RedisExchange::finish(Outcome o) {
+void RedisExchange::finish(const Outcome& o) {
   if (finished_) return;
   finished_ = true;
   boost::system::error_code ignored;

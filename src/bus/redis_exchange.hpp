@@ -52,7 +52,7 @@ class RedisExchange : public std::enable_shared_from_this<RedisExchange> {
   void read();
   void on_reply(const redisReply* r);
   void finish_failed(const std::string& why);
-  void finish(Outcome o);
+  void finish(const Outcome& o);
 
   boost::asio::ip::tcp::resolver resolver_;
   MaybeTlsStream stream_;  // every handler holds this object, so the stream outlives them
