@@ -463,6 +463,12 @@ TEST(Tls, RedissWithTheWrongCaIsRefusedAndNeverReady) {
   EXPECT_EQ(redis->cli({"EXISTS", "room:never"}), "0");
 }
 
+// Starts a server into `s`; true once its /readyz says 200 (within 10 s).
+bool start_ready(std::unique_ptr<ServerProcess>& s, const Env& env) {
+  s = ServerProcess::start(env);
+  return s && wait_until([&] { return http_get(s->port(), "/readyz").status == 200; }, 10000ms);
+}
+
 // A managed Redis Cluster with in-transit encryption and an ACL user: REDIS_TLS and
 // REDIS_USERNAME. Every node serves TLS (its cluster bus and replication too), and the user exists
 // on every node (ACLs are per node), with the channels sharded pub/sub needs (&*).
@@ -483,13 +489,8 @@ TEST(Tls, RedisClusterOverTlsWithAnAclUserRelaysAcrossInstances) {
                             {"REDIS_USERNAME", "relay"},
                             {"REDIS_PASSWORD", "relay-secret-7"},
                             {"LOG_LEVEL", "debug"}});
-  auto one = ServerProcess::start(env);
-  auto two = ServerProcess::start(env);
-  ASSERT_TRUE(one && two);
-  for (auto* s : {one.get(), two.get()}) {
-    ASSERT_TRUE(wait_until([&] { return http_get(s->port(), "/readyz").status == 200; }, 10000ms))
-        << s->output();
-  }
+  std::unique_ptr<ServerProcess> one, two;
+  ASSERT_TRUE(start_ready(one, env) && start_ready(two, env)) << (one ? one->output() : "");
   // A room on each master, its members on different instances: both ways, in order.
   const auto rooms = cluster->rooms_per_master("tls-cluster", 1);
   ASSERT_EQ(rooms.size(), 3u);
@@ -593,13 +594,8 @@ TEST(Tls, SentinelOverTlsFollowsAFailover) {
                                   {"REDIS_TLS_CA_FILE", pki().ca_cert},
                                   {"REDIS_USERNAME", "relay"},
                                   {"REDIS_PASSWORD", "relay-secret-8"}});
-  auto one = ServerProcess::start(env);
-  auto two = ServerProcess::start(env);
-  ASSERT_TRUE(one && two);
-  for (auto* s : {one.get(), two.get()}) {
-    ASSERT_TRUE(wait_until([&] { return http_get(s->port(), "/readyz").status == 200; }, 10000ms))
-        << s->output();
-  }
+  std::unique_ptr<ServerProcess> one, two;
+  ASSERT_TRUE(start_ready(one, env) && start_ready(two, env)) << (one ? one->output() : "");
   auto a = WsClient::connect(one->port(), "/?roomId=tls-sentinel");
   auto b = WsClient::connect(two->port(), "/?roomId=tls-sentinel");
   ASSERT_TRUE(a && b);
