@@ -114,18 +114,17 @@ void RedisConnection::tls_handshake() {
   SSL_set_tlsext_host_name(tls.native_handle(), endpoint_.host.c_str());
   tls.set_verify_callback(asio::ssl::host_name_verification(endpoint_.host));
   const unsigned gen = generation_;
-  tls.async_handshake(asio::ssl::stream_base::client,
-                      [this, gen, s = stream_](boost::system::error_code ec) {
-                        if (gen != generation_) return;
-                        if (ec) {
-                          // e.g. "certificate verify failed": wrong REDIS_TLS_CA_FILE or host.
-                          fail("TLS handshake with " + endpoint_.host + ": " + ec.message() +
-                               " (check REDIS_TLS_CA_FILE, and that the certificate names " +
-                               endpoint_.host + ")");
-                          return;
-                        }
-                        handshake();
-                      });
+  tls.async_handshake(
+      asio::ssl::stream_base::client, [this, gen, s = stream_](boost::system::error_code ec) {
+        if (gen != generation_) return;
+        if (ec) {
+          // e.g. "certificate verify failed": wrong REDIS_TLS_CA_FILE or host.
+          fail("TLS handshake with " + endpoint_.host + ": " + ec.message() +
+               " (check REDIS_TLS_CA_FILE, and that the certificate names " + endpoint_.host + ")");
+          return;
+        }
+        handshake();
+      });
 }
 
 void RedisConnection::handshake() {
