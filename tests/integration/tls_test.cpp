@@ -546,8 +546,9 @@ TEST(Tls, RedisClusterOverTlsWithAnAclUserRelaysAcrossInstances) {
   EXPECT_EQ(http_get(untrusting->port(), "/readyz").status, 503u);
 }
 
-// Sentinel with TLS everywhere (REDIS_TLS): the sentinel answers on its TLS port and reaches the
-// data nodes over TLS (tls-replication), as do the replica and the bus. A failover is followed.
+// Sentinel with TLS everywhere (REDIS_TLS): the sentinel answers on its TLS port (with a password
+// of its own) and reaches the data nodes over TLS (tls-replication), as do the replica and the
+// bus. A failover is followed.
 TEST(Tls, SentinelOverTlsFollowsAFailover) {
   const uint16_t master_tls = free_port();
   const uint16_t replica_tls = free_port();
@@ -568,7 +569,7 @@ TEST(Tls, SentinelOverTlsFollowsAFailover) {
       0, {}, with_port(replica_tls, {"--replicaof", "127.0.0.1", std::to_string(master_tls)}));
   ASSERT_TRUE(master && replica);
   auto sentinel = SentinelProcess::start(
-      master_tls, "mymaster", 1, {}, {},
+      master_tls, "mymaster", 1, "sentinel-secret-9", {},
       {"tls-port " + std::to_string(sentinel_tls), "tls-cert-file " + pki().server_cert,
        "tls-key-file " + pki().server_key, "tls-ca-cert-file " + pki().ca_cert,
        "tls-auth-clients no", "tls-replication yes"});
@@ -590,6 +591,7 @@ TEST(Tls, SentinelOverTlsFollowsAFailover) {
 
   const Env env = relaxed_limits({{"REDIS_SENTINELS", "127.0.0.1:" + std::to_string(sentinel_tls)},
                                   {"REDIS_SENTINEL_MASTER", "mymaster"},
+                                  {"REDIS_SENTINEL_PASSWORD", "sentinel-secret-9"},
                                   {"REDIS_TLS", "true"},
                                   {"REDIS_TLS_CA_FILE", pki().ca_cert},
                                   {"REDIS_USERNAME", "relay"},
@@ -627,6 +629,7 @@ TEST(Tls, SentinelOverTlsFollowsAFailover) {
   EXPECT_GE(as_relay, 4u);  // both instances' command and subscriber connections
   for (auto* s : {one.get(), two.get()}) {
     EXPECT_EQ(s->output().find("relay-secret-8"), std::string::npos);
+    EXPECT_EQ(s->output().find("sentinel-secret-9"), std::string::npos);
   }
 }
 
