@@ -3,7 +3,6 @@
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/ssl/host_name_verification.hpp>
 #include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/write.hpp>
 #include <cstring>
@@ -108,23 +107,18 @@ void RedisConnection::dial(unsigned gen) {
 }
 
 void RedisConnection::tls_handshake() {
-  stream_->start_tls(*tls_);
-  auto& tls = stream_->tls();
-  // SNI for servers behind a TLS proxy, and the certificate must name the host we dialled.
-  SSL_set_tlsext_host_name(tls.native_handle(), endpoint_.host.c_str());
-  tls.set_verify_callback(asio::ssl::host_name_verification(endpoint_.host));
+  stream_->start_client_tls(*tls_, endpoint_.host);
   const unsigned gen = generation_;
-  tls.async_handshake(
-      asio::ssl::stream_base::client, [this, gen, s = stream_](boost::system::error_code ec) {
-        if (gen != generation_) return;
-        if (ec) {
-          // e.g. "certificate verify failed": wrong REDIS_TLS_CA_FILE or host.
-          fail("TLS handshake with " + endpoint_.host + ": " + ec.message() +
-               " (check REDIS_TLS_CA_FILE, and that the certificate names " + endpoint_.host + ")");
-          return;
-        }
-        handshake();
-      });
+  stream_->tls().async_handshake(asio::ssl::stream_base::client,
+                                 [this, gen, s = stream_](boost::system::error_code ec) {
+                                   if (gen != generation_) return;
+                                   if (ec) {
+                                     fail("TLS handshake with " + endpoint_.host + ": " +
+                                          ec.message() + redis_tls_hint(endpoint_.host));
+                                     return;
+                                   }
+                                   handshake();
+                                 });
 }
 
 void RedisConnection::handshake() {

@@ -1,9 +1,6 @@
 #include "bus/redis_exchange.hpp"
 
-#include <openssl/ssl.h>
-
 #include <boost/asio/connect.hpp>
-#include <boost/asio/ssl/host_name_verification.hpp>
 #include <boost/asio/write.hpp>
 
 namespace sigsrv {
@@ -58,23 +55,16 @@ void RedisExchange::connected() {
     write();
     return;
   }
-  stream_.start_tls(*tls_);
-  auto& tls = stream_.tls();
-  // As RedisConnection: SNI, and the certificate must name the host dialled.
-  SSL_set_tlsext_host_name(tls.native_handle(), at_.host.c_str());
-  tls.set_verify_callback(asio::ssl::host_name_verification(at_.host));
-  tls.async_handshake(asio::ssl::stream_base::client,
-                      [self = shared_from_this()](boost::system::error_code ec) {
-                        if (self->finished_) return;
-                        if (ec) {
-                          self->finish_failed("TLS handshake: " + ec.message() +
-                                              " (check REDIS_TLS_CA_FILE, and that the "
-                                              "certificate names " +
-                                              self->at_.host + ")");
-                          return;
-                        }
-                        self->write();
-                      });
+  stream_.start_client_tls(*tls_, at_.host);
+  stream_.tls().async_handshake(
+      asio::ssl::stream_base::client, [self = shared_from_this()](boost::system::error_code ec) {
+        if (self->finished_) return;
+        if (ec) {
+          self->finish_failed("TLS handshake: " + ec.message() + redis_tls_hint(self->at_.host));
+          return;
+        }
+        self->write();
+      });
 }
 
 void RedisExchange::write() {

@@ -15,6 +15,7 @@
 #include <string_view>
 #include <vector>
 
+#include "bus/redis_url.hpp"
 #include "bus/resp.hpp"
 #include "bus/sentinel.hpp"
 #include "net/tls_stream.hpp"

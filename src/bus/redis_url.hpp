@@ -16,6 +16,11 @@ struct RedisEndpoint {
   bool tls = false;
 };
 
+// What to check when the TLS handshake with `host` fails (e.g. "certificate verify failed").
+inline std::string redis_tls_hint(const std::string& host) {
+  return " (check REDIS_TLS_CA_FILE, and that the certificate names " + host + ")";
+}
+
 // Error text never contains the password.
 std::variant<RedisEndpoint, std::string> parse_redis_url(const std::string& url);
 

@@ -106,7 +106,6 @@ void SentinelClient::watch(std::function<void(const HostPort&)> on_switch,
     if (channel != "+switch-master") return;
     if (auto to = parse_switch_master(payload, settings_.master)) on_switch(*to);
   };
-  ep.tls = settings_.tls != nullptr;
   watch_ =
       std::make_unique<RedisConnection>(ioc_, ep, settings_.tls, RedisConnection::Mode::kSubscriber,
                                         "sentinel-watch", log_, std::move(hooks));

@@ -101,9 +101,6 @@ void Listener::accept_ready() {
       wait();
       return;
     }
-    if (ec == boost::asio::error::operation_aborted || ec == boost::asio::error::bad_descriptor) {
-      return;  // closed
-    }
     if (ec) {
       retry(ec);
       return;

@@ -26,6 +26,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/ssl/host_name_verification.hpp>
 #include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/websocket/ssl.hpp>
@@ -87,6 +88,13 @@ class MaybeTlsStream {
   // Wraps the socket in TLS; the handshake is the caller's next step.
   void start_tls(boost::asio::ssl::context& ctx) {
     tls_ = std::make_unique<TlsLayer>(std::move(plain_), ctx);
+  }
+  // A client's TLS: SNI for servers behind a TLS proxy, and a certificate that must name `host`,
+  // the host dialled.
+  void start_client_tls(boost::asio::ssl::context& ctx, const std::string& host) {
+    start_tls(ctx);
+    SSL_set_tlsext_host_name(tls_->native_handle(), host.c_str());
+    tls_->set_verify_callback(boost::asio::ssl::host_name_verification(host));
   }
   bool is_tls() const { return tls_ != nullptr; }
   TlsLayer& tls() { return *tls_; }
