@@ -466,6 +466,10 @@ std::unique_ptr<RedisClusterProcess> RedisClusterProcess::start(const Options& o
         // A replica's first sync at once, not after the default 5 s.
         "--repl-diskless-sync-delay", "0"};
     if (!options.password.empty()) args.insert(args.end(), {"--masterauth", options.password});
+    if (!options.announce_hostname.empty()) {
+      args.insert(args.end(), {"--cluster-announce-hostname", options.announce_hostname,
+                               "--cluster-preferred-endpoint-type", "hostname"});
+    }
     if (options.tls) {
       c->tls_ports_.push_back(free_port());
       args.insert(args.end(),

@@ -134,6 +134,10 @@ class RedisClusterProcess {
       std::string cert_file, key_file, ca_file;
     };
     std::optional<Tls> tls;
+    // Set: every node announces this name (cluster-announce-hostname) and names itself by it in
+    // CLUSTER SLOTS and in MOVED/ASK (cluster-preferred-endpoint-type hostname), as managed
+    // clusters do; the nodes still meet each other by address.
+    std::string announce_hostname;
   };
   static constexpr int kSlots = 16384;
   // Null (and a test failure) when the cluster does not form (cluster_state:ok on every node, one

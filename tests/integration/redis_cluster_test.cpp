@@ -509,6 +509,64 @@ TEST(RedisCluster, SlotMigrationMidTrafficLosesNothingForResumableSessions) {
   EXPECT_TRUE(one->running() && two->running());
 }
 
+// Managed clusters name their nodes (cluster-preferred-endpoint-type hostname): CLUSTER SLOTS and
+// MOVED carry the announced name, not an address, and that name is what the servers dial.
+TEST(RedisCluster, NodesAnnouncedByHostnameAreDialledByName) {
+  RedisClusterProcess::Options options;
+  options.announce_hostname = "localhost";
+  auto cluster = RedisClusterProcess::start(options);
+  ASSERT_TRUE(cluster);
+  // The cluster names its nodes by hostname (the seeds below stay addresses).
+  const std::string slots = cluster->cli(0, {"CLUSTER", "SLOTS"});
+  ASSERT_NE(slots.find("localhost"), std::string::npos) << slots;
+  auto one = start_ready(cluster_env(*cluster));
+  auto two = start_ready(cluster_env(*cluster));
+  ASSERT_TRUE(one && two);
+  auto rooms = rooms_across_masters(*cluster, *one, *two, "named", 1);
+  ASSERT_EQ(rooms.size(), 3u);
+  for (auto& room : rooms) {
+    SCOPED_TRACE("room " + room.id + " on node " + std::to_string(room.master));
+    ASSERT_TRUE(exchange(*room.a, *room.b, room.id, 20));
+  }
+
+  // A slot moved: the old owner's MOVED names the new one by hostname, and the servers follow.
+  const double follow_ups_one = cluster_follow_ups(*one);
+  const double follow_ups_two = cluster_follow_ups(*two);
+  const int slot = RedisClusterProcess::key_slot(room_key(rooms[0].id));
+  const std::size_t to = rooms[1].master;
+  ASSERT_TRUE(cluster->migrate_slot(slot, to));
+  const std::string moved = cluster->cli(rooms[0].master, {"SCARD", room_key(rooms[0].id)});
+  EXPECT_EQ(moved,
+            "MOVED " + std::to_string(slot) + " localhost:" + std::to_string(cluster->port(to)));
+  ASSERT_TRUE(relay_resumes(*rooms[0].a, *rooms[0].b, Clock::now() + 10s));
+  ASSERT_TRUE(flush_tries(*rooms[0].a, *rooms[0].b, "moved-marker"));
+  EXPECT_TRUE(exchange(*rooms[0].a, *rooms[0].b, "after-move", 20));
+  EXPECT_TRUE(wait_until([&] { return cluster_follow_ups(*one) > follow_ups_one; }, 5000ms));
+  EXPECT_TRUE(wait_until([&] { return cluster_follow_ups(*two) > follow_ups_two; }, 5000ms));
+  EXPECT_EQ(cluster->cli(to, {"SCARD", room_key(rooms[0].id)}), "2");
+
+  // The name is dialled as announced: one that does not resolve leaves a new instance unready,
+  // and its log says which name failed to resolve.
+  const std::string unknown = "signal-node.invalid";
+  for (std::size_t i = 0; i < cluster->size(); ++i) {
+    ASSERT_EQ(cluster->cli(i, {"CONFIG", "SET", "cluster-announce-hostname", unknown}), "OK");
+  }
+  ASSERT_TRUE(wait_until(
+      [&] {
+        const std::string now = cluster->cli(0, {"CLUSTER", "SLOTS"});
+        return now.find(unknown) != std::string::npos && now.find("localhost") == std::string::npos;
+      },
+      10000ms))
+      << cluster->cli(0, {"CLUSTER", "SLOTS"});
+  auto three = ServerProcess::start(cluster_env(*cluster));
+  ASSERT_TRUE(three);
+  EXPECT_TRUE(wait_until(
+      [&] { return three->output().find("resolve " + unknown) != std::string::npos; }, 10000ms))
+      << three->output();
+  EXPECT_FALSE(ready(*three)) << three->output();
+  EXPECT_TRUE(three->running() && one->running() && two->running());
+}
+
 // Instance crash on a cluster: the leases and their registry live in the {fleet} slot, the rooms
 // elsewhere, so the reap script takes the expired instances from the sweep instead of reading
 // leases (it may not touch another slot). The peers hear of it once, and the seats are freed.
