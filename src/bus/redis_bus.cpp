@@ -335,8 +335,9 @@ void RedisBus::resync_members() {
   }
   for (auto& [room, client] : leaves) {
     eval(kLeaveScript,
-         {keys_.room(room), keys_.owners(room), client, std::to_string(config_.room_ttl_seconds)},
-         2, RedisOp::kLeave, [this, room = room, client = client, finish_one](const redisReply* r) {
+         {keys_.room(room), keys_.owners(room), keys_.room_sessions(room), client,
+          std::to_string(config_.room_ttl_seconds)},
+         3, RedisOp::kLeave, [this, room = room, client = client, finish_one](const redisReply* r) {
            if (!is_error(r)) failed_leaves_.erase({room, client});
            finish_one();
          });
@@ -838,11 +839,15 @@ void RedisBus::pump_reaps(const std::shared_ptr<ReapJob>& job) {
     const std::string& room = job->rooms[job->next++];
     ++job->in_flight;
     // Recorded as leaves: each release is one (RedisOp has no series of its own for it).
-    std::vector<std::string> args{keys_.room(room),     keys_.owners(room),
-                                  lease_check_prefix(), std::to_string(config_.room_ttl_seconds),
-                                  instance_id_,         std::to_string(now_us())};
+    std::vector<std::string> args{keys_.room(room),
+                                  keys_.owners(room),
+                                  keys_.room_sessions(room),
+                                  lease_check_prefix(),
+                                  std::to_string(config_.room_ttl_seconds),
+                                  instance_id_,
+                                  std::to_string(now_us())};
     append_dead(args);
-    eval(kReapScript, std::move(args), 2, RedisOp::kLeave, [this, job, room](const redisReply* r) {
+    eval(kReapScript, std::move(args), 3, RedisOp::kLeave, [this, job, room](const redisReply* r) {
       --job->in_flight;
       if (is_error(r) || r->type != REDIS_REPLY_ARRAY) {
         job->failed = true;  // the rest waits for the retry (see finish_reaps)
@@ -972,9 +977,9 @@ void RedisBus::release_seat(const std::string& room_id, const std::string& clien
 
 void RedisBus::send_leave(const std::string& room_id, const std::string& client_id) {
   eval(kLeaveScript,
-       {keys_.room(room_id), keys_.owners(room_id), client_id,
+       {keys_.room(room_id), keys_.owners(room_id), keys_.room_sessions(room_id), client_id,
         std::to_string(config_.room_ttl_seconds)},
-       2, RedisOp::kLeave, [this, room_id, client_id](const redisReply* r) {
+       3, RedisOp::kLeave, [this, room_id, client_id](const redisReply* r) {
          if (is_error(r)) remember_failed_leave(room_id, client_id);
        });
 }

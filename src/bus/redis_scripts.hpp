@@ -75,8 +75,11 @@ table.insert(dropped, 1, redis.call('SCARD', room))
 return dropped
 )lua";
 
-// KEYS: room:{id}, room-owners:{id}. ARGV: client id, room TTL seconds.
-// Removes the member; an emptied room gets EXPIRE ROOM_TTL_SECONDS (as the Node server does).
+// KEYS: room:{id}, room-owners:{id}, room-resumable:{id}. ARGV: client id, room TTL seconds.
+// Removes the member; an emptied room gets EXPIRE ROOM_TTL_SECONDS (as the Node server does),
+// and its list of resumable sessions goes: every session holds a seat until it ends, so in an
+// empty room none can be resumed (a claim answers 'gone'), and ids whose keys expired would
+// otherwise stay in a set without a TTL.
 inline constexpr const char* kLeave = R"lua(
 redis.call('SREM', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[2], ARGV[1])
@@ -84,6 +87,7 @@ local left = redis.call('SCARD', KEYS[1])
 if left == 0 then
   redis.call('EXPIRE', KEYS[1], ARGV[2])
   redis.call('EXPIRE', KEYS[2], ARGV[2])
+  redis.call('DEL', KEYS[3])
 end
 return left
 )lua";
@@ -134,7 +138,7 @@ redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf',
 return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. string.format('%.0f', now))
 )lua";
 
-// KEYS: room:{id}, room-owners:{id}.
+// KEYS: room:{id}, room-owners:{id}, room-resumable:{id}.
 // ARGV: lease key prefix, room TTL seconds, this instance's id, sentAtUs; ARGV[5...] (cluster):
 // the expired instances (see lease_gone).
 // Releases every member of the room whose owner's lease key is gone (the owner died), never the
@@ -142,7 +146,8 @@ return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. string.format('%.0f',
 // instance that was late but is back has its lease again and keeps its members. Each release is
 // atomic, so exactly one caller gets a member back; the script publishes its departure on the
 // room's channel (sourceInstance = the caller, which tells its own members) and returns
-// {member, owner, member, owner...}. An emptied room gets EXPIRE as kLeave gives it.
+// {member, owner, member, owner...}. An emptied room gets EXPIRE, and loses its list of
+// resumable sessions, as in kLeave.
 // On one Redis, not declared in KEYS: the owners' lease keys (per owner, unknown until the hash is
 // read; kJoin reads them the same way). A cluster passes the expired instances instead: their
 // lease keys live in another slot.
@@ -171,6 +176,7 @@ end
 if #released > 0 and redis.call('SCARD', room) == 0 then
   redis.call('EXPIRE', room, ARGV[2])
   redis.call('EXPIRE', owners, ARGV[2])
+  redis.call('DEL', KEYS[3])
 end
 return released
 )lua";

@@ -607,6 +607,41 @@ TEST(RedisCluster, CrashedInstancesMembersAreReleasedOnEveryMaster) {
   EXPECT_TRUE(one->wait_for_output("Instance lease expired")) << one->output();
 }
 
+// A crashed instance's session is released with its seat, but nothing ends it: its id stays in
+// room-resumable:{room} until a relay in the room finds its member gone, and on a cluster for as
+// long as the room lives once its keys have expired (mid-migration a missing hash may only be
+// elsewhere, so the relay script leaves such ids). The last member to leave takes the set.
+TEST(RedisCluster, EmptiedRoomKeepsNoSessionIdsOfACrashedInstance) {
+  auto cluster = RedisClusterProcess::start();
+  ASSERT_TRUE(cluster);
+  const Env env = cluster_env(
+      *cluster, {{"INSTANCE_LEASE_TTL_MS", "1500"}, {"RESUME_SECRET", "cluster-secret"}});
+  auto one = start_ready(env);
+  auto two = start_ready(env);
+  ASSERT_TRUE(one && two);
+  const std::string room = cluster->room_on(cluster->masters().at(0), "gone");
+  const std::string sessions = "room-resumable:{" + room + "}";
+  auto host = join(one->port(), room);
+  ASSERT_TRUE(host);
+  ResumableClient browser = open_session(two->port(), room);
+  ASSERT_TRUE(browser.ws);
+  browser.ws->send(candidate(room, 0));
+  ASSERT_EQ(host->recv(), candidate(room, 0));
+  ASSERT_EQ(cluster->owner_cli(sessions, {"SCARD", sessions}), "1");
+  two->kill_now();
+  ASSERT_EQ(host->recv(10000ms), kPeerDisconnected) << one->output();
+  EXPECT_EQ(cluster->owner_cli(room_key(room), {"SCARD", room_key(room)}), "1");
+  EXPECT_EQ(cluster->owner_cli(sessions, {"SCARD", sessions}), "1") << "no relay has pruned it";
+  host->close();
+  EXPECT_TRUE(wait_until(
+      [&] {
+        return cluster->owner_cli(sessions, {"EXISTS", sessions}) == "0";
+      },
+      5000ms))
+      << cluster->owner_cli(sessions, {"SMEMBERS", sessions});
+  EXPECT_EQ(cluster->owner_cli(room_key(room), {"SCARD", room_key(room)}), "0");
+}
+
 TEST(RedisCluster, MasterKilledReplicaPromotedRelayResumesWithinFiveSeconds) {
   // Full coverage off: while the killed master's slots have no master, the other masters keep
   // answering (with the default, every node refuses every command until the promotion).

@@ -147,6 +147,33 @@ TEST(ResumeRedis, ResumesAfterItsInstanceWasKilled) {
   EXPECT_EQ(f.redis->cli({"SISMEMBER", "room:k", a.client_id}), "1");
 }
 
+// A crashed instance's session is released with its seat, but nothing ends it: its id stays in
+// room-resumable:{room}, a set without a TTL, until a relay in the room prunes it. The last member
+// to leave takes the set with it, so a room that empties after a crash leaves nothing behind.
+TEST(ResumeRedis, EmptiedRoomKeepsNoSessionIdsOfACrashedInstance) {
+  Fleet f = start_fleet({{"INSTANCE_LEASE_TTL_MS", "1500"}});
+  ASSERT_TRUE(f.one && f.two);
+  auto host = connect_to(f.one->port(), "roomId=gone");
+  ASSERT_TRUE(host);
+  ResumableClient browser = open_session(f.two->port(), "gone");
+  ASSERT_TRUE(browser.ws);
+  browser.ws->send(offer("before"));
+  ASSERT_EQ(host->recv(), offer("before"));
+  ASSERT_EQ(f.redis->cli({"SCARD", "room-resumable:gone"}), "1");
+  f.two->kill_now();
+  // Lease TTL plus a second is the contract; four times that on a loaded machine.
+  ASSERT_EQ(host->recv(10000ms), R"({"type":"peer-disconnected"})") << f.one->output();
+  EXPECT_EQ(f.redis->cli({"SCARD", "room:gone"}), "1");
+  EXPECT_EQ(f.redis->cli({"SCARD", "room-resumable:gone"}), "1") << "no relay has pruned it";
+  host->close();
+  EXPECT_TRUE(wait_until([&] {
+    return f.redis->cli({"EXISTS", "room-resumable:gone"}) == "0";
+  })) << f.redis->cli({"SMEMBERS", "room-resumable:gone"});
+  EXPECT_EQ(f.redis->cli({"SCARD", "room:gone"}), "0");
+  // The room itself lingers for ROOM_TTL_SECONDS, as the Node server leaves it.
+  EXPECT_NE(f.redis->cli({"TTL", "room:gone"}), "-1");
+}
+
 TEST(ResumeRedis, DrainHandsSessionsOverWithNothingLostDuplicatedOrReordered) {
   Fleet f = start_fleet();
   ASSERT_TRUE(f.one && f.two);
