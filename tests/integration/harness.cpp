@@ -309,9 +309,12 @@ std::string RedisProcess::cli(const std::vector<std::string>& args) const {
   return run_cli(port_, password_, args);
 }
 
-std::unique_ptr<SentinelProcess> SentinelProcess::start(
-    uint16_t master_port, const std::string& name, unsigned quorum, const std::string& password,
-    const std::string& master_password, const std::vector<std::string>& extra_conf) {
+std::unique_ptr<SentinelProcess> SentinelProcess::start(uint16_t master_port,
+                                                        const std::string& name, unsigned quorum,
+                                                        const std::string& password,
+                                                        const std::string& master_password,
+                                                        const std::vector<std::string>& extra_conf,
+                                                        const std::string& master_host) {
   std::unique_ptr<SentinelProcess> s(new SentinelProcess());
   s->password_ = password;
   s->port_ = free_port();
@@ -319,8 +322,13 @@ std::unique_ptr<SentinelProcess> SentinelProcess::start(
   const std::string conf = s->dir_ + "/sentinel.conf";
   {
     std::ofstream out(conf);
-    out << "port " << s->port_ << "\nbind 127.0.0.1\ndir " << s->dir_ << "\n"
-        << "sentinel monitor " << name << " 127.0.0.1 " << master_port << " " << quorum << "\n"
+    out << "port " << s->port_ << "\nbind 127.0.0.1\ndir " << s->dir_ << "\n";
+    // Before the monitor line: without resolve-hostnames a host name there is refused.
+    if (master_host.find_first_not_of("0123456789.") != std::string::npos) {
+      out << "sentinel resolve-hostnames yes\nsentinel announce-hostnames yes\n";
+    }
+    out << "sentinel monitor " << name << " " << master_host << " " << master_port << " " << quorum
+        << "\n"
         << "sentinel down-after-milliseconds " << name << " 1000\n"
         << "sentinel failover-timeout " << name << " 5000\n";
     if (!password.empty()) out << "requirepass " << password << "\n";

@@ -93,13 +93,16 @@ class SentinelProcess {
  public:
   // Null (and a test failure) when it does not start and name the master within 10 s.
   // `password`: requirepass for the sentinel itself; `master_password`: auth-pass to the data
-  // nodes; `extra_conf`: more lines of its config file (tls-port ..., say).
+  // nodes; `extra_conf`: more lines of its config file (tls-port ..., say). `master_host`: how
+  // the master is named in the monitor line; a host name turns on resolve-hostnames and
+  // announce-hostnames, so the sentinel names the nodes by host name too.
   static std::unique_ptr<SentinelProcess> start(uint16_t master_port,
                                                 const std::string& name = "mymaster",
                                                 unsigned quorum = 2,
                                                 const std::string& password = {},
                                                 const std::string& master_password = {},
-                                                const std::vector<std::string>& extra_conf = {});
+                                                const std::vector<std::string>& extra_conf = {},
+                                                const std::string& master_host = "127.0.0.1");
   ~SentinelProcess();
   uint16_t port() const { return port_; }
   std::string address() const { return "127.0.0.1:" + std::to_string(port_); }

@@ -97,6 +97,59 @@ TEST(Sentinel, FailoverAfterMasterCrashRelayResumesWithinFiveSeconds) {
   EXPECT_EQ(replica->cli({"SCARD", "room:sf1"}), "2");
 }
 
+// Nodes known by host name, as Kubernetes charts set them up (replica-announce-ip with the pod's
+// name; sentinels with resolve-hostnames and announce-hostnames): the sentinel names the master
+// by host name, in its answers and in +switch-master, and the servers dial the name.
+TEST(Sentinel, NodesNamedByHostNameFailOverByName) {
+  // Both loopback addresses where the machine has IPv6: "localhost" may resolve to either.
+  const std::vector<std::string> named = {"--bind", "127.0.0.1", "-::1", "--replica-announce-ip",
+                                          "localhost"};
+  auto master = RedisProcess::start(0, {}, named);
+  ASSERT_TRUE(master);
+  std::vector<std::string> replica_args = named;
+  replica_args.insert(replica_args.end(),
+                      {"--replicaof", "localhost", std::to_string(master->port())});
+  auto replica = RedisProcess::start(0, {}, replica_args);
+  ASSERT_TRUE(replica);
+  auto sentinel = SentinelProcess::start(master->port(), "mymaster", 1, {}, {}, {}, "localhost");
+  ASSERT_TRUE(sentinel);
+  ASSERT_TRUE(wait_until(
+      [&] {
+        return sentinel->master_field("num-slaves") == "1" &&
+               replica->cli({"INFO", "replication"}).find("master_link_status:up") !=
+                   std::string::npos;
+      },
+      15000ms))
+      << sentinel->cli({"SENTINEL", "replicas", "mymaster"});
+  const std::string named_master =
+      sentinel->cli({"SENTINEL", "get-master-addr-by-name", "mymaster"});
+  ASSERT_NE(named_master.find("localhost"), std::string::npos) << named_master;
+
+  const Env env = sentinel_env({sentinel.get()});
+  auto a_srv = ServerProcess::start(env);
+  auto b_srv = ServerProcess::start(env);
+  ASSERT_TRUE(a_srv && b_srv);
+  ASSERT_TRUE(wait_until([&] { return ready(*a_srv) && ready(*b_srv); }, 10000ms))
+      << a_srv->output();
+  auto a = join(a_srv->port(), "named");
+  auto b = join(b_srv->port(), "named");
+  ASSERT_TRUE(a && b);
+  a->send(offer("before"));
+  ASSERT_EQ(b->recv(), offer("before"));
+
+  master->kill_now();
+  ASSERT_TRUE(wait_until([&] { return sentinel->master_port() == replica->port(); }, 15000ms))
+      << "no failover: " << sentinel->cli({"SENTINEL", "master", "mymaster"});
+  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  EXPECT_TRUE(relay_resumes(*a, *b, deadline)) << a_srv->output();
+  EXPECT_TRUE(relay_resumes(*b, *a, deadline)) << b_srv->output();
+  // +switch-master named the replica by host name, and that is where both servers went.
+  const std::string followed = R"("address":"localhost:)" + std::to_string(replica->port()) + "\"";
+  EXPECT_TRUE(a_srv->wait_for_output(followed)) << a_srv->output();
+  EXPECT_TRUE(b_srv->wait_for_output(followed)) << b_srv->output();
+  EXPECT_EQ(replica->cli({"SCARD", "room:named"}), "2");
+}
+
 TEST(Sentinel, SubscriberLeftOnAnotherNodeIsNoticedByTheDeliveryProbe) {
   // Two unrelated nodes. The sentinel names A, then (without a failover, so without
   // +switch-master) B. The command connection, cut, reconnects to B; the subscriber stays on A
