@@ -200,7 +200,8 @@ void RedisCluster::send(uint32_t id, Node* to, bool asking) {
 
 void RedisCluster::on_reply(uint32_t id, const redisReply* r) {
   Request& req = requests_[id];
-  if (in_flight_[req.slot] > 0) --in_flight_[req.slot];
+  const uint16_t slot = req.slot;
+  if (in_flight_[slot] > 0) --in_flight_[slot];
   if (r != nullptr && r->type == REDIS_REPLY_ERROR && !stopped_) {
     const std::string_view err = reply_text(r);
     if (auto redirect = parse_redirect(err, req.sent_to->address.host);
@@ -221,7 +222,7 @@ void RedisCluster::on_reply(uint32_t id, const redisReply* r) {
         return;
       }
       metrics().redis_cluster_ask.inc();
-      if (held_.contains(req.slot)) {
+      if (holds_older(req)) {
         hold(take(id));  // follows the redirect again when released, in order
         return;
       }
@@ -235,43 +236,76 @@ void RedisCluster::on_reply(uint32_t id, const redisReply* r) {
         err.starts_with("TRYAGAIN") || err.find("non local key") != std::string_view::npos;
     if (split && req.retries < kMaxTryAgain) {
       ++req.retries;
-      hold(take(id));
+      hold(take(id), true);
       return;
     }
     if (err.starts_with("CLUSTERDOWN")) schedule_refresh(std::chrono::milliseconds(0));
   }
   // Freed before the callback runs: it may send more (and grow requests_).
   finish(id)(r);
+  // A split slot's next held command goes out once this one is answered.
+  if (auto it = held_.find(slot);
+      it != held_.end() && it->second.one_at_a_time && !it->second.armed) {
+    release(slot);
+  }
 }
 
-void RedisCluster::hold(Request req) {
+bool RedisCluster::holds_older(const Request& req) const {
+  const auto it = held_.find(req.slot);
+  return it != held_.end() && !it->second.requests.empty() &&
+         it->second.requests.front().order < req.order;
+}
+
+void RedisCluster::hold(Request req, bool split) {
   Held& h = held_[req.slot];
   const auto at =
       std::upper_bound(h.requests.begin(), h.requests.end(), req.order,
                        [](uint64_t order, const Request& other) { return order < other.order; });
   const uint16_t slot = req.slot;
   h.requests.insert(at, std::move(req));
-  if (h.timer) return;
-  h.timer = std::make_unique<asio::steady_timer>(ioc_, kTryAgainDelay);
+  h.one_at_a_time = h.one_at_a_time || split;
+  // One at a time, the answer to the command out releases the next; no need to look sooner.
+  if (!(h.one_at_a_time && in_flight_[slot] > 0)) arm(slot, h);
+}
+
+void RedisCluster::arm(uint16_t slot, Held& h) {
+  if (h.armed) return;
+  h.armed = true;
+  if (!h.timer) h.timer = std::make_unique<asio::steady_timer>(ioc_);
+  h.timer->expires_after(kTryAgainDelay);
   h.timer->async_wait([this, slot](boost::system::error_code ec) {
-    if (!ec) release(slot);
+    if (ec) return;
+    auto it = held_.find(slot);
+    if (it == held_.end()) return;
+    it->second.armed = false;
+    release(slot);
   });
 }
 
 void RedisCluster::release(uint16_t slot) {
   auto it = held_.find(slot);
   if (it == held_.end()) return;
+  Held& h = it->second;
   if (in_flight_[slot] > 0) {
     // Something of the slot sent earlier is still unanswered (it may yet come back redirected,
     // and must go out before these): look again shortly.
-    it->second.timer->expires_after(kTryAgainDelay);
-    it->second.timer->async_wait([this, slot](boost::system::error_code ec) {
-      if (!ec) release(slot);
-    });
+    arm(slot, h);
+    return;
+  }
+  if (h.one_at_a_time) {
+    // The oldest alone; the rest, and anything new, stay held behind it until it is answered. A
+    // send that fails at once (no reachable master) has its callback posted and is not waited for.
+    while (!h.requests.empty() && in_flight_[slot] == 0) {
+      Request next = std::move(h.requests.front());
+      h.requests.erase(h.requests.begin());
+      send(park(std::move(next)), nullptr, false);
+    }
+    // All answered: the slot's commands are sent at once again.
+    if (h.requests.empty() && in_flight_[slot] == 0) held_.erase(it);
     return;
   }
   // Out again in the order asked, in one pipeline; any still refused are held again.
-  auto requests = std::move(it->second.requests);
+  auto requests = std::move(h.requests);
   held_.erase(it);
   for (auto& req : requests) send(park(std::move(req)), nullptr, false);
 }

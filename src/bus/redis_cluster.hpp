@@ -110,9 +110,14 @@ class RedisCluster {
   // asked. While a slot has some, every new command of that slot waits behind them, and they go
   // out again only once nothing of the slot is in flight any more: a command sent to the old
   // node and redirected must not be overtaken by a later one sent straight to the new node.
+  // A split slot's go out one at a time, each once the one before is answered: in one pipeline,
+  // the first could be refused again while a later one, which the node ran after the migration
+  // moved the rest of the keys, relayed before it. The slot pipelines again once all are answered.
   struct Held {
     std::vector<Request> requests;
     std::unique_ptr<boost::asio::steady_timer> timer;
+    bool armed = false;  // the timer will call release()
+    bool one_at_a_time = false;
   };
 
   Node& node(const HostPort& at);
@@ -123,7 +128,10 @@ class RedisCluster {
   Callback finish(uint32_t id);  // frees the entry, its encoded buffer kept; its callback
   void send(uint32_t id, Node* to, bool asking);
   void on_reply(uint32_t id, const redisReply* r);
-  void hold(Request req);
+  // Whether a command of `req`'s slot asked before it is held (so `req` must wait behind it).
+  bool holds_older(const Request& req) const;
+  void hold(Request req, bool split = false);
+  void arm(uint16_t slot, Held& h);  // release(slot) after kTryAgainDelay, unless armed already
   void release(uint16_t slot);
   void schedule_refresh(std::chrono::milliseconds delay);
   void refresh();
