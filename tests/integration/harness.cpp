@@ -362,6 +362,21 @@ std::unique_ptr<SentinelProcess> SentinelProcess::start(uint16_t master_port,
   return s;
 }
 
+bool SentinelProcess::wait_knows_replica(const RedisProcess& replica,
+                                         std::chrono::milliseconds timeout) const {
+  const bool known = wait_until(
+      [&] {
+        return master_field("num-slaves") == "1" &&
+               replica.cli({"INFO", "replication"}).find("master_link_status:up") !=
+                   std::string::npos;
+      },
+      timeout);
+  if (!known)
+    ADD_FAILURE() << "the sentinel does not know the replica: "
+                  << cli({"SENTINEL", "replicas", "mymaster"});
+  return known;
+}
+
 SentinelProcess::~SentinelProcess() {
   kill_now();
   std::error_code ec;

@@ -111,6 +111,10 @@ class SentinelProcess {
   uint16_t master_port(const std::string& name = "mymaster") const;
   // A field of `SENTINEL master NAME` (num-slaves, num-other-sentinels, flags, ...).
   std::string master_field(const std::string& field, const std::string& name = "mymaster") const;
+  // Waits until it lists `replica` (its only one) for "mymaster" and the replica's link to the
+  // master is up: from then on it can fail over. False (with the sentinel's view) at timeout.
+  bool wait_knows_replica(const RedisProcess& replica,
+                          std::chrono::milliseconds timeout = 15000ms) const;
   void kill_now();
 
  private:

@@ -113,14 +113,7 @@ TEST(Sentinel, NodesNamedByHostNameFailOverByName) {
   ASSERT_TRUE(replica);
   auto sentinel = SentinelProcess::start(master->port(), "mymaster", 1, {}, {}, {}, "localhost");
   ASSERT_TRUE(sentinel);
-  ASSERT_TRUE(wait_until(
-      [&] {
-        return sentinel->master_field("num-slaves") == "1" &&
-               replica->cli({"INFO", "replication"}).find("master_link_status:up") !=
-                   std::string::npos;
-      },
-      15000ms))
-      << sentinel->cli({"SENTINEL", "replicas", "mymaster"});
+  ASSERT_TRUE(sentinel->wait_knows_replica(*replica));
   const std::string named_master =
       sentinel->cli({"SENTINEL", "get-master-addr-by-name", "mymaster"});
   ASSERT_NE(named_master.find("localhost"), std::string::npos) << named_master;

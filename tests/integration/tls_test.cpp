@@ -574,14 +574,7 @@ TEST(Tls, SentinelOverTlsFollowsAFailover) {
        "tls-key-file " + pki().server_key, "tls-ca-cert-file " + pki().ca_cert,
        "tls-auth-clients no", "tls-replication yes"});
   ASSERT_TRUE(sentinel);
-  ASSERT_TRUE(wait_until(
-      [&] {
-        return sentinel->master_field("num-slaves") == "1" &&
-               replica->cli({"INFO", "replication"}).find("master_link_status:up") !=
-                   std::string::npos;
-      },
-      15000ms))
-      << sentinel->cli({"SENTINEL", "master", "mymaster"});
+  ASSERT_TRUE(sentinel->wait_knows_replica(*replica));
   // The data nodes' ACL user, on both (ACLs are not replicated); the sentinel stays the default
   // user.
   for (const auto* node : {master.get(), replica.get()}) {
