@@ -146,7 +146,7 @@ void RedisCluster::command(std::span<const std::string_view> args, uint16_t slot
   req.redirects = req.retries = 0;
   req.order = next_order_++;
   if (held_.contains(req.slot)) {
-    hold(take(id));
+    hold(take(id), false, false);
     return;
   }
   send(id, nullptr, false);
@@ -218,15 +218,15 @@ void RedisCluster::on_reply(uint32_t id, const redisReply* r) {
         owner_[redirect->slot] = &to;
         run(to, true, false);
         schedule_refresh(std::chrono::milliseconds(0));
+        req.ask_to = nullptr;
         hold(take(id));
         return;
       }
       metrics().redis_cluster_ask.inc();
-      if (holds_older(req)) {
-        hold(take(id));  // follows the redirect again when released, in order
-        return;
-      }
-      send(id, &to, true);
+      // The slot is migrating. Alone, this command follows the redirect at once; with older ones
+      // held or later ones still out, it waits its turn (see Held).
+      req.ask_to = &to;
+      hold(take(id), true, false);
       return;
     }
     // A script whose keys are split between the two nodes of a migrating slot (TRYAGAIN for
@@ -236,7 +236,7 @@ void RedisCluster::on_reply(uint32_t id, const redisReply* r) {
         err.starts_with("TRYAGAIN") || err.find("non local key") != std::string_view::npos;
     if (split && req.retries < kMaxTryAgain) {
       ++req.retries;
-      hold(take(id), true);
+      hold(take(id), true, true);
       return;
     }
     if (err.starts_with("CLUSTERDOWN")) schedule_refresh(std::chrono::milliseconds(0));
@@ -250,22 +250,23 @@ void RedisCluster::on_reply(uint32_t id, const redisReply* r) {
   }
 }
 
-bool RedisCluster::holds_older(const Request& req) const {
-  const auto it = held_.find(req.slot);
-  return it != held_.end() && !it->second.requests.empty() &&
-         it->second.requests.front().order < req.order;
-}
-
-void RedisCluster::hold(Request req, bool split) {
+void RedisCluster::hold(Request req, bool migrating, bool wait) {
   Held& h = held_[req.slot];
   const auto at =
       std::upper_bound(h.requests.begin(), h.requests.end(), req.order,
                        [](uint64_t order, const Request& other) { return order < other.order; });
   const uint16_t slot = req.slot;
   h.requests.insert(at, std::move(req));
-  h.one_at_a_time = h.one_at_a_time || split;
-  // One at a time, the answer to the command out releases the next; no need to look sooner.
-  if (!(h.one_at_a_time && in_flight_[slot] > 0)) arm(slot, h);
+  if (migrating) {
+    h.one_at_a_time = true;
+    h.migrating_until = SteadyClock::now() + kMigratingQuiet;
+  }
+  if (h.one_at_a_time && in_flight_[slot] > 0) return;  // its answer releases the next
+  if (h.one_at_a_time && !wait && !h.armed) {
+    release(slot);  // nothing of the slot out, and nothing to wait for: the oldest goes now
+    return;
+  }
+  arm(slot, h);
 }
 
 void RedisCluster::arm(uint16_t slot, Held& h) {
@@ -288,8 +289,9 @@ void RedisCluster::release(uint16_t slot) {
   Held& h = it->second;
   if (in_flight_[slot] > 0) {
     // Something of the slot sent earlier is still unanswered (it may yet come back redirected,
-    // and must go out before these): look again shortly.
-    arm(slot, h);
+    // and must go out before these). One at a time, its answer releases the next; otherwise
+    // look again shortly.
+    if (!h.one_at_a_time) arm(slot, h);
     return;
   }
   if (h.one_at_a_time) {
@@ -298,10 +300,14 @@ void RedisCluster::release(uint16_t slot) {
     while (!h.requests.empty() && in_flight_[slot] == 0) {
       Request next = std::move(h.requests.front());
       h.requests.erase(h.requests.begin());
-      send(park(std::move(next)), nullptr, false);
+      Node* to = next.ask_to;
+      send(park(std::move(next)), to, to != nullptr);
     }
-    // All answered: the slot's commands are sent at once again.
-    if (h.requests.empty() && in_flight_[slot] == 0) held_.erase(it);
+    // All answered and the migration quiet: the slot's commands are sent at once again.
+    if (h.requests.empty() && in_flight_[slot] == 0 && !h.armed &&
+        SteadyClock::now() >= h.migrating_until) {
+      held_.erase(it);
+    }
     return;
   }
   // Out again in the order asked, in one pipeline; any still refused are held again.

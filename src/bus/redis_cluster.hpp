@@ -105,20 +105,24 @@ class RedisCluster {
     unsigned retries = 0;
     uint64_t order = 0;  // when it was first asked: held commands go out again in this order
     const Node* sent_to = nullptr;  // while in flight
+    Node* ask_to = nullptr;         // held after ASK: sent there again, after ASKING
   };
   // Commands of a slot that moved (MOVED) or is split mid-migration (TRYAGAIN), in the order
   // asked. While a slot has some, every new command of that slot waits behind them, and they go
   // out again only once nothing of the slot is in flight any more: a command sent to the old
   // node and redirected must not be overtaken by a later one sent straight to the new node.
-  // A split slot's go out one at a time, each once the one before is answered: in one pipeline,
-  // the first could be refused again while a later one, which the node ran after the migration
-  // moved the rest of the keys, relayed before it. The slot pipelines again once all are answered.
+  // A migrating slot's (ASK or TRYAGAIN) go out one at a time, each once the one before is
+  // answered, and so does every new command of the slot until kMigratingQuiet has passed without
+  // either: pipelined to the importing node, one command could be refused (its keys split) while
+  // a later one, which the node ran once the migration had moved the rest, relayed before it.
   struct Held {
     std::vector<Request> requests;
     std::unique_ptr<boost::asio::steady_timer> timer;
     bool armed = false;  // the timer will call release()
     bool one_at_a_time = false;
+    std::chrono::steady_clock::time_point migrating_until{};
   };
+  static constexpr std::chrono::milliseconds kMigratingQuiet{1000};
 
   Node& node(const HostPort& at);
   void run(Node& n, bool command, bool subscriber);
@@ -128,9 +132,9 @@ class RedisCluster {
   Callback finish(uint32_t id);  // frees the entry, its encoded buffer kept; its callback
   void send(uint32_t id, Node* to, bool asking);
   void on_reply(uint32_t id, const redisReply* r);
-  // Whether a command of `req`'s slot asked before it is held (so `req` must wait behind it).
-  bool holds_older(const Request& req) const;
-  void hold(Request req, bool split = false);
+  // `migrating`: the slot's commands go one at a time from now on (see Held); `wait`: the next
+  // try waits kTryAgainDelay (a split slot: the migration moves the rest meanwhile).
+  void hold(Request req, bool migrating = false, bool wait = true);
   void arm(uint16_t slot, Held& h);  // release(slot) after kTryAgainDelay, unless armed already
   void release(uint16_t slot);
   void schedule_refresh(std::chrono::milliseconds delay);
