@@ -243,7 +243,7 @@ void RedisCluster::on_reply(uint32_t id, const redisReply* r) {
   }
   // Freed before the callback runs: it may send more (and grow requests_).
   finish(id)(r);
-  // A split slot's next held command goes out once this one is answered.
+  // A migrating slot's next held command goes out once this one is answered.
   if (auto it = held_.find(slot);
       it != held_.end() && it->second.one_at_a_time && !it->second.armed) {
     release(slot);
