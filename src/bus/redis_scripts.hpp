@@ -235,25 +235,32 @@ return 1
 // counts the message as received, atomically with its relay; a sender whose session was resumed
 // elsewhere (fenced) is not relayed: its client re-sends from `received`. Returns -1 when fenced.
 inline constexpr const char* kRelay = SIGSRV_RESUME_APPEND_LUA R"lua(
-if ARGV[3] ~= '' then
-  local smeta = KEYS[3]
-  if redis.call('HGET', smeta, 'owner') ~= ARGV[4] then return -1 end
-  redis.call('HINCRBY', smeta, 'received', 1)
-end
-local seqs = {}
+if ARGV[3] ~= '' and redis.call('HGET', KEYS[3], 'owner') ~= ARGV[4] then return -1 end
+-- Every key written below is read first. Mid-migration a session key the script names itself
+-- may be on the other node: Redis fails the script at that access ("non local key") and keeps
+-- what it wrote before, and the caller retries. Failing before any write, a retry counts and
+-- numbers the message once.
+local sessions = {}
 for _, sid in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   if sid ~= ARGV[3] then
     local client = redis.call('HGET', 'resume:' .. sid, 'client')
-    if not client then
-      if PRUNE_MISSING then redis.call('SREM', KEYS[1], sid) end
-    elseif redis.call('SISMEMBER', KEYS[2], client) == 0 then
-      -- Released without its session ending (its instance crashed): nothing to keep for it.
-      redis.call('SREM', KEYS[1], sid)
-      redis.call('DEL', 'resume:' .. sid, 'resume-log:' .. sid)
-    else
-      local n = append(sid, ARGV[2], tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7])
-      seqs[#seqs + 1] = cjson.encode(client) .. ':' .. n
-    end
+    if client then redis.call('EXISTS', 'resume-log:' .. sid) end
+    sessions[#sessions + 1] = {sid, client}
+  end
+end
+if ARGV[3] ~= '' then redis.call('HINCRBY', KEYS[3], 'received', 1) end
+local seqs = {}
+for _, s in ipairs(sessions) do
+  local sid, client = s[1], s[2]
+  if not client then
+    if PRUNE_MISSING then redis.call('SREM', KEYS[1], sid) end
+  elseif redis.call('SISMEMBER', KEYS[2], client) == 0 then
+    -- Released without its session ending (its instance crashed): nothing to keep for it.
+    redis.call('SREM', KEYS[1], sid)
+    redis.call('DEL', 'resume:' .. sid, 'resume-log:' .. sid)
+  else
+    local n = append(sid, ARGV[2], tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7])
+    seqs[#seqs + 1] = cjson.encode(client) .. ':' .. n
   end
 end
 local env = ARGV[1]

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstdio>
 #include <regex>
+#include <sstream>
 #include <thread>
 
 #include "admission.hpp"
@@ -51,6 +52,16 @@ std::unique_ptr<WsClient> join(uint16_t port, const std::string& room,
 
 std::string candidate(const std::string& tag, int i) {
   return R"({"type":"candidate","candidate":")" + tag + std::to_string(i) + R"("})";
+}
+
+// redis-cli's answer, a line per element.
+std::vector<std::string> lines_of(const std::string& text) {
+  std::istringstream in(text);
+  std::vector<std::string> out;
+  for (std::string line; std::getline(in, line);) {
+    if (!line.empty()) out.push_back(line);
+  }
+  return out;
 }
 
 std::string room_key(const std::string& room) {
@@ -565,6 +576,77 @@ TEST(RedisCluster, NodesAnnouncedByHostnameAreDialledByName) {
       << three->output();
   EXPECT_FALSE(ready(*three)) << three->output();
   EXPECT_TRUE(three->running() && one->running() && two->running());
+}
+
+// Mid-migration, a relay script can find one of the session keys it reads by name on the other
+// node ("non local key"); it is retried until the migration moves the rest. Each try must start
+// clean: one that had counted the sender's message or numbered it for the peer before failing
+// would count it twice, or leave the peer a gap in its numbering, on every retry.
+TEST(RedisCluster, RelayRetriedMidMigrationCountsAndNumbersOnce) {
+  auto cluster = RedisClusterProcess::start();
+  ASSERT_TRUE(cluster);
+  const Env env = cluster_env(*cluster, {{"RESUME_SECRET", "cluster-secret"}});
+  auto one = start_ready(env);
+  auto two = start_ready(env);
+  ASSERT_TRUE(one && two);
+  const auto masters = cluster->masters();
+  ASSERT_EQ(masters.size(), 3u);
+  const std::size_t from = masters[0];
+  const std::size_t to = masters[1];
+  const std::string room = cluster->room_on(from, "split");
+  const int slot = RedisClusterProcess::key_slot(room_key(room));
+  ResumableClient a = open_session(one->port(), room);
+  ASSERT_TRUE(a.ws);
+  ResumableClient b = open_session(two->port(), room);
+  ASSERT_TRUE(b.ws);
+  ASSERT_EQ(action_of(next(*a.ws)), "peer-joined");  // seq 1
+  a.ws->send(offer("before"));
+  const auto before = next(*b.ws);
+  ASSERT_EQ(sdp_of(before), "before");
+  const int64_t b_seq = seq_of(before);
+
+  // b's session log alone moves to the importing node: a relay from a runs on the old owner,
+  // which holds every key it declares, and meets b's log there no more.
+  std::string b_sid;
+  const std::string sessions = "room-resumable:{" + room + "}";
+  for (const std::string& sid : lines_of(cluster->cli(from, {"SMEMBERS", sessions}))) {
+    if (cluster->cli(from, {"HGET", "resume:" + sid, "client"}) == b.client_id) b_sid = sid;
+  }
+  ASSERT_FALSE(b_sid.empty()) << cluster->cli(from, {"SMEMBERS", sessions});
+  ASSERT_TRUE(cluster->begin_migration(slot, to));
+  ASSERT_EQ(cluster->cli(from, {"MIGRATE", "127.0.0.1", std::to_string(cluster->port(to)), "", "0",
+                                "5000", "KEYS", "resume-log:" + b_sid}),
+            "OK");
+  const auto failed_scripts = [&] {
+    const std::string stats = cluster->cli(from, {"INFO", "commandstats"});
+    std::smatch m;
+    static const std::regex re("cmdstat_evalsha:.*failed_calls=([0-9]+)");
+    return std::regex_search(stats, m, re) ? std::stoll(m[1]) : 0LL;
+  };
+  const long long failed_before = failed_scripts();
+  a.ws->send(offer("during"));
+  // Refused and retried a few times (every 10 ms) while the slot stays split...
+  ASSERT_TRUE(wait_until([&] { return failed_scripts() >= failed_before + 3; }, 5000ms))
+      << cluster->cli(from, {"INFO", "commandstats"});
+  // ...then the rest moves and the slot switches: the retry runs on the new owner.
+  ASSERT_TRUE(cluster->finish_migration(slot));
+  // b hears it numbered once: live, or replayed if the moved slot asked it to resume (1013).
+  auto during = next(*b.ws, 10000ms);
+  if (during.is_null()) {
+    b.ws = connect_to(two->port(), resume_query(room, b.token, b_seq));
+    ASSERT_TRUE(b.ws);
+    ASSERT_EQ(action_of(next(*b.ws)), "resumed");
+    during = next(*b.ws);
+  }
+  EXPECT_EQ(sdp_of(during), "during") << json::serialize(during);
+  EXPECT_EQ(seq_of(during), b_seq + 1) << "numbered once for b: " << json::serialize(during);
+  // a's two messages counted once each.
+  std::string a_sid;
+  for (const std::string& sid : lines_of(cluster->cli(to, {"SMEMBERS", sessions}))) {
+    if (sid != b_sid) a_sid = sid;
+  }
+  EXPECT_EQ(cluster->cli(to, {"HGET", "resume:" + a_sid, "received"}), "2");
+  EXPECT_TRUE(one->running() && two->running());
 }
 
 // Instance crash on a cluster: the leases and their registry live in the {fleet} slot, the rooms
