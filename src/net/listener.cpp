@@ -34,7 +34,9 @@ std::optional<std::string> Listener::open(const std::string& host, uint16_t port
   if (acceptor_.bind(ep, ec); ec) {
     std::string hint;
     if (ec == boost::asio::error::address_in_use) {
-      hint = " (EADDRINUSE: another process holds the port; stop it or set PORT/WS_PORT)";
+      hint = kind_ == PortKind::kHealth
+                 ? " (EADDRINUSE: another process holds the port; stop it or set HEALTH_PORT)"
+                 : " (EADDRINUSE: another process holds the port; stop it or set PORT/WS_PORT)";
     }
     return "cannot listen on " + where + ": " + ec.message() + hint;
   }

@@ -14,6 +14,7 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http.hpp>
+#include <cctype>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -115,7 +116,8 @@ std::string run_command(const std::string& cmd) {
 
 std::string run_cli(uint16_t port, const std::string& password,
                     const std::vector<std::string>& args, const std::string& flags = {}) {
-  std::string cmd = "redis-cli -p " + std::to_string(port) + " --no-auth-warning";
+  // Bounded: a port held by something that accepts and never answers must not hang the test.
+  std::string cmd = "timeout 10 redis-cli -p " + std::to_string(port) + " --no-auth-warning";
   if (!flags.empty()) cmd += " " + flags;
   if (!password.empty()) cmd += " -a " + shell_quote(password);
   for (const auto& a : args) cmd += " " + shell_quote(a);
@@ -130,6 +132,25 @@ bool on_path(const std::string& name) {
     if (!dir.empty() && access((dir + "/" + name).c_str(), X_OK) == 0) return true;
   }
   return false;
+}
+
+// free_port() lets a port go before the process started on it binds it: another process of the
+// parallel suite can take it in between. Starts that picked the port try again this many times.
+constexpr int kPortAttempts = 5;
+
+// Whether `pid` has exited (and is reaped), without waiting.
+bool has_exited(pid_t pid) {
+  int status = 0;
+  return pid > 0 && waitpid(pid, &status, WNOHANG) == pid;
+}
+
+// Whether `info` (INFO server of a redis-server or sentinel) is from process `pid`.
+bool is_process(const std::string& info, pid_t pid) {
+  const std::string field = "process_id:" + std::to_string(pid);
+  const auto at = info.find(field);
+  return at != std::string::npos &&
+         (at + field.size() == info.size() ||
+          !std::isdigit(static_cast<unsigned char>(info[at + field.size()])));
 }
 
 }  // namespace
@@ -155,6 +176,31 @@ bool wait_until(const std::function<bool()>& cond, std::chrono::milliseconds tim
 std::unique_ptr<ServerProcess> ServerProcess::start(const Env& env,
                                                     const std::vector<std::string>& args,
                                                     const std::string& dotenv) {
+  std::string output;
+  auto p = launch(env, args, dotenv, &output);
+  if (!p) ADD_FAILURE() << "signal-server did not start; output:\n" << output;
+  return p;
+}
+
+std::unique_ptr<ServerProcess> ServerProcess::start_on_free_port(const std::string& variable,
+                                                                 Env env, uint16_t* port) {
+  std::string output;
+  for (int attempt = 0; attempt < kPortAttempts; ++attempt) {
+    *port = free_port();
+    env[variable] = std::to_string(*port);
+    auto p = launch(env, {}, {}, &output);
+    if (p) return p;
+    if (output.find("in use") == std::string::npos) break;
+  }
+  ADD_FAILURE() << "signal-server did not start with a free " << variable << "; output:\n"
+                << output;
+  return nullptr;
+}
+
+std::unique_ptr<ServerProcess> ServerProcess::launch(const Env& env,
+                                                     const std::vector<std::string>& args,
+                                                     const std::string& dotenv,
+                                                     std::string* output) {
   std::unique_ptr<ServerProcess> p(new ServerProcess());
   p->dir_ = make_scratch_dir();
   p->log_path_ = p->dir_ + "/output.log";
@@ -178,11 +224,8 @@ std::unique_ptr<ServerProcess> ServerProcess::start(const Env& env,
         return std::regex_search(out, m, listening) || !p->running();
       },
       10000ms);
-  const std::string out = p->output();
-  if (!up || !std::regex_search(out, m, listening)) {
-    ADD_FAILURE() << "signal-server did not start; output:\n" << out;
-    return nullptr;
-  }
+  *output = p->output();
+  if (!up || !std::regex_search(*output, m, listening)) return nullptr;
   p->port_ = static_cast<uint16_t>(std::stoi(m[1]));
   if (const int hp = std::stoi(m[2]); hp >= 0) p->health_port_ = static_cast<uint16_t>(hp);
   return p;
@@ -260,9 +303,21 @@ uint16_t free_port() {
 
 std::unique_ptr<RedisProcess> RedisProcess::start(uint16_t port, const std::string& password,
                                                   const std::vector<std::string>& extra_args) {
+  std::string failure;
+  for (int attempt = 0; attempt < (port != 0 ? 1 : kPortAttempts); ++attempt) {
+    auto r = launch(port != 0 ? port : free_port(), password, extra_args, &failure);
+    if (r) return r;
+  }
+  ADD_FAILURE() << failure;
+  return nullptr;
+}
+
+std::unique_ptr<RedisProcess> RedisProcess::launch(uint16_t port, const std::string& password,
+                                                   const std::vector<std::string>& extra_args,
+                                                   std::string* failure) {
   std::unique_ptr<RedisProcess> r(new RedisProcess());
   r->password_ = password;
-  r->port_ = port != 0 ? port : free_port();
+  r->port_ = port;
   r->dir_ = make_scratch_dir();
   const pid_t pid = fork();
   if (pid == 0) {
@@ -283,11 +338,19 @@ std::unique_ptr<RedisProcess> RedisProcess::start(uint16_t port, const std::stri
     _exit(127);
   }
   r->pid_ = pid;
-  const bool up = wait_until([&] { return r->cli({"PING"}) == "PONG"; }, 10000ms);
-  if (!up) {
-    ADD_FAILURE() << "redis-server did not start on port " << r->port_ << ": "
-                  << read_file(r->dir_ + "/redis.log");
-    return nullptr;
+  // Ours, not a server of another test that took the port first: a PONG alone cannot tell.
+  bool exited = false;
+  const bool up = wait_until(
+      [&] {
+        exited = has_exited(r->pid_);
+        return exited || is_process(r->cli({"INFO", "server"}), pid);
+      },
+      10000ms);
+  if (exited) r->pid_ = -1;
+  if (!up || exited) {
+    *failure = "redis-server did not start on port " + std::to_string(r->port_) + ": " +
+               read_file(r->dir_ + "/redis.log");
+    return nullptr;  // the destructor stops it if it still runs
   }
   return r;
 }
@@ -315,51 +378,63 @@ std::unique_ptr<SentinelProcess> SentinelProcess::start(uint16_t master_port,
                                                         const std::string& master_password,
                                                         const std::vector<std::string>& extra_conf,
                                                         const std::string& master_host) {
-  std::unique_ptr<SentinelProcess> s(new SentinelProcess());
-  s->password_ = password;
-  s->port_ = free_port();
-  s->dir_ = make_scratch_dir();
-  const std::string conf = s->dir_ + "/sentinel.conf";
-  {
-    std::ofstream out(conf);
-    out << "port " << s->port_ << "\nbind 127.0.0.1\ndir " << s->dir_ << "\n";
-    // Before the monitor line: without resolve-hostnames a host name there is refused.
-    if (master_host.find_first_not_of("0123456789.") != std::string::npos) {
-      out << "sentinel resolve-hostnames yes\nsentinel announce-hostnames yes\n";
+  std::string failure;
+  for (int attempt = 0; attempt < kPortAttempts; ++attempt) {
+    std::unique_ptr<SentinelProcess> s(new SentinelProcess());
+    s->password_ = password;
+    s->port_ = free_port();
+    s->dir_ = make_scratch_dir();
+    const std::string conf = s->dir_ + "/sentinel.conf";
+    {
+      std::ofstream out(conf);
+      out << "port " << s->port_ << "\nbind 127.0.0.1\ndir " << s->dir_ << "\n";
+      // Before the monitor line: without resolve-hostnames a host name there is refused.
+      if (master_host.find_first_not_of("0123456789.") != std::string::npos) {
+        out << "sentinel resolve-hostnames yes\nsentinel announce-hostnames yes\n";
+      }
+      out << "sentinel monitor " << name << " " << master_host << " " << master_port << " "
+          << quorum << "\n"
+          << "sentinel down-after-milliseconds " << name << " 1000\n"
+          << "sentinel failover-timeout " << name << " 5000\n";
+      if (!password.empty()) out << "requirepass " << password << "\n";
+      if (!master_password.empty())
+        out << "sentinel auth-pass " << name << " " << master_password << "\n";
+      for (const auto& line : extra_conf) out << line << "\n";
     }
-    out << "sentinel monitor " << name << " " << master_host << " " << master_port << " " << quorum
-        << "\n"
-        << "sentinel down-after-milliseconds " << name << " 1000\n"
-        << "sentinel failover-timeout " << name << " 5000\n";
-    if (!password.empty()) out << "requirepass " << password << "\n";
-    if (!master_password.empty())
-      out << "sentinel auth-pass " << name << " " << master_password << "\n";
-    for (const auto& line : extra_conf) out << line << "\n";
+    const bool own_binary = on_path("redis-sentinel");
+    const pid_t pid = fork();
+    if (pid == 0) {
+      if (chdir(s->dir_.c_str()) != 0) _exit(127);
+      const int fd = open((s->dir_ + "/sentinel.log").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      dup2(fd, 1);
+      dup2(fd, 2);
+      close(fd);
+      std::vector<std::string> args =
+          own_binary ? std::vector<std::string>{"redis-sentinel", conf}
+                     : std::vector<std::string>{"redis-server", conf, "--sentinel"};
+      std::vector<char*> argv;
+      for (auto& a : args) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      execvp(argv[0], argv.data());
+      _exit(127);
+    }
+    s->pid_ = pid;
+    bool exited = false;
+    const bool up = wait_until(
+        [&] {
+          exited = has_exited(s->pid_);
+          return exited || (is_process(s->cli({"INFO", "server"}), pid) &&
+                            s->master_port(name) == master_port);
+        },
+        10000ms);
+    if (exited) s->pid_ = -1;
+    if (up && !exited) return s;
+    failure = "redis-sentinel did not start on port " + std::to_string(s->port_) + ": " +
+              read_file(s->dir_ + "/sentinel.log");
+    if (!exited) break;  // it runs but does not name the master: another port would not help
   }
-  const bool own_binary = on_path("redis-sentinel");
-  const pid_t pid = fork();
-  if (pid == 0) {
-    if (chdir(s->dir_.c_str()) != 0) _exit(127);
-    const int fd = open((s->dir_ + "/sentinel.log").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    dup2(fd, 1);
-    dup2(fd, 2);
-    close(fd);
-    std::vector<std::string> args =
-        own_binary ? std::vector<std::string>{"redis-sentinel", conf}
-                   : std::vector<std::string>{"redis-server", conf, "--sentinel"};
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    execvp(argv[0], argv.data());
-    _exit(127);
-  }
-  s->pid_ = pid;
-  if (!wait_until([&] { return s->master_port(name) == master_port; }, 10000ms)) {
-    ADD_FAILURE() << "redis-sentinel did not start on port " << s->port_ << ": "
-                  << read_file(s->dir_ + "/sentinel.log");
-    return nullptr;
-  }
-  return s;
+  ADD_FAILURE() << failure;
+  return nullptr;
 }
 
 bool SentinelProcess::wait_knows_replica(const RedisProcess& replica,

@@ -32,6 +32,12 @@ class ServerProcess {
   static std::unique_ptr<ServerProcess> start(const Env& env = {},
                                               const std::vector<std::string>& args = {},
                                               const std::string& dotenv = {});
+  // start() with `variable` (HEALTH_PORT, say) set to a free port, for a test about an explicit
+  // port number: another process of the parallel suite can take the port between free_port()
+  // and the server's bind, so a server that exits with the address in use is started again on
+  // another port (up to 5 tries). `*port`: the port it was given.
+  static std::unique_ptr<ServerProcess> start_on_free_port(const std::string& variable, Env env,
+                                                           uint16_t* port);
   ~ServerProcess();
 
   uint16_t port() const { return port_; }
@@ -48,6 +54,9 @@ class ServerProcess {
 
  private:
   ServerProcess() = default;
+  // One start; null with `*output` (what the process printed) when it did not come up.
+  static std::unique_ptr<ServerProcess> launch(const Env& env, const std::vector<std::string>& args,
+                                               const std::string& dotenv, std::string* output);
   // Fails the current test if a sanitizer build of the server printed a report.
   void check_sanitizer_reports() const;
   pid_t pid_ = -1;
@@ -66,6 +75,9 @@ class RedisProcess {
   // Null (and a test failure) when redis-server cannot be started.
   // `password` set: requirepass (cli() then authenticates). `extra_args` go to redis-server as
   // given (e.g. --tls-port ...); cli() keeps using the plain port.
+  // `port` 0: a free port, tried again with another one (up to 5 tries) when the process exits
+  // at start or another process answers there (taken by another test between free_port() and
+  // the bind). A port given is tried once (a restart on the same port).
   static std::unique_ptr<RedisProcess> start(uint16_t port = 0, const std::string& password = {},
                                              const std::vector<std::string>& extra_args = {});
   ~RedisProcess();
@@ -79,6 +91,10 @@ class RedisProcess {
 
  private:
   RedisProcess() = default;
+  // One start on `port`; null with `*failure` set when this process does not answer there.
+  static std::unique_ptr<RedisProcess> launch(uint16_t port, const std::string& password,
+                                              const std::vector<std::string>& extra_args,
+                                              std::string* failure);
   pid_t pid_ = -1;
   uint16_t port_ = 0;
   std::string dir_;
@@ -91,7 +107,8 @@ class RedisProcess {
 // pid on destruction.
 class SentinelProcess {
  public:
-  // Null (and a test failure) when it does not start and name the master within 10 s.
+  // Null (and a test failure) when it does not start and name the master within 10 s. Its port
+  // is tried again (up to 5 tries) when the process exits at start (the port taken meanwhile).
   // `password`: requirepass for the sentinel itself; `master_password`: auth-pass to the data
   // nodes; `extra_conf`: more lines of its config file (tls-port ..., say). `master_host`: how
   // the master is named in the monitor line; a host name turns on resolve-hostnames and

@@ -45,14 +45,6 @@ std::string candidate(const std::string& text) {
   return R"({"type":"candidate","candidate":")" + text + R"("})";
 }
 
-// A port nobody listens on right now: bind to port 0, read it, release it.
-uint16_t pick_free_port() {
-  boost::asio::io_context ioc;
-  boost::asio::ip::tcp::acceptor acceptor(
-      ioc, boost::asio::ip::tcp::endpoint(boost::asio::ip::tcp::v4(), 0));
-  return acceptor.local_endpoint().port();
-}
-
 // Waits for the process to exit on its own: signal 0 only checks that it exists.
 int wait_for_exit(ServerProcess& server, std::chrono::milliseconds timeout) {
   return server.stop(0, timeout);
@@ -494,8 +486,8 @@ TEST(LifecycleDrain, NewConnectionDuringDrainIsRefusedWith1012) {
 // HEALTH_PORT
 
 TEST(LifecycleHealthPort, ProbesAndMetricsOnTheHealthPortAndTheMainPort) {
-  const uint16_t health = pick_free_port();
-  auto server = ServerProcess::start(relaxed_limits({{"HEALTH_PORT", std::to_string(health)}}));
+  uint16_t health = 0;
+  auto server = ServerProcess::start_on_free_port("HEALTH_PORT", relaxed_limits(), &health);
   ASSERT_TRUE(server);
   ASSERT_EQ(server->health_port(), health);
   ASSERT_NE(server->port(), health);
@@ -528,6 +520,17 @@ TEST(LifecycleHealthPort, ProbesAndMetricsOnTheHealthPortAndTheMainPort) {
   EXPECT_EQ(b->recv(), R"({"type":"offer","sdp":"main"})");
   EXPECT_EQ(scrape(health, "cloudgaming_active_connections"), 2.0);
   EXPECT_EQ(stop_after_disconnect(*server, a, b), 0);
+}
+
+TEST(LifecycleHealthPort, TakenHealthPortStopsStartUpNamingIt) {
+  boost::asio::io_context ioc;
+  boost::asio::ip::tcp::acceptor taken(ioc, {boost::asio::ip::tcp::v4(), 0});
+  const std::string port = std::to_string(taken.local_endpoint().port());
+  const RunResult r = run_server_to_exit({{"WS_PORT", "0"}, {"HEALTH_PORT", port}}, {}, 5000ms);
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("HEALTH_PORT: cannot listen on 0.0.0.0:" + port), std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("stop it or set HEALTH_PORT)"), std::string::npos) << r.output;
 }
 
 // ---------------------------------------------------------------------------------------------
