@@ -9,12 +9,14 @@ namespace sigsrv::redis_scripts {
 //   its lease key (prefix .. owner) is read; a cluster keeps leases in another slot than the
 //   room's, which a script may not touch, so the caller passes the expired instances its last
 //   sweep found as ARGV[first], ARGV[first + 1], ...
+// - CLUSTER: whether the keys may live on several nodes (a slot can migrate under a script);
 // - PRUNE_MISSING: whether a session named in a room's set but whose hash is missing is dropped
 //   from it. Not on a cluster: there a script run on a migrating slot's new master (after ASK)
 //   sees only the keys moved so far, and a session hash still on the old master would look gone;
 //   its id stays in the set until the session ends (kSessionEnd).
 inline constexpr const char* kPreludeSingle = R"lua(
 local PUBLISH = 'PUBLISH'
+local CLUSTER = false
 local PRUNE_MISSING = true
 local function lease_gone(prefix, owner, first)
   return redis.call('EXISTS', prefix .. owner) == 0
@@ -22,6 +24,7 @@ end
 )lua";
 inline constexpr const char* kPreludeCluster = R"lua(
 local PUBLISH = 'SPUBLISH'
+local CLUSTER = true
 local PRUNE_MISSING = false
 local function lease_gone(prefix, owner, first)
   for i = first, #ARGV do
@@ -236,15 +239,15 @@ return 1
 // elsewhere (fenced) is not relayed: its client re-sends from `received`. Returns -1 when fenced.
 inline constexpr const char* kRelay = SIGSRV_RESUME_APPEND_LUA R"lua(
 if ARGV[3] ~= '' and redis.call('HGET', KEYS[3], 'owner') ~= ARGV[4] then return -1 end
--- Every key written below is read first. Mid-migration a session key the script names itself
--- may be on the other node: Redis fails the script at that access ("non local key") and keeps
--- what it wrote before, and the caller retries. Failing before any write, a retry counts and
--- numbers the message once.
+-- On a cluster every key written below is read first. Mid-migration a session key the script
+-- names itself may be on the other node: Redis fails the script at that access ("non local key")
+-- and keeps what it wrote before, and the caller retries. Failing before any write, a retry
+-- counts and numbers the message once. (One Redis holds every key: no read needed.)
 local sessions = {}
 for _, sid in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   if sid ~= ARGV[3] then
     local client = redis.call('HGET', 'resume:' .. sid, 'client')
-    if client then redis.call('EXISTS', 'resume-log:' .. sid) end
+    if client and CLUSTER then redis.call('EXISTS', 'resume-log:' .. sid) end
     sessions[#sessions + 1] = {sid, client}
   end
 end
