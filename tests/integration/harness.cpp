@@ -304,8 +304,9 @@ uint16_t free_port() {
 std::unique_ptr<RedisProcess> RedisProcess::start(uint16_t port, const std::string& password,
                                                   const std::vector<std::string>& extra_args) {
   std::string failure;
-  for (int attempt = 0; attempt < (port != 0 ? 1 : kPortAttempts); ++attempt) {
-    auto r = launch(port != 0 ? port : free_port(), password, extra_args, &failure);
+  bool exited = true;
+  for (int attempt = 0; exited && attempt < (port != 0 ? 1 : kPortAttempts); ++attempt) {
+    auto r = launch(port != 0 ? port : free_port(), password, extra_args, &failure, &exited);
     if (r) return r;
   }
   ADD_FAILURE() << failure;
@@ -314,7 +315,7 @@ std::unique_ptr<RedisProcess> RedisProcess::start(uint16_t port, const std::stri
 
 std::unique_ptr<RedisProcess> RedisProcess::launch(uint16_t port, const std::string& password,
                                                    const std::vector<std::string>& extra_args,
-                                                   std::string* failure) {
+                                                   std::string* failure, bool* exited_at_start) {
   std::unique_ptr<RedisProcess> r(new RedisProcess());
   r->password_ = password;
   r->port_ = port;
@@ -347,6 +348,7 @@ std::unique_ptr<RedisProcess> RedisProcess::launch(uint16_t port, const std::str
       },
       10000ms);
   if (exited) r->pid_ = -1;
+  *exited_at_start = exited;
   if (!up || exited) {
     *failure = "redis-server did not start on port " + std::to_string(r->port_) + ": " +
                read_file(r->dir_ + "/redis.log");

@@ -76,8 +76,9 @@ class RedisProcess {
   // `password` set: requirepass (cli() then authenticates). `extra_args` go to redis-server as
   // given (e.g. --tls-port ...); cli() keeps using the plain port.
   // `port` 0: a free port, tried again with another one (up to 5 tries) when the process exits
-  // at start or another process answers there (taken by another test between free_port() and
-  // the bind). A port given is tried once (a restart on the same port).
+  // at start (the port taken by another test between free_port() and the bind; then another
+  // process may answer there, so the answer must come from this process id). A port given is
+  // tried once (a restart on the same port).
   static std::unique_ptr<RedisProcess> start(uint16_t port = 0, const std::string& password = {},
                                              const std::vector<std::string>& extra_args = {});
   ~RedisProcess();
@@ -91,10 +92,11 @@ class RedisProcess {
 
  private:
   RedisProcess() = default;
-  // One start on `port`; null with `*failure` set when this process does not answer there.
+  // One start on `port`; null with `*failure` set when this process does not answer there, and
+  // `*exited_at_start` when that is because it exited (the port was taken, say).
   static std::unique_ptr<RedisProcess> launch(uint16_t port, const std::string& password,
                                               const std::vector<std::string>& extra_args,
-                                              std::string* failure);
+                                              std::string* failure, bool* exited_at_start);
   pid_t pid_ = -1;
   uint16_t port_ = 0;
   std::string dir_;
