@@ -558,28 +558,37 @@ std::unique_ptr<RedisClusterProcess> RedisClusterProcess::start(const Options& o
   constexpr int kNodes = 6;
   std::string addresses;
   for (int i = 0; i < kNodes; ++i) {
-    // An explicit bus port: the default (port + 10000) may be past 65535 or taken.
-    std::vector<std::string> args = {
-        "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout",
-        "1000", "--cluster-port", std::to_string(free_port()), "--cluster-require-full-coverage",
-        options.require_full_coverage ? "yes" : "no",
-        // A replica's first sync at once, not after the default 5 s.
-        "--repl-diskless-sync-delay", "0"};
-    if (!options.password.empty()) args.insert(args.end(), {"--masterauth", options.password});
-    if (!options.announce_hostname.empty()) {
-      args.insert(args.end(), {"--cluster-announce-hostname", options.announce_hostname,
-                               "--cluster-preferred-endpoint-type", "hostname"});
+    std::unique_ptr<RedisProcess> node;
+    std::string failure;
+    bool exited = true;
+    // Like RedisProcess::start, with the bus and TLS ports picked again too on each try.
+    for (int attempt = 0; !node && exited && attempt < kPortAttempts; ++attempt) {
+      // An explicit bus port: the default (port + 10000) may be past 65535 or taken.
+      std::vector<std::string> args = {
+          "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+          "--cluster-node-timeout", "1000", "--cluster-port", std::to_string(free_port()),
+          "--cluster-require-full-coverage", options.require_full_coverage ? "yes" : "no",
+          // A replica's first sync at once, not after the default 5 s.
+          "--repl-diskless-sync-delay", "0"};
+      if (!options.password.empty()) args.insert(args.end(), {"--masterauth", options.password});
+      if (!options.announce_hostname.empty()) {
+        args.insert(args.end(), {"--cluster-announce-hostname", options.announce_hostname,
+                                 "--cluster-preferred-endpoint-type", "hostname"});
+      }
+      const uint16_t tls_port = options.tls ? free_port() : 0;
+      if (options.tls) {
+        args.insert(args.end(), {"--tls-port", std::to_string(tls_port), "--tls-cert-file",
+                                 options.tls->cert_file, "--tls-key-file", options.tls->key_file,
+                                 "--tls-ca-cert-file", options.tls->ca_file, "--tls-auth-clients",
+                                 "no", "--tls-cluster", "yes", "--tls-replication", "yes"});
+      }
+      node = RedisProcess::launch(free_port(), options.password, args, &failure, &exited);
+      if (node && options.tls) c->tls_ports_.push_back(tls_port);
     }
-    if (options.tls) {
-      c->tls_ports_.push_back(free_port());
-      args.insert(args.end(),
-                  {"--tls-port", std::to_string(c->tls_ports_.back()), "--tls-cert-file",
-                   options.tls->cert_file, "--tls-key-file", options.tls->key_file,
-                   "--tls-ca-cert-file", options.tls->ca_file, "--tls-auth-clients", "no",
-                   "--tls-cluster", "yes", "--tls-replication", "yes"});
+    if (!node) {
+      ADD_FAILURE() << failure;
+      return nullptr;
     }
-    auto node = RedisProcess::start(0, options.password, args);
-    if (!node) return nullptr;
     c->ports_.push_back(node->port());
     addresses += " 127.0.0.1:" + std::to_string(node->port());
     c->nodes_.push_back(std::move(node));

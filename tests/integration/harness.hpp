@@ -97,6 +97,7 @@ class RedisProcess {
   static std::unique_ptr<RedisProcess> launch(uint16_t port, const std::string& password,
                                               const std::vector<std::string>& extra_args,
                                               std::string* failure, bool* exited_at_start);
+  friend class RedisClusterProcess;  // its nodes' extra ports are picked again on each try
   pid_t pid_ = -1;
   uint16_t port_ = 0;
   std::string dir_;
