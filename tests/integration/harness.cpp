@@ -44,6 +44,27 @@ std::string make_scratch_dir() {
 constexpr const char* kSanitizerReports[] = {"ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
                                              "WARNING: ThreadSanitizer", "runtime error:"};
 
+// Runs `argv` in `dir` with stdout and stderr to `log_path`: execve with `envp`, or without it
+// execvp (found on PATH, with this process' environment).
+pid_t fork_exec(char* const* argv, char* const* envp, const std::string& dir,
+                const std::string& log_path) {
+  const pid_t pid = fork();
+  if (pid == 0) {
+    if (chdir(dir.c_str()) != 0) _exit(127);
+    const int fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    dup2(fd, 1);
+    dup2(fd, 2);
+    close(fd);
+    if (envp) {
+      execve(argv[0], argv, envp);
+    } else {
+      execvp(argv[0], argv);
+    }
+    _exit(127);
+  }
+  return pid;
+}
+
 // Starts the binary with a clean environment (PATH, the sanitizers' options when set, and
 // `env`), output to `log_path`.
 pid_t spawn(const Env& env, const std::vector<std::string>& args, const std::string& dir,
@@ -62,18 +83,16 @@ pid_t spawn(const Env& env, const std::vector<std::string>& args, const std::str
   std::vector<char*> argv;
   for (auto& s : argv_strings) argv.push_back(s.data());
   argv.push_back(nullptr);
+  return fork_exec(argv.data(), envp.data(), dir, log_path);
+}
 
-  const pid_t pid = fork();
-  if (pid == 0) {
-    if (chdir(dir.c_str()) != 0) _exit(127);
-    const int fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    dup2(fd, 1);
-    dup2(fd, 2);
-    close(fd);
-    execve(argv[0], argv.data(), envp.data());
-    _exit(127);
-  }
-  return pid;
+// Starts `args` (args[0] found on PATH) in `dir`, stdout and stderr to `log_path`.
+pid_t spawn_tool(std::vector<std::string> args, const std::string& dir,
+                 const std::string& log_path) {
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  return fork_exec(argv.data(), nullptr, dir, log_path);
 }
 
 std::optional<int> wait_exit(pid_t pid, std::chrono::milliseconds timeout) {
@@ -320,24 +339,12 @@ std::unique_ptr<RedisProcess> RedisProcess::launch(uint16_t port, const std::str
   r->password_ = password;
   r->port_ = port;
   r->dir_ = make_scratch_dir();
-  const pid_t pid = fork();
-  if (pid == 0) {
-    if (chdir(r->dir_.c_str()) != 0) _exit(127);
-    const int fd = open((r->dir_ + "/redis.log").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    dup2(fd, 1);
-    dup2(fd, 2);
-    close(fd);
-    std::vector<std::string> args = {
-        "redis-server", "--port", std::to_string(r->port_), "--bind", "127.0.0.1",
-        "--save",       "",       "--appendonly",           "no"};
-    if (!password.empty()) args.insert(args.end(), {"--requirepass", password});
-    args.insert(args.end(), extra_args.begin(), extra_args.end());
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    execvp("redis-server", argv.data());
-    _exit(127);
-  }
+  std::vector<std::string> args = {
+      "redis-server", "--port", std::to_string(r->port_), "--bind", "127.0.0.1",
+      "--save",       "",       "--appendonly",           "no"};
+  if (!password.empty()) args.insert(args.end(), {"--requirepass", password});
+  args.insert(args.end(), extra_args.begin(), extra_args.end());
+  const pid_t pid = spawn_tool(std::move(args), r->dir_, r->dir_ + "/redis.log");
   r->pid_ = pid;
   // Ours, not a server of another test that took the port first: a PONG alone cannot tell.
   bool exited = false;
@@ -404,22 +411,10 @@ std::unique_ptr<SentinelProcess> SentinelProcess::start(uint16_t master_port,
       for (const auto& line : extra_conf) out << line << "\n";
     }
     const bool own_binary = on_path("redis-sentinel");
-    const pid_t pid = fork();
-    if (pid == 0) {
-      if (chdir(s->dir_.c_str()) != 0) _exit(127);
-      const int fd = open((s->dir_ + "/sentinel.log").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      dup2(fd, 1);
-      dup2(fd, 2);
-      close(fd);
-      std::vector<std::string> args =
-          own_binary ? std::vector<std::string>{"redis-sentinel", conf}
-                     : std::vector<std::string>{"redis-server", conf, "--sentinel"};
-      std::vector<char*> argv;
-      for (auto& a : args) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      execvp(argv[0], argv.data());
-      _exit(127);
-    }
+    const pid_t pid =
+        spawn_tool(own_binary ? std::vector<std::string>{"redis-sentinel", conf}
+                              : std::vector<std::string>{"redis-server", conf, "--sentinel"},
+                   s->dir_, s->dir_ + "/sentinel.log");
     s->pid_ = pid;
     bool exited = false;
     const bool up = wait_until(
