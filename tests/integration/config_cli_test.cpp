@@ -38,16 +38,6 @@ bool names_variable(const std::string& text, const std::string& name) {
   return std::regex_search(text, std::regex("(^|[^A-Z0-9_])" + name + "([^A-Z0-9_]|$)"));
 }
 
-std::vector<std::string> lines_of(const std::string& text) {
-  std::vector<std::string> out;
-  std::istringstream in(text);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (!line.empty()) out.push_back(line);
-  }
-  return out;
-}
-
 // Runs a configuration that must be refused and checks exit code 2 and the variable's name.
 void expect_config_error(const Env& env, const std::vector<std::string>& args,
                          const std::string& variable, const std::string& dotenv = {}) {

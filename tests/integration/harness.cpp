@@ -314,6 +314,15 @@ void ServerProcess::kill_now() {
   pid_ = -1;
 }
 
+std::vector<std::string> lines_of(const std::string& text) {
+  std::istringstream in(text);
+  std::vector<std::string> out;
+  for (std::string line; std::getline(in, line);) {
+    if (!line.empty()) out.push_back(line);
+  }
+  return out;
+}
+
 uint16_t free_port() {
   boost::asio::io_context ioc;
   boost::asio::ip::tcp::acceptor a(ioc, {boost::asio::ip::make_address("127.0.0.1"), 0});
@@ -322,10 +331,16 @@ uint16_t free_port() {
 
 std::unique_ptr<RedisProcess> RedisProcess::start(uint16_t port, const std::string& password,
                                                   const std::vector<std::string>& extra_args) {
+  return start_with(port, password, [&] { return extra_args; });
+}
+
+std::unique_ptr<RedisProcess> RedisProcess::start_with(
+    uint16_t port, const std::string& password,
+    const std::function<std::vector<std::string>()>& make_args) {
   std::string failure;
   bool exited = true;
   for (int attempt = 0; exited && attempt < (port != 0 ? 1 : kPortAttempts); ++attempt) {
-    auto r = launch(port != 0 ? port : free_port(), password, extra_args, &failure, &exited);
+    auto r = launch(port != 0 ? port : free_port(), password, make_args(), &failure, &exited);
     if (r) return r;
   }
   ADD_FAILURE() << failure;
@@ -553,11 +568,9 @@ std::unique_ptr<RedisClusterProcess> RedisClusterProcess::start(const Options& o
   constexpr int kNodes = 6;
   std::string addresses;
   for (int i = 0; i < kNodes; ++i) {
-    std::unique_ptr<RedisProcess> node;
-    std::string failure;
-    bool exited = true;
-    // Like RedisProcess::start, with the bus and TLS ports picked again too on each try.
-    for (int attempt = 0; !node && exited && attempt < kPortAttempts; ++attempt) {
+    uint16_t tls_port = 0;
+    // The bus and TLS ports are picked again with the node's own on each try.
+    auto node = RedisProcess::start_with(0, options.password, [&] {
       // An explicit bus port: the default (port + 10000) may be past 65535 or taken.
       std::vector<std::string> args = {
           "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
@@ -570,20 +583,17 @@ std::unique_ptr<RedisClusterProcess> RedisClusterProcess::start(const Options& o
         args.insert(args.end(), {"--cluster-announce-hostname", options.announce_hostname,
                                  "--cluster-preferred-endpoint-type", "hostname"});
       }
-      const uint16_t tls_port = options.tls ? free_port() : 0;
       if (options.tls) {
+        tls_port = free_port();
         args.insert(args.end(), {"--tls-port", std::to_string(tls_port), "--tls-cert-file",
                                  options.tls->cert_file, "--tls-key-file", options.tls->key_file,
                                  "--tls-ca-cert-file", options.tls->ca_file, "--tls-auth-clients",
                                  "no", "--tls-cluster", "yes", "--tls-replication", "yes"});
       }
-      node = RedisProcess::launch(free_port(), options.password, args, &failure, &exited);
-      if (node && options.tls) c->tls_ports_.push_back(tls_port);
-    }
-    if (!node) {
-      ADD_FAILURE() << failure;
-      return nullptr;
-    }
+      return args;
+    });
+    if (!node) return nullptr;
+    if (options.tls) c->tls_ports_.push_back(tls_port);
     c->ports_.push_back(node->port());
     addresses += " 127.0.0.1:" + std::to_string(node->port());
     c->nodes_.push_back(std::move(node));
@@ -859,11 +869,7 @@ int RedisClusterProcess::move_keys(int slot, int max_batches, int batch) {
   for (int b = 0; max_batches < 0 || b < max_batches; ++b) {
     const std::string listed =
         cli(from, {"CLUSTER", "GETKEYSINSLOT", std::to_string(slot), std::to_string(batch)});
-    std::vector<std::string> keys;
-    std::istringstream in(listed);
-    for (std::string k; std::getline(in, k);) {
-      if (!k.empty()) keys.push_back(k);
-    }
+    const std::vector<std::string> keys = lines_of(listed);
     if (keys.empty()) break;
     std::vector<std::string> args = {"MIGRATE", "127.0.0.1", std::to_string(ports_[to]),
                                      "",        "0",         "5000"};

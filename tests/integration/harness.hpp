@@ -66,6 +66,9 @@ class ServerProcess {
   std::string log_path_;
 };
 
+// The non-empty lines of `text` (redis-cli's answer, a line per element; a process' output).
+std::vector<std::string> lines_of(const std::string& text);
+
 // A free TCP port on 127.0.0.1 (bound to port 0, then released).
 uint16_t free_port();
 
@@ -97,7 +100,11 @@ class RedisProcess {
   static std::unique_ptr<RedisProcess> launch(uint16_t port, const std::string& password,
                                               const std::vector<std::string>& extra_args,
                                               std::string* failure, bool* exited_at_start);
-  friend class RedisClusterProcess;  // its nodes' extra ports are picked again on each try
+  // start() with the extra arguments made again for each try (ports of their own in them).
+  static std::unique_ptr<RedisProcess> start_with(
+      uint16_t port, const std::string& password,
+      const std::function<std::vector<std::string>()>& make_args);
+  friend class RedisClusterProcess;  // its nodes' bus and TLS ports are picked on each try
   pid_t pid_ = -1;
   uint16_t port_ = 0;
   std::string dir_;

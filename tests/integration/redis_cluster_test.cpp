@@ -9,7 +9,6 @@
 #include <chrono>
 #include <cstdio>
 #include <regex>
-#include <sstream>
 #include <thread>
 
 #include "admission.hpp"
@@ -52,16 +51,6 @@ std::unique_ptr<WsClient> join(uint16_t port, const std::string& room,
 
 std::string candidate(const std::string& tag, int i) {
   return R"({"type":"candidate","candidate":")" + tag + std::to_string(i) + R"("})";
-}
-
-// redis-cli's answer, a line per element.
-std::vector<std::string> lines_of(const std::string& text) {
-  std::istringstream in(text);
-  std::vector<std::string> out;
-  for (std::string line; std::getline(in, line);) {
-    if (!line.empty()) out.push_back(line);
-  }
-  return out;
 }
 
 std::string room_key(const std::string& room) {
