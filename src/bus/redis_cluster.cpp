@@ -435,11 +435,17 @@ void RedisCluster::subscribe(std::span<const std::string> channels) {
   Node* n = owner_[key_slot(channels.front())];
   if (n != nullptr && !n->subscriber->up()) n = nullptr;  // move_subscriptions() sends it later
   std::vector<std::string_view> args{"SSUBSCRIBE"};
+  std::size_t again = 0;
   for (const std::string& c : channels) {
-    subscriptions_[c] = n;
+    auto [it, added] = subscriptions_.try_emplace(c, n);
+    // Kept while its node was lost: the owner resubscribes everything once every master is back.
+    if (!added && it->second == nullptr) ++again;
+    it->second = n;
     args.push_back(c);
   }
-  if (n != nullptr) n->subscriber->send(args);
+  if (n == nullptr) return;
+  metrics().redis_cluster_resubscribes.inc(again);
+  n->subscriber->send(args);
 }
 
 void RedisCluster::unsubscribe(std::span<const std::string> channels) {
@@ -458,7 +464,11 @@ void RedisCluster::unsubscribe(std::span<const std::string> channels) {
 
 void RedisCluster::move_subscriptions() {
   // Channels whose slot is elsewhere now (or that lost their node): subscribed on the new master,
-  // one SSUBSCRIBE per slot, then dropped on the old node if it still has them.
+  // one SSUBSCRIBE per slot, then dropped on the old node if it still has them. Only while every
+  // master's subscriber is up, so this is a move under traffic: after a loss, the owner
+  // resubscribes every channel once they are all back (the on_subscribers_up hook) and treats the
+  // whole outage as one gap.
+  if (!subscribers_up_) return;
   std::map<uint16_t, std::vector<std::string_view>> to_subscribe;
   std::map<Node*, std::vector<std::string_view>> to_drop;
   std::vector<std::string> moved;
@@ -483,9 +493,7 @@ void RedisCluster::move_subscriptions() {
   if (moved.empty()) return;
   log_.info("Redis Cluster: room channels subscribed on their slots' new masters",
             {{"slots", to_subscribe.size()}, {"channels", moved.size()}});
-  // While every master is up: a move under traffic. (When they come back after a loss, the owner
-  // resubscribes everything and treats the whole outage as one gap.)
-  if (subscribers_up_) hooks_.on_moved(moved);
+  hooks_.on_moved(moved);
 }
 
 void RedisCluster::on_unsubscribed(Node& n, std::string_view channel) {
@@ -513,8 +521,8 @@ void RedisCluster::update_state() {
     commands = commands && n->command->up();
     subscribers = subscribers && n->subscriber->up();
   }
-  if (subscribers && !subscribers_up_) move_subscriptions();
-  // Hooks last: they call back into this object.
+  // When the subscribers come back, on_subscribers_up resubscribes every channel (each once: not
+  // move_subscriptions() as well). Hooks last: they call back into this object.
   const bool commands_changed = commands != commands_up_;
   const bool subscribers_changed = subscribers != subscribers_up_;
   commands_up_ = commands;

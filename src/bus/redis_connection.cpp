@@ -133,12 +133,8 @@ void RedisConnection::handshake() {
     return true;
   };
   if (!endpoint_.password.empty()) {
-    auto done = [step_failed](const redisReply* r) { step_failed(r, "AUTH"); };
-    if (endpoint_.user.empty()) {
-      enqueue({"AUTH", endpoint_.password}, done);
-    } else {
-      enqueue({"AUTH", endpoint_.user, endpoint_.password}, done);
-    }
+    enqueue(auth_command(endpoint_.user, endpoint_.password),
+            [step_failed](const redisReply* r) { step_failed(r, "AUTH"); });
   }
   if (endpoint_.db != 0) {
     const std::string db = std::to_string(endpoint_.db);

@@ -16,11 +16,7 @@ void RedisExchange::run(const HostPort& at, const RedisCredentials& credentials,
   at_ = at;
   tls_ = credentials.tls;
   if (!credentials.password.empty()) {
-    if (credentials.user.empty()) {
-      append_command(out_, {"AUTH", credentials.password});
-    } else {
-      append_command(out_, {"AUTH", credentials.user, credentials.password});
-    }
+    append_command(out_, auth_command(credentials.user, credentials.password));
     replies_owed_ = 2;
   }
   std::vector<std::string_view> args(question.begin(), question.end());

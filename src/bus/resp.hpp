@@ -9,6 +9,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace sigsrv {
 
@@ -17,6 +18,14 @@ namespace sigsrv {
 void append_command(std::string& out, std::span<const std::string_view> args);
 inline void append_command(std::string& out, std::initializer_list<std::string_view> args) {
   append_command(out, std::span<const std::string_view>(args.begin(), args.size()));
+}
+
+// AUTH with the password alone (the default user) or as an ACL user: the one form every
+// connection and exchange that authenticates sends.
+inline std::vector<std::string_view> auth_command(std::string_view user,
+                                                  std::string_view password) {
+  if (user.empty()) return {"AUTH", password};
+  return {"AUTH", user, password};
 }
 
 struct ReplyDeleter {

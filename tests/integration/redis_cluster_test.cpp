@@ -733,6 +733,8 @@ TEST(RedisCluster, MasterKilledReplicaPromotedRelayResumesWithinFiveSeconds) {
   ASSERT_TRUE(wait_until([&] { return cluster->cli(busy.master, {"WAIT", "1", "100"}) == "1"; }));
   const double refreshes_one = metric(*one, "cloudgaming_redis_cluster_refreshes_total");
   const double refreshes_two = metric(*two, "cloudgaming_redis_cluster_refreshes_total");
+  const double resubscribes_one = metric(*one, "cloudgaming_redis_cluster_resubscribes_total");
+  const double resubscribes_two = metric(*two, "cloudgaming_redis_cluster_resubscribes_total");
 
   const auto killed_at = Clock::now();
   const uint16_t killed = cluster->kill_master_of_slot(slot);
@@ -770,6 +772,15 @@ TEST(RedisCluster, MasterKilledReplicaPromotedRelayResumesWithinFiveSeconds) {
   EXPECT_EQ(cluster->cli(*new_master, {"SCARD", room_key(busy.id)}), "2");
   EXPECT_GT(metric(*one, "cloudgaming_redis_cluster_refreshes_total"), refreshes_one);
   EXPECT_GT(metric(*two, "cloudgaming_redis_cluster_refreshes_total"), refreshes_two);
+  // Each server subscribed the busy room's two channels (relay and presence, one slot) on the
+  // promoted master once, in one SSUBSCRIBE: not once more by the slot map's own move.
+  EXPECT_EQ(metric(*one, "cloudgaming_redis_cluster_resubscribes_total"), resubscribes_one + 2);
+  EXPECT_EQ(metric(*two, "cloudgaming_redis_cluster_resubscribes_total"), resubscribes_two + 2);
+  const std::string stats = cluster->cli(*new_master, {"INFO", "commandstats"});
+  std::smatch calls;
+  static const std::regex ssubscribe("cmdstat_ssubscribe:calls=([0-9]+)");
+  ASSERT_TRUE(std::regex_search(stats, calls, ssubscribe)) << stats;
+  EXPECT_EQ(calls[1], "2") << stats;
   EXPECT_TRUE(one->running()) << one->output();
   EXPECT_TRUE(two->running()) << two->output();
 }
