@@ -396,12 +396,10 @@ std::string RedisProcess::cli(const std::vector<std::string>& args) const {
   return run_cli(port_, password_, args);
 }
 
-std::unique_ptr<SentinelProcess> SentinelProcess::start(uint16_t master_port,
-                                                        const std::string& name, unsigned quorum,
-                                                        const std::string& password,
-                                                        const std::string& master_password,
-                                                        const std::vector<std::string>& extra_conf,
-                                                        const std::string& master_host) {
+std::unique_ptr<SentinelProcess> SentinelProcess::start(
+    uint16_t master_port, const std::string& name, unsigned quorum, const std::string& password,
+    const std::string& master_password, const std::function<std::vector<std::string>()>& extra_conf,
+    const std::string& master_host) {
   std::string failure;
   for (int attempt = 0; attempt < kPortAttempts; ++attempt) {
     std::unique_ptr<SentinelProcess> s(new SentinelProcess());
@@ -423,7 +421,9 @@ std::unique_ptr<SentinelProcess> SentinelProcess::start(uint16_t master_port,
       if (!password.empty()) out << "requirepass " << password << "\n";
       if (!master_password.empty())
         out << "sentinel auth-pass " << name << " " << master_password << "\n";
-      for (const auto& line : extra_conf) out << line << "\n";
+      if (extra_conf) {
+        for (const auto& line : extra_conf()) out << line << "\n";
+      }
     }
     const bool own_binary = on_path("redis-sentinel");
     const pid_t pid =

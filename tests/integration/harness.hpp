@@ -84,6 +84,11 @@ class RedisProcess {
   // tried once (a restart on the same port).
   static std::unique_ptr<RedisProcess> start(uint16_t port = 0, const std::string& password = {},
                                              const std::vector<std::string>& extra_args = {});
+  // start() with the extra arguments made again for each try: a port of their own (--tls-port,
+  // --cluster-port) is then picked again with the main one.
+  static std::unique_ptr<RedisProcess> start_with(
+      uint16_t port, const std::string& password,
+      const std::function<std::vector<std::string>()>& make_args);
   ~RedisProcess();
   uint16_t port() const { return port_; }
   pid_t pid() const { return pid_; }  // for SIGSTOP/SIGCONT (a hung Redis)
@@ -100,11 +105,6 @@ class RedisProcess {
   static std::unique_ptr<RedisProcess> launch(uint16_t port, const std::string& password,
                                               const std::vector<std::string>& extra_args,
                                               std::string* failure, bool* exited_at_start);
-  // start() with the extra arguments made again for each try (ports of their own in them).
-  static std::unique_ptr<RedisProcess> start_with(
-      uint16_t port, const std::string& password,
-      const std::function<std::vector<std::string>()>& make_args);
-  friend class RedisClusterProcess;  // its nodes' bus and TLS ports are picked on each try
   pid_t pid_ = -1;
   uint16_t port_ = 0;
   std::string dir_;
@@ -120,16 +120,15 @@ class SentinelProcess {
   // Null (and a test failure) when it does not start and name the master within 10 s. Its port
   // is tried again (up to 5 tries) when the process exits at start (the port taken meanwhile).
   // `password`: requirepass for the sentinel itself; `master_password`: auth-pass to the data
-  // nodes; `extra_conf`: more lines of its config file (tls-port ..., say). `master_host`: how
+  // nodes; `extra_conf`: more lines of its config file, made again for each try (so a tls-port
+  // in them is picked again with the main one). `master_host`: how
   // the master is named in the monitor line; a host name turns on resolve-hostnames and
   // announce-hostnames, so the sentinel names the nodes by host name too.
-  static std::unique_ptr<SentinelProcess> start(uint16_t master_port,
-                                                const std::string& name = "mymaster",
-                                                unsigned quorum = 2,
-                                                const std::string& password = {},
-                                                const std::string& master_password = {},
-                                                const std::vector<std::string>& extra_conf = {},
-                                                const std::string& master_host = "127.0.0.1");
+  static std::unique_ptr<SentinelProcess> start(
+      uint16_t master_port, const std::string& name = "mymaster", unsigned quorum = 2,
+      const std::string& password = {}, const std::string& master_password = {},
+      const std::function<std::vector<std::string>()>& extra_conf = {},
+      const std::string& master_host = "127.0.0.1");
   ~SentinelProcess();
   uint16_t port() const { return port_; }
   std::string address() const { return "127.0.0.1:" + std::to_string(port_); }

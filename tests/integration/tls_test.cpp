@@ -394,13 +394,17 @@ TEST(Tls, BadTlsSettingsStopStartupNamingTheVariable) {
   EXPECT_NE(ca_without_rediss.output.find("REDIS_TLS_CA_FILE"), std::string::npos);
 }
 
-// redis-server with TLS on `tls_port` (and its plain port for the harness' redis-cli).
-std::unique_ptr<RedisProcess> start_tls_redis(uint16_t tls_port, bool require_client_cert) {
-  return RedisProcess::start(
-      0, {},
-      {"--tls-port", std::to_string(tls_port), "--tls-cert-file", pki().server_cert,
-       "--tls-key-file", pki().server_key, "--tls-ca-cert-file", pki().ca_cert,
-       "--tls-auth-clients", require_client_cert ? "yes" : "no"});
+// redis-server with TLS on a free port, set in `*tls_port` (and its plain port for the harness'
+// redis-cli); both picked again when a try finds one taken.
+std::unique_ptr<RedisProcess> start_tls_redis(uint16_t* tls_port, bool require_client_cert) {
+  return RedisProcess::start_with(0, {}, [=]() -> std::vector<std::string> {
+    *tls_port = free_port();
+    return {"--tls-port",         std::to_string(*tls_port),
+            "--tls-cert-file",    pki().server_cert,
+            "--tls-key-file",     pki().server_key,
+            "--tls-ca-cert-file", pki().ca_cert,
+            "--tls-auth-clients", require_client_cert ? "yes" : "no"};
+  });
 }
 
 std::string rediss_url(uint16_t port) {
@@ -408,8 +412,8 @@ std::string rediss_url(uint16_t port) {
 }
 
 TEST(Tls, RedissCarriesRelayBetweenTwoInstances) {
-  const uint16_t tls_port = free_port();
-  auto redis = start_tls_redis(tls_port, false);
+  uint16_t tls_port = 0;
+  auto redis = start_tls_redis(&tls_port, false);
   ASSERT_TRUE(redis);
   const Env env =
       relaxed_limits({{"REDIS_URL", rediss_url(tls_port)}, {"REDIS_TLS_CA_FILE", pki().ca_cert}});
@@ -430,8 +434,8 @@ TEST(Tls, RedissCarriesRelayBetweenTwoInstances) {
 }
 
 TEST(Tls, RedissWithClientCertificate) {
-  const uint16_t tls_port = free_port();
-  auto redis = start_tls_redis(tls_port, true);
+  uint16_t tls_port = 0;
+  auto redis = start_tls_redis(&tls_port, true);
   ASSERT_TRUE(redis);
   auto server = ServerProcess::start(relaxed_limits({{"REDIS_URL", rediss_url(tls_port)},
                                                      {"REDIS_TLS_CA_FILE", pki().ca_cert},
@@ -444,8 +448,8 @@ TEST(Tls, RedissWithClientCertificate) {
 }
 
 TEST(Tls, RedissWithTheWrongCaIsRefusedAndNeverReady) {
-  const uint16_t tls_port = free_port();
-  auto redis = start_tls_redis(tls_port, false);
+  uint16_t tls_port = 0;
+  auto redis = start_tls_redis(&tls_port, false);
   ASSERT_TRUE(redis);
   auto server = ServerProcess::start(relaxed_limits(
       {{"REDIS_URL", rediss_url(tls_port)}, {"REDIS_TLS_CA_FILE", pki().other_ca_cert}}));
@@ -550,29 +554,38 @@ TEST(Tls, RedisClusterOverTlsWithAnAclUserRelaysAcrossInstances) {
 // of its own) and reaches the data nodes over TLS (tls-replication), as do the replica and the
 // bus. A failover is followed.
 TEST(Tls, SentinelOverTlsFollowsAFailover) {
-  const uint16_t master_tls = free_port();
-  const uint16_t replica_tls = free_port();
-  const uint16_t sentinel_tls = free_port();
+  uint16_t master_tls = 0;
+  uint16_t replica_tls = 0;
+  uint16_t sentinel_tls = 0;
   const std::vector<std::string> node_tls = {"--tls-cert-file",    pki().server_cert,
                                              "--tls-key-file",     pki().server_key,
                                              "--tls-ca-cert-file", pki().ca_cert,
                                              "--tls-auth-clients", "no",
                                              "--tls-replication",  "yes"};
-  auto with_port = [&](uint16_t port, std::vector<std::string> more) {
-    std::vector<std::string> args = node_tls;
-    args.insert(args.end(), {"--tls-port", std::to_string(port)});
-    args.insert(args.end(), more.begin(), more.end());
-    return args;
+  // Each TLS port is picked again with the plain one when a try finds it taken.
+  auto with_port = [&](uint16_t* port, std::vector<std::string> more) {
+    return [&node_tls, port, more] {
+      *port = free_port();
+      std::vector<std::string> args = node_tls;
+      args.insert(args.end(), {"--tls-port", std::to_string(*port)});
+      args.insert(args.end(), more.begin(), more.end());
+      return args;
+    };
   };
-  auto master = RedisProcess::start(0, {}, with_port(master_tls, {}));
-  auto replica = RedisProcess::start(
-      0, {}, with_port(replica_tls, {"--replicaof", "127.0.0.1", std::to_string(master_tls)}));
-  ASSERT_TRUE(master && replica);
-  auto sentinel = SentinelProcess::start(
-      master_tls, "mymaster", 1, "sentinel-secret-9", {},
-      {"tls-port " + std::to_string(sentinel_tls), "tls-cert-file " + pki().server_cert,
-       "tls-key-file " + pki().server_key, "tls-ca-cert-file " + pki().ca_cert,
-       "tls-auth-clients no", "tls-replication yes"});
+  auto master = RedisProcess::start_with(0, {}, with_port(&master_tls, {}));
+  ASSERT_TRUE(master);
+  auto replica = RedisProcess::start_with(
+      0, {}, with_port(&replica_tls, {"--replicaof", "127.0.0.1", std::to_string(master_tls)}));
+  ASSERT_TRUE(replica);
+  auto sentinel = SentinelProcess::start(master_tls, "mymaster", 1, "sentinel-secret-9", {}, [&] {
+    sentinel_tls = free_port();
+    return std::vector<std::string>{"tls-port " + std::to_string(sentinel_tls),
+                                    "tls-cert-file " + pki().server_cert,
+                                    "tls-key-file " + pki().server_key,
+                                    "tls-ca-cert-file " + pki().ca_cert,
+                                    "tls-auth-clients no",
+                                    "tls-replication yes"};
+  });
   ASSERT_TRUE(sentinel);
   ASSERT_TRUE(sentinel->wait_knows_replica(*replica));
   // The data nodes' ACL user, on both (ACLs are not replicated); the sentinel stays the default
