@@ -104,13 +104,6 @@ ObservedRun run_until_healthy(Env env) {
   return run;
 }
 
-std::unique_ptr<WsClient> join(uint16_t port, const std::string& room) {
-  std::string err;
-  auto c = WsClient::connect(port, "/?roomId=" + room, {}, &err);
-  EXPECT_TRUE(c) << err;
-  return c;
-}
-
 // Fills `room` with clients until one is refused; returns how many were admitted (or -1).
 int admitted_before_full(uint16_t port, const std::string& room, int limit = 10) {
   std::vector<std::unique_ptr<WsClient>> members;

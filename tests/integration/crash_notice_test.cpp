@@ -31,23 +31,6 @@ Env crash_env(const RedisProcess& redis, const std::string& capacity) {
                          {"ROOM_CAPACITY", capacity}});
 }
 
-std::unique_ptr<ServerProcess> start_ready(const Env& env) {
-  auto s = ServerProcess::start(env);
-  if (s) {
-    EXPECT_TRUE(wait_until([&] { return http_get(s->port(), "/readyz").status == 200; }, 10000ms))
-        << s->output();
-  }
-  return s;
-}
-
-// The 101 goes out after the join script ran, so the seat is in Redis once this returns.
-std::unique_ptr<WsClient> join(uint16_t port, const std::string& target) {
-  std::string err;
-  auto c = WsClient::connect(port, target, {}, &err);
-  EXPECT_TRUE(c) << err;
-  return c;
-}
-
 std::string offer(const std::string& sdp) {
   return R"({"type":"offer","sdp":")" + sdp + R"("})";
 }
@@ -76,8 +59,8 @@ TEST(CrashNotice, HostHearsOnceWhenTheBrowsersInstanceDiesAndTheSeatIsFreed) {
   auto a = start_ready(crash_env(*redis, "2"));
   auto b = start_ready(crash_env(*redis, "2"));
   ASSERT_TRUE(a && b);
-  auto host = join(a->port(), "/?roomId=crash1");
-  auto browser = join(b->port(), "/?roomId=crash1");
+  auto host = join(a->port(), "crash1");
+  auto browser = join(b->port(), "crash1");
   ASSERT_TRUE(host && browser);
   browser->send(offer("hello"));
   ASSERT_EQ(host->recv(), offer("hello"));
@@ -98,7 +81,7 @@ TEST(CrashNotice, HostHearsOnceWhenTheBrowsersInstanceDiesAndTheSeatIsFreed) {
   // The seat is free: only the host is left in Redis, and a newcomer is admitted (capacity 2).
   EXPECT_EQ(redis->cli({"SCARD", "room:crash1"}), "1");
   EXPECT_EQ(redis->cli({"HLEN", "room-owners:crash1"}), "1");
-  auto newcomer = join(a->port(), "/?roomId=crash1");
+  auto newcomer = join(a->port(), "crash1");
   ASSERT_TRUE(newcomer);
   EXPECT_EQ(admission(*newcomer), "admitted") << "the newcomer must be admitted";
   EXPECT_EQ(redis->cli({"SCARD", "room:crash1"}), "2");
@@ -120,13 +103,13 @@ TEST(CrashNotice, PeersOnTwoLiveInstancesEachHearOnce) {
   auto c = start_ready(crash_env(*redis, "4"));
   ASSERT_TRUE(a && b && c);
   // One peer that asked for events, one that did not: both must hear of the crash.
-  auto on_a = join(a->port(), "/?roomId=crash3&events=1");
+  auto on_a = join(a->port(), "crash3", "&events=1");
   ASSERT_TRUE(on_a);
   ASSERT_EQ(action_of(on_a->recv()), "welcome");
-  auto on_b = join(b->port(), "/?roomId=crash3");
+  auto on_b = join(b->port(), "crash3");
   ASSERT_TRUE(on_b);
   ASSERT_EQ(action_of(on_a->recv()), "peer-joined");
-  auto doomed = join(c->port(), "/?roomId=crash3");
+  auto doomed = join(c->port(), "crash3");
   ASSERT_TRUE(doomed);
   ASSERT_EQ(action_of(on_a->recv()), "peer-joined");
   doomed->send(offer("alive"));
@@ -170,9 +153,9 @@ TEST(CrashNotice, LiveInstancesKeepTheirMembersWhileOthersAreReaped) {
   auto b = start_ready(b_env);
   auto c = start_ready(crash_env(*redis, "2"));
   ASSERT_TRUE(a && b && c);
-  auto on_a = join(a->port(), "/?roomId=live");
-  auto on_b = join(b->port(), "/?roomId=live");
-  auto elsewhere = join(c->port(), "/?roomId=other");
+  auto on_a = join(a->port(), "live");
+  auto on_b = join(b->port(), "live");
+  auto elsewhere = join(c->port(), "other");
   ASSERT_TRUE(on_a && on_b && elsewhere);
   ASSERT_EQ(redis->cli({"SCARD", "room:live"}), "2");
   EXPECT_EQ(redis->cli({"ZCARD", "signal:instances"}), "3");
@@ -221,12 +204,12 @@ TEST(CrashNotice, AJoinThatTakesADeadMembersSeatTellsThePeersButNotTheNewcomer) 
   // only a join into the full room).
   redis->cli({"SADD", "room:ghost", "client:ghost"});
   redis->cli({"HSET", "room-owners:ghost", "client:ghost", "server:gone"});
-  auto host = join(a->port(), "/?roomId=ghost");
-  auto remote = join(b->port(), "/?roomId=ghost");
+  auto host = join(a->port(), "ghost");
+  auto remote = join(b->port(), "ghost");
   ASSERT_TRUE(host && remote);
   ASSERT_EQ(redis->cli({"SCARD", "room:ghost"}), "3");
 
-  auto newcomer = join(a->port(), "/?roomId=ghost");
+  auto newcomer = join(a->port(), "ghost");
   ASSERT_TRUE(newcomer);
   EXPECT_EQ(admission(*newcomer), "admitted") << "the dead member's seat goes to the newcomer";
   EXPECT_EQ(redis->cli({"SISMEMBER", "room:ghost", "client:ghost"}), "0");
@@ -247,8 +230,8 @@ TEST(CrashNotice, AnInstanceThatStalledPastItsLeaseTakesItsMembersBack) {
   auto a = start_ready(crash_env(*redis, "2"));
   auto b = start_ready(crash_env(*redis, "2"));
   ASSERT_TRUE(a && b);
-  auto host = join(a->port(), "/?roomId=stall");
-  auto browser = join(b->port(), "/?roomId=stall");
+  auto host = join(a->port(), "stall");
+  auto browser = join(b->port(), "stall");
   ASSERT_TRUE(host && browser);
   browser->send(offer("before"));
   ASSERT_EQ(host->recv(), offer("before"));

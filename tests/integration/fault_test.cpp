@@ -19,13 +19,6 @@ namespace {
 #define SKIP_WITHOUT_INJECTION() (void)0
 #endif
 
-std::unique_ptr<WsClient> join(uint16_t port, const std::string& room) {
-  std::string err;
-  auto c = WsClient::connect(port, "/?roomId=" + room, {}, &err);
-  EXPECT_TRUE(c) << err;
-  return c;
-}
-
 TEST(Fault, AThrowInASessionClosesItWith1011AndTheLoopGoesOn) {
   SKIP_WITHOUT_INJECTION();
   // One loop: the faulting session shares it with everyone else here.

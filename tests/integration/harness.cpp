@@ -990,4 +990,24 @@ std::optional<double> scrape(uint16_t port, const std::string& sample) {
   return metric_value(r.body, sample);
 }
 
+bool ready(const ServerProcess& s) {
+  return http_get(s.port(), "/readyz").status == 200;
+}
+
+std::unique_ptr<ServerProcess> start_ready(const Env& env) {
+  auto s = ServerProcess::start(env);
+  if (s) {
+    EXPECT_TRUE(wait_until([&] { return ready(*s); }, 10000ms)) << s->output();
+  }
+  return s;
+}
+
+std::unique_ptr<WsClient> join(uint16_t port, const std::string& room,
+                               const std::string& extra_query, const ConnectOptions& options) {
+  std::string err;
+  auto c = WsClient::connect(port, "/?roomId=" + room + extra_query, options, &err);
+  EXPECT_TRUE(c) << err;
+  return c;
+}
+
 }  // namespace testing_support

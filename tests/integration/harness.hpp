@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "ws_client.hpp"
+
 namespace testing_support {
 
 using namespace std::chrono_literals;
@@ -273,5 +275,16 @@ HttpResult http_get(uint16_t port, const std::string& target,
 // A metric's value from a /metrics text (the first sample whose name+labels match exactly).
 std::optional<double> metric_value(const std::string& metrics_text, const std::string& sample);
 std::optional<double> scrape(uint16_t port, const std::string& sample);
+
+// /readyz answers 200.
+bool ready(const ServerProcess& s);
+// ServerProcess::start, and a test failure (with its output) unless it is ready within 10 s.
+std::unique_ptr<ServerProcess> start_ready(const Env& env);
+// A client in `room` ("/?roomId=" + room + extra_query, "&events=1" say), or null and a test
+// failure naming why. The server sends its 101 after the join ran, so the seat is taken (in
+// Redis too) once this returns.
+std::unique_ptr<WsClient> join(uint16_t port, const std::string& room,
+                               const std::string& extra_query = {},
+                               const ConnectOptions& options = {});
 
 }  // namespace testing_support

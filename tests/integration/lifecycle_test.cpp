@@ -26,14 +26,6 @@ using Clock = std::chrono::steady_clock;
 
 constexpr const char* kPeerDisconnected = R"({"type":"peer-disconnected"})";
 
-std::unique_ptr<WsClient> join(uint16_t port, const std::string& room,
-                               const ConnectOptions& options = {}) {
-  std::string err;
-  auto c = WsClient::connect(port, "/?roomId=" + room, options, &err);
-  EXPECT_TRUE(c) << err;
-  return c;
-}
-
 // A valid candidate message exactly `total` bytes long.
 std::string candidate_of_size(std::size_t total, char fill = 'x') {
   const std::string head = R"({"type":"candidate","candidate":")";
@@ -155,7 +147,7 @@ TEST(LifecycleBackpressure, SlowReaderIsClosedWith1013AndTheSenderIsNeverBlocked
   auto a = join(server->port(), "bp");
   ConnectOptions slow;
   slow.receive_buffer_bytes = 4096;
-  auto b = join(server->port(), "bp", slow);
+  auto b = join(server->port(), "bp", {}, slow);
   ASSERT_TRUE(a && b);
   // B stops reading now. A writes 400 x 50 KB (20 MB): far more than the socket buffers between
   // the server and B can hold, so B's unsent data must pass the threshold.

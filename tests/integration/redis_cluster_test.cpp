@@ -29,26 +29,6 @@ Env cluster_env(const RedisClusterProcess& cluster, Env extra = {}) {
   return relaxed_limits(extra);
 }
 
-bool ready(const ServerProcess& s) {
-  return http_get(s.port(), "/readyz").status == 200;
-}
-
-std::unique_ptr<ServerProcess> start_ready(const Env& env) {
-  auto s = ServerProcess::start(env);
-  if (s) {
-    EXPECT_TRUE(wait_until([&] { return ready(*s); }, 10000ms)) << s->output();
-  }
-  return s;
-}
-
-std::unique_ptr<WsClient> join(uint16_t port, const std::string& room,
-                               const std::string& extra_query = {}) {
-  std::string err;
-  auto c = WsClient::connect(port, "/?roomId=" + room + extra_query, {}, &err);
-  EXPECT_TRUE(c) << err;
-  return c;
-}
-
 std::string candidate(const std::string& tag, int i) {
   return R"({"type":"candidate","candidate":")" + tag + std::to_string(i) + R"("})";
 }

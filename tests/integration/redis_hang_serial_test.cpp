@@ -25,13 +25,6 @@ std::unique_ptr<ServerProcess> start_ready(const RedisProcess& redis) {
   return s;
 }
 
-std::unique_ptr<WsClient> join(uint16_t port, const std::string& room) {
-  std::string err;
-  auto c = WsClient::connect(port, "/?roomId=" + room, {}, &err);
-  EXPECT_TRUE(c) << err;
-  return c;
-}
-
 std::string candidate(const std::string& tag, int i) {
   return R"({"type":"candidate","candidate":")" + tag + std::to_string(i) + R"("})";
 }

@@ -23,25 +23,6 @@ Env redis_env(const RedisProcess& redis, Env extra = {}) {
   return relaxed_limits(extra);
 }
 
-bool ready(const ServerProcess& s) {
-  return http_get(s.port(), "/readyz").status == 200;
-}
-
-std::unique_ptr<ServerProcess> start_ready(const Env& env) {
-  auto s = ServerProcess::start(env);
-  if (s) {
-    EXPECT_TRUE(wait_until([&] { return ready(*s); }, 10000ms)) << s->output();
-  }
-  return s;
-}
-
-std::unique_ptr<WsClient> join(uint16_t port, const std::string& room) {
-  std::string err;
-  auto c = WsClient::connect(port, "/?roomId=" + room, {}, &err);
-  EXPECT_TRUE(c) << err;
-  return c;
-}
-
 std::string candidate(int i) {
   return R"({"type":"candidate","candidate":"c)" + std::to_string(i) + R"("})";
 }

@@ -26,13 +26,6 @@ std::unique_ptr<ServerProcess> start_ready(const RedisProcess& redis, Env extra 
   return s;
 }
 
-std::unique_ptr<WsClient> join(uint16_t port, const std::string& room) {
-  std::string err;
-  auto c = WsClient::connect(port, "/?roomId=" + room + "&events=1", {}, &err);
-  EXPECT_TRUE(c) << err;
-  return c;
-}
-
 // The next relayed message (server notices such as welcome and peer-joined skipped).
 std::optional<std::string> next_relayed(WsClient& c, std::chrono::milliseconds timeout = 5000ms) {
   const auto deadline = Clock::now() + timeout;
@@ -65,8 +58,8 @@ TEST(RedisWindows, OneInstanceIsExactAndAnotherOnlyOvershootsByWhatItHadNotRecon
   ASSERT_TRUE(s1 && s2);
 
   // One instance alone: exactly the limit, whatever Redis has answered yet.
-  auto a = join(s1->port(), "solo");
-  auto b = join(s1->port(), "solo");
+  auto a = join(s1->port(), "solo", "&events=1");
+  auto b = join(s1->port(), "solo", "&events=1");
   ASSERT_TRUE(a && b);
   std::vector<std::string> burst;
   for (int i = 0; i < 150; ++i) burst.push_back(candidate("s", i));
@@ -76,8 +69,8 @@ TEST(RedisWindows, OneInstanceIsExactAndAnotherOnlyOvershootsByWhatItHadNotRecon
 
   // Across instances: 60 counted elsewhere (as a Node instance counts: INCR per message).
   redis->cli({"INCRBY", "rl:msg-room:fleet:10", "60"});
-  auto x = join(s1->port(), "fleet");
-  auto y = join(s2->port(), "fleet");
+  auto x = join(s1->port(), "fleet", "&events=1");
+  auto y = join(s2->port(), "fleet", "&events=1");
   ASSERT_TRUE(x && y);
   // Every hit so far (150 per IP, 150 per room) is in Redis before the count starts below.
   ASSERT_TRUE(wait_until([&] { return reconciled(*s1) == 300; }, 3000ms)) << reconciled(*s1);

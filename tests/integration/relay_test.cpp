@@ -9,17 +9,7 @@
 using namespace testing_support;
 namespace json = boost::json;
 
-namespace {
-
-std::unique_ptr<WsClient> join(uint16_t port, const std::string& room,
-                               const std::string& extra = "") {
-  std::string err;
-  auto c = WsClient::connect(port, "/?roomId=" + room + extra, {}, &err);
-  EXPECT_TRUE(c) << err;
-  return c;
-}
-
-}  // namespace
+namespace {}  // namespace
 
 TEST(Relay, ValidMessagesReachThePeerStrippedAndNotTheSender) {
   auto server = ServerProcess::start(relaxed_limits());

@@ -12,17 +12,6 @@ using namespace testing_support;
 
 namespace {
 
-bool ready(const ServerProcess& s) {
-  return http_get(s.port(), "/readyz").status == 200;
-}
-
-std::unique_ptr<WsClient> join(uint16_t port, const std::string& room) {
-  std::string err;
-  auto c = WsClient::connect(port, "/?roomId=" + room, {}, &err);
-  EXPECT_TRUE(c) << err;
-  return c;
-}
-
 std::string offer(const std::string& sdp) {
   return R"({"type":"offer","sdp":")" + sdp + R"("})";
 }

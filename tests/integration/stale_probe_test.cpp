@@ -16,13 +16,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 constexpr const char* kPeerDisconnected = R"({"type":"peer-disconnected"})";
 
-std::unique_ptr<WsClient> join(uint16_t port, const std::string& room) {
-  std::string err;
-  auto c = WsClient::connect(port, "/?roomId=" + room, {}, &err);
-  EXPECT_TRUE(c) << err;
-  return c;
-}
-
 std::string offer(const std::string& sdp) {
   return R"({"type":"offer","sdp":")" + sdp + R"("})";
 }

@@ -19,13 +19,6 @@ namespace {
 constexpr uint8_t kFin = RawWs::kFin;
 constexpr uint8_t kRsv1 = 0x40, kRsv2 = 0x20, kRsv3 = 0x10;
 
-std::unique_ptr<WsClient> join(uint16_t port, const std::string& room) {
-  std::string err;
-  auto c = WsClient::connect(port, "/?roomId=" + room, {}, &err);
-  EXPECT_TRUE(c) << err;
-  return c;
-}
-
 std::unique_ptr<RawWs> raw_join(uint16_t port, const std::string& room) {
   auto c = RawWs::connect(port, "/?roomId=" + room);
   EXPECT_TRUE(c) << "raw upgrade failed";
