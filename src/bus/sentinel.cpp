@@ -2,17 +2,11 @@
 #include "bus/sentinel.hpp"
 
 #include "config/config.hpp"
+#include "config/text.hpp"
 
 namespace sigsrv {
 
 namespace {
-
-std::string_view trim(std::string_view s) {
-  const auto b = s.find_first_not_of(" \t\r\n");
-  if (b == std::string_view::npos) return {};
-  const auto e = s.find_last_not_of(" \t\r\n");
-  return s.substr(b, e - b + 1);
-}
 
 std::variant<HostPort, std::string> parse_item(std::string_view item) {
   HostPort hp;

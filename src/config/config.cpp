@@ -1,5 +1,6 @@
 // Config loading: one table of options, each parsed and range-checked with an error naming it.
 #include "config/config.hpp"
+#include "config/text.hpp"
 
 #include <algorithm>
 #include <charconv>
@@ -32,13 +33,6 @@ struct Option {
   OptionInfo info;
   Apply apply;
 };
-
-std::string trim(std::string_view s) {
-  const auto b = s.find_first_not_of(" \t\r\n");
-  if (b == std::string_view::npos) return {};
-  const auto e = s.find_last_not_of(" \t\r\n");
-  return std::string(s.substr(b, e - b + 1));
-}
 
 std::optional<uint64_t> to_uint(const std::string& v) {
   uint64_t out = 0;
@@ -621,13 +615,13 @@ Env parse_dotenv(const std::string& text) {
   std::stringstream ss(text);
   std::string line;
   while (std::getline(ss, line)) {
-    std::string l = trim(line);
+    std::string l(trim(line));
     if (l.empty() || l[0] == '#') continue;
-    if (l.rfind("export ", 0) == 0) l = trim(l.substr(7));
+    if (l.rfind("export ", 0) == 0) l = trim(std::string_view(l).substr(7));
     const auto eq = l.find('=');
     if (eq == std::string::npos) continue;
-    std::string key = trim(l.substr(0, eq));
-    const std::string rest = trim(l.substr(eq + 1));
+    std::string key(trim(std::string_view(l).substr(0, eq)));
+    const std::string rest(trim(std::string_view(l).substr(eq + 1)));
     std::string value;
     const char quote = rest.empty() ? '\0' : rest.front();
     const auto close = (quote == '"' || quote == '\'') ? rest.find(quote, 1) : std::string::npos;
@@ -691,7 +685,7 @@ std::variant<LoadResult, ConfigError> load_config(const Env& environment, const 
   for (const auto& o : options()) {
     auto it = values.find(o.info.env);
     if (it == values.end()) continue;
-    const std::string v = trim(it->second);
+    const std::string v(trim(it->second));
     // An empty value means "not set" (platforms sometimes export PORT=""); for text options the
     // default is what empty would mean anyway.
     if (v.empty()) continue;

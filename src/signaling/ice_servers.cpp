@@ -9,16 +9,11 @@
 #include <boost/json.hpp>
 #include <charconv>
 
+#include "config/text.hpp"
+
 namespace sigsrv {
 namespace json = boost::json;
 namespace {
-
-std::string_view trim(std::string_view s) {
-  const auto b = s.find_first_not_of(" \t\r\n");
-  if (b == std::string_view::npos) return {};
-  const auto e = s.find_last_not_of(" \t\r\n");
-  return s.substr(b, e - b + 1);
-}
 
 bool hostname_char(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
