@@ -31,6 +31,11 @@ USER 10001:10001
 # The server reads an optional .env from its working directory: an empty root-owned one.
 WORKDIR /app
 ENV NODE_ENV=production
+# glibc keeps 7 freed blocks of each size per thread by default; connections that open or close
+# together, and messages delivered in one burst, free more than that, and the rest take malloc's
+# slow path. 64 per size: 6% fewer instructions per relayed message and about 12% per join, at no
+# cost in memory per connection (docs/PERFORMANCE.md, "glibc's per-thread cache").
+ENV GLIBC_TUNABLES=glibc.malloc.tcache_count=64
 EXPOSE 3002
 # PORT (set by hosting platforms) wins over WS_PORT inside the server; the probe follows it.
 # curl is not in slim: bash's /dev/tcp talks HTTP without adding a package.

@@ -1,6 +1,7 @@
 """The Dockerfile builds like the README: its builder apt list equals scripts/deps.sh's build
-list, its cmake configure uses scripts/run.sh's flags; and its HEALTHCHECK command really
-answers against the built binary.  Usage: check_dockerfile.py SRC BINARY"""
+list, its cmake configure uses scripts/run.sh's flags; its GLIBC_TUNABLES is the systemd unit's
+and one glibc applies; and its HEALTHCHECK command really answers against the built binary.
+Usage: check_dockerfile.py SRC BINARY"""
 import json
 import os
 import re
@@ -59,6 +60,24 @@ for pkg in ("libboost-json1.81.0", "libboost-url1.81.0", "libhiredis0.14", "libs
     if pkg not in apt_packages(runtime):
         errors.append(f"Dockerfile runtime stage does not install {pkg}")
 
+# The allocator setting: the same in the image and the systemd unit, and one glibc applies (an
+# unknown tunable or a value out of range is ignored silently, so ask the loader what it sees).
+tunables = re.search(r"^ENV GLIBC_TUNABLES=(\S+)$", runtime, re.M)
+unit = re.search(r"^Environment=GLIBC_TUNABLES=(\S+)$", read("deploy/systemd/signal-server.service"),
+                 re.M)
+if not tunables or not unit or tunables.group(1) != unit.group(1):
+    errors.append("GLIBC_TUNABLES must be set, to one value, in the Dockerfile runtime stage "
+                  "(ENV) and deploy/systemd/signal-server.service (Environment=)")
+else:
+    loader = next((p for p in ("/lib64/ld-linux-x86-64.so.2", "/lib/ld-linux-aarch64.so.1")
+                   if os.path.exists(p)), None) or fail("no glibc loader to ask (ld.so)")
+    seen = subprocess.run([loader, "--list-tunables"], capture_output=True, text=True,
+                          env=dict(os.environ, GLIBC_TUNABLES=tunables.group(1))).stdout
+    for setting in tunables.group(1).split(":"):
+        name, value = setting.split("=")
+        if not re.search(rf"^{re.escape(name)}: 0x{int(value):x} ", seen, re.M):
+            errors.append(f"glibc does not apply {setting} (ld.so --list-tunables)")
+
 # The HEALTHCHECK command (exec form) must pass against a live server, with PORT honoured.
 hc = re.search(r"HEALTHCHECK.*?CMD\s+(\[.*\])", runtime)
 if not hc:
@@ -77,4 +96,5 @@ else:
 
 if errors:
     fail("\n  " + "\n  ".join(errors))
-print(f"ok: builder packages and cmake flags match scripts/; HEALTHCHECK works on PORT")
+print(f"ok: builder packages and cmake flags match scripts/; GLIBC_TUNABLES applied; "
+      "HEALTHCHECK works on PORT")
