@@ -123,9 +123,9 @@ class SentinelProcess {
   // is tried again (up to 5 tries) when the process exits at start (the port taken meanwhile).
   // `password`: requirepass for the sentinel itself; `master_password`: auth-pass to the data
   // nodes; `extra_conf`: more lines of its config file, made again for each try (so a tls-port
-  // in them is picked again with the main one). `master_host`: how
-  // the master is named in the monitor line; a host name turns on resolve-hostnames and
-  // announce-hostnames, so the sentinel names the nodes by host name too.
+  // in them is picked again with the main one). `master_host`: how the master is named in the
+  // monitor line; a host name turns on resolve-hostnames and announce-hostnames, so the sentinel
+  // names the nodes by host name too.
   static std::unique_ptr<SentinelProcess> start(
       uint16_t master_port, const std::string& name = "mymaster", unsigned quorum = 2,
       const std::string& password = {}, const std::string& master_password = {},

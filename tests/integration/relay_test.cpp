@@ -9,8 +9,6 @@
 using namespace testing_support;
 namespace json = boost::json;
 
-namespace {}  // namespace
-
 TEST(Relay, ValidMessagesReachThePeerStrippedAndNotTheSender) {
   auto server = ServerProcess::start(relaxed_limits());
   ASSERT_TRUE(server);
