@@ -33,7 +33,7 @@ WORKDIR /app
 ENV NODE_ENV=production
 # glibc keeps 7 freed blocks of each size per thread by default; connections that open or close
 # together, and messages delivered in one burst, free more than that, and the rest take malloc's
-# slow path. 64 per size: 6% fewer instructions per relayed message and about 12% per join, at no
+# slow path. 64 per size: 6-7% fewer instructions per relayed message and 12% per join, at no
 # cost in memory per connection (docs/PERFORMANCE.md, "glibc's per-thread cache").
 ENV GLIBC_TUNABLES=glibc.malloc.tcache_count=64
 EXPOSE 3002
