@@ -433,7 +433,9 @@ void RedisCluster::apply(const std::vector<SlotRange>& ranges) {
 void RedisCluster::subscribe(std::span<const std::string> channels) {
   if (channels.empty()) return;
   Node* n = owner_[key_slot(channels.front())];
-  if (n != nullptr && !n->subscriber->up()) n = nullptr;  // move_subscriptions() sends it later
+  // Its subscriber down: sent later, by move_subscriptions() or, once every subscriber is back,
+  // by the owner's resubscription.
+  if (n != nullptr && !n->subscriber->up()) n = nullptr;
   std::vector<std::string_view> args{"SSUBSCRIBE"};
   std::size_t again = 0;
   for (const std::string& c : channels) {

@@ -17,12 +17,7 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 std::unique_ptr<ServerProcess> start_ready(const RedisProcess& redis) {
-  auto s = ServerProcess::start(relaxed_limits({{"REDIS_URL", redis.url()}}));
-  if (s) {
-    EXPECT_TRUE(wait_until([&] { return http_get(s->port(), "/readyz").status == 200; }, 10000ms))
-        << s->output();
-  }
-  return s;
+  return testing_support::start_ready(relaxed_limits({{"REDIS_URL", redis.url()}}));
 }
 
 std::string candidate(const std::string& tag, int i) {

@@ -18,12 +18,7 @@ namespace {
 
 std::unique_ptr<ServerProcess> start_ready(const RedisProcess& redis, Env extra = {}) {
   extra["REDIS_URL"] = redis.url();
-  auto s = ServerProcess::start(relaxed_limits(extra));
-  if (s) {
-    EXPECT_TRUE(wait_until([&] { return http_get(s->port(), "/readyz").status == 200; }, 10000ms))
-        << s->output();
-  }
-  return s;
+  return testing_support::start_ready(relaxed_limits(extra));
 }
 
 // The next relayed message (server notices such as welcome and peer-joined skipped).

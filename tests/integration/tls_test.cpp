@@ -470,7 +470,7 @@ TEST(Tls, RedissWithTheWrongCaIsRefusedAndNeverReady) {
 // Starts a server into `s`; true once its /readyz says 200 (within 10 s).
 bool start_ready(std::unique_ptr<ServerProcess>& s, const Env& env) {
   s = ServerProcess::start(env);
-  return s && wait_until([&] { return http_get(s->port(), "/readyz").status == 200; }, 10000ms);
+  return s && wait_until([&] { return ready(*s); }, 10000ms);
 }
 
 // A managed Redis Cluster with in-transit encryption and an ACL user: REDIS_TLS and
