@@ -3,6 +3,8 @@
 
 #include <sys/socket.h>
 
+#include <cerrno>
+
 #include <boost/asio/bind_allocator.hpp>
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/dispatch.hpp>
@@ -28,14 +30,15 @@ constexpr uint16_t kMaxCloseCode = 4999;
 
 using WsStream = websocket::stream<MaybeTlsStream, false>;
 
-// Whether Beast holds received bytes it has not handed out yet (its stream's read buffer, a
-// private member). Beast has no public accessor, and await_data() must not wait on the socket
-// for bytes Beast already has. The explicit instantiation below may name the private member
-// (C++20 [temp.spec.general]/6); a Beast without `impl_->rd_buf` fails to compile here.
-bool beast_holds_input(const WsStream& ws);
+// Beast's read buffer: its stream's `impl_->rd_buf`, a private member without a public accessor.
+// receive() fills it between frames, as Beast's own read of a frame header would, and
+// read_next() must not wait on the socket for bytes it already holds. The explicit instantiation
+// below may name the private member (C++20 [temp.spec.general]/6); a Beast without
+// `impl_->rd_buf` fails to compile here.
+auto& beast_read_buffer(WsStream& ws);
 template <auto Impl>
 struct BeastInput {
-  friend bool beast_holds_input(const WsStream& ws) { return (ws.*Impl)->rd_buf.size() != 0; }
+  friend auto& beast_read_buffer(WsStream& ws) { return (ws.*Impl)->rd_buf; }
 };
 template struct BeastInput<&WsStream::impl_>;
 
@@ -251,60 +254,90 @@ void WsSession::on_read(boost::system::error_code ec) {
 }
 
 void WsSession::read_next() {
+  // Closing: Beast's close operation reads on to the client's close frame itself.
+  if (state_ != State::kOpen) return;
   // TLS: the TLS layer may hold decrypted bytes of its own, so the socket says nothing.
-  if (ws_.next_layer().is_tls() || !ws_.is_message_done() || beast_holds_input(ws_)) {
+  if (ws_.next_layer().is_tls() || !ws_.is_message_done() || beast_read_buffer(ws_).size() != 0) {
     read();
   } else {
-    await_data();
+    receive();
   }
 }
 
-void WsSession::await_data() {
-  read_buffer_.shrink_to_fit();  // empty here: nothing is kept for a connection that idles
-  // A one-byte peek rather than a wait for readability: Asio tries it at once, so bytes that
-  // arrived before it was queued are seen (a wait would miss an edge already consumed).
-  ws_.next_layer().socket().async_receive(
-      boost::asio::buffer(&peeked_, 1), boost::asio::socket_base::message_peek,
-      // Bound to the loop's own executor type, not the socket's polymorphic one: the operation
-      // then keeps no second type-erased executor (about 200 bytes instead of 232).
-      boost::asio::bind_allocator(
-          ExactAllocator<void>{},
-          boost::asio::bind_executor(
-              loop_.ioc.get_executor(),
-              [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
-                self->on_data_ready(ec);
-              })));
-}
-
-void WsSession::on_data_ready(boost::system::error_code ec) {
-  if (ec) {
-    // The socket ended (end of stream, reset, or closed by terminate()): as a failed read.
-    end();
-    return;
-  }
-  // A pong the heartbeat or a probe waits for, taken without waking Beast: a Beast read that
-  // only met a pong would stay pending, with its buffer, until the client's next message.
-  if (state_ == State::kOpen && (!alive_ || !answered_probe_) && take_pong()) {
+void WsSession::receive() {
+  // At a frame boundary with Beast's buffer empty: read what the socket has into that buffer
+  // ourselves, as Beast would read a frame header, and hand it to Beast only if something came.
+  // One system call per batch of messages, and a connection that has gone quiet keeps no Beast
+  // read pending, nor a buffer of ours.
+  auto& input = beast_read_buffer(ws_);
+  // Empty, so its free space starts at the front: one contiguous piece.
+  const boost::asio::mutable_buffer space = *input.prepare(input.max_size()).begin();
+  const int fd = ws_.next_layer().socket().native_handle();
+  ssize_t n = 0;
+  do {
+    n = ::recv(fd, space.data(), space.size(), MSG_DONTWAIT);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
     await_data();
     return;
+  }
+  if (n <= 0) {
+    end();  // end of stream or a socket error: as a failed read
+    return;
+  }
+  input.commit(static_cast<std::size_t>(n));
+  // Pongs the heartbeat or a probe waits for, taken without waking Beast: a Beast read that only
+  // met pongs would stay pending, with its buffer, until the client's next message.
+  if (!alive_ || !answered_probe_) {
+    while (take_pong()) {
+    }
+    if (input.size() == 0) {
+      // Fewer bytes than asked for: the socket had no more, so a wait sees what comes next.
+      if (static_cast<std::size_t>(n) < space.size()) {
+        await_data();
+      } else {
+        receive();
+      }
+      return;
+    }
   }
   read();
 }
 
+void WsSession::await_data() {
+  read_buffer_.shrink_to_fit();  // empty here: nothing is kept for a connection that idles
+  // A wait for readability, not a read: nothing is read into until bytes are there. Asio re-arms
+  // the socket for each wait (one epoll_ctl), so bytes that came since receive() found it empty
+  // wake it too.
+  ws_.next_layer().socket().async_wait(
+      boost::asio::socket_base::wait_read,
+      // Bound to the loop's own executor type, not the socket's polymorphic one: the operation
+      // then keeps no second type-erased executor.
+      boost::asio::bind_allocator(
+          ExactAllocator<void>{},
+          boost::asio::bind_executor(loop_.ioc.get_executor(),
+                                     [self = shared_from_this()](boost::system::error_code ec) {
+                                       // Closed by terminate(): as a failed read.
+                                       if (ec) {
+                                         self->end();
+                                       } else {
+                                         self->read_next();
+                                       }
+                                     })));
+}
+
 bool WsSession::take_pong() {
-  // A client's pong (RFC 6455 section 5.5.3): FIN and opcode 0xA, no extension bits, masked,
-  // at most 125 bytes of payload; whole in the socket, or left to Beast.
+  // A client's pong (RFC 6455 section 5.5.3) at the start of Beast's buffer: FIN and opcode 0xA,
+  // no extension bits, masked, at most 125 bytes of payload, and whole; else it is left to Beast.
   constexpr std::size_t kHeader = 2 + 4;
-  unsigned char frame[kHeader + 125];
-  const int fd = ws_.next_layer().socket().native_handle();
-  const ssize_t n = ::recv(fd, frame, sizeof frame, MSG_PEEK | MSG_DONTWAIT);
-  if (n < 2 || frame[0] != 0x8A || (frame[1] & 0x80) == 0) return false;
-  const std::size_t len = frame[1] & 0x7F;
-  if (len > 125 || static_cast<std::size_t>(n) < kHeader + len) return false;
-  if (::recv(fd, frame, kHeader + len, MSG_DONTWAIT) != static_cast<ssize_t>(kHeader + len)) {
-    terminate();  // cannot happen with the bytes peeked; never leave the stream mid-frame
-    return false;
-  }
+  auto& input = beast_read_buffer(ws_);
+  unsigned char head[2];
+  if (input.size() < kHeader) return false;
+  boost::asio::buffer_copy(boost::asio::buffer(head), input.data());
+  if (head[0] != 0x8A || (head[1] & 0x80) == 0) return false;
+  const std::size_t len = head[1] & 0x7F;
+  if (len > 125 || input.size() < kHeader + len) return false;
+  input.consume(kHeader + len);
   alive_ = answered_probe_ = true;
   return true;
 }

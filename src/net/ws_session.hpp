@@ -82,16 +82,19 @@ class WsSession final : public Peer,
   void overload(std::size_t unsent);
   // Beast sent its close frame on its own (the client's close answered, or a protocol error).
   void on_teardown() override;
-  // Reads on: straight into Beast when it holds received bytes (or a message is unfinished),
-  // else await_data().
+  // Reads on (while open): straight into Beast when it holds received bytes (or a message is
+  // unfinished, or the stream is TLS), else receive().
   void read_next();
   void read();
   void on_read(boost::system::error_code ec);
-  // Plain TCP, between messages, with nothing buffered in Beast: waits for the socket to become
-  // readable without a Beast read pending, so an idle connection holds neither Beast's read
-  // operation nor a read buffer. A pong the heartbeat waits for is taken here (take_pong()).
+  // Plain TCP, between messages, with nothing buffered in Beast: reads what the socket has into
+  // Beast's read buffer and starts a Beast read only if bytes came; else await_data() waits for
+  // the socket to become readable without any read pending, so an idle connection holds neither
+  // Beast's read operation nor a read buffer. A pong the heartbeat waits for is taken here
+  // (take_pong()).
+  void receive();
   void await_data();
-  void on_data_ready(boost::system::error_code ec);
+  // Consumes a whole client pong at the start of Beast's read buffer, if there is one.
   bool take_pong();
   void arm_deadline();
   void write_next();
@@ -118,7 +121,6 @@ class WsSession final : public Peer,
   bool registered_ = false;          // in loop_.sessions
   bool accepted_ = false;            // the 101 went out; writes and reads may start
   bool overload_reported_ = false;   // closed as overloaded (outbox or inbound budget)
-  unsigned char peeked_ = 0;         // await_data()'s one-byte peek
   State state_ = State::kUpgrading;
   // Close code to send once the upgrade completes; code 0: none (an optional would cost 8 bytes).
   Rejection refusal_{0, {}};

@@ -265,6 +265,59 @@ TEST(WsConformance, FramesSplitOneBytePerSegmentAreReadWhole) {
   EXPECT_EQ(peer->recv(5s), R"({"type":"peer-disconnected"})");
 }
 
+// A pong the heartbeat waits for is taken off the socket between messages; whatever shares its
+// segment (messages, another pong) is relayed in order, and a pong alone, or one byte per segment,
+// keeps the client alive round after round. The first round's batch is larger than one socket
+// read between messages takes, so it is read in several.
+TEST(WsConformance, PongsSharingSegmentsWithMessagesKeepTheClientAndLoseNothing) {
+  auto server = ServerProcess::start(relaxed_limits({{"HEARTBEAT_INTERVAL_MS", "500"}}));
+  ASSERT_TRUE(server);
+  auto peer = join(server->port(), "pongs");
+  auto raw = raw_join(server->port(), "pongs");
+  ASSERT_TRUE(peer && raw);
+  const auto pong_for_next_ping = [&raw]() -> std::string {
+    auto ping = raw->next(5s);
+    if (!ping || ping->opcode != RawWs::kPing) return {};
+    return RawWs::frame(kFin | RawWs::kPong, ping->payload);
+  };
+  const auto text = [](const std::string& sdp) {
+    return RawWs::frame(kFin | RawWs::kText, offer(sdp));
+  };
+
+  // Round 1: the pong, then 12 messages of about 330 bytes, in one write.
+  std::string pong = pong_for_next_ping();
+  ASSERT_FALSE(pong.empty()) << "no ping from the server";
+  std::string batch = pong;
+  for (int i = 0; i < 12; ++i) batch += text(std::to_string(i) + std::string(300, 'c'));
+  ASSERT_TRUE(raw->send_all(batch));
+  for (int i = 0; i < 12; ++i)
+    EXPECT_EQ(peer->recv(), offer(std::to_string(i) + std::string(300, 'c')));
+  // Round 2: the pong alone, the message in a later write.
+  pong = pong_for_next_ping();
+  ASSERT_FALSE(pong.empty()) << "cut after round 1";
+  ASSERT_TRUE(raw->send_all(pong));
+  ASSERT_TRUE(raw->send_all(text("round-2")));
+  EXPECT_EQ(peer->recv(), offer("round-2"));
+  // Round 3: the pong one byte per segment.
+  pong = pong_for_next_ping();
+  ASSERT_FALSE(pong.empty()) << "cut after round 2";
+  ASSERT_TRUE(raw->send_bytewise(pong));
+  ASSERT_TRUE(raw->send_all(text("round-3")));
+  EXPECT_EQ(peer->recv(), offer("round-3"));
+  // Round 4: two pongs and a message in one write.
+  pong = pong_for_next_ping();
+  ASSERT_FALSE(pong.empty()) << "cut after round 3";
+  ASSERT_TRUE(raw->send_all(pong + pong + text("round-4")));
+  EXPECT_EQ(peer->recv(), offer("round-4"));
+  // A fifth ping proves round 4's answer counted.
+  pong = pong_for_next_ping();
+  ASSERT_FALSE(pong.empty()) << "cut after round 4";
+  ASSERT_TRUE(raw->send_all(pong + text("round-5")));
+  EXPECT_EQ(peer->recv(), offer("round-5"));
+  EXPECT_EQ(scrape(server->port(), "cloudgaming_heartbeat_terminations_total"), 0.0);
+  EXPECT_EQ(scrape(server->port(), "cloudgaming_active_connections"), 2.0);
+}
+
 TEST(WsConformance, ViolationsSplitOneBytePerSegmentStillFail) {
   auto server = ServerProcess::start(relaxed_limits());
   ASSERT_TRUE(server);
