@@ -199,7 +199,9 @@ void WsSession::on_accepted(boost::system::error_code ec) {
   }
   if (state_ != State::kOpen) return;
   write_next();
-  read_next();
+  // The client has only just been sent the 101, so its first frame is rarely here yet: wait
+  // rather than try a read that would find nothing.
+  read_next(/*bytes_likely=*/false);
   if (probe_after_accept_) probe();
 }
 
@@ -253,14 +255,16 @@ void WsSession::on_read(boost::system::error_code ec) {
   read_next();
 }
 
-void WsSession::read_next() {
+void WsSession::read_next(bool bytes_likely) {
   // Closing: Beast's close operation reads on to the client's close frame itself.
   if (state_ != State::kOpen) return;
   // TLS: the TLS layer may hold decrypted bytes of its own, so the socket says nothing.
   if (ws_.next_layer().is_tls() || !ws_.is_message_done() || beast_read_buffer(ws_).size() != 0) {
     read();
-  } else {
+  } else if (bytes_likely) {
     receive();
+  } else {
+    await_data();
   }
 }
 
@@ -307,8 +311,8 @@ void WsSession::receive() {
 void WsSession::await_data() {
   read_buffer_.shrink_to_fit();  // empty here: nothing is kept for a connection that idles
   // A wait for readability, not a read: nothing is read into until bytes are there. Asio re-arms
-  // the socket for each wait (one epoll_ctl), so bytes that came since receive() found it empty
-  // wake it too.
+  // the socket for each wait (one epoll_ctl, which reports bytes already there), so a wait never
+  // misses what came before it.
   ws_.next_layer().socket().async_wait(
       boost::asio::socket_base::wait_read,
       // Bound to the loop's own executor type, not the socket's polymorphic one: the operation

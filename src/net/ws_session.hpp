@@ -83,8 +83,9 @@ class WsSession final : public Peer,
   // Beast sent its close frame on its own (the client's close answered, or a protocol error).
   void on_teardown() override;
   // Reads on (while open): straight into Beast when it holds received bytes (or a message is
-  // unfinished, or the stream is TLS), else receive().
-  void read_next();
+  // unfinished, or the stream is TLS), else receive(), or await_data() when the socket is
+  // unlikely to hold bytes yet.
+  void read_next(bool bytes_likely = true);
   void read();
   void on_read(boost::system::error_code ec);
   // Plain TCP, between messages, with nothing buffered in Beast: reads what the socket has into
