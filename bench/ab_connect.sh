@@ -26,11 +26,9 @@ while [ $# -gt 0 ]; do
   shift
 done
 bench=$1; shift
-lim=(RATE_LIMIT_MESSAGES_PER_10S=100000000 RATE_LIMIT_IP_MSGS_PER_10S=1000000000
-     RATE_LIMIT_ROOM_MSGS_PER_10S=100000000 RATE_LIMIT_CONN_PER_10S=100000000)
+. "$(dirname "$0")/lib.sh"
 # Nanoseconds on CPU of every thread of process $1.
 cpu_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s+=$1} END {print s+0}'; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("0.0.0.0",0)); print(s.getsockname()[1])'; }
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 results="$tmp/results"
@@ -64,7 +62,6 @@ for round in $(seq "$rounds"); do
   done
 done
 echo "median joins/s, median server CPU us/join:"
-median() { sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 for variant in "$@"; do
   r=$(grep -F "$variant " "$results" | awk '{print $2}' | median)
   c=$(grep -F "$variant " "$results" | awk '{print $3}' | median)

@@ -23,9 +23,7 @@ while [ $# -gt 0 ]; do
   shift
 done
 bench=$1; shift
-lim=(RATE_LIMIT_MESSAGES_PER_10S=100000000 RATE_LIMIT_IP_MSGS_PER_10S=1000000000
-     RATE_LIMIT_ROOM_MSGS_PER_10S=100000000 RATE_LIMIT_CONN_PER_10S=1000000)
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("0.0.0.0",0)); print(s.getsockname()[1])'; }
+. "$(dirname "$0")/lib.sh"
 results=$(mktemp)
 for _ in $(seq "$rounds"); do
   for bin in "$@"; do
@@ -57,7 +55,6 @@ for _ in $(seq "$rounds"); do
 done
 echo "median msg/s:"
 for bin in "$@"; do
-  grep -F "$bin " "$results" | awk '{print $2}' | sort -n |
-    awk -v b="$bin" '{v[NR]=$1} END {print "  " b ": " v[int((NR+1)/2)]}'
+  echo "  $bin: $(grep -F "$bin " "$results" | awk '{print $2}' | median)"
 done
 rm -f "$results"

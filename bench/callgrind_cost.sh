@@ -71,10 +71,8 @@ cleanup() { stop_all; if [ $keep = 0 ]; then rm -rf "$work"; fi; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-lim=(RATE_LIMIT_MESSAGES_PER_10S=100000000 RATE_LIMIT_IP_MSGS_PER_10S=1000000000
-     RATE_LIMIT_ROOM_MSGS_PER_10S=100000000 RATE_LIMIT_CONN_PER_10S=1000000
-     STALE_MEMBER_PROBE_MS=0)
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("0.0.0.0",0)); print(s.getsockname()[1])'; }
+. "$(dirname "$0")/lib.sh"
+lim+=(STALE_MEMBER_PROBE_MS=0)
 forwarded() {
   curl -sf "http://127.0.0.1:$1/metrics" | awk '$1=="cloudgaming_messages_forwarded_total" {print $2}'
 }

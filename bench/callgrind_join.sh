@@ -33,9 +33,7 @@ spid=""
 cleanup() { if [ -n "$spid" ]; then kill "$spid" 2>/dev/null || true; wait "$spid" 2>/dev/null || true; fi; rm -rf "$work"; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("0.0.0.0",0)); print(s.getsockname()[1])'; }
-lim=(RATE_LIMIT_MESSAGES_PER_10S=100000000 RATE_LIMIT_IP_MSGS_PER_10S=1000000000
-     RATE_LIMIT_ROOM_MSGS_PER_10S=100000000 RATE_LIMIT_CONN_PER_10S=100000000)
+. "$(dirname "$0")/lib.sh"
 
 for run in $(seq "$runs"); do
   for bin in "$@"; do
@@ -63,6 +61,5 @@ for run in $(seq "$runs"); do
 done
 echo "median Ir/join:"
 for bin in "$@"; do
-  m=$(grep -F "$bin " "$results" | awk '{print $2}' | sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}')
-  echo "  $bin: $m"
+  echo "  $bin: $(grep -F "$bin " "$results" | awk '{print $2}' | median)"
 done

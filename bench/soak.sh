@@ -116,9 +116,7 @@ pin() { # CPU: sets `pinned` to the prefix that runs a command on that CPU (and 
   pinned=(taskset -c "$1")
   if [ "$nice_n" != 0 ]; then pinned=(nice -n "$nice_n" "${pinned[@]}"); fi
 }
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("0.0.0.0",0)); print(s.getsockname()[1])'
-}
+. "$(dirname "$0")/lib.sh"
 work=$(mktemp -d /tmp/signal-soak.XXXXXX)  # no .env for the server to pick up here
 server_pid=""; redis_pid=""; bench_pid=""; server_status=""
 stopped_status=0
