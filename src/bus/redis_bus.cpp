@@ -1010,67 +1010,76 @@ void RedisBus::publish(const std::string& room_id, const std::string& sender_id,
                        bool count_forwarded) {
   // Serialized on the sender's loop; the bus loop only queues the bytes.
   std::string envelope = relay_envelope_marked(sender_id, *data, own_relay_marker_, now_us());
+  if (on_bus_loop()) {
+    publish_here(room_id, sender_session, *data, count_forwarded, std::move(envelope));
+    return;
+  }
   asio::post(ioc_, [this, room_id, sender_session, data, count_forwarded,
                     envelope = std::move(envelope)]() mutable {
-    const auto started = SteadyClock::now();
-    auto it = channels_.find(room_id);
-    if (sender_session.empty() && (it == channels_.end() || !it->second.resumable)) {
-      // `this` and one word (the start time, count_forwarded in its low bit): std::function keeps
-      // a callback that small inline instead of allocating one per message.
-      const auto tag = static_cast<uint64_t>(started.time_since_epoch().count()) << 1 |
-                       static_cast<uint64_t>(count_forwarded);
-      auto done = [this, tag](const redisReply* r) {
-        const SteadyClock::time_point at{SteadyClock::duration(static_cast<int64_t>(tag >> 1))};
-        record(RedisOp::kPublish, !is_error(r), at);
-        if ((tag & 1) != 0 && !is_error(r)) metrics().messages_forwarded.inc();
-      };
-      // A sender is a member, so its room is listened to: the channel's name and slot are kept.
-      if (it != channels_.end()) {
-        redis(it->second, {publish_, it->second.key, envelope}, std::move(done));
-      } else {
-        redis({publish_, keys_.room(room_id), envelope}, std::move(done));
-      }
-      return;
-    }
-    eval(kRelayScript,
-         {keys_.room_sessions(room_id), keys_.room(room_id),
-          sender_session.empty() ? keys_.room_sessions(room_id)
-                                 : keys_.session(room_id, sender_session),
-          std::move(envelope), *data,
-          sender_session.empty() ? std::string() : keys_.stored_sid(room_id, sender_session),
-          instance_id_, std::to_string(config_.resume_buffer_messages),
-          std::to_string(config_.resume_buffer_bytes),
-          std::to_string(std::chrono::milliseconds(kSessionTtl).count())},
-         3, RedisOp::kPublish,
-         [this, room_id, count_forwarded,
-          resumable_sender = !sender_session.empty()](const redisReply* r) {
-           if (r && r->type == REDIS_REPLY_INTEGER && r->integer < 0) {
-             // Its session was resumed elsewhere: the client re-sends it there.
-             log_.debug("Relay from a session resumed elsewhere not sent", {{"roomId", room_id}});
-             return;
-           }
-           if (r && r->type == REDIS_REPLY_ERROR && resumable_sender) {
-             // Refused with the connection up (a cluster slot split mid-migration past its
-             // retries, say): neither relayed nor counted as received. The room's resumable
-             // sessions here resume, and the sender's client re-sends from `received`. (A lost
-             // connection is a gap, which resyncs every session once Redis is back.)
-             // Logged at most once a second: while it lasts, every relay of the room is refused.
-             const auto now = SteadyClock::now();
-             ++relays_refused_;
-             if (!refused_logged_at_ || now - *refused_logged_at_ >= std::chrono::seconds(1)) {
-               log_.warn("Relay refused by Redis; resyncing the room's resumable sessions",
-                         {{"roomId", room_id},
-                          {"err", reply_text(r)},
-                          {"refused", std::exchange(relays_refused_, 0)}});
-               refused_logged_at_ = now;
-             }
-             const std::set<std::string> rooms{room_id};
-             listener_->sessions_resync(&rooms);
-             return;
-           }
-           if (count_forwarded && !is_error(r)) metrics().messages_forwarded.inc();
-         });
+    publish_here(room_id, sender_session, *data, count_forwarded, std::move(envelope));
   });
+}
+
+void RedisBus::publish_here(const std::string& room_id, const std::string& sender_session,
+                            const std::string& data, bool count_forwarded, std::string envelope) {
+  const auto started = SteadyClock::now();
+  auto it = channels_.find(room_id);
+  if (sender_session.empty() && (it == channels_.end() || !it->second.resumable)) {
+    // `this` and one word (the start time, count_forwarded in its low bit): std::function keeps
+    // a callback that small inline instead of allocating one per message.
+    const auto tag = static_cast<uint64_t>(started.time_since_epoch().count()) << 1 |
+                     static_cast<uint64_t>(count_forwarded);
+    auto done = [this, tag](const redisReply* r) {
+      const SteadyClock::time_point at{SteadyClock::duration(static_cast<int64_t>(tag >> 1))};
+      record(RedisOp::kPublish, !is_error(r), at);
+      if ((tag & 1) != 0 && !is_error(r)) metrics().messages_forwarded.inc();
+    };
+    // A sender is a member, so its room is listened to: the channel's name and slot are kept.
+    if (it != channels_.end()) {
+      redis(it->second, {publish_, it->second.key, envelope}, std::move(done));
+    } else {
+      redis({publish_, keys_.room(room_id), envelope}, std::move(done));
+    }
+    return;
+  }
+  eval(kRelayScript,
+       {keys_.room_sessions(room_id), keys_.room(room_id),
+        sender_session.empty() ? keys_.room_sessions(room_id)
+                               : keys_.session(room_id, sender_session),
+        std::move(envelope), data,
+        sender_session.empty() ? std::string() : keys_.stored_sid(room_id, sender_session),
+        instance_id_, std::to_string(config_.resume_buffer_messages),
+        std::to_string(config_.resume_buffer_bytes),
+        std::to_string(std::chrono::milliseconds(kSessionTtl).count())},
+       3, RedisOp::kPublish,
+       [this, room_id, count_forwarded,
+        resumable_sender = !sender_session.empty()](const redisReply* r) {
+         if (r && r->type == REDIS_REPLY_INTEGER && r->integer < 0) {
+           // Its session was resumed elsewhere: the client re-sends it there.
+           log_.debug("Relay from a session resumed elsewhere not sent", {{"roomId", room_id}});
+           return;
+         }
+         if (r && r->type == REDIS_REPLY_ERROR && resumable_sender) {
+           // Refused with the connection up (a cluster slot split mid-migration past its
+           // retries, say): neither relayed nor counted as received. The room's resumable
+           // sessions here resume, and the sender's client re-sends from `received`. (A lost
+           // connection is a gap, which resyncs every session once Redis is back.)
+           // Logged at most once a second: while it lasts, every relay of the room is refused.
+           const auto now = SteadyClock::now();
+           ++relays_refused_;
+           if (!refused_logged_at_ || now - *refused_logged_at_ >= std::chrono::seconds(1)) {
+             log_.warn("Relay refused by Redis; resyncing the room's resumable sessions",
+                       {{"roomId", room_id},
+                        {"err", reply_text(r)},
+                        {"refused", std::exchange(relays_refused_, 0)}});
+             refused_logged_at_ = now;
+           }
+           const std::set<std::string> rooms{room_id};
+           listener_->sessions_resync(&rooms);
+           return;
+         }
+         if (count_forwarded && !is_error(r)) metrics().messages_forwarded.inc();
+       });
 }
 
 // ---- resumable sessions (bus loop) ----
@@ -1099,9 +1108,16 @@ void RedisBus::session_append(const SessionRef& s, const SharedText& text) {
 }
 
 void RedisBus::session_count(const SessionRef& s) {
-  asio::post(ioc_, [this, key = keys_.session(s.room_id, s.session_id)] {
+  // Run the way publish() runs (now on the bus loop, else posted): a sender's counted and
+  // relayed messages reach Redis in the order it sent them.
+  auto count = [this, key = keys_.session(s.room_id, s.session_id)] {
     eval(kSessionCountScript, {key, instance_id_}, 1, RedisOp::kSession, [](const redisReply*) {});
-  });
+  };
+  if (on_bus_loop()) {
+    count();
+  } else {
+    asio::post(ioc_, std::move(count));
+  }
 }
 
 void RedisBus::session_suspended(const SessionRef& s) {
