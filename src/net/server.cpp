@@ -255,6 +255,15 @@ template <class F>
 void Server::post_bounded(Target&& target, std::size_t bytes, F f) {
   Peer& peer = *target.peer;
   auto& ioc = loops_[target.loop]->ioc;
+  if (!target.numbered && ioc.get_executor().running_in_this_thread()) {
+    // Already on the socket's loop (the bus delivering to a session of loop 0, which it
+    // shares): delivered now, as send_from does, with nothing queued to bound. What reaches a
+    // plain session from other loops and the bus comes through here, so its order holds. Not
+    // for a resumable member: its resume and replay run in handlers posted to it, which a
+    // numbered relay must not overtake.
+    run_for(peer, f);
+    return;
+  }
   switch (peer.inbound.reserve(bytes, config_.backpressure_close_threshold_bytes)) {
     case InboundBudget::Reserve::kRefused:
       return;
