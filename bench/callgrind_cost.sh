@@ -2,7 +2,7 @@
 # Server CPU cost per relayed message, counted in instructions by callgrind (deterministic, so a
 # noisy machine does not blur it the way it blurs msg/s):
 #
-#   bench/callgrind_cost.sh [--redis | --cluster] [--query '?resume=1'] [--runs N] [--rooms R] [--window K]
+#   bench/callgrind_cost.sh [--redis | --cluster | --two] [--query '?resume=1'] [--runs N] [--rooms R] [--window K]
 #       [--settle S] [--messages M] [--max-measure T] [--out DIR] BENCH BIN...
 #
 # Each run: BIN under valgrind --tool=callgrind (THREADS=1, pinned to CPU 0), BENCH relay (and
@@ -16,6 +16,10 @@
 # whole messages only and no /metrics scrape: its Ir total / forwarded delta = Ir per message.
 # (A dump opens the interval, not callgrind_control -z: after -z, valgrind 3.19's next dump has
 # "totals:" above "summary:", by 0.7% in a trial; after a dump the two agree, as checked here.)
+# --two: the receiving side of two instances on one redis-server. BIN runs a second, plain
+# instance on CPU 1 that every room's sender joins; the peers under callgrind are the receivers,
+# so part 2 counts what an instance spends on messages published elsewhere (read from Redis and
+# delivered), per message the sending instance forwarded.
 # Runs are interleaved binary by binary; prints "BIN Ir/msg (Ir, messages)" per run, then the
 # median per binary. A run fails when BENCH reports anything lost, duplicated, reordered or
 # closed, or when BENCH ended before the measured interval did.
@@ -27,6 +31,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --redis) redis=1 ;;
     --cluster) redis=2 ;;
+    --two) redis=3 ;;
     --query) query="$2"; shift ;;
     --runs) runs="$2"; shift ;;
     --rooms) rooms="$2"; shift ;;
@@ -35,7 +40,7 @@ while [ $# -gt 0 ]; do
     --messages) messages="$2"; shift ;;
     --max-measure) maxmeasure="$2"; shift ;;
     --out) out="$2"; shift ;;
-    -h|--help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) echo "callgrind_cost.sh: unknown option $1" >&2; exit 2 ;;
     *) break ;;
   esac
@@ -51,14 +56,14 @@ done
 if [ -z "$out" ]; then work=$(mktemp -d); keep=0; else mkdir -p "$out"; work=$out; keep=1; fi
 results="$work/results.txt"; : >"$results"
 
-spid=""; bpid=""; rpid=""
+spid=""; bpid=""; rpid=""; apid=""
 stop_all() {
-  for p in $bpid $spid $rpid; do
+  for p in $bpid $spid $apid $rpid; do
     kill -CONT "$p" 2>/dev/null || true
     kill "$p" 2>/dev/null || true
   done
-  for p in $bpid $spid $rpid; do wait "$p" 2>/dev/null || true; done
-  spid=""; bpid=""; rpid=""
+  for p in $bpid $spid $apid $rpid; do wait "$p" 2>/dev/null || true; done
+  spid=""; bpid=""; rpid=""; apid=""
 }
 # Starts redis-server on CPU 1 on a free port, left in $rport; its pid joins rpid.
 start_redis() {
@@ -96,7 +101,7 @@ for round in $(seq "$runs"); do
   for bin in "$@"; do
     i=$((i + 1)); tag="bin$i.run$round"
     port=$(free_port); extra=()
-    if [ $redis = 1 ]; then
+    if [ $redis = 1 ] || [ $redis = 3 ]; then
       start_redis
       extra=(REDIS_URL="redis://127.0.0.1:$rport")
     elif [ $redis = 2 ]; then
@@ -120,8 +125,18 @@ for round in $(seq "$runs"); do
     spid=$!
     for _ in $(seq 600); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done
     curl -sf "http://127.0.0.1:$port/readyz" >/dev/null || { fail_run "$bin" "server not ready"; continue; }
+    # The senders' instance (--two): its forwarded counter counts the messages.
+    counted=$port; urls=(--url "ws://127.0.0.1:$port/$query")
+    if [ $redis = 3 ]; then
+      counted=$(free_port)
+      env "${lim[@]}" "${extra[@]}" THREADS=1 WS_PORT="$counted" LOG_LEVEL=warn \
+        taskset -c 1 "$bin" >"$work/$tag.sender.log" 2>&1 &
+      apid=$!
+      for _ in $(seq 100); do curl -sf "http://127.0.0.1:$counted/readyz" >/dev/null && break; sleep 0.1; done
+      urls=(--url "ws://127.0.0.1:$counted/$query" --url-b "ws://127.0.0.1:$port/$query")
+    fi
     # Long enough to outlast the settle, the two drains and the measured interval.
-    taskset -c 1 "$bench" relay --url "ws://127.0.0.1:$port/$query" --rooms "$rooms" --size 300 \
+    taskset -c 1 "$bench" relay "${urls[@]}" --rooms "$rooms" --size 300 \
       --rate 0 --window "$window" --warmup 2 --duration $((settle + maxmeasure + 15)) \
       >"$work/$tag.bench.json" 2>"$work/$tag.bench.log" &
     bpid=$!
@@ -129,7 +144,7 @@ for round in $(seq "$runs"); do
     grep -q "joined=$rooms " "$work/$tag.bench.log" || { fail_run "$bin" "rooms not joined"; continue; }
     sleep "$settle"
     kill -STOP "$bpid"; wait_idle "$spid"
-    c0=$(forwarded "$port")
+    c0=$(forwarded "$counted")
     callgrind_control -d "$spid" >/dev/null 2>&1   # part 1: start-up, joins, settle (dropped)
     kill -CONT "$bpid"
     r0=$(received "$work/$tag.bench.log"); t0=$SECONDS
@@ -139,11 +154,12 @@ for round in $(seq "$runs"); do
     done
     kill -STOP "$bpid"; wait_idle "$spid"
     callgrind_control -d "$spid" >/dev/null 2>&1   # part 2: the measured interval
-    c1=$(forwarded "$port"); sleep 1; c1b=$(forwarded "$port")
+    c1=$(forwarded "$counted"); sleep 1; c1b=$(forwarded "$counted")
     ended=0; grep -q '"mode"' "$work/$tag.bench.json" && ended=1
     kill -CONT "$bpid"
     brc=0; wait "$bpid" || brc=$?; bpid=""
     kill "$spid"; wait "$spid" 2>/dev/null || true; spid=""
+    if [ -n "$apid" ]; then kill "$apid"; wait "$apid" 2>/dev/null || true; apid=""; fi
     for p in $rpid; do kill "$p"; wait "$p" 2>/dev/null || true; done; rpid=""
     dumps=("$work"/cg."$tag".*.2); dump=${dumps[0]}
     [ -f "$dump" ] || { fail_run "$bin" "no callgrind dump"; continue; }
