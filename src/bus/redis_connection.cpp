@@ -55,6 +55,8 @@ void RedisConnection::connect() {
   out_.clear();
   reader_.reset();
   carried_ = 0;
+  last_read_ = 0;
+  last_read_filled_ = false;
   if (!locator_) {
     dial(gen);
     return;
@@ -231,14 +233,26 @@ void RedisConnection::flush() {
 void RedisConnection::read() {
   const unsigned gen = generation_;
   // A reply bigger than half the buffer doubles it (complete_reply_size bounds a reply), so that
-  // every read takes a good share of what is left of it; the buffer shrinks back once empty.
+  // every read takes a good share of what is left of it.
+  //
+  // A read that filled the buffer doubles it too, up to kBacklogReadBytes: Redis holds more for
+  // us. This connection gets one read per turn of a loop that also reads every client socket,
+  // and a subscriber hears each relay this instance publishes, so at full load the instance
+  // publishes more per turn than 16 KiB of them: the subscriber fell behind, and Redis cut it
+  // once its output buffer passed the pub/sub limit (client-output-buffer-limit, 32 MiB), every
+  // second or two at 190,000 msg/s, losing what other instances published meanwhile. A read of
+  // up to 1 MiB drains more than a turn publishes. The buffer shrinks back once a read leaves
+  // it mostly empty.
   if (carried_ > read_buffer_.size() / 2) {
     if (carried_ > static_cast<std::size_t>(kMaxReplyBytes)) {
       fail("a reply of over 512 MiB");
       return;
     }
     read_buffer_.resize(read_buffer_.size() * 2);
-  } else if (carried_ == 0 && read_buffer_.size() > kReadBufferBytes) {
+  } else if (last_read_filled_ && read_buffer_.size() < kBacklogReadBytes) {
+    read_buffer_.resize(read_buffer_.size() * 2);
+  } else if (carried_ == 0 && read_buffer_.size() > kReadBufferBytes &&
+             last_read_ < read_buffer_.size() / 4) {
     read_buffer_.resize(kReadBufferBytes);
     read_buffer_.shrink_to_fit();
   }
@@ -251,6 +265,8 @@ void RedisConnection::read() {
                                       : "read: " + ec.message());
           return;
         }
+        last_read_ = n;
+        last_read_filled_ = carried_ + n == read_buffer_.size();
         std::string_view in(read_buffer_.data(), carried_ + n);
         while (!in.empty() && gen == generation_) {
           // The relay path's replies are read in place; any other whole reply goes to hiredis

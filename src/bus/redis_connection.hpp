@@ -156,8 +156,12 @@ class RedisConnection {
   std::deque<Pending> pending_;  // replies owed, in order
   RespReader reader_;
   static constexpr std::size_t kReadBufferBytes = 16384;
+  // The most one read takes while Redis has more queued for us than a read held (see read()).
+  static constexpr std::size_t kBacklogReadBytes = 1 << 20;
   std::vector<char> read_buffer_ = std::vector<char>(kReadBufferBytes);  // grows (see read())
-  std::size_t carried_ = 0;  // the start of a reply, at the front of read_buffer_
+  std::size_t carried_ = 0;        // the start of a reply, at the front of read_buffer_
+  std::size_t last_read_ = 0;      // bytes the last read took
+  bool last_read_filled_ = false;  // ... and whether they filled the buffer
   std::chrono::steady_clock::time_point last_ping_{};
   std::chrono::steady_clock::time_point last_pong_{};
   std::string last_failure_;  // logged once per distinct failure while reconnecting

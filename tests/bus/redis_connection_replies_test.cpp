@@ -3,9 +3,11 @@
 // hiredis (bulk strings, arrays), and replies larger than the read buffer grow it.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/post.hpp>
+#include <functional>
 #include <future>
 #include <string>
 #include <thread>
@@ -128,6 +130,74 @@ TEST(RedisConnectionReplies, MessagesOfEverySizeArriveWholeAndInOrder) {
   for (int i = 0; i < kMessages; ++i) {
     ASSERT_EQ(received[i], payload(i)) << i;
   }
+}
+
+// A subscriber whose loop fell behind takes the backlog in reads larger than its 16 KiB buffer.
+// One read per turn of a busy loop drained 16 KiB a turn while the instance published more, so
+// Redis cut the subscriber at its pub/sub output limit. Here the loop is held while 4 MB queue
+// up, then a handler that re-posts itself counts what arrives between two of its runs: the loop
+// completes at most one read in between.
+TEST(RedisConnectionReplies, ASubscriberBehindTakesTheBacklogInLargerReads) {
+  auto redis = testing_support::RedisProcess::start();
+  ASSERT_TRUE(redis);
+  std::promise<void> subscribed;
+  int received = 0;  // on the subscriber's loop only
+  RedisConnection::Hooks hooks;
+  hooks.on_subscribed = [&subscribed](std::string_view channel) {
+    if (channel == "ch") subscribed.set_value();
+  };
+  hooks.on_message = [&received](std::string_view, std::string_view) { ++received; };
+  // What the subscriber's loop uses lives longer than the loop (declared before `sub`).
+  constexpr int kMessages = 10000;
+  std::vector<int> per_turn;  // messages read between two runs of `tick`
+  std::promise<void> all;
+  int seen = 0;
+  std::atomic<bool> abandoned{false};  // the test ended early: stop ticking, so the loop can end
+  std::function<void()> tick;
+  Running sub(redis->url(), RedisConnection::Mode::kSubscriber, hooks);
+  struct Abandon {
+    std::atomic<bool>& flag;
+    ~Abandon() { flag = true; }
+  } abandon_on_exit{abandoned};
+  ASSERT_TRUE(sub.wait_up());
+  boost::asio::post(sub.ioc, [&] { sub.conn->send({"SUBSCRIBE", "ch"}); });
+  ASSERT_EQ(subscribed.get_future().wait_for(5s), std::future_status::ready);
+
+  const std::string body(400, 'm');
+  tick = [&] {
+    per_turn.push_back(received - seen);
+    seen = received;
+    if (received >= kMessages) {
+      all.set_value();
+      return;
+    }
+    if (!abandoned) boost::asio::post(sub.ioc, tick);
+  };
+  std::promise<void> release;
+  auto released = release.get_future().share();
+  boost::asio::post(sub.ioc, [released] { released.wait(); });
+  boost::asio::post(sub.ioc, tick);
+
+  Running pub(redis->url(), RedisConnection::Mode::kCommand, {});
+  bool published = pub.wait_up();
+  std::atomic<int> delivered_to{0};
+  if (published) {
+    boost::asio::post(pub.ioc, [&] {
+      for (int i = 0; i < kMessages; ++i) {
+        pub.conn->command({"PUBLISH", "ch", body}, [&delivered_to](const redisReply* r) {
+          if (r && r->type == REDIS_REPLY_INTEGER) delivered_to += static_cast<int>(r->integer);
+        });
+      }
+    });
+    // Every PUBLISH answered: all of it is queued for the held subscriber.
+    published = testing_support::wait_until([&] { return delivered_to == kMessages; }, 10000ms);
+  }
+  release.set_value();
+  ASSERT_TRUE(published);
+  ASSERT_EQ(all.get_future().wait_for(30s), std::future_status::ready);
+  EXPECT_EQ(received, kMessages);
+  // A 16 KiB read holds 38 of these messages; the backlog must go faster than that.
+  EXPECT_GT(*std::max_element(per_turn.begin(), per_turn.end()), 4 * 16384 / 430);
 }
 
 }  // namespace
